@@ -1,0 +1,126 @@
+"""The model catalog: the Qwen3-Embedding GGUF files edge-embed knows by name.
+
+The catalog is data (``models/catalog.toml``, package data of ``edge_embed.models``), so
+adding a model or a quantization is an edit to one TOML file. Each entry also carries the
+architecture shape, because the GPU planner must size a model *before* it is downloaded
+(``edge-embed doctor`` on a fresh machine); once the file exists, ``modelfile`` reads the
+real shape from its header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from edge_embed.errors import EdgeEmbedError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+CATALOG_PACKAGE = "edge_embed.models"
+CATALOG_FILE = "catalog.toml"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One downloadable model: where it lives on the hub and what shape it has."""
+
+    name: str
+    description: str
+    repo: str
+    file: str
+    quant: str
+    approx_size_bytes: int
+    dims: int
+    min_dims: int
+    context: int
+    query_instruction: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ff: int
+
+    @property
+    def approx_size(self) -> str:
+        """The catalog size for people: "~2.5 GB" (the catalog's sizes are rounded)."""
+        return f"~{format_gb(self.approx_size_bytes)}"
+
+
+ENTRY_FIELDS = frozenset(f.name for f in fields(CatalogEntry))
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    default: str
+    entries: tuple[CatalogEntry, ...]
+
+
+def format_gb(n_bytes: int) -> str:
+    """Bytes as decimal gigabytes with one decimal, the unit the hub shows file sizes in."""
+    return f"{n_bytes / 1e9:.1f} GB"
+
+
+def load_catalog() -> list[CatalogEntry]:
+    """All catalog entries, in the order the TOML lists them (the order `models` prints)."""
+    return list(_read_catalog().entries)
+
+
+def find_entry(name: str) -> CatalogEntry | None:
+    """The entry called ``name`` (case-insensitive), or None; for callers that also accept paths."""
+    wanted = name.strip().lower()
+    return next((e for e in _read_catalog().entries if e.name.lower() == wanted), None)
+
+
+def get_entry(name: str) -> CatalogEntry:
+    """The entry called ``name``; an unknown name is a user error that lists the known ones."""
+    entry = find_entry(name)
+    if entry is None:
+        known = ", ".join(e.name for e in _read_catalog().entries)
+        raise EdgeEmbedError(f"unknown model {name!r}; known models: {known} (see `edge-embed models`)")
+    return entry
+
+
+@lru_cache(maxsize=1)
+def _read_catalog() -> _Catalog:
+    data = tomllib.loads(_catalog_text())
+    defaults = data.get("defaults", {})
+    entries = tuple(_entry_from_toml({**defaults, **raw}) for raw in data.get("model", []))
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise EdgeEmbedError(f"{CATALOG_FILE} lists a model name twice: {names}; reinstall edge-embed")
+    default = data.get("default")
+    if default not in names:
+        raise EdgeEmbedError(f"{CATALOG_FILE}: default model {default!r} is not in the catalog; reinstall edge-embed")
+    return _Catalog(default=default, entries=entries)
+
+
+def _catalog_text() -> str:
+    """The shipped catalog.toml.
+
+    Installed, it is package data of ``edge_embed.models``; in a source checkout that was
+    never installed, ``models/`` sits next to the ``edge_embed`` package directory.
+    """
+    try:
+        return resources.files(CATALOG_PACKAGE).joinpath(CATALOG_FILE).read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        return (Path(__file__).resolve().parent.parent / "models" / CATALOG_FILE).read_text(encoding="utf-8")
+
+
+def _entry_from_toml(raw: dict) -> CatalogEntry:
+    """Build an entry, naming the model and the keys when the TOML does not match the dataclass."""
+    missing = sorted(ENTRY_FIELDS - raw.keys())
+    unknown = sorted(raw.keys() - ENTRY_FIELDS)
+    if missing or unknown:
+        raise EdgeEmbedError(
+            f"{CATALOG_FILE}: model {raw.get('name', '?')!r} has missing keys {missing} / unknown keys {unknown}"
+        )
+    return CatalogEntry(**raw)
+
+
+DEFAULT_MODEL: str = _read_catalog().default

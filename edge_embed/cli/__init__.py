@@ -1,0 +1,73 @@
+"""The ``edge-embed`` command: a thin click layer over the library.
+
+Each command family lives in its own module and is imported only when used, so
+``edge-embed --help`` stays fast (llama.cpp is imported by the commands that embed).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edge_embed import __version__
+from edge_embed.errors import EdgeEmbedError
+
+COMMANDS = {
+    "embed": "edge_embed.cli.embed:embed",
+    "index": "edge_embed.cli.index:index",
+    "query": "edge_embed.cli.query:query",
+    "status": "edge_embed.cli.index:status",
+    "remove": "edge_embed.cli.index:remove",
+    "config": "edge_embed.cli.index:config",
+    "models": "edge_embed.cli.models:models",
+    "pull": "edge_embed.cli.models:pull",
+    "doctor": "edge_embed.cli.doctor:doctor",
+}
+
+
+class UserError(click.ClickException):
+    """A one-line error for the user; exit status 2, like grep's 'trouble'."""
+
+    exit_code = 2
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module on first use and turns EdgeEmbedError into UserError."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeEmbedError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-embed")
+def cli() -> None:
+    """Private, offline semantic search over your files.
+
+    Embeddings come from a Qwen3-Embedding GGUF model run locally by llama.cpp (on your
+    NVIDIA GPU when there is one, on the CPU otherwise); the index is ONE SQLite file.
+
+    \b
+    First steps:
+      edge-embed doctor                  what hardware was found, how the model will run
+      edge-embed pull                    download the default model (once)
+      edge-embed index ~/notes           chunk, embed and store a folder (incremental)
+      edge-embed query "rotate API keys" hybrid semantic + keyword search
+    """
+
+
+def main() -> None:
+    cli(prog_name="edge-embed")

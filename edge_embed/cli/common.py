@@ -1,0 +1,52 @@
+"""Pieces several commands share: the --db option, opening an index, its embedder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.paths import default_db_path
+
+
+def db_option(command):
+    """``--db PATH`` (env EDGE_EMBED_DB; default: index.db in the user's data directory)."""
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="The index file. Default: $EDGE_EMBED_DB, else index.db in your data "
+        f"directory ({default_db_path()}).",
+    )(command)
+
+
+def resolve_db(db: Path | None) -> Path:
+    return (db or default_db_path()).expanduser().resolve()
+
+
+def open_existing_index(db: Path | None):
+    """Open an index that must already exist (query, status, remove)."""
+    from edge_embed.store import Store
+
+    path = resolve_db(db)
+    if not path.exists():
+        raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
+    return Store.open(path, create=False)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes through click so CliRunner and NO_COLOR-aware terminals see it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def warnings_to_stderr(quiet: bool = False) -> None:
+    """Library warnings (truncated inputs, lossy decoding) as 'warning: ...' on stderr."""
+    logger = logging.getLogger("edge_embed")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger.propagate = False

@@ -1,0 +1,75 @@
+"""``edge-embed embed``: print embeddings as JSON (for scripts, checks and curiosity)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.errors import EdgeEmbedError
+
+PROMPT_FORMATS = {"auto": None, "qwen3": True, "plain": False}
+
+
+@click.command()
+@click.argument("texts", nargs=-1)
+@click.option("--query", "-q", "as_query", is_flag=True,
+              help="Embed as search queries (Qwen3: 'Instruct: {task}\\nQuery:{text}'). "
+                   "Without it, texts are embedded as documents.")
+@click.option("--instruct", metavar="TASK",
+              help="The task sentence of the query instruction (implies --query).")
+@click.option("--dims", type=int, metavar="N",
+              help="Matryoshka dimension: keep the first N components, re-normalised (32..native).")
+@click.option("--jsonl", is_flag=True, help="One JSON object per input and line, with its text.")
+@click.option("--prompt-format", type=click.Choice(list(PROMPT_FORMATS)), default="auto",
+              show_default=True,
+              help="qwen3: EOS always appended and queries get the instruction; plain: the "
+                   "model's own special tokens only; auto: qwen3 for Qwen3 embedding models.")
+@runtime_options
+def embed(texts, as_query, instruct, dims, jsonl, prompt_format, **runtime) -> None:
+    """Embed TEXTS (or lines of stdin) and print L2-normalised vectors as JSON.
+
+    \b
+    Examples:
+      edge-embed embed "hello world"
+      edge-embed embed --query "how do I rotate the API keys?"
+      edge-embed embed --dims 256 --jsonl < sentences.txt
+      edge-embed embed --model ./bge-small-en-v1.5-q8_0.gguf "any GGUF embedding model"
+
+    The default output is a JSON array with one vector per input.
+    """
+    from edge_embed.runtime.loader import load_embedder
+
+    inputs = list(texts) or read_stdin_lines()
+    check_texts(inputs)
+    embedder = load_embedder(
+        runtime.pop("model"),
+        settings_from_options(**runtime),
+        qwen3_format=PROMPT_FORMATS[prompt_format],
+    )
+    if as_query or instruct:
+        vectors = embedder.embed_queries(inputs, instruct=instruct, dims=dims)
+    else:
+        vectors = embedder.embed_documents(inputs, dims=dims)
+    if jsonl:
+        for i, (text, vector) in enumerate(zip(inputs, vectors)):
+            click.echo(json.dumps({"index": i, "text": text, "embedding": vector.tolist()}, ensure_ascii=False))
+    else:
+        click.echo(json.dumps([vector.tolist() for vector in vectors]))
+
+
+def read_stdin_lines() -> list[str]:
+    """Non-blank lines of stdin; refuses to wait on an interactive terminal."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise EdgeEmbedError("give TEXT arguments or pipe lines on stdin (see edge-embed embed --help)")
+    return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+
+
+def check_texts(texts: list[str]) -> None:
+    if not texts:
+        raise EdgeEmbedError("nothing to embed: stdin had no non-blank lines")
+    for i, text in enumerate(texts, 1):
+        if not text.strip():
+            raise EdgeEmbedError(f"text {i} is empty: nothing to embed")

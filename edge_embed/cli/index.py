@@ -1,0 +1,309 @@
+"""``edge-embed index``, ``status``, ``remove`` and ``config``: build and manage the index."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
+from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP
+
+# Skips that are expected and only counted; every other reason gets a warning line.
+QUIET_SKIPS = frozenset({"binary"})
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@db_option
+@click.option("--rebuild", is_flag=True, help="Forget everything in the index and start over (needed to change model, --dims or chunking).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index files matching GLOB (gitignore syntax; repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (gitignore syntax; repeatable).")
+@click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
+@click.option("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE, show_default=True, metavar="BYTES", help="Skip larger files (with a note).")
+@click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {DEFAULT_CHUNK_TOKENS}].")
+@click.option("--overlap", type=click.IntRange(0, 16384), default=None, metavar="N", help=f"Tokens shared by consecutive chunks of a section [new index: {DEFAULT_OVERLAP}].")
+@click.option("--dims", type=int, default=None, metavar="N", help="Store Matryoshka-truncated vectors of N dimensions (32..native) [new index: native].")
+@click.option("--instruct", metavar="TASK", help="Default query task for this index (see `edge-embed config`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress display and no warnings; just the summary.")
+@runtime_options
+def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, **runtime):
+    """Index the text files under PATHS into one SQLite file (incremental).
+
+    Files are split into chunks of the model's own tokens (at Markdown/rst/Org headings,
+    paragraphs, code definitions), embedded by the local model, and stored with a keyword
+    index beside the vectors. Run it again and only what changed is embedded; deleted
+    files disappear. Interrupt it at any time: what was written stays consistent and the
+    next run finishes the job.
+
+    \b
+    Examples:
+      edge-embed index ~/notes                   # default model, default index file
+      edge-embed index ~/notes ~/code/app        # several folders in one index
+      edge-embed index . --exclude '*.min.js' --db project.db
+      edge-embed index ~/notes --model qwen3-embedding-0.6b --rebuild
+
+    Ignored: .gitignore and .edgeembedignore rules, hidden and VCS folders, node_modules,
+    virtualenvs and build output, binary files, files over --max-file-size.
+    """
+    from edge_embed.indexer import IndexOptions, Indexer
+    from edge_embed.runtime.loader import load_embedder
+    from edge_embed.store import Store
+
+    warnings_to_stderr(quiet)
+    db_path = resolve_db(db)
+    store = Store.open(db_path)
+    with store, store.writer_lock():
+        if rebuild:
+            store.reset()
+        existing = store.settings()
+        model = runtime.pop("model") or (existing.model_label if existing else None)
+        embedder = load_embedder_or_offer_pull(load_embedder, model, settings_from_options(**runtime), quiet)
+        options = IndexOptions(
+            include=include,
+            exclude=exclude,
+            hidden=hidden,
+            max_file_size=max_file_size,
+            chunk_tokens=chunk_tokens or (existing.chunk_tokens if existing else DEFAULT_CHUNK_TOKENS),
+            overlap=overlap if overlap is not None else (existing.overlap if existing else DEFAULT_OVERLAP),
+            dims=dims or (existing.dims if existing else None),
+            instruction=instruct or (existing.instruction if existing else None),
+        )
+        progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
+        indexer = Indexer(store, embedder, options, progress=progress)
+        with stop_on_sigint(indexer.stop, quiet):
+            summary = indexer.run(list(paths))
+        progress.close()
+    if as_json:
+        click.echo(json.dumps({"db": str(db_path), **summary.to_dict()}, indent=2))
+    else:
+        click.echo(format_summary(summary, db_path), err=False)
+    if summary.interrupted:
+        sys.exit(130)
+
+
+def load_embedder_or_offer_pull(load_embedder, model, runtime_settings, quiet):
+    """A missing catalog model: on a terminal, offer to download it; else say how."""
+    try:
+        return load_embedder(model, runtime_settings)
+    except ModelNotFound:
+        if quiet or not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+        from edge_embed.catalog import get_entry
+        from edge_embed.download import pull, resolve_model_name
+
+        name = resolve_model_name(model)
+        entry = get_entry(name)
+        size_gb = entry.size / 1e9
+        if not click.confirm(f"{name} is not downloaded (about {size_gb:.1f} GB). Download it now?", err=True):
+            raise
+        pull(entry, progress=True)
+        return load_embedder(model, runtime_settings)
+
+
+@contextmanager
+def stop_on_sigint(stop: threading.Event, quiet: bool):
+    """First Ctrl-C: finish the current batch, commit, summarise. Second: abort now."""
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if not quiet:
+            click.echo("\ninterrupted: finishing the current batch (Ctrl-C again to abort)", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class WarningsOnly:
+    """Not a terminal (or --quiet): no progress line, a warning per unusual skip."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def root_started(self, root: Path, total_files: int) -> None:
+        pass
+
+    def file_done(self, relpath: str) -> None:
+        pass
+
+    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
+        pass
+
+    def skipped(self, relpath: str, reason: str, detail: str) -> None:
+        if not self.quiet and reason not in QUIET_SKIPS:
+            self.warn(f"skipped {relpath}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def warn(self, message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    def close(self) -> None:
+        pass
+
+
+class TtyProgress(WarningsOnly):
+    """One redrawn status line on stderr: files done/total, chunks, tokens/s, ETA."""
+
+    REDRAW_S = 0.2
+
+    def __init__(self) -> None:
+        super().__init__(quiet=False)
+        self.root = ""
+        self.total = self.done = self.texts = self.tokens = 0
+        self.embed_s = 0.0
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def root_started(self, root: Path, total_files: int) -> None:
+        self.root, self.total, self.done = str(root), total_files, 0
+        self.started = time.monotonic()
+        self.draw(force=True)
+
+    def file_done(self, relpath: str) -> None:
+        self.done += 1
+        self.draw()
+
+    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
+        self.texts += texts
+        self.tokens += tokens
+        self.embed_s += seconds
+        self.draw(force=True)
+
+    def warn(self, message: str) -> None:
+        self.clear()
+        super().warn(message)
+        self.draw(force=True)
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_draw < self.REDRAW_S:
+            return
+        self.last_draw = now
+        rate = f"{self.tokens / self.embed_s:,.0f} tok/s" if self.embed_s else "- tok/s"
+        eta = format_eta((now - self.started) / self.done * (self.total - self.done)) if self.done else "?"
+        line = f"{self.root}: files {self.done}/{self.total} · chunks embedded {self.texts} · {rate} · ETA {eta}"
+        click.echo(f"\r\x1b[2K{line}", err=True, nl=False)
+
+    def clear(self) -> None:
+        click.echo("\r\x1b[2K", err=True, nl=False)
+
+    def close(self) -> None:
+        self.clear()
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def format_summary(summary, db_path: Path) -> str:
+    skipped = sum(summary.skipped.values())
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.skipped.items()))
+    rate = summary.tokens_embedded / summary.elapsed_s if summary.elapsed_s else 0.0
+    lines = [
+        f"{'Interrupted' if summary.interrupted else 'Indexed'} {', '.join(summary.roots)} into {db_path}",
+        f"  files:  {summary.indexed} indexed, {summary.unchanged} unchanged, {summary.removed} removed, "
+        f"{skipped} skipped" + (f" ({reasons})" if reasons else "") + f", {summary.failed} failed"
+        + (f", {summary.lossy} decoded with replacement characters" if summary.lossy else ""),
+        f"  chunks: {summary.chunks_added} written, {summary.chunks_removed} removed, "
+        f"{summary.chunks_reused} reused without embedding",
+        f"  embedded {summary.texts_embedded} texts, {summary.tokens_embedded:,} tokens in {summary.elapsed_s:.1f}s"
+        + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
+    ]
+    if summary.interrupted:
+        lines.append("  run the same command again to finish: finished files are kept")
+    return "\n".join(lines)
+
+
+@click.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(db, as_json):
+    """Show what an index holds: folders, files, chunks, model, settings, size."""
+    with open_existing_index(db) as store:
+        stats = store.stats()
+        roots = store.roots()
+    if as_json:
+        click.echo(json.dumps({**stats, "roots": [root_dict(r) for r in roots]}, indent=2, default=str))
+        return
+    for line in format_status(stats, roots):
+        click.echo(line)
+
+
+def root_dict(root) -> dict:
+    return {"path": root.path, "files": root.files, "chunks": root.chunks, "last_indexed_at": root.last_indexed_at}
+
+
+def format_status(stats: dict, roots) -> list[str]:
+    settings = stats.get("settings") or {}
+    lines = [
+        f"index:    {stats['path']} ({stats['db_bytes'] / 1e6:.1f} MB)",
+        f"model:    {settings.get('model_label', '-')} (dims {settings.get('dims', '-')})",
+        f"chunking: {settings.get('chunk_tokens', '-')} tokens, overlap {settings.get('overlap', '-')}",
+        f"query task: {settings.get('instruction') or '(default)'}",
+        f"totals:   {stats['files']} files, {stats['chunks']} chunks",
+        "folders:" if roots else "folders:  none yet (edge-embed index FOLDER)",
+    ]
+    for root in roots:
+        when = format_time(root.last_indexed_at)
+        lines.append(f"  {root.path}  {root.files} files, {root.chunks} chunks, last indexed {when}")
+    return lines
+
+
+def format_time(timestamp) -> str:
+    if not timestamp:
+        return "never (interrupted?)"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(timestamp)))
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@db_option
+def remove(path, db):
+    """Forget an indexed folder (PATH as given to `index`) and all its chunks."""
+    absolute = str(path.expanduser().resolve())
+    with open_existing_index(db) as store, store.writer_lock():
+        if not store.remove_root(absolute):
+            known = ", ".join(root.path for root in store.roots()) or "none"
+            raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
+    click.echo(f"removed {absolute}")
+
+
+@click.command()
+@db_option
+@click.option("--instruct", metavar="TASK", help="Set the default query task of this index.")
+@click.option("--reset-instruct", is_flag=True, help="Go back to the model's default query task.")
+def config(db, instruct, reset_instruct):
+    """Show or change per-index query settings.
+
+    \b
+    Example: a code index answers better with a code-search task:
+      edge-embed config --instruct "Given a question about code, retrieve the code that answers it"
+    """
+    if instruct is not None and not instruct.strip():
+        raise EdgeEmbedError("--instruct needs a non-empty task sentence")
+    with open_existing_index(db) as store:
+        if instruct or reset_instruct:
+            with store.writer_lock():
+                store.set_instruction(None if reset_instruct else instruct)
+        settings = store.settings()
+    click.echo(f"model: {settings.model_label}")
+    click.echo(f"query task: {settings.instruction or '(default) Given a web search query, retrieve relevant passages that answer the query'}")

@@ -1,0 +1,22 @@
+"""Errors a user can act on.
+
+Every failure the user can fix (a missing model, a bad file, a wrong option) is raised as
+an ``EdgeEmbedError`` whose message is one line that says what is wrong and what to do.
+The CLI prints it as ``Error: ...`` and exits with status 2, never with a traceback.
+"""
+
+
+class EdgeEmbedError(Exception):
+    """A failure with a one-line, user-facing explanation."""
+
+
+class ModelFileError(EdgeEmbedError):
+    """A model file is missing, is not a GGUF, or is truncated/corrupt."""
+
+
+class ModelNotFound(EdgeEmbedError):
+    """A catalog model is not downloaded yet (the message names the `pull` command)."""
+
+
+class IndexMismatch(EdgeEmbedError):
+    """An index was built with another model, dimension or chunking."""

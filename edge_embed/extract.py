@@ -1,0 +1,212 @@
+"""What kind of text a file holds, and the text worth embedding from it.
+
+The kind tells the chunker where a file's natural boundaries are (Markdown headings,
+code definitions, data records). Every kind except HTML is indexed as its source text:
+Markdown, reStructuredText, Org and code read well as they are, and their markup helps
+keyword search. HTML is the exception: its tags, scripts and styles would drown the
+words a reader sees, so it is reduced to visible text with the stdlib parser.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+
+KINDS = ("markdown", "rst", "org", "html", "code", "data", "text")
+
+_MARKUP_KINDS = {
+    ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".mkd": "markdown", ".mdx": "markdown",
+    ".rst": "rst", ".rest": "rst",
+    ".org": "org",
+    ".html": "html", ".htm": "html", ".xhtml": "html",
+}
+
+_DATA_SUFFIXES = frozenset({
+    ".json", ".jsonl", ".ndjson", ".geojson", ".ipynb",
+    ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".properties", ".env",
+    ".csv", ".tsv", ".xml", ".svg", ".plist",
+})
+
+_LANGUAGES_BY_SUFFIX = {
+    ".py": "python", ".pyi": "python", ".pyw": "python",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c", ".h": "c",
+    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp", ".hh": "cpp", ".hpp": "cpp", ".hxx": "cpp",
+    ".cu": "cuda", ".cuh": "cuda",
+    ".java": "java",
+    ".kt": "kotlin", ".kts": "kotlin",
+    ".scala": "scala",
+    ".groovy": "groovy", ".gradle": "groovy",
+    ".rb": "ruby",
+    ".php": "php",
+    ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".ksh": "shell",
+    ".fish": "fish",
+    ".ps1": "powershell", ".psm1": "powershell",
+    ".bat": "batch", ".cmd": "batch",
+    ".cs": "csharp",
+    ".fs": "fsharp", ".fsx": "fsharp",
+    ".vb": "vbnet",
+    ".swift": "swift",
+    ".mm": "objective-c",
+    ".dart": "dart",
+    ".lua": "lua",
+    ".pl": "perl", ".pm": "perl",
+    ".r": "r",
+    ".jl": "julia",
+    ".hs": "haskell",
+    ".ml": "ocaml", ".mli": "ocaml",
+    ".ex": "elixir", ".exs": "elixir",
+    ".erl": "erlang", ".hrl": "erlang",
+    ".clj": "clojure", ".cljs": "clojure", ".edn": "clojure",
+    ".el": "elisp",
+    ".zig": "zig",
+    ".nim": "nim",
+    ".sql": "sql",
+    ".proto": "protobuf",
+    ".graphql": "graphql", ".gql": "graphql",
+    ".css": "css", ".scss": "scss", ".sass": "sass", ".less": "less",
+    ".vue": "vue", ".svelte": "svelte",
+    ".tf": "terraform", ".hcl": "hcl",
+    ".cmake": "cmake",
+    ".mk": "make",
+    ".dockerfile": "dockerfile",
+    ".nix": "nix",
+}
+
+_LANGUAGES_BY_NAME = {
+    "Makefile": "make", "makefile": "make", "GNUmakefile": "make",
+    "Dockerfile": "dockerfile", "Containerfile": "dockerfile",
+    "CMakeLists.txt": "cmake",
+    "Rakefile": "ruby", "Gemfile": "ruby", "Vagrantfile": "ruby",
+    "Jenkinsfile": "groovy",
+    "BUILD": "starlark", "BUILD.bazel": "starlark", "WORKSPACE": "starlark",
+    "Justfile": "just", "justfile": "just",
+}
+
+
+def language(relpath: str) -> str | None:
+    """The programming language of a code file, by well-known name or extension."""
+    path = PurePosixPath(relpath)
+    by_name = _LANGUAGES_BY_NAME.get(path.name)
+    if by_name is not None:
+        return by_name
+    return _LANGUAGES_BY_SUFFIX.get(path.suffix.lower())
+
+
+def file_kind(relpath: str) -> str:
+    """One of ``KINDS``; anything unrecognised is "text" (any non-binary file is indexed)."""
+    suffix = PurePosixPath(relpath).suffix.lower()
+    if suffix in _MARKUP_KINDS:
+        return _MARKUP_KINDS[suffix]
+    if language(relpath) is not None:
+        return "code"
+    if suffix in _DATA_SUFFIXES:
+        return "data"
+    return "text"
+
+
+def to_text(relpath: str, raw_text: str) -> tuple[str, str]:
+    """The text to index for a file and its kind: visible text for HTML, the source otherwise."""
+    kind = file_kind(relpath)
+    if kind == "html":
+        return html_to_text(raw_text), kind
+    return raw_text, kind
+
+
+def html_to_text(html: str) -> str:
+    """What a reader sees: no scripts, styles or comments; blocks on their own lines."""
+    parser = _VisibleTextParser()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+_HIDDEN_ELEMENTS = frozenset({"script", "style", "noscript", "template"})
+# Blocks that read as paragraphs get a blank line around them (the chunker splits there);
+# smaller blocks just start a new line.
+_PARAGRAPH_ELEMENTS = frozenset({
+    "address", "article", "aside", "blockquote", "details", "dl", "fieldset", "figure",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "main",
+    "nav", "ol", "p", "pre", "section", "table", "title", "ul",
+})
+_LINE_ELEMENTS = frozenset({
+    "caption", "dd", "div", "dt", "figcaption", "legend", "li", "option", "summary", "tr",
+})
+_VOID_LINE_ELEMENTS = frozenset({"br", "hr"})  # no end tag: each start tag is one break
+_CELL_ELEMENTS = frozenset({"td", "th"})
+_WHITESPACE = re.compile(r"\s+")
+_BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+
+
+class _VisibleTextParser(HTMLParser):
+    """Collects visible text; entities are decoded by the parser (``convert_charrefs``).
+
+    Breaks are held back until the next text arrives, so an element's end and the next
+    one's start make one break, not two, and the output never starts with one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._parts: list[str] = []
+        self._pending_newlines = 0
+        self._hidden_depth = 0
+        self._pre_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden_depth += 1
+        elif not self._hidden_depth:
+            self._break_around(tag, is_start=True)
+            if tag == "pre":
+                self._pre_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_ELEMENTS:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+        elif not self._hidden_depth:
+            if tag == "pre":
+                self._pre_depth = max(0, self._pre_depth - 1)
+            self._break_around(tag, is_start=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """``<br/>`` is one break, and a self-closed ``<script/>`` hides nothing after it."""
+        if tag not in _HIDDEN_ELEMENTS:
+            self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden_depth:
+            return
+        if self._pre_depth:
+            self._append(data)
+            return
+        text = _WHITESPACE.sub(" ", data)
+        if self._pending_newlines or not self._parts or self._parts[-1].endswith(" "):
+            text = text.lstrip(" ")
+        self._append(text)
+
+    def text(self) -> str:
+        lines = "".join(self._parts).split("\n")
+        joined = "\n".join(line.rstrip() for line in lines)
+        return _BLANK_LINE_RUNS.sub("\n\n", joined).strip("\n")
+
+    def _break_around(self, tag: str, *, is_start: bool) -> None:
+        if tag in _PARAGRAPH_ELEMENTS:
+            self._pending_newlines = 2
+        elif is_start and tag in _VOID_LINE_ELEMENTS:  # <br><br> reads as a paragraph break
+            self._pending_newlines = min(2, self._pending_newlines + 1)
+        elif tag in _LINE_ELEMENTS:
+            self._pending_newlines = max(self._pending_newlines, 1)
+        elif is_start and tag in _CELL_ELEMENTS and self._parts and not self._pending_newlines:
+            self._append(" ")
+
+    def _append(self, text: str) -> None:
+        if not text:
+            return
+        if self._pending_newlines and self._parts:
+            self._parts.append("\n" * self._pending_newlines)
+        self._pending_newlines = 0
+        self._parts.append(text)

@@ -1,0 +1,431 @@
+"""Finding the files to index under a root, and reading them as text.
+
+This is the first stage of ``edge-embed index``. It has to survive whatever a real
+home or project folder holds: ignore files at every level, symlinks (including loops
+and dangling ones), FIFOs and devices, unreadable folders, binaries, odd encodings and
+files that change while we look at them. None of those stop the walk: each one becomes
+a ``Skip`` that the caller reports, and the walk goes on.
+
+``discover`` only stats; it never opens a file (opening a FIFO would block). ``read_file``
+opens each file once, non-blocking, and checks that it is still the file ``discover``
+saw before trusting its bytes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from edge_embed import extract
+
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+"""Larger files are skipped as "too-large": they are logs, dumps or data, not prose or code."""
+
+IGNORE_FILE_NAMES = (".gitignore", ".edgeembedignore")
+"""Read in every folder, in this order, so ``.edgeembedignore`` can override ``.gitignore``
+(``!pattern`` re-includes what git ignores; other patterns ignore more)."""
+
+VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr"})
+"""Version-control metadata, skipped always, even with ``hidden=True`` (``.git`` may be a file)."""
+
+GENERATED_DIR_NAMES = frozenset({
+    # dependencies
+    "node_modules", "bower_components", ".venv", "venv", ".eggs",
+    # caches
+    "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox",
+    ".gradle", ".terraform",
+    # build output
+    "dist", "build", "target", ".next", ".nuxt",
+    # editor state
+    ".idea",
+})
+"""Folders that are always skipped, wherever they are: they hold installed dependencies,
+caches, build output or editor state: large, generated, and noise in search results."""
+
+SKIP_REASONS = frozenset({
+    "binary",                 # NUL bytes or mostly control characters
+    "too-large",              # over max_file_size
+    "unreadable",             # permission denied or an I/O error
+    "symlink-loop",           # a folder symlink back to a folder on the current path, or ELOOP
+    "broken-symlink",         # the link target does not exist
+    "not-a-regular-file",     # FIFO, socket or device: never opened
+    "vanished",               # deleted between listing and reading
+    "changed-while-reading",  # size or mtime differs from what discover saw
+    "undecodable-name",       # a name that is not valid UTF-8, which the index cannot store
+})
+
+BINARY_SNIFF_BYTES = 8192
+"""How much of a file's start the binary test looks at, like git and grep do."""
+
+MAX_CONTROL_CHAR_SHARE = 0.05
+"""Text has almost no control characters besides whitespace; random bytes have ~10%."""
+
+_TEXT_CONTROL_CHARS = frozenset("\t\n\r\f\v\b\x1b")
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with the UTF-16 one
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    """A regular file that passed the ignore rules, as ``discover`` saw it."""
+
+    path: Path  # absolute, through any symlinks (not resolved)
+    relpath: str  # POSIX, relative to the root
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Something that was not indexed, and why; the caller reports it."""
+
+    relpath: str
+    reason: str  # one of SKIP_REASONS
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in SKIP_REASONS:
+            raise ValueError(f"unknown skip reason {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    """A file's text, ready for chunking."""
+
+    text: str  # newlines normalised to "\n"; HTML already turned into visible text
+    content_hash: str  # sha256 hex of the raw bytes: tells the indexer what changed
+    encoding: str  # the Python codec used
+    lossy: bool  # invalid bytes were replaced with U+FFFD
+    kind: str  # extract.file_kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One directory entry, with its type decided once (following symlinks)."""
+
+    name: str
+    path: str
+    is_dir: bool
+    is_symlink: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _IgnoreLayer:
+    """The ignore patterns of one folder; they match paths relative to that folder."""
+
+    prefix: str  # the folder's relpath + "/", or "" for the root
+    spec: GitIgnoreSpec
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A folder being walked: its remaining entries and the ignore rules in force."""
+
+    relprefix: str
+    key: tuple[int, int]
+    entries: Iterator[_Entry]
+    layers: tuple[_IgnoreLayer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    """The rules that silently leave a path out, apart from ignore files."""
+
+    hidden: bool
+    include: GitIgnoreSpec | None
+    exclude: GitIgnoreSpec | None
+
+    def drops_by_name(self, entry: _Entry) -> bool:
+        """VCS metadata, generated folders and (unless asked for) hidden names."""
+        if entry.name in VCS_NAMES or (entry.is_dir and entry.name in GENERATED_DIR_NAMES):
+            return True
+        return not self.hidden and entry.name.startswith(".")
+
+    def excludes(self, match_path: str) -> bool:
+        return self.exclude is not None and self.exclude.match_file(match_path)
+
+    def leaves_out_file(self, relpath: str) -> bool:
+        """``include`` narrows files only: folders are always walked to find matches inside."""
+        return self.include is not None and not self.include.match_file(relpath)
+
+
+def discover(
+    root: Path | str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hidden: bool = False,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+) -> Iterator[FoundFile | Skip]:
+    """Walk ``root`` and yield every file to index, or a ``Skip`` saying why not.
+
+    Order is deterministic: relpaths come out sorted (by code point). Ignored paths
+    (ignore files, ``exclude``, not matching ``include``, hidden, VCS and generated
+    folders) are left out silently. ``include``/``exclude`` are gitignore-style patterns
+    matched against the relpath; ``exclude`` also prunes folders. Ignore files are read
+    from the root downwards, never from above it.
+
+    The root itself must be a readable folder: its problems raise ``OSError`` at once
+    (the user named it), while problems below it become ``Skip``s. The walk is lazy and
+    holds only the listings of the folders on the current path.
+    """
+    root_path = Path(os.path.abspath(root))
+    root_stat = os.stat(root_path)
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
+    filters = _Filters(hidden, _compile(include), _compile(exclude))
+    walker = _Walker(root_path, filters, max_file_size)
+    walker.enter_root(_dir_key(root_stat))
+    return walker.walk()
+
+
+class _Walker:
+    """A depth-first walk with an explicit stack, so deep trees cannot hit the recursion limit."""
+
+    def __init__(self, root: Path, filters: _Filters, max_file_size: int) -> None:
+        self._root = root
+        self._filters = filters
+        self._max_file_size = max_file_size
+        self._stack: list[_Frame] = []
+        self._on_path: dict[tuple[int, int], str] = {}  # folder identity -> its relpath
+        self._pending: list[Skip] = []
+
+    def enter_root(self, key: tuple[int, int]) -> None:
+        """List the root eagerly so that an unreadable root raises in ``discover``."""
+        self._push(str(self._root), "", key, ())
+
+    def walk(self) -> Iterator[FoundFile | Skip]:
+        while self._stack:
+            yield from self._pending  # problems met while entering the folder on top
+            self._pending.clear()
+            frame = self._stack[-1]
+            entry = next(frame.entries, None)
+            if entry is None:
+                self._pop()
+                continue
+            relpath = frame.relprefix + entry.name
+            if self._is_left_out(frame, entry, relpath):
+                continue
+            if not _is_storable(relpath):
+                yield Skip(_printable(relpath), "undecodable-name", "the name is not valid UTF-8")
+            elif entry.is_dir:
+                skip = self._enter_dir(frame, entry, relpath)
+                if skip is not None:
+                    yield skip
+            else:
+                yield self._visit_file(entry, relpath)
+
+    def _is_left_out(self, frame: _Frame, entry: _Entry, relpath: str) -> bool:
+        if self._filters.drops_by_name(entry):
+            return True
+        match_path = relpath + "/" if entry.is_dir else relpath
+        if self._filters.excludes(match_path) or _ignored_by_layers(frame.layers, match_path):
+            return True
+        return not entry.is_dir and self._filters.leaves_out_file(relpath)
+
+    def _enter_dir(self, frame: _Frame, entry: _Entry, relpath: str) -> Skip | None:
+        try:
+            st = os.stat(entry.path)
+            key = _dir_key(st)
+            if key in self._on_path:
+                target = self._on_path[key] or "the root"
+                return Skip(relpath, "symlink-loop", f"links back to {target}")
+            self._push(entry.path, relpath + "/", key, frame.layers)
+        except OSError as exc:
+            return _skip_for_os_error(relpath, exc, is_symlink=entry.is_symlink)
+        return None
+
+    def _visit_file(self, entry: _Entry, relpath: str) -> FoundFile | Skip:
+        try:
+            st = os.stat(entry.path)
+        except OSError as exc:
+            return _skip_for_os_error(relpath, exc, is_symlink=entry.is_symlink)
+        if not stat.S_ISREG(st.st_mode):
+            return Skip(relpath, "not-a-regular-file", _describe_file_type(st.st_mode))
+        if st.st_size > self._max_file_size:
+            return Skip(relpath, "too-large", f"{st.st_size} bytes, over the {self._max_file_size}-byte limit")
+        return FoundFile(Path(entry.path), relpath, st.st_size, st.st_mtime_ns)
+
+    def _push(self, path: str, relprefix: str, key: tuple[int, int], layers: tuple[_IgnoreLayer, ...]) -> None:
+        entries = _list_dir(path)
+        layer = self._load_ignore_layer(entries, relprefix)
+        if layer is not None:
+            layers = (*layers, layer)
+        self._stack.append(_Frame(relprefix, key, iter(entries), layers))
+        self._on_path[key] = relprefix.rstrip("/")
+
+    def _pop(self) -> None:
+        frame = self._stack.pop()
+        del self._on_path[frame.key]
+
+    def _load_ignore_layer(self, entries: list[_Entry], relprefix: str) -> _IgnoreLayer | None:
+        """Combine this folder's ignore files; an unreadable one is reported, not fatal."""
+        present = {e.name: e for e in entries if e.name in IGNORE_FILE_NAMES and not e.is_dir}
+        lines: list[str] = []
+        for name in IGNORE_FILE_NAMES:  # not listing order: .edgeembedignore must come last
+            entry = present.get(name)
+            if entry is None:
+                continue
+            try:
+                lines.extend(_read_ignore_lines(entry.path))
+            except OSError as exc:
+                self._pending.append(_skip_for_os_error(relprefix + name, exc, entry.is_symlink))
+        return _IgnoreLayer(relprefix, GitIgnoreSpec.from_lines(lines)) if lines else None
+
+
+def _list_dir(path: str) -> list[_Entry]:
+    """A folder's entries, sorted so that the walk yields relpaths in sorted order.
+
+    A folder sorts as ``name + "/"``: then every path below it sorts exactly where the
+    depth-first walk yields it ("a-b.txt" < "a.txt" < "a/b.txt").
+    """
+    with os.scandir(path) as it:
+        entries = [_Entry(e.name, e.path, e.is_dir(), e.is_symlink()) for e in it]
+    entries.sort(key=lambda e: e.name + "/" if e.is_dir else e.name)
+    return entries
+
+
+def _read_ignore_lines(path: str) -> list[str]:
+    """Read an ignore file; a FIFO or device under that name is refused rather than opened."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().splitlines()
+
+
+def _ignored_by_layers(layers: tuple[_IgnoreLayer, ...], match_path: str) -> bool:
+    """Git's rule: the deepest ignore file with a matching pattern decides."""
+    for layer in reversed(layers):
+        verdict = layer.spec.check_file(match_path[len(layer.prefix):]).include
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def _compile(patterns: Sequence[str]) -> GitIgnoreSpec | None:
+    return GitIgnoreSpec.from_lines(patterns) if patterns else None
+
+
+def _dir_key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _is_storable(relpath: str) -> bool:
+    """Names that are not UTF-8 decode to lone surrogates, which SQLite text cannot hold."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(relpath: str) -> str:
+    """Make an undecodable name safe to print and store: bad bytes become ``\\xNN``."""
+    return os.fsencode(relpath).decode("utf-8", errors="backslashreplace")
+
+
+def _describe_file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return name
+    return f"file type {stat.S_IFMT(mode):o}"
+
+
+def _skip_for_os_error(relpath: str, exc: OSError, is_symlink: bool = False) -> Skip:
+    """Map an OS error on one path to the reason the user sees."""
+    detail = exc.strerror or str(exc)
+    if exc.errno == errno.ENOENT:
+        return Skip(relpath, "broken-symlink" if is_symlink else "vanished", detail)
+    if exc.errno == errno.ELOOP:
+        return Skip(relpath, "symlink-loop", detail)
+    return Skip(relpath, "unreadable", detail)
+
+
+def read_file(found: FoundFile) -> FileContent | Skip:
+    """Read a discovered file once and turn it into text, or say why it cannot be indexed."""
+    data = _read_unchanged_bytes(found)
+    if isinstance(data, Skip):
+        return data
+    decoded = decode_text(data)
+    if decoded is None:
+        return Skip(found.relpath, "binary", "contains NUL bytes or mostly control characters")
+    text, encoding, lossy = decoded
+    text, kind = extract.to_text(found.relpath, text)
+    return FileContent(text, hashlib.sha256(data).hexdigest(), encoding, lossy, kind)
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    """If a FIFO took the file's place since ``discover``, opening it must not block."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _read_unchanged_bytes(found: FoundFile) -> bytes | Skip:
+    """The file's bytes, provided it is still the regular file that ``discover`` stat'ed."""
+    try:
+        with open(found.path, "rb", opener=_open_nonblocking) as f:
+            before = os.fstat(f.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                return Skip(found.relpath, "not-a-regular-file", _describe_file_type(before.st_mode))
+            if (before.st_size, before.st_mtime_ns) != (found.size, found.mtime_ns):
+                return Skip(found.relpath, "changed-while-reading", "size or mtime changed since it was listed")
+            data = f.read(found.size + 1)
+            after = os.fstat(f.fileno())
+    except OSError as exc:
+        return _skip_for_os_error(found.relpath, exc)
+    if len(data) != found.size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        return Skip(found.relpath, "changed-while-reading", "the file was written to while being read")
+    return data
+
+
+def decode_text(data: bytes) -> tuple[str, str, bool] | None:
+    """Decode file bytes as ``(text, encoding, lossy)``, or ``None`` if they look binary.
+
+    A BOM decides the encoding (UTF-8, UTF-16, UTF-32); without one the bytes are
+    UTF-8, and invalid sequences become U+FFFD with ``lossy=True``, so legacy-encoded
+    text is still indexed and the caller can warn. Newlines become "\\n".
+    """
+    encoding, body = _split_bom(data)
+    if encoding is None:
+        if b"\0" in data[:BINARY_SNIFF_BYTES]:
+            return None
+        encoding = "utf-8"
+    try:
+        text, lossy = body.decode(encoding), False
+    except UnicodeDecodeError:
+        text, lossy = body.decode(encoding, errors="replace"), True
+    if _mostly_control_chars(text[:BINARY_SNIFF_BYTES]):
+        return None
+    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding, lossy
+
+
+def _split_bom(data: bytes) -> tuple[str | None, bytes]:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding, data[len(bom):]
+    return None, data
+
+
+def _mostly_control_chars(sample: str) -> bool:
+    if not sample:
+        return False
+    controls = sum(1 for ch in sample if (ch < " " or ch == "\x7f") and ch not in _TEXT_CONTROL_CHARS)
+    return controls / len(sample) > MAX_CONTROL_CHAR_SHARE

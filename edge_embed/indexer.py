@@ -1,0 +1,308 @@
+"""The incremental indexing pipeline: files -> text -> chunks -> embeddings -> store.
+
+Incremental at three levels, so a re-run costs (almost) only what changed:
+
+1. a file whose size and mtime match the index is not even opened;
+2. a file whose bytes hash to the stored content hash only gets its mtime refreshed;
+3. a changed file is re-chunked, and only chunk texts whose embed text (header + text)
+   is not in the index anywhere are sent to the model; the rest reuse stored vectors.
+
+Crash safety comes from the store: each file's rows are written in one transaction, so an
+interrupted run leaves every file either in its old or its new state, and the next run
+picks up the rest. Memory stays flat: files are streamed and embedded in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from edge_embed.chunking import Chunk, chunk_document
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.files import FoundFile, Skip, discover, read_file
+from edge_embed.runtime.engine import Embedder
+from edge_embed.store import IndexSettings, NewChunk, Store
+
+DEFAULT_CHUNK_TOKENS = 512
+DEFAULT_OVERLAP = 51
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+# Chunks embedded per flush: big enough to fill the engine's batches, small enough that an
+# interrupt loses little work and memory stays flat.
+BATCH_CHUNKS = 128
+# Skips that may pass by themselves: the file keeps its old chunks until a later run.
+TRANSIENT_SKIPS = frozenset({"unreadable", "changed-while-reading"})
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How to walk and chunk; chunk_tokens/overlap are fixed per index (see IndexSettings)."""
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    hidden: bool = False
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    overlap: int = DEFAULT_OVERLAP
+    dims: int | None = None
+    instruction: str | None = None
+
+
+@dataclass
+class IndexSummary:
+    """What a run did; printed by the CLI, as JSON with --json."""
+
+    roots: list[str] = field(default_factory=list)
+    files_seen: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    failed: int = 0
+    lossy: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_reused: int = 0
+    texts_embedded: int = 0
+    tokens_embedded: int = 0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = dict(self.skipped)
+        return data
+
+
+class Progress(Protocol):
+    """Receives pipeline events; the CLI draws a progress line from them."""
+
+    def root_started(self, root: Path, total_files: int) -> None: ...
+
+    def file_done(self, relpath: str) -> None: ...
+
+    def embedded(self, texts: int, tokens: int, seconds: float) -> None: ...
+
+    def skipped(self, relpath: str, reason: str, detail: str) -> None: ...
+
+
+class NoProgress:
+    def root_started(self, root: Path, total_files: int) -> None:
+        pass
+
+    def file_done(self, relpath: str) -> None:
+        pass
+
+    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
+        pass
+
+    def skipped(self, relpath: str, reason: str, detail: str) -> None:
+        pass
+
+
+@dataclass
+class _PendingFile:
+    """A changed file, chunked, waiting for its missing vectors."""
+
+    root_id: int
+    found: FoundFile
+    content_hash: str
+    chunks: list[Chunk]
+    hashes: list[str]
+    replaces: bool
+
+
+def text_hash(text: str) -> str:
+    """The dedup key of a chunk: sha256 of exactly what the model embeds."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def index_settings(embedder: Embedder, options: IndexOptions) -> IndexSettings:
+    """What an index records and later refuses to mix: model, dimension, chunking."""
+    return IndexSettings(
+        model_label=embedder.label or str(embedder.model.path),
+        model_file=str(embedder.model.path),
+        model_size=embedder.model.file_size,
+        model_hash=embedder.model.header_hash,
+        dims=embedder.check_dims(options.dims),
+        chunk_tokens=options.chunk_tokens,
+        overlap=options.overlap,
+        instruction=options.instruction,
+    )
+
+
+@dataclass
+class Indexer:
+    """Runs one `edge-embed index` over some roots into one store."""
+
+    store: Store
+    embedder: Embedder
+    options: IndexOptions
+    progress: Progress = field(default_factory=NoProgress)
+    stop: threading.Event = field(default_factory=threading.Event)
+    summary: IndexSummary = field(default_factory=IndexSummary)
+
+    def __post_init__(self) -> None:
+        self.settings = index_settings(self.embedder, self.options)
+        self._pending: list[_PendingFile] = []
+        self._pending_chunks = 0
+        if self.options.chunk_tokens > self.embedder.max_tokens:
+            raise EdgeEmbedError(
+                f"--chunk-tokens {self.options.chunk_tokens} is larger than the model context "
+                f"in use ({self.embedder.max_tokens}); raise --ctx or lower --chunk-tokens"
+            )
+
+    def run(self, roots: Sequence[Path]) -> IndexSummary:
+        started = time.perf_counter()
+        if self.store.settings() is None:
+            self.store.init_settings(self.settings)
+        else:
+            self.store.check_settings(self.settings)
+        for root in roots:
+            if self.stop.is_set():
+                break
+            self._index_root(root.resolve())
+        self.summary.interrupted = self.stop.is_set()
+        self.summary.elapsed_s = round(time.perf_counter() - started, 3)
+        return self.summary
+
+    # ---------------------------------------------------------------- per root
+    def _index_root(self, root: Path) -> None:
+        if not root.is_dir():
+            raise EdgeEmbedError(f"not a folder: {root}")
+        self.summary.roots.append(str(root))
+        root_id = self.store.add_root(str(root))
+        known = self.store.file_states(root_id)
+        found = self._discover(root)
+        self.progress.root_started(root, len(found))
+        seen: set[str] = set()
+        for item in found:
+            if self.stop.is_set():
+                break
+            seen.add(item.relpath)
+            self._index_file(root_id, item, known.get(item.relpath))
+        self._flush()
+        if not self.stop.is_set():
+            self._remove_missing(known, seen)
+            self.store.mark_indexed(root_id)
+
+    def _discover(self, root: Path) -> list[FoundFile]:
+        """Walk first (cheap stats only) so the progress display knows the total."""
+        found: list[FoundFile] = []
+        for item in discover(
+            root,
+            include=self.options.include,
+            exclude=self.options.exclude,
+            hidden=self.options.hidden,
+            max_file_size=self.options.max_file_size,
+        ):
+            if isinstance(item, Skip):
+                self._record_skip(item)
+            else:
+                found.append(item)
+        self.summary.files_seen += len(found)
+        return found
+
+    def _index_file(self, root_id: int, found: FoundFile, state) -> None:
+        if state is not None and state.size == found.size and state.mtime_ns == found.mtime_ns:
+            self.summary.unchanged += 1
+            self.progress.file_done(found.relpath)
+            return
+        content = read_file(found)
+        if isinstance(content, Skip):
+            self._record_skip(content)
+            if state is not None and content.reason not in TRANSIENT_SKIPS:
+                self._delete(state)
+            return
+        if state is not None and state.content_hash == content.content_hash:
+            self.store.touch_file(state.id, found.size, found.mtime_ns)
+            self.summary.unchanged += 1
+            self.progress.file_done(found.relpath)
+            return
+        if content.lossy:
+            self.summary.lossy += 1
+            self.progress.skipped(found.relpath, "lossy", f"not valid {content.encoding}: decoded with replacement characters")
+        chunks = chunk_document(
+            content.text,
+            name=Path(found.relpath).name,
+            kind=content.kind,
+            count_tokens=self.embedder.count_tokens,
+            max_tokens=self.options.chunk_tokens,
+            overlap=self.options.overlap,
+        )
+        hashes = [text_hash(chunk.embed_text) for chunk in chunks]
+        self._pending.append(_PendingFile(root_id, found, content.content_hash, chunks, hashes, state is not None))
+        self._pending_chunks += len(chunks)
+        if self._pending_chunks >= BATCH_CHUNKS:
+            self._flush()
+
+    # ---------------------------------------------------------------- batches
+    def _flush(self) -> None:
+        """Embed what the pending files miss, then write each file in its own transaction."""
+        if not self._pending:
+            return
+        vectors = self._vectors_for(self._pending)
+        for pending in self._pending:
+            self._write(pending, vectors)
+        self._pending = []
+        self._pending_chunks = 0
+
+    def _vectors_for(self, pending: list[_PendingFile]) -> dict[str, np.ndarray]:
+        wanted: dict[str, str] = {}
+        for item in pending:
+            for chunk, digest in zip(item.chunks, item.hashes):
+                wanted.setdefault(digest, chunk.embed_text)
+        vectors = self.store.vectors_for_hashes(list(wanted))
+        missing = [digest for digest in wanted if digest not in vectors]
+        self.summary.chunks_reused += sum(len(item.hashes) for item in pending) - len(missing)
+        if missing:
+            before = self.embedder.stats.tokens
+            started = time.perf_counter()
+            embedded = self.embedder.embed_documents([wanted[d] for d in missing], dims=self.settings.dims)
+            tokens = self.embedder.stats.tokens - before
+            vectors.update(zip(missing, embedded))
+            self.summary.texts_embedded += len(missing)
+            self.summary.tokens_embedded += tokens
+            self.progress.embedded(len(missing), tokens, time.perf_counter() - started)
+        return vectors
+
+    def _write(self, pending: _PendingFile, vectors: dict[str, np.ndarray]) -> None:
+        found = pending.found
+        chunks = [
+            NewChunk(
+                seq=seq,
+                start_line=chunk.start_line,
+                end_line=chunk.end_line,
+                heading=chunk.heading,
+                text=chunk.text,
+                text_hash=digest,
+                vector=vectors[digest],
+            )
+            for seq, (chunk, digest) in enumerate(zip(pending.chunks, pending.hashes))
+        ]
+        self.store.write_file(
+            pending.root_id, found.relpath, str(found.path), found.size, found.mtime_ns, pending.content_hash, chunks
+        )
+        self.summary.indexed += 1
+        self.summary.chunks_added += len(chunks)
+        self.progress.file_done(found.relpath)
+
+    # ---------------------------------------------------------------- removal
+    def _remove_missing(self, known: dict, seen: set[str]) -> None:
+        for relpath, state in known.items():
+            if relpath not in seen:
+                self._delete(state)
+
+    def _delete(self, state) -> None:
+        self.store.delete_file(state.id)
+        self.summary.removed += 1
+
+    def _record_skip(self, skip: Skip) -> None:
+        self.summary.skipped[skip.reason] += 1
+        self.progress.skipped(skip.relpath, skip.reason, skip.detail)

@@ -1,0 +1,26 @@
+"""Where edge-embed keeps its index by default: the platform's per-user data directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_NAME = "edge-embed"
+
+
+def data_dir() -> Path:
+    """XDG_DATA_HOME on Linux, Application Support on macOS, LOCALAPPDATA on Windows."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / APP_NAME
+
+
+def default_db_path() -> Path:
+    """``EDGE_EMBED_DB`` when set, else ``index.db`` in the data directory."""
+    configured = os.environ.get("EDGE_EMBED_DB")
+    return Path(configured).expanduser() if configured else data_dir() / "index.db"

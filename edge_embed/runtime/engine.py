@@ -1,0 +1,286 @@
+"""The embedding engine: the only module that touches llama.cpp.
+
+Why not just ``Llama.embed``? It gets Qwen3-Embedding subtly wrong in ways that cost
+retrieval quality without any error:
+
+* with ``truncate=True`` it cuts the token list *after* the EOS was appended, so a long
+  input silently loses the EOS whose hidden state *is* the embedding (last-token pooling);
+* it appends EOS only when the GGUF says ``add_eos_token``, which older community
+  conversions of Qwen3-Embedding do not;
+* it truncates at ``n_batch`` rather than the context, packs inputs in arrival order and
+  converts every vector through Python lists.
+
+Here every input becomes ``prefix + body[:budget] + suffix`` where prefix/suffix are the
+special tokens the model wants (for Qwen3 embedding models: no prefix, EOS suffix, always),
+texts are tokenised with ``special=False`` (user text can never inject control tokens),
+sorted by length and packed into as few ``llama_decode`` calls as the token budget allows.
+Queries get the Qwen3 instruction ``Instruct: {task}\\nQuery:{query}``; documents never do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.modelfile import ModelInfo
+from edge_embed.runtime.plan import Plan
+
+log = logging.getLogger("edge_embed")
+
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+MIN_MRL_DIMS = 32
+
+
+@dataclass
+class EmbedStats:
+    """Where the time went, for benchmarks and the index progress display."""
+
+    texts: int = 0
+    tokens: int = 0
+    decodes: int = 0
+    truncated: int = 0
+    tokenize_s: float = 0.0
+    decode_s: float = 0.0
+    pack_s: float = 0.0
+
+    def add(self, other: "EmbedStats") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    index: int
+    tokens: list[int]
+
+
+@dataclass
+class Embedder:
+    """A loaded GGUF embedding model, ready to turn texts into unit vectors.
+
+    ``qwen3_format`` decides whether queries get the Qwen3 instruction and EOS is forced;
+    None detects it from the GGUF (architecture qwen3 with last pooling or an
+    "Embedding" name).
+    """
+
+    model: ModelInfo
+    plan: Plan
+    qwen3_format: bool | None = None
+    instruction: str = DEFAULT_INSTRUCTION
+    label: str = ""
+    stats: EmbedStats = field(default_factory=EmbedStats)
+
+    def __post_init__(self) -> None:
+        if self.qwen3_format is None:
+            self.qwen3_format = self.model.is_qwen3_embedding
+        self._llama = _load_llama(self.model, self.plan, last_pooling=self.qwen3_format)
+        self._ctx = self._llama._ctx.ctx
+        self._vocab = self._llama._model.vocab
+        self.native_dim = int(self._llama.n_embd())
+        self.max_tokens = int(self.plan.n_ctx)
+        self._prefix, self._suffix = self._special_tokens()
+        self._n_seq_max = int(self._llama.context_params.n_seq_max)
+        self._batch = self._llama._batch
+
+    # ----------------------------------------------------------------- tokens
+    def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text``: no special tokens added, none parsed."""
+        data = text.encode("utf-8", errors="replace")
+        capacity = len(data) + 8
+        buf = (ctypes.c_int32 * capacity)()
+        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, capacity, False, False)
+        if n < 0:  # a tokenizer that yields more tokens than bytes (never for byte-level BPE)
+            capacity = -n
+            buf = (ctypes.c_int32 * capacity)()
+            n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, capacity, False, False)
+        return list(buf[:n])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` costs, *without* the special tokens added around every input."""
+        return len(self.tokenize(text))
+
+    @property
+    def special_token_count(self) -> int:
+        """Tokens added around every input (1 for Qwen3: the EOS)."""
+        return len(self._prefix) + len(self._suffix)
+
+    def format_query(self, query: str, instruct: str | None = None) -> str:
+        """Qwen3-Embedding's query format; other models get the query unchanged."""
+        if not self.qwen3_format:
+            return query
+        return f"Instruct: {instruct or self.instruction}\nQuery:{query}"
+
+    # ----------------------------------------------------------------- embed
+    def embed_documents(self, texts: Sequence[str], dims: int | None = None) -> np.ndarray:
+        """Unit vectors for documents (raw text + EOS), shape (len(texts), dims)."""
+        return self._embed_texts(texts, dims)
+
+    def embed_queries(
+        self, queries: Sequence[str], instruct: str | None = None, dims: int | None = None
+    ) -> np.ndarray:
+        """Unit vectors for search queries (with the instruction for Qwen3 models)."""
+        return self._embed_texts([self.format_query(q, instruct) for q in queries], dims)
+
+    def check_dims(self, dims: int | None) -> int:
+        """Validate an MRL dimension; None means the model's native dimension."""
+        if dims is None:
+            return self.native_dim
+        if not MIN_MRL_DIMS <= dims <= self.native_dim:
+            raise EdgeEmbedError(
+                f"--dims must be between {MIN_MRL_DIMS} and {self.native_dim} "
+                f"(this model's native dimension), got {dims}"
+            )
+        return dims
+
+    def close(self) -> None:
+        self._llama.close()
+
+    def _embed_texts(self, texts: Sequence[str], dims: int | None) -> np.ndarray:
+        dims = self.check_dims(dims)
+        for text in texts:
+            if not text.strip():
+                raise EdgeEmbedError("cannot embed an empty text")
+        started = time.perf_counter()
+        items = [_Tokenized(i, self._input_tokens(text)) for i, text in enumerate(texts)]
+        self.stats.tokenize_s += time.perf_counter() - started
+        vectors = np.empty((len(items), self.native_dim), dtype=np.float32)
+        for batch in self._pack(items):
+            self._decode_into(batch, vectors)
+        self.stats.texts += len(items)
+        return truncate_and_normalize(vectors, dims)
+
+    def _input_tokens(self, text: str) -> list[int]:
+        """prefix + body + suffix, cutting the body (never the EOS) to fit the context."""
+        body = self.tokenize(text)
+        budget = self.max_tokens - self.special_token_count
+        if len(body) > budget:
+            log.warning(
+                "input of %d tokens is longer than the context (%d): embedding its first %d tokens",
+                len(body) + self.special_token_count,
+                self.max_tokens,
+                budget,
+            )
+            self.stats.truncated += 1
+            body = body[:budget]
+        return self._prefix + body + self._suffix
+
+    def _pack(self, items: list[_Tokenized]) -> list[list[_Tokenized]]:
+        """Sort by length and fill each decode up to the token budget and sequence limit.
+
+        Sorting puts inputs of similar length together, so the batches fill evenly and the
+        number of decode calls is close to total_tokens / budget.
+        """
+        started = time.perf_counter()
+        budget = max(self.plan.n_batch, 1)
+        batches: list[list[_Tokenized]] = []
+        current: list[_Tokenized] = []
+        used = 0
+        for item in sorted(items, key=lambda it: len(it.tokens)):
+            n = len(item.tokens)
+            if current and (used + n > budget or len(current) >= self._n_seq_max):
+                batches.append(current)
+                current, used = [], 0
+            current.append(item)
+            used += n
+        if current:
+            batches.append(current)
+        self.stats.pack_s += time.perf_counter() - started
+        return batches
+
+    def _decode_into(self, batch: list[_Tokenized], out: np.ndarray) -> None:
+        lib = _llama_cpp()
+        started = time.perf_counter()
+        self._batch.reset()
+        for seq_id, item in enumerate(batch):
+            self._batch.add_sequence(item.tokens, seq_id, True)
+        self._llama._ctx.kv_cache_clear()
+        if lib.llama_decode(self._ctx, self._batch.batch) != 0:
+            raise EdgeEmbedError(
+                "llama.cpp failed to embed a batch (out of memory?); try a smaller --batch or --ctx"
+            )
+        for seq_id, item in enumerate(batch):
+            ptr = lib.llama_get_embeddings_seq(self._ctx, seq_id)
+            out[item.index] = np.ctypeslib.as_array(ptr, shape=(self.native_dim,))
+        self.stats.decode_s += time.perf_counter() - started
+        self.stats.decodes += 1
+        self.stats.tokens += sum(len(item.tokens) for item in batch)
+
+    # ----------------------------------------------------------------- setup
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The tokens the model puts around every input, found by tokenising a probe.
+
+        Qwen3 embedding models always get EOS as suffix, whatever the GGUF says.
+        """
+        probe = "a"
+        body = self.tokenize(probe)
+        data = probe.encode()
+        buf = (ctypes.c_int32 * 16)()
+        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, 16, True, False)
+        full = list(buf[:n])
+        start = _find_sublist(full, body)
+        prefix, suffix = full[:start], full[start + len(body):]
+        if self.qwen3_format:
+            eos = int(_llama_cpp().llama_vocab_eos(self._vocab))
+            prefix, suffix = [], [eos]
+        return prefix, suffix
+
+
+ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert", "t5encoder"})
+
+
+def truncate_and_normalize(vectors: np.ndarray, dims: int) -> np.ndarray:
+    """MRL: keep the first ``dims`` components, then L2-normalise each row."""
+    cut = np.ascontiguousarray(vectors[:, :dims], dtype=np.float32)
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return cut / norms
+
+
+def _find_sublist(haystack: list[int], needle: list[int]) -> int:
+    for start in range(len(haystack) - len(needle) + 1):
+        if haystack[start:start + len(needle)] == needle:
+            return start
+    return 0
+
+
+def _llama_cpp():
+    import llama_cpp
+
+    return llama_cpp
+
+
+def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool):
+    """Create the llama.cpp model and context the plan describes.
+
+    ``n_batch`` of the context is the whole context so that one input of up to ``n_ctx``
+    tokens fits a single decode; the packing budget (``plan.n_batch``) is ours to apply.
+    Encoder models (BERT family) need the whole input in one micro-batch.
+    """
+    lib = _llama_cpp()
+    encoder = model.architecture in ENCODER_ARCHITECTURES
+    n_ctx = plan.n_ctx
+    n_ubatch = n_ctx if encoder else plan.n_ubatch
+    kwargs = dict(
+        model_path=str(model.path),
+        embedding=True,
+        n_ctx=n_ctx,
+        n_batch=n_ctx,
+        n_ubatch=n_ubatch,
+        n_gpu_layers=plan.n_gpu_layers,
+        n_threads=plan.n_threads,
+        n_threads_batch=plan.n_threads,
+        flash_attn=plan.flash_attn,
+        verbose=False,
+    )
+    if last_pooling and model.pooling != "last":
+        kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_LAST
+    try:
+        return lib.Llama(**kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise EdgeEmbedError(f"llama.cpp could not load {model.path.name}: {exc}") from None
