@@ -18,6 +18,7 @@ This module knows nothing about SQL or llama.cpp: the tokenizer comes in as a fu
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -355,7 +356,10 @@ class _Packer:
         if heading not in self.headers:
             limit = (self.max_tokens - 1) // 2
             choice = ("", 0)
-            for candidate in dict.fromkeys([embedding_header(self.name, heading), embedding_header(self.name, "")]):
+            candidates = [embedding_header(self.name, heading)]
+            if heading:
+                candidates.append(embedding_header(self.name, ""))
+            for candidate in candidates:
                 tokens = self.count_tokens(candidate)
                 if tokens <= limit:
                     choice = (candidate, tokens)
@@ -487,49 +491,69 @@ class _Packer:
         """
         line = self.lines[index]
         chars_per_token = len(line) / max(1, self.span_tokens(index, index))
-        guess = max(1, int(room * chars_per_token))
         chunks: list[Chunk] = []
         position = 0
         while position < len(line):
-            end = self._part_end(line, position, header, guess)
+            end, chars_per_token = self._longest_fitting_end(line, position, header, room, chars_per_token)
+            end = self._moved_to_whitespace(line, position, end, header)
             part = line[position:end]
             if part.strip():
                 chunks.append(Chunk(part, index + 1, index + 1, heading, header + part))
             position = end
         return chunks
 
-    def _fits(self, header: str, text: str) -> bool:
-        return self.count_tokens(header + text) + 1 <= self.max_tokens
-
-    def _part_end(self, line: str, position: int, header: str, guess: int) -> int:
-        end = self._longest_fitting_end(line, position, header, guess)
+    def _moved_to_whitespace(self, line: str, position: int, end: int, header: str) -> int:
         snapped = _after_last_space(line, position, end)
-        if snapped != end and self._fits(header, line[position:snapped]):
+        if snapped != end and self.count_tokens(header + line[position:snapped]) + 1 <= self.max_tokens:
             return snapped
         return end
 
-    def _longest_fitting_end(self, line: str, position: int, header: str, guess: int) -> int:
-        """About the largest end with line[position:end] in budget (within ~6%).
+    def _longest_fitting_end(
+        self, line: str, position: int, header: str, room: int, chars_per_token: float
+    ) -> tuple[int, float]:
+        """An end near the largest with header + line[position:end] in budget, and the
+        measured characters per token (the next part's first guess).
 
-        Gallops up from the guess while it fits, then bisects; ``fits`` is only trusted
-        where it was measured, so the result always fits for real.
+        Probes where the measured density says the room ends (a little under it), then
+        bisects; usually two or three counts per part. Only measured probes are trusted,
+        so the result always fits for real.
         """
+        slack = max(1, room // 16)
+        target = max(1, room - slack // 2)
         fits_to, fails_at = position, len(line) + 1  # fails_at > len(line): not found yet
-        probe = min(len(line), position + guess)
-        while fails_at - fits_to > 1 and not (fits_to > position and fails_at - fits_to <= (fits_to - position) // 16):
-            if self._fits(header, line[position:probe]):
+        probe = min(len(line), position + max(1, int(target * chars_per_token)))
+        for step in itertools.count():
+            text_tokens = self.count_tokens(header + line[position:probe]) + 1 - (self.max_tokens - room)
+            if text_tokens <= room:
                 fits_to = probe
+                if probe == len(line) or text_tokens > room - slack:
+                    break
             else:
                 fails_at = probe
-            if fails_at > len(line):
-                probe = min(len(line), position + 2 * (fits_to - position))
-            else:
-                probe = (fits_to + fails_at) // 2
+            if fails_at - fits_to <= 1:
+                break
+            chars_per_token = (probe - position) / max(1, text_tokens)
+            estimate = position + int(target * chars_per_token)
+            probe = _next_probe(len(line), position, fits_to, fails_at, estimate, step)
         if fits_to == position:
-            raise ValueError(
-                f"max_tokens={self.max_tokens} is too small to hold one character of {self.name!r}"
-            )
-        return fits_to
+            raise ValueError(f"max_tokens={self.max_tokens} is too small to hold one character of {self.name!r}")
+        return fits_to, chars_per_token
+
+
+def _next_probe(length: int, position: int, fits_to: int, fails_at: int, estimate: int, step: int) -> int:
+    """The next end to measure, strictly between ``fits_to`` and ``fails_at``.
+
+    The first steps trust the density estimate, or test the bracket's edge it points
+    past (one character more, or one less); later steps gallop up while nothing failed
+    yet and bisect once something did, so the search always narrows.
+    """
+    if step < 2:
+        if fits_to < estimate < fails_at:
+            return estimate
+        return fits_to + 1 if estimate <= fits_to else fails_at - 1
+    if fails_at > length:
+        return min(length, position + 2 * (fits_to - position))
+    return (fits_to + fails_at) // 2
 
 
 def _after_last_space(line: str, start: int, end: int) -> int:

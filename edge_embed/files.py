@@ -31,7 +31,8 @@ DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 IGNORE_FILE_NAMES = (".gitignore", ".edgeembedignore")
 """Read in every folder, in this order, so ``.edgeembedignore`` can override ``.gitignore``
-(``!pattern`` re-includes what git ignores; other patterns ignore more)."""
+(``!pattern`` re-includes what git ignores; other patterns ignore more). They configure
+the index and are never indexed themselves, so each is reported at most once."""
 
 VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr"})
 """Version-control metadata, skipped always, even with ``hidden=True`` (``.git`` may be a file)."""
@@ -149,8 +150,10 @@ class _Filters:
     exclude: GitIgnoreSpec | None
 
     def drops_by_name(self, entry: _Entry) -> bool:
-        """VCS metadata, generated folders and (unless asked for) hidden names."""
-        if entry.name in VCS_NAMES or (entry.is_dir and entry.name in GENERATED_DIR_NAMES):
+        """VCS metadata, ignore files, generated folders and (unless asked for) hidden names."""
+        if entry.is_dir and entry.name in GENERATED_DIR_NAMES:
+            return True
+        if entry.name in VCS_NAMES or (not entry.is_dir and entry.name in IGNORE_FILE_NAMES):
             return True
         return not self.hidden and entry.name.startswith(".")
 
@@ -276,13 +279,12 @@ class _Walker:
         present = {e.name: e for e in entries if e.name in IGNORE_FILE_NAMES and not e.is_dir}
         lines: list[str] = []
         for name in IGNORE_FILE_NAMES:  # not listing order: .edgeembedignore must come last
-            entry = present.get(name)
-            if entry is None:
-                continue
-            try:
-                lines.extend(_read_ignore_lines(entry.path))
-            except OSError as exc:
-                self._pending.append(_skip_for_os_error(relprefix + name, exc, entry.is_symlink))
+            if name in present:
+                read = _read_ignore_file(present[name], relprefix + name)
+                if isinstance(read, Skip):
+                    self._pending.append(read)
+                else:
+                    lines.extend(read)
         return _IgnoreLayer(relprefix, GitIgnoreSpec.from_lines(lines)) if lines else None
 
 
@@ -293,17 +295,29 @@ def _list_dir(path: str) -> list[_Entry]:
     depth-first walk yields it ("a-b.txt" < "a.txt" < "a/b.txt").
     """
     with os.scandir(path) as it:
-        entries = [_Entry(e.name, e.path, e.is_dir(), e.is_symlink()) for e in it]
+        entries = [_Entry(e.name, e.path, _is_dir(e), e.is_symlink()) for e in it]
     entries.sort(key=lambda e: e.name + "/" if e.is_dir else e.name)
     return entries
 
 
-def _read_ignore_lines(path: str) -> list[str]:
-    """Read an ignore file; a FIFO or device under that name is refused rather than opened."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(errno.EINVAL, "not a regular file", path)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.read().splitlines()
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A symlink loop makes ``is_dir`` raise; as a non-folder it gets stat'ed and reported."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _read_ignore_file(entry: _Entry, relpath: str) -> list[str] | Skip:
+    """An ignore file's lines; a FIFO or device under that name is refused rather than opened."""
+    try:
+        mode = os.stat(entry.path).st_mode
+        if not stat.S_ISREG(mode):
+            return Skip(relpath, "not-a-regular-file", _describe_file_type(mode))
+        with open(entry.path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError as exc:
+        return _skip_for_os_error(relpath, exc, entry.is_symlink)
 
 
 def _ignored_by_layers(layers: tuple[_IgnoreLayer, ...], match_path: str) -> bool:

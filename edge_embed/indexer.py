@@ -164,10 +164,12 @@ class Indexer:
             self.store.init_settings(self.settings)
         else:
             self.store.check_settings(self.settings)
+        chunks_before = self.store.stats()["chunks"]
         for root in roots:
             if self.stop.is_set():
                 break
             self._index_root(root.resolve())
+        self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.stats()["chunks"]
         self.summary.interrupted = self.stop.is_set()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
@@ -233,7 +235,8 @@ class Indexer:
             name=Path(found.relpath).name,
             kind=content.kind,
             count_tokens=self.embedder.count_tokens,
-            max_tokens=self.options.chunk_tokens,
+            # the chunker reserves one token (the EOS); models that add more get a smaller budget
+            max_tokens=self.options.chunk_tokens - self.embedder.special_token_count + 1,
             overlap=self.options.overlap,
         )
         hashes = [text_hash(chunk.embed_text) for chunk in chunks]

@@ -35,6 +35,8 @@ class ModelInfo:
     n_head: int
     n_head_kv: int
     head_dim: int
+    n_ff: int
+    n_vocab: int
     context_length: int
     pooling: str | None
     add_eos_token: bool | None
@@ -110,6 +112,8 @@ def _read_model_info_cached(path: Path, size: int, mtime_ns: int) -> ModelInfo:
         n_head=n_head,
         n_head_kv=int(_field(reader, f"{arch}.attention.head_count_kv") or n_head),
         head_dim=int(_field(reader, f"{arch}.attention.key_length") or n_embd // max(n_head, 1)),
+        n_ff=int(_field(reader, f"{arch}.feed_forward_length") or 4 * n_embd),
+        n_vocab=_vocab_size(reader),
         context_length=int(_field(reader, f"{arch}.context_length") or 512),
         pooling=POOLING_NAMES.get(int(pooling_id)) if pooling_id is not None else None,
         add_eos_token=_optional_bool(_field(reader, "tokenizer.ggml.add_eos_token")),
@@ -127,6 +131,14 @@ def _field(reader, key: str):
         return None
     value = found.contents()
     return value
+
+
+def _vocab_size(reader) -> int:
+    """Rows of the token embedding (cheaper than reading the whole token list)."""
+    for tensor in reader.tensors:
+        if tensor.name == "token_embd.weight":
+            return int(tensor.shape[-1]) if len(tensor.shape) > 1 else 0
+    return 0
 
 
 def _optional_bool(value) -> bool | None:

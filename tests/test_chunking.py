@@ -26,6 +26,18 @@ def count_bytes(text: str) -> int:
     return len(text.encode())
 
 
+class CallCounter:
+    """Wraps a token counter and counts how often the chunker calls it."""
+
+    def __init__(self, counter: Callable[[str], int]) -> None:
+        self.counter = counter
+        self.calls = 0
+
+    def __call__(self, text: str) -> int:
+        self.calls += 1
+        return self.counter(text)
+
+
 def count_superadditive(text: str) -> int:
     """Joined text costs more than its parts: sums of line counts underestimate."""
     return len(text) + len(text) ** 2 // 400
@@ -125,6 +137,7 @@ End.
 Do things.
 ** TODO Write tests
 #+begin_src python
+x = 1
 * not a headline
 #+end_src
 * Ideas
@@ -284,7 +297,8 @@ def test_kinds_without_headings_ignore_heading_syntax(kind: str) -> None:
 
 
 def test_code_is_split_at_top_level_definitions() -> None:
-    functions = [f"def f{i}(x):\n" + "\n".join(f"    y = x + {j}" for j in range(12)) for i in range(6)]
+    half = "\n".join(f"    y = x + {j}" for j in range(6))
+    functions = [f"def f{i}(x):\n{half}\n\n{half}" for i in range(6)]  # blank lines inside, too
     text = "\n\n".join(functions)
     lines = text.split("\n")
     one_function = count_words(functions[0])
@@ -317,7 +331,9 @@ def test_huge_line_is_cut_at_whitespace() -> None:
 
 def test_cjk_without_spaces_is_cut_between_characters() -> None:
     line = "東京都の天気は晴れです。" * 200
-    chunks = chunks_of(line, kind="text", counter=count_bytes, max_tokens=100)
+    counting = CallCounter(count_bytes)
+    chunks = chunks_of(line, kind="text", counter=counting, max_tokens=100)
+    assert counting.calls <= 3 * len(chunks) + 5  # a few measurements per part, not a bisection each
     assert "".join(c.text for c in chunks) == line
     assert all(count_bytes(c.embed_text) + 1 <= 100 for c in chunks)
     assert all(count_bytes(c.embed_text) + 1 > 90 for c in chunks[:-1])
@@ -335,6 +351,19 @@ def test_overlap_shares_trailing_lines_within_a_section_only() -> None:
         assert previous.start_line < current.start_line <= previous.end_line < current.end_line
         shared = "\n".join(lines[current.start_line - 1 : previous.end_line])
         assert 0 < count_words(shared) <= 15
+
+
+@pytest.mark.parametrize("counter_name", sorted(COUNTERS))
+def test_overlap_never_repeats_a_whole_chunk(counter_name: str) -> None:
+    """Even with an overlap as large as the budget, each chunk starts after the previous
+    one's first line and ends after its last: no chunk contains its predecessor."""
+    text = generated_markdown(0)
+    chunks = chunks_of(text, counter=COUNTERS[counter_name], max_tokens=200, overlap=1000)
+    whole_lines = [c for c in chunks if c.start_line < c.end_line or c.text == text.split("\n")[c.start_line - 1]]
+    same_section = [(a, b) for a, b in zip(whole_lines, whole_lines[1:]) if a.heading == b.heading]
+    assert len(same_section) > 5
+    for previous, current in same_section:
+        assert previous.start_line < current.start_line and previous.end_line < current.end_line
 
 
 def test_no_overlap_when_disabled() -> None:
@@ -368,13 +397,7 @@ def test_count_tokens_called_linearly_in_lines() -> None:
     text = generated_markdown(5, n_blocks=1500).replace("漢字", "kanji")
     text = "\n".join(line for line in text.split("\n") if len(line) < 200)  # no line cutting here
     n_lines = text.count("\n") + 1
-    calls = 0
-
-    def counting(s: str) -> int:
-        nonlocal calls
-        calls += 1
-        return count_words(s)
-
+    counting = CallCounter(count_words)
     chunks = chunks_of(text, counter=counting, max_tokens=128)
     assert n_lines > 3000 and len(chunks) > 50
-    assert calls <= 1.5 * n_lines
+    assert counting.calls <= 1.5 * n_lines

@@ -278,6 +278,10 @@ def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool):
         flash_attn=plan.flash_attn,
         verbose=False,
     )
+    if plan.gpu is not None and plan.n_gpu_layers > 0:
+        # The plan sized the model for this one card: no splitting across others.
+        kwargs["main_gpu"] = plan.gpu.index
+        kwargs["split_mode"] = lib.LLAMA_SPLIT_MODE_NONE
     if last_pooling and model.pooling != "last":
         kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_LAST
     try:

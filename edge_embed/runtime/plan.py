@@ -50,9 +50,6 @@ GIB = 1 << 30
 QWEN3_VOCAB = 151669
 F32_BYTES = 4
 KV_BYTES_PER_VALUE = 2  # f16 K and V cache
-# ModelInfo does not record feed_forward_length; Qwen3 uses 3x (0.6B, 8B) to 3.8x (4B)
-# n_embd, so 4x over-estimates the (small) activation term rather than under-estimating.
-FFN_RATIO_ESTIMATE = 4
 
 DEFAULT_CTX = 8192
 MIN_AUTO_CTX = 2048  # the smallest context the planner picks by itself to keep all layers on the GPU
@@ -73,8 +70,6 @@ CPU_REF_TOKENS_PER_S = 100.0
 CPU_REF_CORES = 2
 CPU_REF_BITS_PER_WEIGHT = 8.5
 SMALL_MODEL = "qwen3-embedding-0.6b"
-SMALL_MODEL_SHAPE = dict(layers=28, hidden=1024, heads=16, kv_heads=8, head_dim=128, ff=3072, context=32768)
-SMALL_MODEL_Q8_BYTES = 639 * 10**6
 CUDA_REBUILD = 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
 
 
@@ -82,6 +77,10 @@ def layer_parameters(hidden: int, heads: int, kv_heads: int, head_dim: int, ff: 
     """Weights of one Qwen3 block: q/k/v/o projections, gated FFN, RMS norms (incl. q/k norms)."""
     attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
     return attention + 3 * hidden * ff + 2 * hidden + 2 * head_dim
+
+
+# Qwen3-Embedding-0.6B: 28 blocks of hidden 1024 (16 heads, 8 KV heads of 128, FFN 3072).
+SMALL_MODEL_PARAMETERS = 28 * layer_parameters(1024, 16, 8, 128, 3072) + QWEN3_VOCAB * 1024
 
 
 @dataclass(frozen=True)
@@ -109,11 +108,12 @@ class ModelShape:
             n_head=info.n_head,
             n_head_kv=info.n_head_kv,
             head_dim=info.head_dim,
-            n_ff=FFN_RATIO_ESTIMATE * info.n_embd,
+            n_ff=info.n_ff,
             context_length=info.context_length,
             layer_bytes=tuple(info.layer_bytes),
             other_bytes=info.other_bytes,
             output_bytes=info.output_bytes,
+            n_vocab=info.n_vocab or QWEN3_VOCAB,
         )
 
     @classmethod
@@ -457,21 +457,8 @@ def gpu_notes(shape: ModelShape, settings: RuntimeSettings, plan: Plan) -> tuple
                 f"the {gib(gpu.free_bytes)} free: loading may fail; lower --gpu-layers or --ctx"
             )
     elif not plan.output_on_gpu:
-        notes.append(smaller_model_hint(gpu, plan))
+        notes.append("to fit every layer: a smaller --ctx, less VRAM used by other programs, or a smaller model")
     return tuple(notes)
-
-
-def smaller_model_hint(gpu: GpuInfo, plan: Plan) -> str:
-    """For a partial offload: would the small model fit entirely, or what else helps."""
-    small = small_model_shape()
-    budget = gpu.free_bytes - plan.headroom
-    if layers_that_fit(small, budget, plan.n_ctx, plan.n_ubatch) > small.n_layer:
-        return f"{SMALL_MODEL} would fit entirely on this GPU (--model {SMALL_MODEL})"
-    return "a smaller --ctx or --batch, or closing programs that use VRAM, lets more layers fit"
-
-
-def small_model_shape() -> ModelShape:
-    return ModelShape.estimated(**SMALL_MODEL_SHAPE, file_size=SMALL_MODEL_Q8_BYTES)
 
 
 def cpu_plan(
@@ -501,7 +488,7 @@ def cpu_plan(
 
 def cpu_tokens_per_second(shape: ModelShape, threads: int) -> float:
     """A rough CPU throughput: the 2-core measurement scaled by threads, size and quant."""
-    size_factor = small_model_shape().parameters / shape.parameters
+    size_factor = SMALL_MODEL_PARAMETERS / shape.parameters
     quant_factor = math.sqrt(CPU_REF_BITS_PER_WEIGHT / shape.bits_per_weight)
     return CPU_REF_TOKENS_PER_S * threads / CPU_REF_CORES * size_factor * quant_factor
 
@@ -511,7 +498,7 @@ def cpu_speed_note(shape: ModelShape, threads: int) -> str:
     billions = shape.parameters / 1e9
     speed = cpu_tokens_per_second(shape, threads)
     note = f"the {billions:.1f}B model runs on the CPU at roughly {speed:.0f} tokens/s here ({threads} threads)"
-    ratio = shape.parameters / small_model_shape().parameters
+    ratio = shape.parameters / SMALL_MODEL_PARAMETERS
     if ratio >= 2:
         note += f"; {SMALL_MODEL} is ~{ratio:.0f}x faster (--model {SMALL_MODEL})"
     return note

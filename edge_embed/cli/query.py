@@ -1,0 +1,162 @@
+"""``edge-embed query``: search the index, for people (snippets) and programs (JSON)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from edge_embed.cli.common import db_option, open_existing_index, warnings_to_stderr
+from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
+from edge_embed.render import (
+    COLOR_CHOICES,
+    format_hits,
+    json_document,
+    json_lines,
+    unique_paths,
+    use_color,
+)
+from edge_embed.search import (
+    DEFAULT_PER_FILE,
+    MODES,
+    EmbedQuery,
+    SearchOptions,
+    highlight_terms,
+    query_embedder,
+    search,
+)
+from edge_embed.store import MAX_KNN_K, Store
+
+EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
+
+
+@click.command()
+@click.argument("words", nargs=-1, metavar="TEXT...")
+@click.option("-k", "k", type=click.IntRange(1, MAX_KNN_K), default=10, show_default=True,
+              help="How many results (with --files: how many files).")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True,
+              help="hybrid: meaning and exact words fused by rank; vector: meaning only; "
+                   "keyword: exact words only (BM25; needs no model, so it is instant).")
+@click.option("--in", "in_paths", multiple=True, metavar="PATH",
+              help="Only files under PATH (a folder or file inside an indexed folder). Repeatable.")
+@click.option("--glob", "globs", multiple=True, metavar="GLOB",
+              help="Only files matching GLOB: '*.md' matches names anywhere, 'docs/*.md' "
+                   "paths relative to the indexed folder. Repeatable.")
+@click.option("--min-score", type=float, metavar="S",
+              help="Drop weak results: S is a cosine similarity (-1..1) in vector and hybrid "
+                   "modes (hybrid then keeps only chunks the vector search found), a BM25 "
+                   "score in keyword mode.")
+@click.option("--per-file", type=click.IntRange(min=0), default=DEFAULT_PER_FILE, show_default=True,
+              metavar="N", help="At most N chunks of one file, so one long file cannot fill the page "
+                                "(0 = no limit).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (schema: docs/query-json.md).")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON object per result and line.")
+@click.option("--files", "files_only", is_flag=True,
+              help="Only the paths of the best files, one per line (like grep -l).")
+@click.option("--full", is_flag=True, help="Print whole chunks instead of snippets.")
+@click.option("--explain", is_flag=True,
+              help="Show each result's rank and score in each list and the fused arithmetic.")
+@click.option("--instruct", metavar="TASK",
+              help="The task sentence of the query instruction (default: the index's, see "
+                   "`edge-embed config`), e.g. 'Given a question, retrieve code that answers it'.")
+@click.option("--color", "color_choice", type=click.Choice(COLOR_CHOICES), default="auto",
+              show_default=True, help="Highlight query terms; auto = on a terminal unless NO_COLOR is set.")
+@db_option
+@runtime_options
+@click.pass_context
+def query(
+    ctx: click.Context,
+    words: tuple[str, ...],
+    k: int,
+    mode: str,
+    in_paths: tuple[str, ...],
+    globs: tuple[str, ...],
+    min_score: float | None,
+    per_file: int,
+    as_json: bool,
+    as_jsonl: bool,
+    files_only: bool,
+    full: bool,
+    explain: bool,
+    instruct: str | None,
+    color_choice: str,
+    db: Path | None,
+    **runtime,
+) -> None:
+    """Search the index for TEXT: hybrid semantic + keyword search by default.
+
+    \b
+    Examples:
+      edge-embed query how do I rotate the API keys
+      edge-embed query "retry with backoff" --in ~/src/app --glob '*.py'
+      edge-embed query --mode keyword ERR_CERT_DATE_INVALID      (exact words, no model)
+      edge-embed query "quarterly budget" --files | xargs ls -l
+      edge-embed query "deploy steps" --json | jq -r '.results[].path'
+      edge-embed query "login fails" --explain                   (why this order?)
+
+    Each result shows path:first-last line, the score and the best-matching lines.
+    Exit status, like grep: 0 results found, 1 none, 2 an error.
+    """
+    refuse_model_option(ctx)
+    runtime.pop("model")
+    if sum((as_json, as_jsonl, files_only)) > 1:
+        raise EdgeEmbedError("choose one of --json, --jsonl and --files")
+    warnings_to_stderr()
+    text = " ".join(words)
+    options = SearchOptions(
+        mode=mode,
+        k=k,
+        in_paths=in_paths,
+        globs=globs,
+        min_score=min_score,
+        per_file=1 if files_only else per_file,
+    )
+    with open_existing_index(db) as store:
+        embed_query = load_query_embedder(store, instruct, runtime) if options.uses_vectors else None
+        hits = search(store, text, options, embed_query=embed_query)
+    cwd = Path.cwd()
+    if as_json:
+        click.echo(json_document(text, mode, hits))
+    elif as_jsonl:
+        for line in json_lines(hits):
+            click.echo(line)
+    elif files_only:
+        for path in unique_paths(hits, cwd):
+            click.echo(path)
+    else:
+        color = use_color(color_choice, isatty=click.get_text_stream("stdout").isatty(), environ=os.environ)
+        for line in format_hits(hits, mode, highlight_terms(text), cwd=cwd, color=color, full=full, explain=explain):
+            click.echo(line, color=color)
+        if not hits:
+            click.echo("no results", err=True)
+    ctx.exit(0 if hits else EXIT_NO_RESULTS)
+
+
+def refuse_model_option(ctx: click.Context) -> None:
+    """A query must use the model its index was built with; --model would suggest otherwise.
+
+    Only an explicit flag is refused: EDGE_EMBED_MODEL in the environment (meant for
+    `index` and `embed`) is ignored here, so setting it does not break every query.
+    """
+    if ctx.get_parameter_source("model") is ParameterSource.COMMANDLINE:
+        raise EdgeEmbedError(
+            "query always uses the model the index was built with; drop --model "
+            "(to change models, re-index: `edge-embed index --rebuild --model NAME FOLDER`)"
+        )
+
+
+def load_query_embedder(store: Store, instruct: str | None, runtime: dict) -> EmbedQuery:
+    """The index's own model, loaded to embed the query at the index's dimension."""
+    from edge_embed.runtime.loader import embedder_for_index
+
+    settings = store.settings()
+    if settings is None:
+        raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+    try:
+        embedder = embedder_for_index(settings, settings_from_options(**runtime))
+    except (ModelNotFound, ModelFileError) as exc:
+        raise type(exc)(f"{exc}; or search without the model: --mode keyword") from None
+    return query_embedder(embedder, settings.dims, instruct)

@@ -1,0 +1,229 @@
+"""Turning search hits into text for people and JSON for programs.
+
+For people: ``path:start-end``, the heading, the score, and a few lines of the chunk
+around the lines with the most query terms (``--full``: the whole chunk), with the terms
+highlighted when colour is on. ``--explain`` adds each list's rank and score and the
+fused arithmetic, so a surprising order can be understood rather than guessed at.
+
+For programs: the JSON schema documented in docs/query-json.md. It is a contract: add
+keys if needed, never rename or remove one without bumping ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from edge_embed.search import RRF_K
+
+if TYPE_CHECKING:
+    from edge_embed.search import Hit, ListRank
+
+SCHEMA_VERSION = 1
+SNIPPET_LINES = 3  # enough to recognise the passage, few enough to scan ten results
+MAX_LINE_CHARS = 200  # minified files have lines of megabytes; a snippet shows a window
+COLOR_CHOICES = ("auto", "always", "never")
+SCORE_LABELS = {"hybrid": "score", "vector": "cos", "keyword": "bm25"}
+
+
+# ------------------------------------------------------------------------ colour
+def use_color(choice: str, *, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    """--color: 'auto' colours only a terminal and only when NO_COLOR is unset or empty
+    (https://no-color.org); an explicit 'always'/'never' wins over NO_COLOR, as that
+    convention asks."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return isatty and not environ.get("NO_COLOR")
+
+
+def _style(text: str, color: bool, **style: object) -> str:
+    return click.style(text, **style) if color else text
+
+
+def terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    """One case-insensitive regex for all terms, longest first; words match at word starts
+    (so 'key' marks 'keys' but not 'monkey'), CJK terms anywhere."""
+    if not terms:
+        return None
+    alternatives = [
+        re.escape(term) if _is_cjk_term(term) else rf"(?<![^\W_]){re.escape(term)}"
+        for term in sorted(set(terms), key=len, reverse=True)
+    ]
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def _is_cjk_term(term: str) -> bool:
+    return any(ord(ch) >= 0x3000 for ch in term)
+
+
+def highlight(text: str, pattern: re.Pattern[str] | None, color: bool) -> str:
+    if pattern is None or not color:
+        return text
+    return pattern.sub(lambda m: click.style(m.group(), fg="red", bold=True), text)
+
+
+# ------------------------------------------------------------------------ snippets
+def best_window(lines: Sequence[str], pattern: re.Pattern[str] | None, size: int = SNIPPET_LINES) -> int:
+    """Index of the first line of the ``size``-line window with the most distinct query
+    terms (then the most matches); 0 when nothing matches, so the chunk's start shows."""
+    if pattern is None or len(lines) <= size:
+        return 0
+    found = [[m.group().casefold() for m in pattern.finditer(line)] for line in lines]
+
+    def weight(start: int) -> tuple[int, int]:
+        window = [term for line in found[start : start + size] for term in line]
+        return len(set(window)), len(window)
+
+    return max(range(len(lines) - size + 1), key=lambda start: (weight(start), -start))
+
+
+def clip_line(line: str, pattern: re.Pattern[str] | None, width: int = MAX_LINE_CHARS) -> str:
+    """A line cut to ``width`` characters around its first query term, marked with '…'."""
+    if len(line) <= width:
+        return line
+    match = pattern.search(line) if pattern else None
+    start = max(0, min((match.start() if match else 0) - width // 4, len(line) - width))
+    return ("…" if start else "") + line[start : start + width] + ("…" if start + width < len(line) else "")
+
+
+def numbered_lines(
+    hit: Hit, pattern: re.Pattern[str] | None, *, full: bool, color: bool
+) -> list[str]:
+    """The chunk's lines (all, or the best window) as '  12  text', terms highlighted."""
+    lines = hit.chunk.text.split("\n")
+    first = 0 if full else best_window(lines, pattern)
+    shown = lines if full else lines[first : first + SNIPPET_LINES]
+    width = len(str(hit.chunk.start_line + len(lines) - 1))
+    out = []
+    for offset, line in enumerate(shown):
+        number = _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green")
+        text = line if full else clip_line(line, pattern)
+        out.append(f"  {number}  {highlight(text, pattern, color)}".rstrip())
+    return out
+
+
+# ------------------------------------------------------------------------ people
+def display_path(path: str, cwd: Path) -> str:
+    """Relative to the current folder when inside it (short, clickable), else absolute."""
+    try:
+        return Path(path).relative_to(cwd).as_posix()
+    except ValueError:
+        return path
+
+
+def explain_line(hit: Hit, mode: str) -> str:
+    """'vector #3 (cos 0.812) -> 1/(60+3) = 0.01587; keyword #1 (bm25 7.31) -> ...; fused 0.03226'."""
+    if mode == "vector":
+        return _list_part("vector", hit.vector, "cos", "{:.3f}")
+    if mode == "keyword":
+        return _list_part("keyword", hit.keyword, "bm25", "{:.2f}")
+    parts = []
+    for name, position, label, fmt in (
+        ("vector", hit.vector, "cos", "{:.3f}"),
+        ("keyword", hit.keyword, "bm25", "{:.2f}"),
+    ):
+        if position is None:
+            parts.append(f"{name}: not among the candidates -> 0")
+        else:
+            term = f" -> 1/({RRF_K}+{position.rank}) = {position.rrf:.5f}"
+            parts.append(_list_part(name, position, label, fmt) + term)
+    return "; ".join(parts) + f"; fused {hit.score:.5f}"
+
+
+def _list_part(name: str, position: ListRank | None, label: str, fmt: str) -> str:
+    assert position is not None, f"a {name} hit always has its {name} rank"
+    return f"{name} #{position.rank} ({label} {fmt.format(position.score)})"
+
+
+def format_hit(
+    hit: Hit,
+    mode: str,
+    pattern: re.Pattern[str] | None,
+    *,
+    cwd: Path,
+    color: bool = False,
+    full: bool = False,
+    explain: bool = False,
+) -> list[str]:
+    """One result for people: location and score, heading, snippet, optional explain."""
+    chunk = hit.chunk
+    location = _style(f"{display_path(chunk.path, cwd)}:{chunk.start_line}-{chunk.end_line}", color, fg="magenta")
+    score_format = "{:.5f}" if mode == "hybrid" else "{:.3f}"
+    score = _style(f"{SCORE_LABELS[mode]} {score_format.format(hit.score)}", color, dim=True)
+    lines = [f"{location}  {score}"]
+    if chunk.heading:
+        lines.append("  " + _style(f"# {chunk.heading}", color, bold=True))
+    lines.extend(numbered_lines(hit, pattern, full=full, color=color))
+    if explain:
+        lines.append("  " + _style(f"explain: {explain_line(hit, mode)}", color, fg="cyan"))
+    return lines
+
+
+def format_hits(
+    hits: Sequence[Hit],
+    mode: str,
+    terms: Sequence[str],
+    *,
+    cwd: Path,
+    color: bool = False,
+    full: bool = False,
+    explain: bool = False,
+) -> Iterator[str]:
+    """All results for people, a blank line between them."""
+    pattern = terms_pattern(terms)
+    for i, hit in enumerate(hits):
+        if i:
+            yield ""
+        yield from format_hit(hit, mode, pattern, cwd=cwd, color=color, full=full, explain=explain)
+
+
+def unique_paths(hits: Sequence[Hit], cwd: Path) -> list[str]:
+    """--files: each file once, in the order of its best hit (like grep -l)."""
+    return list(dict.fromkeys(display_path(hit.chunk.path, cwd) for hit in hits))
+
+
+# ------------------------------------------------------------------------ programs
+def hit_record(hit: Hit, rank: int) -> dict[str, object]:
+    """One result in the documented, stable JSON schema (docs/query-json.md)."""
+    chunk = hit.chunk
+    return {
+        "rank": rank,
+        "chunk_id": chunk.id,
+        "path": chunk.path,
+        "root": chunk.root,
+        "relpath": chunk.relpath,
+        "start_line": chunk.start_line,
+        "end_line": chunk.end_line,
+        "heading": chunk.heading or None,
+        "score": hit.score,
+        "vector_rank": hit.vector.rank if hit.vector else None,
+        "vector_score": hit.vector.score if hit.vector else None,
+        "keyword_rank": hit.keyword.rank if hit.keyword else None,
+        "keyword_score": hit.keyword.score if hit.keyword else None,
+        "text": chunk.text,
+    }
+
+
+def json_document(query: str, mode: str, hits: Sequence[Hit]) -> str:
+    """--json: one document with the query, the mode and the results."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "query": query,
+        "mode": mode,
+        "results": [hit_record(hit, rank) for rank, hit in enumerate(hits, 1)],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def json_lines(hits: Sequence[Hit]) -> Iterator[str]:
+    """--jsonl: one result object per line, the same objects as --json's results."""
+    for rank, hit in enumerate(hits, 1):
+        yield json.dumps(hit_record(hit, rank), ensure_ascii=False)

@@ -1,0 +1,255 @@
+"""Search an index: vector (KNN), keyword (BM25) and hybrid (reciprocal rank fusion).
+
+Why reciprocal rank fusion: a cosine similarity (0..1) and a BM25 score (0..unbounded,
+depending on corpus statistics) are not on one scale, so adding them would let whichever
+happens to be numerically larger decide. RRF uses only each chunk's *rank* in each list:
+``score = sum over lists of 1 / (60 + rank)`` (Cormack et al. 2009; 60 damps the gap
+between the first ranks). A chunk high in both lists beats one that is first in only one.
+
+Fusion happens per chunk, over candidate lists deeper than the final ``k``; then results
+are grouped so that one long file cannot fill the whole page (``per_file``). When the
+grouping or ``min_score`` leaves fewer than ``k`` results, the lists are fetched deeper
+again (up to the store's KNN limit) rather than returning a short page.
+
+This module never prints and never loads a model: the caller passes ``embed_query`` (see
+``query_embedder``), so keyword search works without the model file.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, keyword_terms
+
+if TYPE_CHECKING:
+    from edge_embed.runtime.engine import Embedder
+
+Mode = Literal["hybrid", "vector", "keyword"]
+MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
+RRF_K = 60  # the constant of reciprocal rank fusion
+DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third rarely adds more
+MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
+CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
+DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
+EmbedQuery = Callable[[str], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What to search for and how; the CLI flags map one to one.
+
+    ``min_score`` is compared with a documented score: the cosine similarity in vector and
+    hybrid modes (in hybrid, a chunk only the keyword search found has no cosine and is
+    dropped), the BM25 score in keyword mode. ``per_file=0`` means no limit per file.
+    """
+
+    mode: Mode = "hybrid"
+    k: int = 10
+    in_paths: tuple[str | Path, ...] = ()
+    globs: tuple[str, ...] = ()
+    min_score: float | None = None
+    per_file: int = DEFAULT_PER_FILE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.k < 1:
+            raise EdgeEmbedError(f"-k must be at least 1, got {self.k}")
+        if self.per_file < 0:
+            raise EdgeEmbedError(f"--per-file must be 0 (no limit) or more, got {self.per_file}")
+
+    @property
+    def uses_vectors(self) -> bool:
+        """Whether this search needs the query embedded (and so the model loaded)."""
+        return self.mode != "keyword"
+
+
+@dataclass(frozen=True)
+class ListRank:
+    """Where a chunk stood in one ranked list: 1-based rank and that list's own score."""
+
+    rank: int
+    score: float  # cosine similarity for the vector list, BM25 (higher = better) for keyword
+
+    @property
+    def rrf(self) -> float:
+        """This list's term of the fused score."""
+        return rrf_term(self.rank)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: the chunk, its final score, and what --explain shows about it.
+
+    ``score`` is the cosine in vector mode, BM25 in keyword mode and the RRF sum in hybrid.
+    ``vector`` / ``keyword`` are None when that list did not run or did not contain the chunk.
+    """
+
+    chunk: ChunkRecord
+    score: float
+    vector: ListRank | None = None
+    keyword: ListRank | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    chunk_id: int
+    score: float
+    vector: ListRank | None
+    keyword: ListRank | None
+
+
+def rrf_term(rank: int) -> float:
+    """1 / (60 + rank), the contribution of a 1-based rank to the fused score."""
+    return 1.0 / (RRF_K + rank)
+
+
+def cosine_from_l2(distance: float) -> float:
+    """Cosine similarity of two unit vectors from their L2 distance: 1 - d^2 / 2."""
+    return 1.0 - distance * distance / 2.0
+
+
+def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]]) -> list[_Candidate]:
+    """Reciprocal rank fusion of two best-first lists of (chunk_id, score), best first.
+
+    Ties (e.g. #1 in one list vs #1 in the other) are broken by chunk id, so the order is
+    the same on every run.
+    """
+    ranks: dict[int, dict[str, ListRank]] = defaultdict(dict)
+    for name, ranked in (("vector", vector), ("keyword", keyword)):
+        for rank, (chunk_id, score) in enumerate(ranked, 1):
+            ranks[chunk_id][name] = ListRank(rank, score)
+    fused = [
+        _Candidate(chunk_id, sum(r.rrf for r in by_list.values()), by_list.get("vector"), by_list.get("keyword"))
+        for chunk_id, by_list in ranks.items()
+    ]
+    return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
+
+
+def limit_per_file(hits: Sequence[Hit], per_file: int, k: int) -> list[Hit]:
+    """The first ``k`` hits, keeping at most ``per_file`` per file (0 = no limit), in order."""
+    kept: list[Hit] = []
+    per_path: dict[str, int] = defaultdict(int)
+    for hit in hits:
+        if per_file and per_path[hit.chunk.path] >= per_file:
+            continue
+        per_path[hit.chunk.path] += 1
+        kept.append(hit)
+        if len(kept) == k:
+            break
+    return kept
+
+
+def highlight_terms(query: str) -> tuple[str, ...]:
+    """The query's terms as the keyword search sees them (words, CJK runs and trigrams)."""
+    terms = keyword_terms(query)
+    return terms.words + terms.cjk_grams + terms.cjk_short
+
+
+def query_embedder(embedder: Embedder, dims: int, instruct: str | None = None) -> EmbedQuery:
+    """``embed_query`` for ``search``: the query with its instruction, at the index's dims."""
+    return lambda text: embedder.embed_queries([text], instruct=instruct, dims=dims)[0]
+
+
+def search(store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None) -> list[Hit]:
+    """Up to ``options.k`` hits for ``query``, best first.
+
+    ``embed_query`` turns the query into a unit vector of the index's dimension; it is
+    needed (and called once) in vector and hybrid modes only.
+    """
+    if not query.strip():
+        raise EdgeEmbedError("the query is empty: give some words to search for")
+    if options.uses_vectors and embed_query is None:
+        raise ValueError(f"{options.mode} search needs embed_query")
+    prefixes = resolve_in_paths(store, options.in_paths)
+    query_vec = embed_query(query) if options.uses_vectors else None
+    depth = min(max(options.k * CANDIDATE_FACTOR, MIN_CANDIDATES), MAX_KNN_K)
+    while True:
+        vector, keyword = _candidate_lists(store, query, query_vec, depth, options, prefixes)
+        hits = limit_per_file(_hits(store, _score(vector, keyword, options)), options.per_file, options.k)
+        lists_were_full = max(len(vector), len(keyword)) >= depth
+        if len(hits) == options.k or not lists_were_full or depth >= MAX_KNN_K:
+            return hits
+        depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
+
+
+def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
+    """``--in`` paths as absolute paths; each must exist and overlap an indexed folder."""
+    roots = [Path(root.path) for root in store.roots()]
+    resolved = []
+    for given in in_paths:
+        path = Path(given).expanduser().resolve()
+        if not path.exists():
+            raise EdgeEmbedError(f"unknown --in path {given}: it does not exist")
+        if not any(path.is_relative_to(root) or root.is_relative_to(path) for root in roots):
+            raise EdgeEmbedError(
+                f"unknown --in path {given}: it is not in an indexed folder (see `edge-embed status`)"
+            )
+        resolved.append(str(path))
+    return tuple(resolved)
+
+
+def _candidate_lists(
+    store: Store,
+    query: str,
+    query_vec: np.ndarray | None,
+    depth: int,
+    options: SearchOptions,
+    prefixes: tuple[str, ...],
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(vector list as (id, cosine), keyword list as (id, bm25)); a list not used is empty."""
+    filters = {"path_prefixes": prefixes, "globs": options.globs}
+    vector: list[tuple[int, float]] = []
+    keyword: list[tuple[int, float]] = []
+    if query_vec is not None:
+        vector = [(cid, cosine_from_l2(d)) for cid, d in store.vector_search(query_vec, depth, **filters)]
+    if options.mode != "vector":
+        keyword = store.keyword_search(query, depth, **filters)
+    return vector, keyword
+
+
+def _score(
+    vector: list[tuple[int, float]], keyword: list[tuple[int, float]], options: SearchOptions
+) -> list[_Candidate]:
+    """The candidates in final order with the mode's score, those under min_score removed."""
+    if options.mode == "hybrid":
+        candidates = fuse(vector, keyword)
+    else:
+        candidates = _single_list(vector if options.mode == "vector" else keyword, options.mode)
+    if options.min_score is None:
+        return candidates
+    return [c for c in candidates if _passes(c, options.mode, options.min_score)]
+
+
+def _single_list(ranked: list[tuple[int, float]], mode: Mode) -> list[_Candidate]:
+    """One list's order and score as they are (cosine or BM25), ranks kept for --explain."""
+    candidates = []
+    for rank, (chunk_id, score) in enumerate(ranked, 1):
+        position = ListRank(rank, score)
+        if mode == "vector":
+            candidates.append(_Candidate(chunk_id, score, position, None))
+        else:
+            candidates.append(_Candidate(chunk_id, score, None, position))
+    return candidates
+
+
+def _passes(candidate: _Candidate, mode: Mode, min_score: float) -> bool:
+    """min_score against BM25 in keyword mode, else against the cosine (none: dropped)."""
+    if mode == "keyword":
+        return candidate.score >= min_score
+    return candidate.vector is not None and candidate.vector.score >= min_score
+
+
+def _hits(store: Store, candidates: list[_Candidate]) -> list[Hit]:
+    """Attach the chunk records; a chunk deleted by a concurrent re-index is skipped."""
+    records = store.chunks_by_id(c.chunk_id for c in candidates)
+    return [
+        Hit(records[c.chunk_id], c.score, c.vector, c.keyword) for c in candidates if c.chunk_id in records
+    ]

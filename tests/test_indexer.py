@@ -1,0 +1,222 @@
+"""The incremental pipeline, with the real tiny GGUF model and a real store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_embed.errors import EdgeEmbedError, IndexMismatch
+from edge_embed.indexer import IndexOptions, Indexer
+from edge_embed.modelfile import read_model_info
+from edge_embed.runtime.engine import Embedder
+from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
+from edge_embed.store import Store
+from edge_embed.testing import write_tiny_qwen3
+
+
+class CountingEmbedder(Embedder):
+    """The real engine, remembering every text it was asked to embed."""
+
+    def embed_documents(self, texts, dims=None):
+        self.calls.append(list(texts))
+        return super().embed_documents(texts, dims)
+
+    @property
+    def embedded(self) -> list[str]:
+        return [text for call in self.calls for text in call]
+
+
+def load(model_path: Path, label: str = "") -> CountingEmbedder:
+    info = read_model_info(model_path)
+    plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(ctx=2048), gpu=None, offload_supported=False)
+    engine = CountingEmbedder(info, plan, label=label or str(model_path))
+    engine.calls = []
+    return engine
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    embedder = load(tiny_model.path)
+    yield embedder
+    embedder.close()
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    root = tmp_path / "notes"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.md").write_text("# Alpha\n\nThe first note talks about apples.\n\n## Keys\n\nRotate the API keys monthly.\n")
+    (root / "b.txt").write_text("Bananas are yellow.\nThey grow in bunches.\n")
+    (root / "sub" / "c.py").write_text("def cherry():\n    return 'red'\n\n\ndef date():\n    return 'brown'\n")
+    (root / "image.bin").write_bytes(b"\x00\x01\x02binary")
+    return root
+
+
+def run(store: Store, engine: CountingEmbedder, *roots: Path, **options) -> object:
+    engine.calls = []
+    return Indexer(store, engine, IndexOptions(chunk_tokens=128, overlap=8, **options)).run(list(roots))
+
+
+def index_state(store: Store) -> set[tuple[str, int, str]]:
+    """(relpath, seq, text hash) of every chunk: what 'the same final state' means."""
+    rows = store._conn.execute(
+        "SELECT f.relpath, c.seq, c.text_hash FROM chunks c JOIN files f ON f.id = c.file_id"
+    ).fetchall()
+    return {tuple(row) for row in rows}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "index.db") as opened:
+        yield opened
+
+
+def test_first_run_indexes_text_files_and_skips_binary(store, engine, tree):
+    summary = run(store, engine, tree)
+    assert summary.indexed == 3
+    assert summary.skipped == {"binary": 1}
+    stats = store.stats()
+    assert stats["files"] == 3
+    assert stats["chunks"] == summary.chunks_added == len(engine.embedded)
+    assert summary.tokens_embedded > 0
+    assert store.integrity_check() == "ok"
+
+
+def test_stored_vectors_are_the_engines_document_vectors(store, engine, tree):
+    run(store, engine, tree)
+    text_hash, embed_text = None, None
+    for call in engine.calls:
+        for text in call:
+            if "Rotate the API keys" in text:
+                embed_text = text
+    assert embed_text is not None and embed_text.startswith("file: a.md\n")
+    import hashlib
+
+    text_hash = hashlib.sha256(embed_text.encode()).hexdigest()
+    stored = store.vectors_for_hashes([text_hash])[text_hash]
+    assert np.allclose(stored, engine.embed_documents([embed_text])[0], atol=1e-5)
+
+
+def test_unchanged_rerun_embeds_nothing(store, engine, tree):
+    run(store, engine, tree)
+    summary = run(store, engine, tree)
+    assert engine.calls == []
+    assert summary.unchanged == 3 and summary.indexed == 0
+
+
+def test_touch_without_change_embeds_nothing(store, engine, tree):
+    run(store, engine, tree)
+    os.utime(tree / "a.md", ns=(1_000_000_000, 1_000_000_000))
+    summary = run(store, engine, tree)
+    assert engine.calls == []
+    assert summary.unchanged == 3
+    assert store.file_states(store.add_root(tree))["a.md"].mtime_ns == 1_000_000_000
+
+
+def test_edit_embeds_only_new_chunk_texts(store, engine, tree):
+    run(store, engine, tree)
+    before = index_state(store)
+    (tree / "b.txt").write_text("Bananas are yellow.\nThey grow in bunches.\n\nPlantains are cooked.\n")
+    summary = run(store, engine, tree)
+    assert summary.indexed == 1 and summary.unchanged == 2
+    assert len(engine.embedded) >= 1
+    assert all(text.startswith("file: b.txt") for text in engine.embedded)
+    after = index_state(store)
+    assert {row for row in before if row[0] != "b.txt"} == {row for row in after if row[0] != "b.txt"}
+
+
+def test_deleted_file_disappears(store, engine, tree):
+    run(store, engine, tree)
+    (tree / "sub" / "c.py").unlink()
+    summary = run(store, engine, tree)
+    assert summary.removed == 1
+    assert summary.chunks_removed >= 1
+    assert {row[0] for row in index_state(store)} == {"a.md", "b.txt"}
+    assert store.integrity_check() == "ok"
+
+
+def test_copy_in_another_folder_is_not_embedded_again(store, engine, tree):
+    run(store, engine, tree)
+    (tree / "vendor").mkdir()
+    shutil.copy(tree / "a.md", tree / "vendor" / "a.md")
+    summary = run(store, engine, tree)
+    assert engine.calls == []
+    assert summary.indexed == 1 and summary.chunks_reused == summary.chunks_added > 0
+
+
+def test_identical_chunks_in_one_run_are_embedded_once(store, engine, tmp_path):
+    root = tmp_path / "dups"
+    for folder in ("x", "y", "z"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "same.md").write_text("# Same\n\nIdentical content in three places.\n")
+    summary = run(store, engine, root)
+    assert summary.indexed == 3
+    assert len(engine.embedded) == len(set(engine.embedded)) == summary.chunks_added // 3
+
+
+def test_file_turning_binary_loses_its_chunks(store, engine, tree):
+    run(store, engine, tree)
+    (tree / "b.txt").write_bytes(b"\x00\x00 now binary")
+    summary = run(store, engine, tree)
+    assert summary.skipped["binary"] == 2
+    assert "b.txt" not in {row[0] for row in index_state(store)}
+
+
+def test_several_roots_in_one_index(store, engine, tree, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("Oranges.\n")
+    run(store, engine, tree, other)
+    assert {root.path for root in store.roots()} == {str(tree.resolve()), str(other.resolve())}
+    assert all(root.last_indexed_at for root in store.roots())
+
+
+def test_stop_event_finishes_current_batch_and_keeps_it(store, engine, tree):
+    indexer = Indexer(store, engine, IndexOptions(chunk_tokens=128, overlap=8))
+    indexer.stop.set()
+    summary = indexer.run([tree])
+    assert summary.interrupted
+    assert store.stats()["files"] == 0
+    assert run(store, engine, tree).indexed == 3
+
+
+def test_other_model_is_refused(store, engine, tree, tmp_path):
+    run(store, engine, tree)
+    other_model = write_tiny_qwen3(tmp_path / "other.gguf", seed=7)
+    other = load(other_model.path)
+    try:
+        with pytest.raises(IndexMismatch, match="rebuild"):
+            run(store, other, tree)
+    finally:
+        other.close()
+
+
+def test_other_dimension_is_refused(store, engine, tree):
+    run(store, engine, tree)
+    with pytest.raises(IndexMismatch, match="dims"):
+        run(store, engine, tree, dims=32)
+
+
+def test_mrl_index_stores_truncated_vectors(store, engine, tree):
+    run(store, engine, tree, dims=32)
+    assert store.settings().dims == 32
+    assert store.integrity_check() == "ok"
+
+
+def test_chunk_budget_larger_than_context_is_refused(store, tiny_model, tree):
+    small = load(tiny_model.path)
+    small.max_tokens = 64
+    try:
+        with pytest.raises(EdgeEmbedError, match="--chunk-tokens"):
+            Indexer(store, small, IndexOptions(chunk_tokens=128))
+    finally:
+        small.close()
+
+
+def test_missing_root_is_a_clear_error(store, engine, tmp_path):
+    with pytest.raises(EdgeEmbedError, match="not a folder"):
+        run(store, engine, tmp_path / "nope")

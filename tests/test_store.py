@@ -1,0 +1,459 @@
+"""The index file: schema, settings, consistent writes, exact search, filters, CJK, locking."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import apsw
+import numpy as np
+import pytest
+
+from edge_embed.errors import EdgeEmbedError, IndexMismatch
+from edge_embed.store import (
+    MAX_KNN_K,
+    SCHEMA_VERSION,
+    IndexSettings,
+    NewChunk,
+    Store,
+    sqlite_vec_version,
+)
+
+DIMS = 16
+SETTINGS = IndexSettings(
+    model_label="qwen3-embedding-0.6b",
+    model_file="/models/Qwen3-Embedding-0.6B-Q8_0.gguf",
+    model_size=639_000_000,
+    model_hash="a" * 64,
+    dims=DIMS,
+    chunk_tokens=512,
+    overlap=64,
+    instruction=None,
+)
+
+
+# ---------------------------------------------------------------------- helpers
+def unit_vectors(rng: np.random.Generator, n: int, dims: int = DIMS) -> np.ndarray:
+    vectors = rng.standard_normal((n, dims)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def make_chunk(seq: int, text: str, vector: np.ndarray, heading: str | None = None) -> NewChunk:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return NewChunk(seq, seq * 10 + 1, seq * 10 + 9, heading, text, digest, vector)
+
+
+def write(store: Store, root_id: int, root: Path, relpath: str, texts: list[str], vectors: np.ndarray) -> None:
+    chunks = [make_chunk(i, text, vector) for i, (text, vector) in enumerate(zip(texts, vectors))]
+    store.write_file(root_id, relpath, str(root / relpath), 100, 1, f"hash-of-{relpath}", chunks)
+
+
+def raw_counts(path: Path) -> dict[str, int]:
+    """Row counts read through a separate plain connection (no sqlite-vec needed for these)."""
+    conn = apsw.Connection(str(path))
+    try:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            for table in ("files", "chunks", "chunks_fts", "chunks_cjk")
+        }
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "index.db") as opened:
+        opened.init_settings(SETTINGS)
+        yield opened
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    return folder
+
+
+# ---------------------------------------------------------------------- schema
+def schema_objects(path: Path) -> list[tuple[str, str]]:
+    conn = apsw.Connection(str(path))
+    try:
+        return conn.execute("SELECT type, name FROM sqlite_schema ORDER BY name").fetchall()
+    finally:
+        conn.close()
+
+
+def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "index.db"
+    with Store.open(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        store.init_settings(SETTINGS)
+        root_id = store.add_root(tmp_path)
+        write(store, root_id, tmp_path, "a.md", ["alpha"], unit_vectors(np.random.default_rng(0), 1))
+    before = schema_objects(path)
+    names = {name for _, name in before}
+    assert {"meta", "roots", "files", "chunks", "chunks_fts", "chunks_cjk", "chunk_vectors"} <= names
+    with Store.open(path, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.settings() == SETTINGS
+        assert store.stats()["chunks"] == 1
+    assert schema_objects(path) == before
+
+
+def test_open_refuses_what_is_not_an_index(tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("just some text, long enough to fill a header page " * 20)
+    with pytest.raises(EdgeEmbedError, match="not an SQLite database"):
+        Store.open(text_file)
+
+    foreign = tmp_path / "other.sqlite"
+    conn = apsw.Connection(str(foreign))
+    conn.execute("CREATE TABLE people(name)")
+    conn.close()
+    with pytest.raises(EdgeEmbedError, match="not an edge-embed index"):
+        Store.open(foreign)
+
+    with pytest.raises(EdgeEmbedError, match="no index at"):
+        Store.open(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_open_refuses_an_index_from_a_newer_version(tmp_path: Path) -> None:
+    path = tmp_path / "index.db"
+    Store.open(path).close()
+    conn = apsw.Connection(str(path))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(EdgeEmbedError, match="newer edge-embed"):
+        Store.open(path)
+
+
+def test_sqlite_vec_version_is_reported() -> None:
+    assert sqlite_vec_version().startswith("v0.1.")
+
+
+# ---------------------------------------------------------------------- settings
+def test_settings_are_stored_once_and_the_instruction_can_change(store: Store) -> None:
+    assert store.settings() == SETTINGS
+    store.init_settings(SETTINGS)  # a second index run: no change, no error
+    store.set_instruction("Given a question about code, retrieve the code")
+    assert store.settings() == replace(SETTINGS, instruction="Given a question about code, retrieve the code")
+    store.set_instruction(None)
+    assert store.settings() == SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"model_label": "qwen3-embedding-4b", "model_hash": "b" * 64}, "(the model differ)"),
+        ({"model_hash": "b" * 64, "model_file": "/m/Qwen3-Embedding-0.6B-f16.gguf"}, "the model file (Qwen3-Embedding-0.6B-Q8_0.gguf vs Qwen3-Embedding-0.6B-f16.gguf)"),
+        ({"dims": 256}, "(dims differ)"),
+        ({"chunk_tokens": 256}, "(chunk size differ)"),
+        ({"overlap": 0}, "(overlap differ)"),
+        ({"dims": 256, "chunk_tokens": 1024}, "(dims, chunk size differ)"),
+    ],
+)
+def test_settings_mismatch_names_what_differs(store: Store, change: dict, named: str) -> None:
+    wanted = replace(SETTINGS, **change)
+    with pytest.raises(IndexMismatch) as excinfo:
+        store.check_settings(wanted)
+    message = str(excinfo.value)
+    assert named in message
+    assert SETTINGS.describe() in message and wanted.describe() in message
+    assert "--rebuild" in message and "--db" in message
+    with pytest.raises(IndexMismatch):
+        store.init_settings(wanted)
+
+
+def test_settings_that_do_not_change_vectors_are_not_a_mismatch(store: Store) -> None:
+    moved = replace(SETTINGS, model_file="/elsewhere/model.gguf", model_label="renamed", instruction="task")
+    store.check_settings(moved)
+
+
+def test_reset_drops_everything_and_allows_new_settings(store: Store, root: Path) -> None:
+    write(store, store.add_root(root), root, "a.md", ["alpha"], unit_vectors(np.random.default_rng(1), 1))
+    store.reset()
+    assert store.settings() is None
+    assert store.roots() == []
+    assert store.stats()["chunks"] == 0 and store.stats()["vectors"] == 0
+    store.init_settings(replace(SETTINGS, dims=8))
+    write(store, store.add_root(root), root, "a.md", ["alpha"], unit_vectors(np.random.default_rng(1), 1, dims=8))
+    assert store.vector_search(unit_vectors(np.random.default_rng(2), 1, dims=8)[0], 5)[0][0] > 0
+
+
+# ---------------------------------------------------------------------- writes
+def assert_consistent(store: Store, chunks: int, cjk_chunks: int, files: int) -> None:
+    counts = raw_counts(store.path)
+    assert counts == {"files": files, "chunks": chunks, "chunks_fts": chunks, "chunks_cjk": cjk_chunks}
+    assert store.stats()["vectors"] == chunks
+    assert store.integrity_check() == "ok"
+
+
+def test_write_replace_and_delete_keep_vectors_and_both_fts_tables_in_step(store: Store, root: Path) -> None:
+    rng = np.random.default_rng(3)
+    root_id = store.add_root(root)
+    write(store, root_id, root, "a.md", ["old apple text", "旧的苹果文本", "old banana"], unit_vectors(rng, 3))
+    write(store, root_id, root, "b.md", ["cherry notes", "桜の季節"], unit_vectors(rng, 2))
+    assert_consistent(store, chunks=5, cjk_chunks=2, files=2)
+    old_ids = {chunk_id for chunk_id, _ in store.vector_search(unit_vectors(rng, 1)[0], 10)}
+
+    write(store, root_id, root, "a.md", ["new apricot text", "新的杏子文本"], unit_vectors(rng, 2))
+    assert_consistent(store, chunks=4, cjk_chunks=2, files=2)
+    assert store.keyword_search("apple banana", 10) == []
+    assert store.keyword_search("旧的苹果", 10) == []
+    assert len(store.keyword_search("apricot", 10)) == 1
+    assert len(store.keyword_search("杏子文本", 10)) == 1
+    live = {chunk_id for chunk_id, _ in store.vector_search(unit_vectors(rng, 1)[0], 10)}
+    assert len(live) == 4 and set(store.chunks_by_id(live)) == live
+    assert len(old_ids - live) == 3  # a.md's three old chunks are gone from vec0 too
+
+    store.delete_file(store.file_states(root_id)["b.md"].id)
+    assert_consistent(store, chunks=2, cjk_chunks=1, files=1)
+    assert store.keyword_search("cherry", 10) == []
+
+    assert store.remove_root(root) is True
+    assert store.remove_root(root) is False
+    assert_consistent(store, chunks=0, cjk_chunks=0, files=0)
+    assert store.roots() == []
+
+
+def test_write_rejects_a_vector_of_the_wrong_size_without_writing(store: Store, root: Path) -> None:
+    root_id = store.add_root(root)
+    with pytest.raises(ValueError, match="dimensions"):
+        write(store, root_id, root, "a.md", ["alpha"], np.ones((1, DIMS + 1), dtype=np.float32))
+    assert store.file_states(root_id) == {}
+
+
+def test_file_states_touch_and_roots(store: Store, root: Path) -> None:
+    root_id = store.add_root(root)
+    assert store.add_root(root) == root_id
+    write(store, root_id, root, "sub/a.md", ["alpha", "beta"], unit_vectors(np.random.default_rng(4), 2))
+    state = store.file_states(root_id)["sub/a.md"]
+    assert (state.size, state.mtime_ns, state.content_hash) == (100, 1, "hash-of-sub/a.md")
+    store.touch_file(state.id, 120, 99)
+    assert store.file_states(root_id)["sub/a.md"] == replace(state, size=120, mtime_ns=99)
+    [info] = store.roots()
+    assert (info.path, info.files, info.chunks, info.last_indexed_at) == (str(root.resolve()), 1, 2, None)
+    store.mark_indexed(root_id)
+    assert store.roots()[0].last_indexed_at is not None
+
+
+def test_vectors_for_hashes_finds_stored_vectors_anywhere(store: Store, root: Path) -> None:
+    vectors = unit_vectors(np.random.default_rng(5), 3)
+    root_id = store.add_root(root)
+    write(store, root_id, root, "a.md", ["shared text", "only in a"], vectors[:2])
+    write(store, root_id, root, "b.md", ["shared text"], vectors[2:])
+    shared = hashlib.sha256(b"shared text").hexdigest()
+    only_a = hashlib.sha256(b"only in a").hexdigest()
+    found = store.vectors_for_hashes([shared, only_a, "f" * 64])
+    assert set(found) == {shared, only_a}
+    np.testing.assert_array_equal(found[only_a], vectors[1])
+    store.delete_file(store.file_states(root_id)["a.md"].id)
+    found = store.vectors_for_hashes([shared, only_a])
+    assert set(found) == {shared}
+    np.testing.assert_array_equal(found[shared], vectors[2])
+
+
+# ---------------------------------------------------------------------- vector search
+def exact_top_k(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
+    distances = np.linalg.norm(vectors - query, axis=1)
+    order = np.argsort(distances, kind="stable")[:k]
+    return ids[order].tolist(), distances[order]
+
+
+@pytest.fixture
+def big_index(store: Store, root: Path):
+    """3000 random unit vectors in 100 files: 1 file under keep/, 99 under other/."""
+    rng = np.random.default_rng(6)
+    vectors = unit_vectors(rng, 3000)
+    root_id = store.add_root(root)
+    for n in range(100):
+        relpath = "keep/keep_0.md" if n == 0 else f"other/file_{n}.md"
+        block = vectors[n * 30 : (n + 1) * 30]
+        with store.transaction():
+            write(store, root_id, root, relpath, [f"chunk {n}-{i}" for i in range(30)], block)
+    ids = np.array(sorted(store.chunks_by_id(range(1, 4000))))
+    assert len(ids) == 3000
+    return store, vectors, ids, rng
+
+
+def test_vector_search_equals_numpy_exact_top_k(big_index) -> None:
+    store, vectors, ids, rng = big_index
+    for query in unit_vectors(rng, 5):
+        want_ids, want_distances = exact_top_k(vectors, ids, query, 10)
+        got = store.vector_search(query, 10)
+        assert [chunk_id for chunk_id, _ in got] == want_ids
+        np.testing.assert_allclose([d for _, d in got], want_distances, rtol=1e-5)
+
+
+def test_vector_search_beyond_the_knn_limit_uses_an_exact_scan(big_index) -> None:
+    store, vectors, ids, rng = big_index
+    query = unit_vectors(rng, 1)[0]
+    got = store.vector_search(query, MAX_KNN_K + 1)
+    assert sorted(chunk_id for chunk_id, _ in got) == ids.tolist()
+    got_distances = np.array([distance for _, distance in got])
+    assert np.all(np.diff(got_distances) >= 0)
+    exact = np.linalg.norm(vectors - query, axis=1)
+    np.testing.assert_allclose(got_distances, exact[np.searchsorted(ids, [chunk_id for chunk_id, _ in got])], rtol=1e-5)
+
+
+def test_filters_that_exclude_99_percent_still_return_k(big_index, root: Path) -> None:
+    store, vectors, ids, rng = big_index
+    query = unit_vectors(rng, 1)[0]
+    keep = np.arange(30)
+    want_ids, want_distances = exact_top_k(vectors[keep], ids[keep], query, 10)
+    for filters in (
+        {"path_prefixes": [str(root / "keep")]},
+        {"globs": ["keep_*.md"]},
+        {"globs": ["keep/*"]},
+        {"path_prefixes": [str(root)], "globs": ["*keep_0*"]},
+    ):
+        got = store.vector_search(query, 10, **filters)
+        assert [chunk_id for chunk_id, _ in got] == want_ids, filters
+        np.testing.assert_allclose([d for _, d in got], want_distances, rtol=1e-5)
+    assert len(store.vector_search(query, 50, globs=["keep_*.md"])) == 30  # fewer only when fewer exist
+    assert store.vector_search(query, 10, path_prefixes=[str(root / "kee")]) == []  # not a path prefix
+    assert store.vector_search(query, 10, globs=["*.py"]) == []
+    assert len(store.vector_search(query, 10, globs=["file_1.md", "file_2.md"])) == 10
+
+
+# ---------------------------------------------------------------------- keyword search
+CORPUS = [
+    ("en/cooking.md", "Pancakes need flour, milk and eggs. Whisk the batter until smooth."),
+    ("en/garden.md", "Tomatoes want sun and regular watering in summer."),
+    ("en/cafe.md", "The café on the corner serves crème brûlée."),
+    ("en/db.md", "SQLite uses write-ahead logging for concurrent readers."),
+    ("zh/ml.md", "机器学习是人工智能的一个分支，它让计算机从数据中学习规律。"),
+    ("zh/db.md", "数据库索引可以加快查询速度，但是会占用更多的存储空间。"),
+    ("zh/weather.md", "今天北京的天气很好，适合出去散步。"),
+    ("zh/food.md", "我喜欢吃饺子和面条，特别是在冬天。"),
+    ("ja/weather.md", "東京の天気は晴れ、気温は二十度です。"),
+    ("ja/train.md", "新幹線で大阪まで二時間半かかります。"),
+    ("ja/cat.md", "猫はこたつで丸くなって寝ています。"),
+    ("ja/code.md", "Pythonの使い方を説明します。関数とクラスを学びましょう。"),
+]
+
+
+@pytest.fixture
+def corpus(store: Store, root: Path) -> dict[str, int]:
+    """One chunk per file; returns relpath -> chunk id."""
+    root_id = store.add_root(root)
+    vectors = unit_vectors(np.random.default_rng(7), len(CORPUS))
+    for (relpath, text), vector in zip(CORPUS, vectors):
+        write(store, root_id, root, relpath, [text], vector[None, :])
+    records = store.chunks_by_id(range(1, 100))
+    return {record.relpath: chunk_id for chunk_id, record in records.items()}
+
+
+def top(store: Store, text: str, **filters) -> list[int]:
+    return [chunk_id for chunk_id, _ in store.keyword_search(text, 5, **filters)]
+
+
+def test_keyword_search_finds_words_diacritics_and_paths(store: Store, corpus: dict[str, int], root: Path) -> None:
+    assert top(store, "flour")[0] == corpus["en/cooking.md"]
+    assert top(store, "creme brulee")[0] == corpus["en/cafe.md"]
+    assert top(store, "garden")[0] == corpus["en/garden.md"]  # the relpath is indexed too
+    assert top(store, "WRITE-AHEAD logging")[0] == corpus["en/db.md"]
+    assert top(store, "flour", globs=["zh/*"]) == []
+    assert top(store, "sun milk", path_prefixes=[str(root / "en")]) != []
+    scores = store.keyword_search("flour milk eggs sun", 5)
+    assert scores[0][0] == corpus["en/cooking.md"] and scores[0][1] > scores[1][1] > 0
+
+
+@pytest.mark.parametrize(
+    ("query", "relpath"),
+    [
+        ("机器学习", "zh/ml.md"),  # a 4-character run: itself plus its trigrams
+        ("数据库索引", "zh/db.md"),
+        ("学习", "zh/ml.md"),  # a 2-character Chinese word: below the trigram size
+        ("天气", "zh/weather.md"),
+        ("饺子", "zh/food.md"),
+        ("東京の天気", "ja/weather.md"),
+        ("新幹線", "ja/train.md"),
+        ("猫", "ja/cat.md"),  # a single kanji
+        ("Python 使い方", "ja/code.md"),
+        ("Pythonの使い方", "ja/code.md"),
+        ("查询 速度", "zh/db.md"),
+    ],
+)
+def test_keyword_search_finds_chinese_and_japanese(store: Store, corpus: dict[str, int], query: str, relpath: str) -> None:
+    assert top(store, query)[0] == corpus[relpath]
+
+
+def test_cjk_sentence_without_spaces_matches_on_shared_words(store: Store, corpus: dict[str, int]) -> None:
+    assert top(store, "怎样让数据库查询更快")[0] == corpus["zh/db.md"]
+    assert top(store, "学习", globs=["ja/*"]) == []
+
+
+# ---------------------------------------------------------------------- concurrency
+def test_a_reader_sees_the_last_commit_while_a_writer_transaction_is_open(store: Store, root: Path) -> None:
+    root_id = store.add_root(root)
+    rng = np.random.default_rng(8)
+    write(store, root_id, root, "a.md", ["original walrus text"], unit_vectors(rng, 1))
+    with Store.open(store.path, create=False) as reader:
+        with store.transaction():
+            write(store, root_id, root, "a.md", ["rewritten narwhal text", "second part"], unit_vectors(rng, 2))
+            assert len(reader.keyword_search("walrus", 5)) == 1
+            assert reader.keyword_search("narwhal", 5) == []
+            assert reader.stats()["chunks"] == 1
+            assert len(reader.vector_search(unit_vectors(rng, 1)[0], 5)) == 1
+        assert reader.keyword_search("walrus", 5) == []
+        assert len(reader.keyword_search("narwhal", 5)) == 1
+        assert reader.stats()["chunks"] == 2
+
+
+def test_a_failed_write_leaves_the_previous_version(store: Store, root: Path) -> None:
+    root_id = store.add_root(root)
+    rng = np.random.default_rng(9)
+    write(store, root_id, root, "a.md", ["original walrus text"], unit_vectors(rng, 1))
+    with pytest.raises(RuntimeError), store.transaction():
+        write(store, root_id, root, "a.md", ["rewritten narwhal text"], unit_vectors(rng, 1))
+        raise RuntimeError("interrupted")
+    assert len(store.keyword_search("walrus", 5)) == 1
+    assert_consistent(store, chunks=1, cjk_chunks=0, files=1)
+
+
+def test_writer_lock_refuses_a_second_holder_in_this_process(store: Store) -> None:
+    import os
+
+    with Store.open(store.path) as other:
+        with store.writer_lock():
+            with pytest.raises(EdgeEmbedError, match=rf"writing to .*index\.db \(pid {os.getpid()}\); wait"):
+                with other.writer_lock():
+                    pass
+        with other.writer_lock():  # released: the next writer gets it
+            pass
+
+
+def test_writer_lock_refuses_while_another_process_holds_it(store: Store) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys
+                from edge_embed.store import Store
+                with Store.open({str(store.path)!r}) as store, store.writer_lock():
+                    print("locked", flush=True)
+                    sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(EdgeEmbedError, match=rf"\(pid {holder.pid}\)"):
+            with store.writer_lock():
+                pass
+    finally:
+        holder.communicate("done\n", timeout=30)
+    with store.writer_lock():
+        pass
