@@ -143,7 +143,7 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     """
     spec = (spec or os.environ.get(MODEL_ENV) or DEFAULT_MODEL).strip()
     entry = find_entry(spec)
-    if entry is None and _looks_like_path(spec):
+    if entry is None and looks_like_model_path(spec):
         info = read_model_info(spec)
         return ResolvedModel(path=info.path, entry=None, label=info.path.name)
     entry = entry or get_entry(spec)
@@ -156,7 +156,7 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     return ResolvedModel(path=path, entry=entry, label=entry.name)
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_model_path(spec: str) -> bool:
     """Catalog names have no slashes and no .gguf suffix; anything else that could be a file is one."""
     return (
         spec.lower().endswith(".gguf")
@@ -203,7 +203,7 @@ def _download_blob(entry: CatalogEntry, hub: HubSettings, remote: _RemoteFile, *
     with WeakFileLock(lock):
         if blob.exists():
             return
-        done = 0; partial.unlink(missing_ok=True)
+        done = _usable_partial_size(partial, remote.size)
         if remote.size is not None:
             _check_disk_space(entry, blob.parent, remote.size - done)
         with partial.open("ab") as fh:

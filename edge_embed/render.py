@@ -49,12 +49,13 @@ def _style(text: str, color: bool, **style: object) -> str:
 
 
 def terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
-    """One case-insensitive regex for all terms, longest first; words match at word starts
-    (so 'key' marks 'keys' but not 'monkey'), CJK terms anywhere."""
+    """One case-insensitive regex for all terms, longest first: words match whole words,
+    as the keyword search counts them ('the' does not mark 'them'); CJK terms, written
+    without spaces, match anywhere."""
     if not terms:
         return None
     alternatives = [
-        re.escape(term) if _is_cjk_term(term) else rf"(?<![^\W_]){re.escape(term)}"
+        re.escape(term) if _is_cjk_term(term) else rf"(?<![^\W_]){re.escape(term)}(?![^\W_])"
         for term in sorted(set(terms), key=len, reverse=True)
     ]
     return re.compile("|".join(alternatives), re.IGNORECASE)
@@ -160,7 +161,7 @@ def format_hit(
     score = _style(f"{SCORE_LABELS[mode]} {score_format.format(hit.score)}", color, dim=True)
     lines = [f"{location}  {score}"]
     if chunk.heading:
-        lines.append("  " + _style(f"# {chunk.heading}", color, bold=True))
+        lines.append("  " + _style(f"§ {chunk.heading}", color, bold=True))
     lines.extend(numbered_lines(hit, pattern, full=full, color=color))
     if explain:
         lines.append("  " + _style(f"explain: {explain_line(hit, mode)}", color, fg="cyan"))

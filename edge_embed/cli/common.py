@@ -49,4 +49,3 @@ def warnings_to_stderr(quiet: bool = False) -> None:
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
-    logger.propagate = False

@@ -75,7 +75,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
             max_file_size=max_file_size,
             chunk_tokens=chunk_tokens or (existing.chunk_tokens if existing else DEFAULT_CHUNK_TOKENS),
             overlap=overlap if overlap is not None else (existing.overlap if existing else DEFAULT_OVERLAP),
-            dims=dims or (existing.dims if existing else None),
+            dims=dims if dims is not None else (existing.dims if existing else None),
             instruction=instruct or (existing.instruction if existing else None),
         )
         progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -28,7 +30,12 @@ from edge_embed.search import (
     query_embedder,
     search,
 )
-from edge_embed.store import MAX_KNN_K, Store
+from edge_embed.store import MAX_KNN_K, IndexSettings, Store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_embed.runtime.engine import Embedder
 
 EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 
@@ -66,9 +73,7 @@ EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
               show_default=True, help="Highlight query terms; auto = on a terminal unless NO_COLOR is set.")
 @db_option
 @runtime_options
-@click.pass_context
 def query(
-    ctx: click.Context,
     words: tuple[str, ...],
     k: int,
     mode: str,
@@ -100,6 +105,7 @@ def query(
     Each result shows path:first-last line, the score and the best-matching lines.
     Exit status, like grep: 0 results found, 1 none, 2 an error.
     """
+    ctx = click.get_current_context()  # not pass_context: --ctx already takes the name
     refuse_model_option(ctx)
     runtime.pop("model")
     if sum((as_json, as_jsonl, files_only)) > 1:
@@ -127,7 +133,7 @@ def query(
         for path in unique_paths(hits, cwd):
             click.echo(path)
     else:
-        color = use_color(color_choice, isatty=click.get_text_stream("stdout").isatty(), environ=os.environ)
+        color = use_color(color_choice, isatty=sys.stdout.isatty(), environ=os.environ)
         for line in format_hits(hits, mode, highlight_terms(text), cwd=cwd, color=color, full=full, explain=explain):
             click.echo(line, color=color)
         if not hits:
@@ -149,14 +155,32 @@ def refuse_model_option(ctx: click.Context) -> None:
 
 
 def load_query_embedder(store: Store, instruct: str | None, runtime: dict) -> EmbedQuery:
-    """The index's own model, loaded to embed the query at the index's dimension."""
-    from edge_embed.runtime.loader import embedder_for_index
+    """``embed_query`` with the index's own model, at the index's dimension.
 
+    The model loads on the first call, which search() makes only after checking the query
+    and the --in paths: a typo is reported at once, not after seconds of model loading.
+    """
     settings = store.settings()
     if settings is None:
         raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+
+    def embed_query(text: str) -> np.ndarray:
+        return query_embedder(load_index_model(settings, runtime), settings.dims, instruct)(text)
+
+    return embed_query
+
+
+def load_index_model(settings: IndexSettings, runtime: dict) -> Embedder:
+    """The model the index was built with; a missing one says how to get it back."""
+    from edge_embed.runtime.loader import embedder_for_index
+
     try:
-        embedder = embedder_for_index(settings, settings_from_options(**runtime))
-    except (ModelNotFound, ModelFileError) as exc:
-        raise type(exc)(f"{exc}; or search without the model: --mode keyword") from None
-    return query_embedder(embedder, settings.dims, instruct)
+        return embedder_for_index(settings, settings_from_options(**runtime))
+    except ModelNotFound as exc:
+        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword") from None
+    except ModelFileError as exc:
+        raise ModelFileError(
+            f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "
+            "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
+            "NAME FOLDER`), or search without the model: --mode keyword"
+        ) from None

@@ -35,7 +35,8 @@ def load_embedder(
         plan,
         qwen3_format=qwen3_format,
         instruction=instruction or DEFAULT_INSTRUCTION,
-        label=resolved.label,
+        # how to find the model again: its catalog name, else the file's absolute path
+        label=resolved.entry.name if resolved.entry else str(resolved.path),
     )
 
 

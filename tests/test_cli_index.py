@@ -1,0 +1,176 @@
+"""`edge-embed index`, `status`, `remove`, `config` and `embed` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_embed.cli import cli
+from edge_embed.store import Store
+
+
+@pytest.fixture
+def runner(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGE_EMBED_DB", str(tmp_path / "default.db"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("EDGE_EMBED_MODEL", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def notes(tmp_path) -> Path:
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "keys.md").write_text("# Security\n\n## API keys\n\nRotate the API keys every month with the vault CLI.\n")
+    (root / "garden.md").write_text("# Garden\n\nTomatoes need sun and water.\n")
+    return root
+
+
+def invoke(runner, *args):
+    return runner.invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+
+
+def test_index_then_status_then_reindex(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    first = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    assert first.exit_code == 0, first.output
+    assert "2 indexed" in first.output
+    second = invoke(runner, "index", notes, "--db", db, "--json")
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.output)
+    assert summary["unchanged"] == 2 and summary["texts_embedded"] == 0
+    status = invoke(runner, "status", "--db", db)
+    assert status.exit_code == 0
+    assert str(notes.resolve()) in status.output
+    assert "2 files" in status.output
+    assert tiny_model.path.name in status.output
+    as_json = json.loads(invoke(runner, "status", "--db", db, "--json").output)
+    assert as_json["files"] == 2 and as_json["roots"][0]["path"] == str(notes.resolve())
+
+
+def test_index_uses_env_db_by_default(runner, notes, tiny_model, tmp_path):
+    assert invoke(runner, "index", notes, "--model", tiny_model.path, "--quiet").exit_code == 0
+    assert (tmp_path / "default.db").exists()
+
+
+def test_index_with_another_model_is_refused(runner, notes, tiny_model, tmp_path):
+    from edge_embed.testing import write_tiny_qwen3
+
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path).exit_code == 0
+    other = write_tiny_qwen3(tmp_path / "other.gguf", seed=3)
+    result = invoke(runner, "index", notes, "--db", db, "--model", other.path)
+    assert_clean_error(result, "--rebuild")
+    rebuilt = invoke(runner, "index", notes, "--db", db, "--model", other.path, "--rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    with Store.open(db) as store:
+        assert store.settings().model_file == str(other.path.resolve())
+
+
+def test_index_dims_and_mismatch(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--dims", 32).exit_code == 0
+    assert invoke(runner, "index", notes, "--db", db).exit_code == 0, "dims default to the index's own"
+    assert_clean_error(invoke(runner, "index", notes, "--db", db, "--dims", 48), "dims")
+    assert_clean_error(invoke(runner, "index", notes, "--db", tmp_path / "j.db", "--model", tiny_model.path, "--dims", 0), "--dims")
+
+
+def test_index_missing_catalog_model_names_the_pull_command(runner, notes, tmp_path):
+    result = invoke(runner, "index", notes, "--db", tmp_path / "i.db", "--model", "qwen3-embedding-0.6b")
+    assert_clean_error(result, "edge-embed pull qwen3-embedding-0.6b")
+
+
+def test_index_not_a_gguf(runner, notes, tmp_path):
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model at all")
+    assert_clean_error(invoke(runner, "index", notes, "--db", tmp_path / "i.db", "--model", fake), "not a GGUF")
+
+
+def test_index_missing_folder(runner, tmp_path, tiny_model):
+    result = invoke(runner, "index", tmp_path / "nowhere", "--model", tiny_model.path)
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_remove_forgets_a_root(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    result = invoke(runner, "remove", notes, "--db", db)
+    assert result.exit_code == 0, result.output
+    with Store.open(db) as store:
+        assert store.stats()["chunks"] == 0 and store.roots() == []
+    assert_clean_error(invoke(runner, "remove", notes, "--db", db), "not an indexed folder")
+
+
+def test_status_without_index(runner, tmp_path):
+    assert_clean_error(invoke(runner, "status", "--db", tmp_path / "none.db"), "edge-embed index")
+
+
+def test_config_sets_the_query_task(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    result = invoke(runner, "config", "--db", db, "--instruct", "Find the note that answers the question")
+    assert result.exit_code == 0 and "Find the note" in result.output
+    with Store.open(db) as store:
+        assert store.settings().instruction == "Find the note that answers the question"
+    invoke(runner, "config", "--db", db, "--reset-instruct")
+    with Store.open(db) as store:
+        assert store.settings().instruction is None
+
+
+def test_embed_prints_reference_vector(runner, tiny_model):
+    result = invoke(runner, "embed", "--model", tiny_model.path, "hello")
+    assert result.exit_code == 0, result.output
+    vectors = json.loads(result.output)
+    expected = tiny_model.embed(tiny_model.tokenize("hello") + [tiny_model.eos_id])
+    assert len(vectors) == 1
+    assert float(np.dot(vectors[0], expected)) > 0.999
+
+
+def test_embed_jsonl_stdin_and_dims(runner, tiny_model):
+    result = runner.invoke(cli, ["embed", "--model", str(tiny_model.path), "--jsonl", "--dims", "32"], input="one\n\ntwo\n")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [row["text"] for row in rows] == ["one", "two"]
+    assert all(len(row["embedding"]) == 32 for row in rows)
+
+
+def test_embed_query_uses_instruction(runner, tiny_model):
+    result = invoke(runner, "embed", "--model", tiny_model.path, "--query", "--instruct", "Find code", "sort a list")
+    vector = json.loads(result.output)[0]
+    expected = tiny_model.embed(tiny_model.tokenize("Instruct: Find code\nQuery:sort a list") + [tiny_model.eos_id])
+    assert float(np.dot(vector, expected)) > 0.999
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["embed", "--model", "{model}", ""], "empty"),
+        (["embed", "--model", "{model}", "--dims", "0", "x"], "--dims"),
+        (["embed", "--model", "{model}", "--dims", "100000", "x"], "--dims"),
+        (["embed", "--model", "{missing}", "x"], "not found"),
+        (["embed", "--model", "{fake}", "x"], "not a GGUF"),
+        (["embed", "--model", "{truncated}", "x"], "truncated"),
+    ],
+)
+def test_embed_bad_input_is_one_line_error(runner, tiny_model, tmp_path, args, fragment):
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("hello")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(tiny_model.path.read_bytes()[:-1000])
+    paths = {"model": tiny_model.path, "missing": tmp_path / "missing.gguf", "fake": fake, "truncated": truncated}
+    result = invoke(runner, *[arg.format(**paths) for arg in args])
+    assert_clean_error(result, fragment)

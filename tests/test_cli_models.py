@@ -1,0 +1,134 @@
+"""`edge-embed models` and `edge-embed pull` through click's CliRunner, against the fake hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hubserver import FakeHub, fake_hub  # noqa: F401  (fake_hub is a fixture)
+
+from edge_embed.catalog import DEFAULT_MODEL, get_entry, load_catalog
+from edge_embed.cli import cli
+from edge_embed.testing import TinyModel
+
+SMALL = get_entry("qwen3-embedding-0.6b")
+DEFAULT = get_entry(DEFAULT_MODEL)
+
+
+@pytest.fixture
+def hub(fake_hub: FakeHub, tiny_model: TinyModel) -> FakeHub:
+    """The fake hub serving the tiny model as both the default and the 0.6B catalog files."""
+    for entry in (DEFAULT, SMALL):
+        fake_hub.add_file(entry.repo, entry.file, tiny_model.path.read_bytes())
+    return fake_hub
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def models_json() -> dict:
+    result = run("models", "--json")
+    assert result.exit_code == 0
+    return json.loads(result.stdout)
+
+
+def test_models_lists_every_catalog_entry_with_how_to_get_it(hub: FakeHub) -> None:
+    result = run("models")
+
+    assert result.exit_code == 0
+    for entry in load_catalog():
+        assert entry.name in result.stdout and entry.description in result.stdout
+        assert f"edge-embed pull {entry.name}" in result.stdout
+    assert f"*  {DEFAULT_MODEL} " in result.stdout
+    assert "approximate" in result.stdout
+
+
+def test_models_shows_where_a_pulled_model_is_and_marks_the_env_selection(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = run("pull", SMALL.name).stdout.strip()
+    monkeypatch.setenv("EDGE_EMBED_MODEL", SMALL.name)
+
+    result = run("models")
+
+    assert f"file: {path}" in result.stdout
+    assert f"edge-embed pull {SMALL.name}" not in result.stdout
+    assert f" > {SMALL.name} " in result.stdout
+
+
+def test_models_json_reports_catalog_and_download_state(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = models_json()
+    assert [m["name"] for m in before["models"]] == [e.name for e in load_catalog()]
+    assert not any(m["downloaded"] for m in before["models"])
+    assert [m["name"] for m in before["models"] if m["default"]] == [DEFAULT_MODEL]
+
+    path = run("pull", SMALL.name).stdout.strip()
+    monkeypatch.setenv("EDGE_EMBED_MODEL", SMALL.name)
+    after = {m["name"]: m for m in models_json()["models"]}
+
+    assert after[SMALL.name]["downloaded"] and after[SMALL.name]["path"] == path
+    assert after[SMALL.name]["selected_by_env"] and not after[DEFAULT_MODEL]["selected_by_env"]
+    assert after[SMALL.name]["approx_size_bytes"] == SMALL.approx_size_bytes
+
+
+def test_pull_without_name_downloads_the_default_and_prints_its_path(hub: FakeHub, tiny_model: TinyModel) -> None:
+    result = run("pull")
+
+    assert result.exit_code == 0
+    path = Path(result.stdout.strip())
+    assert path.name == DEFAULT.file and path.read_bytes() == tiny_model.path.read_bytes()
+    assert f"Downloading {DEFAULT_MODEL}" in result.stderr
+    assert [r.path for r in hub.gets()] == [f"/{DEFAULT.repo}/resolve/main/{DEFAULT.file}"]
+
+
+def test_pull_without_name_follows_edge_embed_model(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_EMBED_MODEL", SMALL.name)
+
+    result = run("pull")
+
+    assert Path(result.stdout.strip()).name == SMALL.file
+
+
+def test_pull_twice_says_already_downloaded_and_fetches_nothing(hub: FakeHub) -> None:
+    first = run("pull", SMALL.name)
+    hub.requests.clear()
+
+    second = run("pull", SMALL.name)
+
+    assert second.exit_code == 0 and second.stdout == first.stdout
+    assert "already downloaded" in second.stderr
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("pull", "qwen-typo"), {}, "Error: unknown model 'qwen-typo'; known models: "),
+        (("pull", SMALL.name), {"HF_HUB_OFFLINE": "1"}, f"Error: {SMALL.name} is not downloaded and HF_HUB_OFFLINE"),
+    ],
+    ids=["unknown-name", "offline"],
+)
+def test_pull_failures_are_one_error_line_with_exit_2(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, args, env, expected
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    result = CliRunner().invoke(cli, list(args))
+
+    assert result.exit_code == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected)
+    assert result.stderr.endswith(error_lines[0] + "\n") and "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["models", "pull"])
+def test_help_has_examples(command: str) -> None:
+    result = run(command, "--help")
+
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout and f"edge-embed {command}" in result.stdout

@@ -1,0 +1,120 @@
+"""kill -9 at random moments, queries during an index, and a second concurrent index."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_embed.store import Store
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+TOPICS = ["keys", "garden", "python", "travel", "music", "budget", "backup", "kernel", "recipes", "running"]
+
+
+def make_corpus(root: Path, files: int) -> Path:
+    rng = random.Random(42)
+    for i in range(files):
+        folder = root / TOPICS[i % len(TOPICS)]
+        folder.mkdir(parents=True, exist_ok=True)
+        sections = []
+        for s in range(4):
+            words = " ".join(rng.choice(TOPICS) + rng.choice(["", "s", "ing"]) for _ in range(rng.randint(20, 60)))
+            sections.append(f"## Section {s} of note {i}\n\n{words}.\n")
+        (folder / f"note-{i:04d}.md").write_text(f"# Note {i}\n\n" + "\n".join(sections))
+    return root
+
+
+def index_command(db: Path, root: Path, model: Path) -> list[str]:
+    return [sys.executable, "-m", "edge_embed", "index", str(root), "--db", str(db),
+            "--model", str(model), "--quiet", "--chunk-tokens", "96", "--overlap", "8"]
+
+
+def final_state(db: Path) -> tuple[set, int]:
+    with Store.open(db, create=False) as store:
+        assert store.integrity_check() == "ok"
+        rows = store._conn.execute(
+            "SELECT f.relpath, c.seq, c.text_hash, c.start_line, c.end_line FROM chunks c JOIN files f ON f.id = c.file_id"
+        ).fetchall()
+        return {tuple(row) for row in rows}, store.stats()["vectors"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "notes", files=250)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tiny_model, tmp_path_factory) -> tuple[set, int, float]:
+    db = tmp_path_factory.mktemp("reference") / "ref.db"
+    started = time.monotonic()
+    done = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state, vectors = final_state(db)
+    return state, vectors, time.monotonic() - started
+
+
+def test_kill_9_at_random_moments_then_resume(corpus, tiny_model, reference, tmp_path):
+    expected, expected_vectors, duration = reference
+    db = tmp_path / "killed.db"
+    rng = random.Random(7)
+    for attempt in range(5):
+        process = subprocess.Popen(index_command(db, corpus, tiny_model.path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.05, 0.95) * duration)
+        process.kill()
+        process.wait(timeout=30)
+        if db.exists():
+            with Store.open(db, create=False) as store:
+                assert store.integrity_check() == "ok", f"after kill {attempt}"
+    done = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state, vectors = final_state(db)
+    assert state == expected
+    assert vectors == expected_vectors == len(expected)
+
+
+def test_queries_during_an_index_get_answers(corpus, tiny_model, tmp_path):
+    db = tmp_path / "busy.db"
+    process = subprocess.Popen(index_command(db, corpus, tiny_model.path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    answered = 0
+    rng = np.random.default_rng(0)
+    try:
+        while process.poll() is None:
+            if not db.exists():
+                time.sleep(0.01)
+                continue
+            with Store.open(db, create=False) as store:
+                settings = store.settings()
+                if settings is None:
+                    continue
+                store.keyword_search("garden keys", 5)
+                vector = rng.normal(size=settings.dims).astype(np.float32)
+                store.vector_search(vector / np.linalg.norm(vector), 5)
+                answered += 1
+    finally:
+        process.wait(timeout=300)
+    assert process.returncode == 0, process.stderr.read().decode()
+    assert answered > 0, "the index finished before any query ran: enlarge the corpus"
+
+
+def test_second_index_on_the_same_db_exits_with_a_clear_message(corpus, tiny_model, tmp_path):
+    db = tmp_path / "twice.db"
+    first = subprocess.Popen(index_command(db, corpus, tiny_model.path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not Path(f"{db}.lock").exists() or Path(f"{db}.lock").stat().st_size == 0:
+            assert first.poll() is None and time.monotonic() < deadline, "first index ended before holding the lock"
+            time.sleep(0.01)
+        second = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=120)
+    finally:
+        first.wait(timeout=300)
+    assert second.returncode == 2
+    assert "another `edge-embed index`" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.returncode == 0
