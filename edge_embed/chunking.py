@@ -25,6 +25,9 @@ from typing import Callable, Sequence
 
 TokenCounter = Callable[[str], int]
 
+# Bump whenever chunk boundaries or the embedding header change: every embed text changes,
+# so an index built by another version is refused until rebuilt (see store.IndexSettings).
+CHUNKER_VERSION = 1
 KINDS = frozenset({"markdown", "rst", "org", "html", "code", "data", "text"})
 # Kinds whose structure is indentation: a non-indented line after a blank line starts a
 # top-level block (a definition in code, a top-level key or table in data files).

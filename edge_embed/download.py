@@ -150,7 +150,8 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     path = cached_model_path(entry)
     if path is None:
         raise ModelNotFound(
-            f"model {entry.name} is not downloaded yet: run `edge-embed pull {entry.name}` ({entry.approx_size}, once)"
+            f"model {entry.name} is not downloaded yet: run `edge-embed pull {entry.name}` ({entry.approx_size}, once)",
+            model_name=entry.name,
         )
     read_model_info(path)
     return ResolvedModel(path=path, entry=entry, label=entry.name)

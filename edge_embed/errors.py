@@ -17,6 +17,10 @@ class ModelFileError(EdgeEmbedError):
 class ModelNotFound(EdgeEmbedError):
     """A catalog model is not downloaded yet (the message names the `pull` command)."""
 
+    def __init__(self, message: str, model_name: str) -> None:
+        super().__init__(message)
+        self.model_name = model_name  # the catalog name, so a caller can offer to pull it
+
 
 class IndexMismatch(EdgeEmbedError):
     """An index was built with another model, dimension or chunking."""

@@ -20,24 +20,27 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
-from edge_embed.chunking import Chunk, chunk_document
+from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.files import FoundFile, Skip, discover, read_file
-from edge_embed.runtime.engine import Embedder
+from edge_embed.files import DEFAULT_MAX_FILE_SIZE, FoundFile, Skip, discover, read_file
 from edge_embed.store import IndexSettings, NewChunk, Store
+
+if TYPE_CHECKING:
+    from edge_embed.runtime.loader import ModelHandle
 
 DEFAULT_CHUNK_TOKENS = 512
 DEFAULT_OVERLAP = 51
-DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 # Chunks embedded per flush: big enough to fill the engine's batches, small enough that an
 # interrupt loses little work and memory stays flat.
 BATCH_CHUNKS = 128
 # Skips that may pass by themselves: the file keeps its old chunks until a later run.
 TRANSIENT_SKIPS = frozenset({"unreadable", "changed-while-reading"})
+# Skips that are expected and only counted; every other one is worth a warning.
+SILENT_SKIPS = frozenset({"binary"})
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,14 @@ class Progress(Protocol):
 
     def embedded(self, texts: int, tokens: int, seconds: float) -> None: ...
 
-    def skipped(self, relpath: str, reason: str, detail: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class NoProgress:
+    """Ignores every event (library use); the CLI's displays override what they show."""
+
     def root_started(self, root: Path, total_files: int) -> None:
         pass
 
@@ -102,7 +109,10 @@ class NoProgress:
     def embedded(self, texts: int, tokens: int, seconds: float) -> None:
         pass
 
-    def skipped(self, relpath: str, reason: str, detail: str) -> None:
+    def warning(self, message: str) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -123,39 +133,43 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def index_settings(embedder: Embedder, options: IndexOptions) -> IndexSettings:
+def index_settings(model: ModelHandle, options: IndexOptions) -> IndexSettings:
     """What an index records and later refuses to mix: model, dimension, chunking."""
     return IndexSettings(
-        model_label=embedder.label or str(embedder.model.path),
-        model_file=str(embedder.model.path),
-        model_size=embedder.model.file_size,
-        model_hash=embedder.model.header_hash,
-        dims=embedder.check_dims(options.dims),
+        model_label=model.label,
+        model_file=str(model.info.path),
+        model_size=model.info.file_size,
+        model_hash=model.info.header_hash,
+        dims=model.check_dims(options.dims),
         chunk_tokens=options.chunk_tokens,
         overlap=options.overlap,
         instruction=options.instruction,
+        chunker_version=CHUNKER_VERSION,
     )
 
 
 @dataclass
 class Indexer:
-    """Runs one `edge-embed index` over some roots into one store."""
+    """Runs one `edge-embed index` over some roots into one store.
+
+    The model is loaded only when a file needs chunking (its tokenizer) or embedding.
+    """
 
     store: Store
-    embedder: Embedder
+    model: ModelHandle
     options: IndexOptions
     progress: Progress = field(default_factory=NoProgress)
     stop: threading.Event = field(default_factory=threading.Event)
     summary: IndexSummary = field(default_factory=IndexSummary)
 
     def __post_init__(self) -> None:
-        self.settings = index_settings(self.embedder, self.options)
+        self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0
-        if self.options.chunk_tokens > self.embedder.max_tokens:
+        if self.options.chunk_tokens > self.model.max_tokens:
             raise EdgeEmbedError(
                 f"--chunk-tokens {self.options.chunk_tokens} is larger than the model context "
-                f"in use ({self.embedder.max_tokens}); raise --ctx or lower --chunk-tokens"
+                f"in use ({self.model.max_tokens}); raise --ctx or lower --chunk-tokens"
             )
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
@@ -197,17 +211,21 @@ class Indexer:
     def _discover(self, root: Path) -> list[FoundFile]:
         """Walk first (cheap stats only) so the progress display knows the total."""
         found: list[FoundFile] = []
-        for item in discover(
+        walk = discover(
             root,
             include=self.options.include,
             exclude=self.options.exclude,
             hidden=self.options.hidden,
             max_file_size=self.options.max_file_size,
-        ):
-            if isinstance(item, Skip):
-                self._record_skip(item)
-            else:
-                found.append(item)
+        )
+        try:
+            for item in walk:
+                if isinstance(item, Skip):
+                    self._record_skip(item)
+                else:
+                    found.append(item)
+        except OSError as exc:  # the root itself (per-file problems are Skips)
+            raise EdgeEmbedError(f"cannot read the folder {root}: {exc.strerror or exc}") from None
         self.summary.files_seen += len(found)
         return found
 
@@ -229,21 +247,33 @@ class Indexer:
             return
         if content.lossy:
             self.summary.lossy += 1
-            self.progress.skipped(found.relpath, "lossy", f"not valid {content.encoding}: decoded with replacement characters")
-        chunks = chunk_document(
-            content.text,
-            name=Path(found.relpath).name,
-            kind=content.kind,
-            count_tokens=self.embedder.count_tokens,
-            # the chunker reserves one token (the EOS); models that add more get a smaller budget
-            max_tokens=self.options.chunk_tokens - self.embedder.special_token_count + 1,
-            overlap=self.options.overlap,
-        )
+            self.progress.warning(f"{found.relpath}: not valid UTF-8 or UTF-16, indexed with replacement characters")
+        chunks = self._chunk(found, content)
+        if chunks is None:
+            return
         hashes = [text_hash(chunk.embed_text) for chunk in chunks]
         self._pending.append(_PendingFile(root_id, found, content.content_hash, chunks, hashes, state is not None))
         self._pending_chunks += len(chunks)
         if self._pending_chunks >= BATCH_CHUNKS:
             self._flush()
+
+    def _chunk(self, found: FoundFile, content) -> list[Chunk] | None:
+        """The file's chunks, in the model's tokens; None (counted as failed) if impossible."""
+        embedder = self.model.load()
+        try:
+            return chunk_document(
+                content.text,
+                name=Path(found.relpath).name,
+                kind=content.kind,
+                count_tokens=embedder.count_tokens,
+                # the chunker reserves one token (the EOS); models that add more get a smaller budget
+                max_tokens=self.options.chunk_tokens - embedder.special_token_count + 1,
+                overlap=self.options.overlap,
+            )
+        except ValueError as exc:  # e.g. a budget too small for the header and one character
+            self.summary.failed += 1
+            self.progress.warning(f"{found.relpath}: could not be chunked ({exc})")
+            return None
 
     # ---------------------------------------------------------------- batches
     def _flush(self) -> None:
@@ -265,10 +295,11 @@ class Indexer:
         missing = [digest for digest in wanted if digest not in vectors]
         self.summary.chunks_reused += sum(len(item.hashes) for item in pending) - len(missing)
         if missing:
-            before = self.embedder.stats.tokens
+            embedder = self.model.load()
+            before = embedder.stats.tokens
             started = time.perf_counter()
-            embedded = self.embedder.embed_documents([wanted[d] for d in missing], dims=self.settings.dims)
-            tokens = self.embedder.stats.tokens - before
+            embedded = embedder.embed_documents([wanted[d] for d in missing], dims=self.settings.dims)
+            tokens = embedder.stats.tokens - before
             vectors.update(zip(missing, embedded))
             self.summary.texts_embedded += len(missing)
             self.summary.tokens_embedded += tokens
@@ -308,4 +339,5 @@ class Indexer:
 
     def _record_skip(self, skip: Skip) -> None:
         self.summary.skipped[skip.reason] += 1
-        self.progress.skipped(skip.relpath, skip.reason, skip.detail)
+        if skip.reason not in SILENT_SKIPS:
+            self.progress.warning(f"skipped {skip.relpath}: {skip.reason}" + (f" ({skip.detail})" if skip.detail else ""))

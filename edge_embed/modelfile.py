@@ -9,16 +9,20 @@ maintained ``gguf`` package reads (we never hand-parse GGUF).
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from edge_embed.errors import ModelFileError
+from edge_embed.paths import cache_dir
 
 GGUF_MAGIC = b"GGUF"
 POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 HEADER_HASH_BYTES = 1 << 20
+SIDECAR_VERSION = 1  # bump when ModelInfo changes
 _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -57,10 +61,6 @@ class ModelInfo:
     def weights_bytes(self) -> int:
         return sum(self.layer_bytes) + self.other_bytes
 
-    def kv_bytes_per_token(self, bytes_per_value: int = 2) -> int:
-        """KV cache bytes one token costs across all layers (f16 cache by default)."""
-        return 2 * self.n_layer * self.n_head_kv * self.head_dim * bytes_per_value
-
 
 def check_gguf_header(path: Path) -> None:
     """Raise ModelFileError unless ``path`` exists and starts with the GGUF magic."""
@@ -84,6 +84,47 @@ def read_model_info(path: str | Path) -> ModelInfo:
 
 @lru_cache(maxsize=8)
 def _read_model_info_cached(path: Path, size: int, mtime_ns: int) -> ModelInfo:
+    """Parsing a real model's header takes seconds (the gguf package reads all 151k
+    vocabulary strings and merges), so the result is kept on disk beside other caches,
+    keyed by path, size and mtime: every command after the first starts at once."""
+    sidecar = _sidecar_path(path, size, mtime_ns)
+    cached = _load_sidecar(sidecar)
+    if cached is not None:
+        return cached
+    info = _parse_model_info(path, size)
+    _save_sidecar(sidecar, info)
+    return info
+
+
+def _sidecar_path(path: Path, size: int, mtime_ns: int) -> Path:
+    key = hashlib.sha256(f"{SIDECAR_VERSION}|{path}|{size}|{mtime_ns}".encode()).hexdigest()[:32]
+    return cache_dir() / "gguf-headers" / f"{key}.json"
+
+
+def _load_sidecar(sidecar: Path) -> ModelInfo | None:
+    try:
+        data = json.loads(sidecar.read_text())
+        data["path"] = Path(data["path"])
+        data["layer_bytes"] = tuple(data["layer_bytes"])
+        return ModelInfo(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _save_sidecar(sidecar: Path, info: ModelInfo) -> None:
+    """Best effort: a read-only cache directory only costs the next command its seconds."""
+    data = asdict(info)
+    data["path"] = str(info.path)
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        temporary = sidecar.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data))
+        temporary.replace(sidecar)
+    except OSError:
+        pass
+
+
+def _parse_model_info(path: Path, size: int) -> ModelInfo:
     from gguf import GGUFReader
 
     try:

@@ -20,6 +20,18 @@ def data_dir() -> Path:
     return Path(base) / APP_NAME
 
 
+def cache_dir() -> Path:
+    """XDG_CACHE_HOME on Linux, Caches on macOS, LOCALAPPDATA on Windows; EDGE_EMBED_CACHE wins."""
+    configured = os.environ.get("EDGE_EMBED_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    if sys.platform == "win32":
+        return data_dir() / "cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / APP_NAME
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / APP_NAME
+
+
 def default_db_path() -> Path:
     """``EDGE_EMBED_DB`` when set, else ``index.db`` in the data directory."""
     configured = os.environ.get("EDGE_EMBED_DB")

@@ -70,6 +70,7 @@ class IndexSettings:
     chunk_tokens: int
     overlap: int
     instruction: str | None = None
+    chunker_version: int = 1
 
     def describe(self) -> str:
         return f"{self.model_label} (dims {self.dims}, chunks of {self.chunk_tokens} tokens, overlap {self.overlap})"
@@ -844,7 +845,12 @@ def _settings_differences(stored: IndexSettings, wanted: IndexSettings) -> list[
             )
     elif stored.model_label != wanted.model_label:
         differences.append("the model")
-    for field, name in (("dims", "dims"), ("chunk_tokens", "chunk size"), ("overlap", "overlap")):
+    for field, name in (
+        ("dims", "dims"),
+        ("chunk_tokens", "chunk size"),
+        ("overlap", "overlap"),
+        ("chunker_version", "chunking rules (a newer edge-embed)"),
+    ):
         if getattr(stored, field) != getattr(wanted, field):
             differences.append(name)
     return differences

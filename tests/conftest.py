@@ -19,3 +19,9 @@ def tiny_model_no_eos(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_qwen3(
         tmp_path_factory.mktemp("models") / "tiny-qwen3-embedding-no-eos.gguf", add_eos_token=None
     )
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the GGUF header cache (and any other cache) out of the user's home."""
+    monkeypatch.setenv("EDGE_EMBED_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from edge_embed.cli import cli
 from edge_embed.store import Store
+from hubserver import fake_hub  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -174,3 +175,33 @@ def test_embed_bad_input_is_one_line_error(runner, tiny_model, tmp_path, args, f
     paths = {"model": tiny_model.path, "missing": tmp_path / "missing.gguf", "fake": fake, "truncated": truncated}
     result = invoke(runner, *[arg.format(**paths) for arg in args])
     assert_clean_error(result, fragment)
+
+
+def test_catalog_model_end_to_end_with_offer_to_pull(runner, notes, tiny_model, tmp_path, fake_hub, monkeypatch):
+    """A person at a terminal: index offers the download, then query finds the note."""
+    from edge_embed.catalog import get_entry
+
+    entry = get_entry("qwen3-embedding-0.6b")
+    fake_hub.add_file(entry.repo, entry.file, tiny_model.path.read_bytes())
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("edge_embed.cli.index.interactive", lambda: True)
+    db = tmp_path / "i.db"
+    declined = runner.invoke(cli, ["index", str(notes), "--db", str(db), "--model", entry.name], input="n\n")
+    assert_clean_error(declined, f"edge-embed pull {entry.name}")
+    accepted = runner.invoke(cli, ["index", str(notes), "--db", str(db), "--model", entry.name], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "Download it now?" in accepted.output and "2 indexed" in accepted.output
+    found = invoke(runner, "query", "API keys vault", "--db", db, "--files")
+    assert found.exit_code == 0, found.output
+    assert found.output.splitlines()[0].endswith("keys.md")
+    with Store.open(db) as store:
+        assert store.settings().model_label == entry.name
+
+
+def test_embed_warns_when_an_input_is_cut(runner, tiny_model):
+    result = runner.invoke(cli, ["embed", "--model", str(tiny_model.path), "--ctx", "64", "word " * 100])
+    assert result.exit_code == 0, result.output
+    assert "warning: input of 501 tokens is longer than the context (64)" in result.stderr
+    vector = json.loads(result.stdout)[0]
+    expected = tiny_model.embed(tiny_model.tokenize("word " * 100)[:63] + [tiny_model.eos_id])
+    assert float(np.dot(vector, expected)) > 0.999

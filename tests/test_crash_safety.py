@@ -36,6 +36,13 @@ def index_command(db: Path, root: Path, model: Path) -> list[str]:
             "--model", str(model), "--quiet", "--chunk-tokens", "96", "--overlap", "8"]
 
 
+def chunks_written(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with Store.open(db, create=False) as store:
+        return store.stats()["chunks"]
+
+
 def final_state(db: Path) -> tuple[set, int]:
     with Store.open(db, create=False) as store:
         assert store.integrity_check() == "ok"
@@ -118,3 +125,27 @@ def test_second_index_on_the_same_db_exits_with_a_clear_message(corpus, tiny_mod
     assert "another `edge-embed index`" in second.stderr
     assert "Traceback" not in second.stderr
     assert first.returncode == 0
+
+
+def test_ctrl_c_finishes_the_batch_prints_the_summary_and_keeps_the_work(corpus, tiny_model, reference, tmp_path):
+    import signal
+
+    expected, _vectors, duration = reference
+    db = tmp_path / "interrupted.db"
+    command = [arg for arg in index_command(db, corpus, tiny_model.path) if arg != "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not chunks_written(db):
+        assert process.poll() is None and time.monotonic() < deadline, "index ended before any chunk was written"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Interrupted" in out and "run the same command again" in out
+    assert "finishing the current batch" in err and "Traceback" not in err
+    state, _ = final_state(db)
+    assert 0 < len(state) < len(expected)
+    assert state <= expected, "what an interrupted run wrote is exactly what a full run writes"
+    done = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert final_state(db)[0] == expected

@@ -13,6 +13,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.indexer import IndexOptions, Indexer
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.engine import Embedder
+from edge_embed.runtime.loader import ModelHandle
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
 from edge_embed.store import Store
 from edge_embed.testing import write_tiny_qwen3
@@ -58,7 +59,8 @@ def tree(tmp_path) -> Path:
 
 def run(store: Store, engine: CountingEmbedder, *roots: Path, **options) -> object:
     engine.calls = []
-    return Indexer(store, engine, IndexOptions(chunk_tokens=128, overlap=8, **options)).run(list(roots))
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8, **options))
+    return indexer.run(list(roots))
 
 
 def index_state(store: Store) -> set[tuple[str, int, str]]:
@@ -176,7 +178,7 @@ def test_several_roots_in_one_index(store, engine, tree, tmp_path):
 
 
 def test_stop_event_finishes_current_batch_and_keeps_it(store, engine, tree):
-    indexer = Indexer(store, engine, IndexOptions(chunk_tokens=128, overlap=8))
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8))
     indexer.stop.set()
     summary = indexer.run([tree])
     assert summary.interrupted
@@ -208,15 +210,29 @@ def test_mrl_index_stores_truncated_vectors(store, engine, tree):
 
 
 def test_chunk_budget_larger_than_context_is_refused(store, tiny_model, tree):
-    small = load(tiny_model.path)
-    small.max_tokens = 64
-    try:
-        with pytest.raises(EdgeEmbedError, match="--chunk-tokens"):
-            Indexer(store, small, IndexOptions(chunk_tokens=128))
-    finally:
-        small.close()
+    info = read_model_info(tiny_model.path)
+    plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(ctx=64), gpu=None, offload_supported=False)
+    with pytest.raises(EdgeEmbedError, match="--chunk-tokens"):
+        Indexer(store, ModelHandle(info, plan, label=str(tiny_model.path)), IndexOptions(chunk_tokens=128))
+
+
+def test_unchanged_rerun_does_not_load_the_model(store, engine, tree, tiny_model):
+    run(store, engine, tree)
+    info = read_model_info(tiny_model.path)
+    plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(ctx=2048), gpu=None, offload_supported=False)
+    handle = ModelHandle(info, plan, label=str(tiny_model.path))
+    summary = Indexer(store, handle, IndexOptions(chunk_tokens=128, overlap=8)).run([tree])
+    assert summary.unchanged == 3
+    assert not handle.loaded
 
 
 def test_missing_root_is_a_clear_error(store, engine, tmp_path):
     with pytest.raises(EdgeEmbedError, match="not a folder"):
         run(store, engine, tmp_path / "nope")
+
+
+def test_index_from_other_chunking_rules_is_refused(store, engine, tree, monkeypatch):
+    run(store, engine, tree)
+    monkeypatch.setattr("edge_embed.indexer.CHUNKER_VERSION", 2)
+    with pytest.raises(IndexMismatch, match="chunking rules"):
+        run(store, engine, tree)

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from edge_embed.cli.common import warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 
@@ -42,6 +43,7 @@ def embed(texts, as_query, instruct, dims, jsonl, prompt_format, **runtime) -> N
     """
     from edge_embed.runtime.loader import load_embedder
 
+    warnings_to_stderr()
     inputs = list(texts) or read_stdin_lines()
     check_texts(inputs)
     embedder = load_embedder(

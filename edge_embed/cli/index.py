@@ -15,11 +15,7 @@ import click
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
-from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP
-
-# Skips that are expected and only counted; every other reason gets a warning line.
-QUIET_SKIPS = frozenset({"binary"})
-
+from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP, NoProgress
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -56,7 +52,6 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
     virtualenvs and build output, binary files, files over --max-file-size.
     """
     from edge_embed.indexer import IndexOptions, Indexer
-    from edge_embed.runtime.loader import load_embedder
     from edge_embed.store import Store
 
     warnings_to_stderr(quiet)
@@ -67,7 +62,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
             store.reset()
         existing = store.settings()
         model = runtime.pop("model") or (existing.model_label if existing else None)
-        embedder = load_embedder_or_offer_pull(load_embedder, model, settings_from_options(**runtime), quiet)
+        handle = prepare_model_or_offer_pull(model, settings_from_options(**runtime), quiet)
         options = IndexOptions(
             include=include,
             exclude=exclude,
@@ -79,10 +74,13 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
             instruction=instruct or (existing.instruction if existing else None),
         )
         progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
-        indexer = Indexer(store, embedder, options, progress=progress)
-        with stop_on_sigint(indexer.stop, quiet):
-            summary = indexer.run(list(paths))
-        progress.close()
+        indexer = Indexer(store, handle, options, progress=progress)
+        try:
+            with stop_on_sigint(indexer.stop, quiet):
+                summary = indexer.run(list(paths))
+        finally:
+            progress.close()
+            handle.close()
     if as_json:
         click.echo(json.dumps({"db": str(db_path), **summary.to_dict()}, indent=2))
     else:
@@ -91,23 +89,28 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
         sys.exit(130)
 
 
-def load_embedder_or_offer_pull(load_embedder, model, runtime_settings, quiet):
+def prepare_model_or_offer_pull(model, runtime_settings, quiet):
     """A missing catalog model: on a terminal, offer to download it; else say how."""
+    from edge_embed.runtime.loader import prepare_model
+
     try:
-        return load_embedder(model, runtime_settings)
-    except ModelNotFound:
-        if quiet or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return prepare_model(model, runtime_settings)
+    except ModelNotFound as missing:
+        if quiet or not interactive():
             raise
         from edge_embed.catalog import get_entry
-        from edge_embed.download import pull, resolve_model_name
+        from edge_embed.download import pull
 
-        name = resolve_model_name(model)
-        entry = get_entry(name)
-        size_gb = entry.size / 1e9
-        if not click.confirm(f"{name} is not downloaded (about {size_gb:.1f} GB). Download it now?", err=True):
+        entry = get_entry(missing.model_name)
+        if not click.confirm(f"{entry.name} is not downloaded ({entry.approx_size}). Download it now?", err=True):
             raise
         pull(entry, progress=True)
-        return load_embedder(model, runtime_settings)
+        return prepare_model(model, runtime_settings)
+
+
+def interactive() -> bool:
+    """A person at a terminal who can answer a question."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
 
 
 @contextmanager
@@ -131,30 +134,15 @@ def stop_on_sigint(stop: threading.Event, quiet: bool):
         signal.signal(signal.SIGINT, previous)
 
 
-class WarningsOnly:
+class WarningsOnly(NoProgress):
     """Not a terminal (or --quiet): no progress line, a warning per unusual skip."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
 
-    def root_started(self, root: Path, total_files: int) -> None:
-        pass
-
-    def file_done(self, relpath: str) -> None:
-        pass
-
-    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
-        pass
-
-    def skipped(self, relpath: str, reason: str, detail: str) -> None:
-        if not self.quiet and reason not in QUIET_SKIPS:
-            self.warn(f"skipped {relpath}: {reason}" + (f" ({detail})" if detail else ""))
-
-    def warn(self, message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
-
-    def close(self) -> None:
-        pass
+    def warning(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"warning: {message}", err=True)
 
 
 class TtyProgress(WarningsOnly):
@@ -185,9 +173,9 @@ class TtyProgress(WarningsOnly):
         self.embed_s += seconds
         self.draw(force=True)
 
-    def warn(self, message: str) -> None:
+    def warning(self, message: str) -> None:
         self.clear()
-        super().warn(message)
+        super().warning(message)
         self.draw(force=True)
 
     def draw(self, force: bool = False) -> None:

@@ -177,7 +177,7 @@ def load_index_model(settings: IndexSettings, runtime: dict) -> Embedder:
     try:
         return embedder_for_index(settings, settings_from_options(**runtime))
     except ModelNotFound as exc:
-        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword") from None
+        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword", exc.model_name) from None
     except ModelFileError as exc:
         raise ModelFileError(
             f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "

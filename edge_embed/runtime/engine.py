@@ -128,15 +128,7 @@ class Embedder:
         return self._embed_texts([self.format_query(q, instruct) for q in queries], dims)
 
     def check_dims(self, dims: int | None) -> int:
-        """Validate an MRL dimension; None means the model's native dimension."""
-        if dims is None:
-            return self.native_dim
-        if not MIN_MRL_DIMS <= dims <= self.native_dim:
-            raise EdgeEmbedError(
-                f"--dims must be between {MIN_MRL_DIMS} and {self.native_dim} "
-                f"(this model's native dimension), got {dims}"
-            )
-        return dims
+        return check_dims(dims, self.native_dim)
 
     def close(self) -> None:
         self._llama.close()
@@ -232,6 +224,17 @@ class Embedder:
 
 
 ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert", "t5encoder"})
+
+
+def check_dims(dims: int | None, native: int) -> int:
+    """Validate an MRL dimension; None means the model's native dimension."""
+    if dims is None:
+        return native
+    if not MIN_MRL_DIMS <= dims <= native:
+        raise EdgeEmbedError(
+            f"--dims must be between {MIN_MRL_DIMS} and {native} (this model's native dimension), got {dims}"
+        )
+    return dims
 
 
 def truncate_and_normalize(vectors: np.ndarray, dims: int) -> np.ndarray:

@@ -1,23 +1,75 @@
-"""From what the user asked for (``--model``, runtime options) to a ready Embedder."""
+"""From what the user asked for (``--model``, runtime options) to a ready Embedder.
+
+Loading a multi-GB model into llama.cpp takes seconds, so it happens only when something
+must be embedded: a ``ModelHandle`` knows the model's identity, dimension and offload
+plan from its GGUF header alone, and loads the weights on first use. A re-index with
+nothing changed, or a keyword query, never pays for it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from edge_embed.download import resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
-from edge_embed.modelfile import read_model_info
-from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder
-from edge_embed.runtime.plan import ModelShape, RuntimeSettings, plan_for
+from edge_embed.modelfile import ModelInfo, read_model_info
+from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, check_dims
+from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, plan_for
 
 
-def load_embedder(
+@dataclass
+class ModelHandle:
+    """A resolved, verified model file and its plan; ``load()`` brings it into llama.cpp."""
+
+    info: ModelInfo
+    plan: Plan
+    label: str  # how to find the model again: its catalog name, else the file's absolute path
+    qwen3_format: bool | None = None
+    instruction: str = DEFAULT_INSTRUCTION
+    _embedder: Embedder | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_embedder(cls, embedder: Embedder) -> "ModelHandle":
+        """Wrap an Embedder that is already loaded (library use, tests)."""
+        return cls(embedder.model, embedder.plan, embedder.label or str(embedder.model.path), _embedder=embedder)
+
+    @property
+    def native_dim(self) -> int:
+        return self.info.n_embd
+
+    @property
+    def max_tokens(self) -> int:
+        return self.plan.n_ctx
+
+    def check_dims(self, dims: int | None) -> int:
+        return check_dims(dims, self.native_dim)
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    def load(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(
+                self.info, self.plan, qwen3_format=self.qwen3_format, instruction=self.instruction, label=self.label
+            )
+        return self._embedder
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
+
+
+def prepare_model(
     spec: str | None,
     runtime: RuntimeSettings,
     *,
     qwen3_format: bool | None = None,
     instruction: str | None = None,
     expect_hash: str | None = None,
-) -> Embedder:
-    """Resolve the model (never downloading), plan its offload, load it into llama.cpp.
+) -> ModelHandle:
+    """Resolve the model (never downloading), verify its file and plan its offload.
 
     ``expect_hash`` (the header hash an index recorded) refuses a different file that
     happens to sit at the same name or path.
@@ -29,15 +81,18 @@ def load_embedder(
             f"the model file {resolved.path} is not the one this index was built with "
             f"({resolved.label}); re-index with `edge-embed index --rebuild` or restore the file"
         )
-    plan = plan_for(ModelShape.from_model_info(info), runtime)
-    return Embedder(
+    return ModelHandle(
         info,
-        plan,
+        plan_for(ModelShape.from_model_info(info), runtime),
+        label=resolved.entry.name if resolved.entry else str(resolved.path),
         qwen3_format=qwen3_format,
         instruction=instruction or DEFAULT_INSTRUCTION,
-        # how to find the model again: its catalog name, else the file's absolute path
-        label=resolved.entry.name if resolved.entry else str(resolved.path),
     )
+
+
+def load_embedder(spec: str | None, runtime: RuntimeSettings, *, qwen3_format: bool | None = None) -> Embedder:
+    """prepare_model + load: for commands that always embed."""
+    return prepare_model(spec, runtime, qwen3_format=qwen3_format).load()
 
 
 def embedder_for_index(settings, runtime: RuntimeSettings) -> Embedder:
@@ -47,11 +102,9 @@ def embedder_for_index(settings, runtime: RuntimeSettings) -> Embedder:
     header hash, per-index default query instruction).
     """
     try:
-        return load_embedder(
-            settings.model_label,
-            runtime,
-            instruction=settings.instruction,
-            expect_hash=settings.model_hash,
+        handle = prepare_model(
+            settings.model_label, runtime, instruction=settings.instruction, expect_hash=settings.model_hash
         )
     except ModelNotFound as exc:
-        raise ModelNotFound(f"this index was built with {settings.model_label}: {exc}") from None
+        raise ModelNotFound(f"this index was built with {settings.model_label}: {exc}", exc.model_name) from None
+    return handle.load()

@@ -57,7 +57,9 @@ LLAMA_CTX_PAD = 256  # llama.cpp rounds the context up to a multiple of this
 # Defaults; the engine benchmark tunes them. On the GPU big micro-batches keep the card
 # busy; on the CPU smaller ones were faster (attention over a packed batch grows with it).
 GPU_BATCH, GPU_UBATCH = 2048, 512
-CPU_BATCH, CPU_UBATCH = 512, 256
+# scripts/bench_embed.py (0.6B Q8_0, 2 cores): budget 512 + micro-batch 512 beat 256/256 and
+# 1024/512; packing more tokens per decode only adds masked cross-sequence attention.
+CPU_BATCH, CPU_UBATCH = 512, 512
 MAX_PARALLEL_SEQUENCES = 256  # llama_max_parallel_sequences() in llama-cpp-python 0.3.36
 
 CUDA_OVERHEAD_BYTES = 400 * MIB

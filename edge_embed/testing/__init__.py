@@ -4,6 +4,7 @@ Tests and benchmark scripts import this, so it ships with the package (it needs 
 ``gguf`` and ``numpy``; quantizing a shape-true model also imports ``llama_cpp``).
 """
 
+from edge_embed.testing.bert import TinyBert, write_tiny_bert
 from edge_embed.testing.gguf_builder import (
     SHAPE_TRUE_CONFIGS,
     TinyModel,
@@ -17,7 +18,9 @@ __all__ = [
     "EOS_TEXT",
     "SHAPE_TRUE_CONFIGS",
     "Qwen3Config",
+    "TinyBert",
     "TinyModel",
     "write_shape_true_qwen3",
+    "write_tiny_bert",
     "write_tiny_qwen3",
 ]
