@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -34,9 +34,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_TOKENS = 512
 DEFAULT_OVERLAP = 51
-# Chunks embedded per flush: big enough to fill the engine's batches, small enough that an
-# interrupt loses little work and memory stays flat.
-BATCH_CHUNKS = 128
+# Chunks embedded per flush: big enough to fill the engine's batches (a few decodes), small
+# enough that files complete (and the ETA appears) soon, an interrupt loses little work and
+# memory stays flat.
+BATCH_CHUNKS = 32
 # Skips that may pass by themselves: the file keeps its old chunks until a later run.
 TRANSIENT_SKIPS = frozenset({"unreadable", "changed-while-reading"})
 # Skips that are expected and only counted; every other one is worth a warning.
@@ -86,11 +87,11 @@ class IndexSummary:
 class Progress(Protocol):
     """Receives pipeline events; the CLI draws a progress line from them."""
 
-    def root_started(self, root: Path, total_files: int) -> None: ...
+    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None: ...
 
-    def file_done(self, relpath: str) -> None: ...
+    def file_done(self, relpath: str, size: int) -> None: ...
 
-    def embedded(self, texts: int, tokens: int, seconds: float) -> None: ...
+    def embedded(self, texts: int, tokens: int) -> None: ...
 
     def warning(self, message: str) -> None: ...
 
@@ -100,13 +101,13 @@ class Progress(Protocol):
 class NoProgress:
     """Ignores every event (library use); the CLI's displays override what they show."""
 
-    def root_started(self, root: Path, total_files: int) -> None:
+    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
         pass
 
-    def file_done(self, relpath: str) -> None:
+    def file_done(self, relpath: str, size: int) -> None:
         pass
 
-    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
+    def embedded(self, texts: int, tokens: int) -> None:
         pass
 
     def warning(self, message: str) -> None:
@@ -183,6 +184,7 @@ class Indexer:
             if self.stop.is_set():
                 break
             self._index_root(root.resolve())
+        self.store.checkpoint()
         self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.stats()["chunks"]
         self.summary.interrupted = self.stop.is_set()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
@@ -196,7 +198,7 @@ class Indexer:
         root_id = self.store.add_root(str(root))
         known = self.store.file_states(root_id)
         found = self._discover(root)
-        self.progress.root_started(root, len(found))
+        self.progress.root_started(root, len(found), sum(item.size for item in found))
         seen: set[str] = set()
         for item in found:
             if self.stop.is_set():
@@ -232,7 +234,7 @@ class Indexer:
     def _index_file(self, root_id: int, found: FoundFile, state) -> None:
         if state is not None and state.size == found.size and state.mtime_ns == found.mtime_ns:
             self.summary.unchanged += 1
-            self.progress.file_done(found.relpath)
+            self.progress.file_done(found.relpath, found.size)
             return
         content = read_file(found)
         if isinstance(content, Skip):
@@ -243,7 +245,7 @@ class Indexer:
         if state is not None and state.content_hash == content.content_hash:
             self.store.touch_file(state.id, found.size, found.mtime_ns)
             self.summary.unchanged += 1
-            self.progress.file_done(found.relpath)
+            self.progress.file_done(found.relpath, found.size)
             return
         if content.lossy:
             self.summary.lossy += 1
@@ -277,34 +279,65 @@ class Indexer:
 
     # ---------------------------------------------------------------- batches
     def _flush(self) -> None:
-        """Embed what the pending files miss, then write each file in its own transaction."""
+        """Embed what the pending files miss and write each file once its vectors exist.
+
+        Embedding goes one decode's worth of texts at a time, in file order, writing the
+        files that became complete after each: a Ctrl-C waits for one decode, not for the
+        whole batch, and every finished file is kept. Files not written are simply done
+        again by the next run.
+        """
         if not self._pending:
             return
-        vectors = self._vectors_for(self._pending)
-        for pending in self._pending:
-            self._write(pending, vectors)
-        self._pending = []
-        self._pending_chunks = 0
-
-    def _vectors_for(self, pending: list[_PendingFile]) -> dict[str, np.ndarray]:
         wanted: dict[str, str] = {}
-        for item in pending:
+        for item in self._pending:
             for chunk, digest in zip(item.chunks, item.hashes):
                 wanted.setdefault(digest, chunk.embed_text)
         vectors = self.store.vectors_for_hashes(list(wanted))
         missing = [digest for digest in wanted if digest not in vectors]
-        self.summary.chunks_reused += sum(len(item.hashes) for item in pending) - len(missing)
-        if missing:
-            embedder = self.model.load()
-            before = embedder.stats.tokens
-            started = time.perf_counter()
-            embedded = embedder.embed_documents([wanted[d] for d in missing], dims=self.settings.dims)
-            tokens = embedder.stats.tokens - before
-            vectors.update(zip(missing, embedded))
-            self.summary.texts_embedded += len(missing)
-            self.summary.tokens_embedded += tokens
-            self.progress.embedded(len(missing), tokens, time.perf_counter() - started)
+        self.summary.chunks_reused += sum(len(item.hashes) for item in self._pending) - len(missing)
+        waiting = list(self._pending)
+        waiting = self._write_complete(waiting, vectors)
+        for group in self._decode_groups(missing, wanted):
+            if self.stop.is_set():
+                break
+            vectors.update(zip(group, self._embed([wanted[digest] for digest in group])))
+            waiting = self._write_complete(waiting, vectors)
+        self._pending = []
+        self._pending_chunks = 0
+
+    def _decode_groups(self, digests: list[str], texts: dict[str, str]) -> Iterator[list[str]]:
+        """Consecutive runs of texts that fill about one decode (the plan's packing budget)."""
+        embedder = self.model.load()
+        budget = self.model.plan.n_batch
+        group: list[str] = []
+        used = 0
+        for digest in digests:
+            tokens = embedder.count_tokens(texts[digest]) + embedder.special_token_count
+            if group and used + tokens > budget:
+                yield group
+                group, used = [], 0
+            group.append(digest)
+            used += tokens
+        if group:
+            yield group
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        embedder = self.model.load()
+        before = embedder.stats.tokens
+        vectors = embedder.embed_documents(texts, dims=self.settings.dims, on_decode=self.progress.embedded)
+        self.summary.texts_embedded += len(texts)
+        self.summary.tokens_embedded += embedder.stats.tokens - before
         return vectors
+
+    def _write_complete(self, waiting: list[_PendingFile], vectors: dict[str, np.ndarray]) -> list[_PendingFile]:
+        """Write the files whose every chunk has a vector; return the others, in order."""
+        still_waiting = []
+        for pending in waiting:
+            if all(digest in vectors for digest in pending.hashes):
+                self._write(pending, vectors)
+            else:
+                still_waiting.append(pending)
+        return still_waiting
 
     def _write(self, pending: _PendingFile, vectors: dict[str, np.ndarray]) -> None:
         found = pending.found
@@ -325,7 +358,7 @@ class Indexer:
         )
         self.summary.indexed += 1
         self.summary.chunks_added += len(chunks)
-        self.progress.file_done(found.relpath)
+        self.progress.file_done(found.relpath, found.size)
 
     # ---------------------------------------------------------------- removal
     def _remove_missing(self, known: dict, seen: set[str]) -> None:

@@ -817,6 +817,10 @@ class Store:
             "schema_version": self.schema_version(),
         }
 
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file, so it does not linger at its peak size."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def integrity_check(self) -> str:
         """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
         problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]

@@ -22,9 +22,9 @@ from edge_embed.testing import write_tiny_qwen3
 class CountingEmbedder(Embedder):
     """The real engine, remembering every text it was asked to embed."""
 
-    def embed_documents(self, texts, dims=None):
+    def embed_documents(self, texts, dims=None, on_decode=None):
         self.calls.append(list(texts))
-        return super().embed_documents(texts, dims)
+        return super().embed_documents(texts, dims, on_decode)
 
     @property
     def embedded(self) -> list[str]:
@@ -236,3 +236,77 @@ def test_index_from_other_chunking_rules_is_refused(store, engine, tree, monkeyp
     monkeypatch.setattr("edge_embed.indexer.CHUNKER_VERSION", 2)
     with pytest.raises(IndexMismatch, match="chunking rules"):
         run(store, engine, tree)
+
+
+class RecordingProgress:
+    def __init__(self):
+        self.events = []
+
+    def root_started(self, root, total_files, total_bytes):
+        self.events.append(("root", total_files, total_bytes))
+
+    def file_done(self, relpath, size):
+        self.events.append(("file", relpath, size))
+
+    def embedded(self, texts, tokens):
+        self.events.append(("embedded", texts, tokens))
+
+    def warning(self, message):
+        self.events.append(("warning", message))
+
+    def close(self):
+        pass
+
+
+def test_progress_events_cover_every_file_and_decode(store, engine, tree):
+    (tree / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    progress = RecordingProgress()
+    engine.calls = []
+    summary = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8), progress=progress).run([tree])
+    text_files = ["a.md", "b.txt", "latin1.txt", "sub/c.py"]
+    assert progress.events[0] == ("root", 5, sum((tree / name).stat().st_size for name in text_files + ["image.bin"]))
+    assert sorted(e[1] for e in progress.events if e[0] == "file") == text_files
+    embedded = [e for e in progress.events if e[0] == "embedded"]
+    assert sum(e[1] for e in embedded) == summary.texts_embedded
+    assert sum(e[2] for e in embedded) == summary.tokens_embedded
+    warnings = [e[1] for e in progress.events if e[0] == "warning"]
+    assert warnings == ["latin1.txt: not valid UTF-8 or UTF-16, indexed with replacement characters"]
+    assert summary.lossy == 1 and summary.skipped == {"binary": 1}
+
+
+def test_tty_progress_line(monkeypatch, capsys):
+    from edge_embed.cli.index import TtyProgress
+
+    clock = iter([0.0, 0.0, 0.0, 0.0, 10.0])
+    monkeypatch.setattr("edge_embed.cli.index.time.monotonic", lambda: next(clock))
+    progress = TtyProgress()
+    progress.root_started(Path("/notes"), 4, 4000)
+    progress.embedded(3, 500)
+    progress.file_done("a.md", 1000)
+    line = capsys.readouterr().err.split("\r")[-1]  # click drops the ANSI erase when not a terminal
+    assert line == "/notes: files 1/4 · chunks embedded 3 · 50 tok/s · ETA 30s"
+
+
+def test_stop_during_embedding_keeps_finished_files_only(store, engine, tmp_path, tiny_model):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(12):
+        (root / f"f{i:02d}.md").write_text(f"# File {i}\n\n" + f"paragraph {i} " * 40 + "\n")
+    reference_db = tmp_path / "reference.db"
+    with Store.open(reference_db) as reference:
+        run(reference, engine, root)
+        expected = index_state(reference)
+
+    class StopAfterFirstDecode(RecordingProgress):
+        def embedded(self, texts, tokens):
+            indexer.stop.set()
+
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8),
+                      progress=StopAfterFirstDecode())
+    summary = indexer.run([root])
+    assert summary.interrupted
+    partial = index_state(store)
+    assert 0 < summary.indexed < 12 and partial < expected
+    assert store.integrity_check() == "ok"
+    run(store, engine, root)
+    assert index_state(store) == expected

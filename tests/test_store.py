@@ -457,3 +457,20 @@ def test_writer_lock_refuses_while_another_process_holds_it(store: Store) -> Non
         holder.communicate("done\n", timeout=30)
     with store.writer_lock():
         pass
+
+
+def test_checkpoint_empties_the_wal(tmp_path):
+    import numpy as np
+
+    from edge_embed.store import IndexSettings, NewChunk, Store
+
+    with Store.open(tmp_path / "wal.db") as store:
+        store.init_settings(IndexSettings("m", "m.gguf", 1, "h", 4, 512, 51))
+        root = store.add_root(tmp_path)
+        vector = np.ones(4, dtype=np.float32) / 2
+        store.write_file(root, "a.md", str(tmp_path / "a.md"), 1, 1, "c", [NewChunk(0, 1, 1, "", "text " * 500, "t", vector)])
+        wal = tmp_path / "wal.db-wal"
+        assert wal.stat().st_size > 0
+        store.checkpoint()
+        assert wal.stat().st_size == 0
+        assert store.integrity_check() == "ok"

@@ -146,31 +146,35 @@ class WarningsOnly(NoProgress):
 
 
 class TtyProgress(WarningsOnly):
-    """One redrawn status line on stderr: files done/total, chunks, tokens/s, ETA."""
+    """One redrawn status line on stderr: files done/total, chunks, tokens/s, ETA.
+
+    The ETA is by bytes: (elapsed / bytes done) x bytes left, counting unchanged files as
+    done at once, so a mostly unchanged folder does not promise hours.
+    """
 
     REDRAW_S = 0.2
 
     def __init__(self) -> None:
         super().__init__(quiet=False)
         self.root = ""
-        self.total = self.done = self.texts = self.tokens = 0
-        self.embed_s = 0.0
+        self.total = self.done = self.total_bytes = self.bytes_done = self.texts = self.tokens = 0
         self.started = time.monotonic()
         self.last_draw = 0.0
 
-    def root_started(self, root: Path, total_files: int) -> None:
-        self.root, self.total, self.done = str(root), total_files, 0
+    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
+        self.root, self.total, self.total_bytes = str(root), total_files, total_bytes
+        self.done = self.bytes_done = 0
         self.started = time.monotonic()
         self.draw(force=True)
 
-    def file_done(self, relpath: str) -> None:
+    def file_done(self, relpath: str, size: int) -> None:
         self.done += 1
+        self.bytes_done += size
         self.draw()
 
-    def embedded(self, texts: int, tokens: int, seconds: float) -> None:
+    def embedded(self, texts: int, tokens: int) -> None:
         self.texts += texts
         self.tokens += tokens
-        self.embed_s += seconds
         self.draw(force=True)
 
     def warning(self, message: str) -> None:
@@ -183,8 +187,10 @@ class TtyProgress(WarningsOnly):
         if not force and now - self.last_draw < self.REDRAW_S:
             return
         self.last_draw = now
-        rate = f"{self.tokens / self.embed_s:,.0f} tok/s" if self.embed_s else "- tok/s"
-        eta = format_eta((now - self.started) / self.done * (self.total - self.done)) if self.done else "?"
+        elapsed = now - self.started
+        rate = f"{self.tokens / elapsed:,.0f} tok/s" if self.tokens and elapsed else "- tok/s"
+        left = self.total_bytes - self.bytes_done
+        eta = format_eta(elapsed / self.bytes_done * left) if self.bytes_done and left else "?"
         line = f"{self.root}: files {self.done}/{self.total} · chunks embedded {self.texts} · {rate} · ETA {eta}"
         click.echo(f"\r\x1b[2K{line}", err=True, nl=False)
 

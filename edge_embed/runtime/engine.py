@@ -23,7 +23,7 @@ import ctypes
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from edge_embed.runtime.plan import Plan
 
 log = logging.getLogger("edge_embed")
 
+OnDecode = Callable[[int, int], None]
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 MIN_MRL_DIMS = 32
 
@@ -117,9 +118,15 @@ class Embedder:
         return f"Instruct: {instruct or self.instruction}\nQuery:{query}"
 
     # ----------------------------------------------------------------- embed
-    def embed_documents(self, texts: Sequence[str], dims: int | None = None) -> np.ndarray:
-        """Unit vectors for documents (raw text + EOS), shape (len(texts), dims)."""
-        return self._embed_texts(texts, dims)
+    def embed_documents(
+        self, texts: Sequence[str], dims: int | None = None, on_decode: OnDecode | None = None
+    ) -> np.ndarray:
+        """Unit vectors for documents (raw text + EOS), shape (len(texts), dims).
+
+        ``on_decode(texts, tokens)`` is called after each llama.cpp decode: progress
+        displays stay alive during a long call.
+        """
+        return self._embed_texts(texts, dims, on_decode)
 
     def embed_queries(
         self, queries: Sequence[str], instruct: str | None = None, dims: int | None = None
@@ -133,7 +140,7 @@ class Embedder:
     def close(self) -> None:
         self._llama.close()
 
-    def _embed_texts(self, texts: Sequence[str], dims: int | None) -> np.ndarray:
+    def _embed_texts(self, texts: Sequence[str], dims: int | None, on_decode: OnDecode | None = None) -> np.ndarray:
         dims = self.check_dims(dims)
         for text in texts:
             if not text.strip():
@@ -144,6 +151,8 @@ class Embedder:
         vectors = np.empty((len(items), self.native_dim), dtype=np.float32)
         for batch in self._pack(items):
             self._decode_into(batch, vectors)
+            if on_decode is not None:
+                on_decode(len(batch), sum(len(item.tokens) for item in batch))
         self.stats.texts += len(items)
         return truncate_and_normalize(vectors, dims)
 
