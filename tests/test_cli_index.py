@@ -205,3 +205,26 @@ def test_embed_warns_when_an_input_is_cut(runner, tiny_model):
     vector = json.loads(result.stdout)[0]
     expected = tiny_model.embed(tiny_model.tokenize("word " * 100)[:63] + [tiny_model.eos_id])
     assert float(np.dot(vector, expected)) > 0.999
+
+
+def test_failed_model_check_never_wipes_or_creates_an_index(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path).exit_code == 0
+    missing = invoke(runner, "index", notes, "--db", db, "--rebuild", "--model", tmp_path / "gone.gguf")
+    assert_clean_error(missing, "not found")
+    with Store.open(db) as store:
+        assert store.stats()["chunks"] > 0, "--rebuild with a bad model must not wipe the index"
+    fresh = tmp_path / "fresh.db"
+    assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", "qwen3-embedding-8b"), "edge-embed pull")
+    assert not fresh.exists()
+
+
+def test_rebuild_keeps_the_model_and_takes_new_chunking(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--chunk-tokens", "256").exit_code == 0
+    rebuilt = invoke(runner, "index", notes, "--db", db, "--rebuild", "--dims", "32")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    with Store.open(db) as store:
+        settings = store.settings()
+    assert settings.model_file == str(tiny_model.path.resolve())
+    assert (settings.dims, settings.chunk_tokens) == (32, 512)

@@ -56,24 +56,26 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
 
     warnings_to_stderr(quiet)
     db_path = resolve_db(db)
-    store = Store.open(db_path)
-    with store, store.writer_lock():
+    existing = stored_settings(db_path)
+    # Everything that can fail is checked before --rebuild wipes anything.
+    handle = prepare_model_or_offer_pull(
+        runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
+    )
+    defaults = None if rebuild else existing
+    options = IndexOptions(
+        include=include,
+        exclude=exclude,
+        hidden=hidden,
+        max_file_size=max_file_size,
+        chunk_tokens=chunk_tokens or (defaults.chunk_tokens if defaults else DEFAULT_CHUNK_TOKENS),
+        overlap=overlap if overlap is not None else (defaults.overlap if defaults else DEFAULT_OVERLAP),
+        dims=handle.check_dims(dims if dims is not None else (defaults.dims if defaults else None)),
+        instruction=instruct or (defaults.instruction if defaults else None),
+    )
+    progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
+    with Store.open(db_path) as store, store.writer_lock():
         if rebuild:
             store.reset()
-        existing = store.settings()
-        model = runtime.pop("model") or (existing.model_label if existing else None)
-        handle = prepare_model_or_offer_pull(model, settings_from_options(**runtime), quiet)
-        options = IndexOptions(
-            include=include,
-            exclude=exclude,
-            hidden=hidden,
-            max_file_size=max_file_size,
-            chunk_tokens=chunk_tokens or (existing.chunk_tokens if existing else DEFAULT_CHUNK_TOKENS),
-            overlap=overlap if overlap is not None else (existing.overlap if existing else DEFAULT_OVERLAP),
-            dims=dims if dims is not None else (existing.dims if existing else None),
-            instruction=instruct or (existing.instruction if existing else None),
-        )
-        progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
         indexer = Indexer(store, handle, options, progress=progress)
         try:
             with stop_on_sigint(indexer.stop, quiet):
@@ -87,6 +89,16 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
         click.echo(format_summary(summary, db_path), err=False)
     if summary.interrupted:
         sys.exit(130)
+
+
+def stored_settings(db_path: Path):
+    """The settings of an existing index (its model, dims, chunking), or None."""
+    from edge_embed.store import Store
+
+    if not db_path.exists():
+        return None
+    with Store.open(db_path, create=False) as store:
+        return store.settings()
 
 
 def prepare_model_or_offer_pull(model, runtime_settings, quiet):
