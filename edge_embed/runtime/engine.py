@@ -50,10 +50,6 @@ class EmbedStats:
     decode_s: float = 0.0
     pack_s: float = 0.0
 
-    def add(self, other: "EmbedStats") -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 @dataclass(frozen=True)
 class _Tokenized:

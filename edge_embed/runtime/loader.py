@@ -86,7 +86,7 @@ def prepare_model(
         plan_for(ModelShape.from_model_info(info), runtime),
         label=resolved.entry.name if resolved.entry else str(resolved.path),
         qwen3_format=qwen3_format,
-        instruction=instruction or DEFAULT_INSTRUCTION,
+        instruction=instruction or (resolved.entry.query_instruction if resolved.entry else DEFAULT_INSTRUCTION),
     )
 
 
