@@ -175,10 +175,13 @@ class Indexer:
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
         started = time.perf_counter()
-        if self.store.settings() is None:
+        stored = self.store.settings()
+        if stored is None:
             self.store.init_settings(self.settings)
         else:
             self.store.check_settings(self.settings)
+            if self.settings.instruction != stored.instruction:  # `index --instruct` on an existing index
+                self.store.set_instruction(self.settings.instruction)
         chunks_before = self.store.stats()["chunks"]
         for root in roots:
             if self.stop.is_set():
@@ -197,9 +200,8 @@ class Indexer:
         self.summary.roots.append(str(root))
         root_id = self.store.add_root(str(root))
         known = self.store.file_states(root_id)
-        found = self._discover(root)
+        found, seen = self._discover(root)
         self.progress.root_started(root, len(found), sum(item.size for item in found))
-        seen: set[str] = set()
         for item in found:
             if self.stop.is_set():
                 break
@@ -210,9 +212,14 @@ class Indexer:
             self._remove_missing(known, seen)
             self.store.mark_indexed(root_id)
 
-    def _discover(self, root: Path) -> list[FoundFile]:
-        """Walk first (cheap stats only) so the progress display knows the total."""
+    def _discover(self, root: Path) -> tuple[list[FoundFile], set[str]]:
+        """Walk first (cheap stats only) so the progress display knows the total.
+
+        Also returns the relpaths to keep in the index whatever happens to them later in
+        this run: so far, files skipped for a reason that may pass (unreadable just now).
+        """
         found: list[FoundFile] = []
+        keep: set[str] = set()
         walk = discover(
             root,
             include=self.options.include,
@@ -224,12 +231,14 @@ class Indexer:
             for item in walk:
                 if isinstance(item, Skip):
                     self._record_skip(item)
+                    if item.reason in TRANSIENT_SKIPS:
+                        keep.add(item.relpath)
                 else:
                     found.append(item)
         except OSError as exc:  # the root itself (per-file problems are Skips)
             raise EdgeEmbedError(f"cannot read the folder {root}: {exc.strerror or exc}") from None
         self.summary.files_seen += len(found)
-        return found
+        return found, keep
 
     def _index_file(self, root_id: int, found: FoundFile, state) -> None:
         if state is not None and state.size == found.size and state.mtime_ns == found.mtime_ns:

@@ -310,3 +310,26 @@ def test_stop_during_embedding_keeps_finished_files_only(store, engine, tmp_path
     assert store.integrity_check() == "ok"
     run(store, engine, root)
     assert index_state(store) == expected
+
+
+def test_index_instruct_updates_an_existing_index(store, engine, tree):
+    run(store, engine, tree)
+    run(store, engine, tree, instruction="Find the note")
+    assert store.settings().instruction == "Find the note"
+
+
+def test_file_unreadable_for_now_keeps_its_chunks(store, engine, tree, monkeypatch):
+    from edge_embed import indexer as indexer_module
+    from edge_embed.files import Skip as FileSkip
+
+    run(store, engine, tree)
+    real_discover = indexer_module.discover
+
+    def discover_with_b_unreadable(root, **kwargs):
+        for item in real_discover(root, **kwargs):
+            yield FileSkip("b.txt", "unreadable", "permission denied") if getattr(item, "relpath", "") == "b.txt" else item
+
+    monkeypatch.setattr(indexer_module, "discover", discover_with_b_unreadable)
+    summary = run(store, engine, tree)
+    assert summary.skipped["unreadable"] == 1 and summary.removed == 0
+    assert "b.txt" in {row[0] for row in index_state(store)}
