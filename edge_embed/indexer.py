@@ -129,13 +129,27 @@ class _PendingFile:
     replaces: bool
 
 
+def _under_any(relpath: str, prefixes: set[str]) -> bool:
+    """Whether relpath is one of ``prefixes`` or inside one of them (POSIX relpaths)."""
+    return any(relpath == prefix or relpath.startswith(prefix + "/") for prefix in prefixes)
+
+
 def text_hash(text: str) -> str:
     """The dedup key of a chunk: sha256 of exactly what the model embeds."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def index_settings(model: ModelHandle, options: IndexOptions) -> IndexSettings:
-    """What an index records and later refuses to mix: model, dimension, chunking."""
+    """What an index records and later refuses to mix: model, dimension, chunking.
+
+    Raises EdgeEmbedError for options the model cannot honour, so a caller can check
+    everything before touching an index (``--rebuild`` wipes it).
+    """
+    if options.chunk_tokens > model.max_tokens:
+        raise EdgeEmbedError(
+            f"--chunk-tokens {options.chunk_tokens} is larger than the model context "
+            f"in use ({model.max_tokens}); raise --ctx or lower --chunk-tokens"
+        )
     return IndexSettings(
         model_label=model.label,
         model_file=str(model.info.path),
@@ -167,11 +181,6 @@ class Indexer:
         self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0
-        if self.options.chunk_tokens > self.model.max_tokens:
-            raise EdgeEmbedError(
-                f"--chunk-tokens {self.options.chunk_tokens} is larger than the model context "
-                f"in use ({self.model.max_tokens}); raise --ctx or lower --chunk-tokens"
-            )
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
         started = time.perf_counter()
@@ -182,16 +191,31 @@ class Indexer:
             self.store.check_settings(self.settings)
             if self.settings.instruction != stored.instruction:  # `index --instruct` on an existing index
                 self.store.set_instruction(self.settings.instruction)
+        roots = [root.resolve() for root in roots]
+        self._refuse_overlapping_roots(roots)
         chunks_before = self.store.stats()["chunks"]
         for root in roots:
             if self.stop.is_set():
                 break
-            self._index_root(root.resolve())
+            self._index_root(root)
         self.store.checkpoint()
         self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.stats()["chunks"]
         self.summary.interrupted = self.stop.is_set()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
+
+    def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
+        """A folder inside another indexed folder would store its files twice."""
+        known = [Path(root.path) for root in self.store.roots()]
+        for i, root in enumerate(roots):
+            others = [other for other in known + roots[:i] + roots[i + 1:] if other != root]
+            for other in others:
+                if root.is_relative_to(other) or other.is_relative_to(root):
+                    inner, outer = (root, other) if root.is_relative_to(other) else (other, root)
+                    raise EdgeEmbedError(
+                        f"{inner} is inside {outer}: its files would be indexed twice; index only "
+                        f"{outer} (or `edge-embed remove` one of them first)"
+                    )
 
     # ---------------------------------------------------------------- per root
     def _index_root(self, root: Path) -> None:
@@ -200,23 +224,23 @@ class Indexer:
         self.summary.roots.append(str(root))
         root_id = self.store.add_root(str(root))
         known = self.store.file_states(root_id)
-        found, seen = self._discover(root)
+        found, keep = self._discover(root)
         self.progress.root_started(root, len(found), sum(item.size for item in found))
         for item in found:
             if self.stop.is_set():
                 break
-            seen.add(item.relpath)
             self._index_file(root_id, item, known.get(item.relpath))
         self._flush()
         if not self.stop.is_set():
-            self._remove_missing(known, seen)
+            seen = {item.relpath for item in found}
+            self._remove_missing(root, known, seen, keep)
             self.store.mark_indexed(root_id)
 
     def _discover(self, root: Path) -> tuple[list[FoundFile], set[str]]:
         """Walk first (cheap stats only) so the progress display knows the total.
 
-        Also returns the relpaths to keep in the index whatever happens to them later in
-        this run: so far, files skipped for a reason that may pass (unreadable just now).
+        Also returns the relpaths (files or folders) to keep in the index although the walk
+        did not yield them: those skipped for a reason that may pass (unreadable just now).
         """
         found: list[FoundFile] = []
         keep: set[str] = set()
@@ -229,6 +253,8 @@ class Indexer:
         )
         try:
             for item in walk:
+                if self.stop.is_set():
+                    break
                 if isinstance(item, Skip):
                     self._record_skip(item)
                     if item.reason in TRANSIENT_SKIPS:
@@ -370,10 +396,20 @@ class Indexer:
         self.progress.file_done(found.relpath, found.size)
 
     # ---------------------------------------------------------------- removal
-    def _remove_missing(self, known: dict, seen: set[str]) -> None:
+    def _remove_missing(self, root: Path, known: dict, seen: set[str], keep: set[str]) -> None:
+        """Forget indexed files the walk no longer yields.
+
+        Not those under a folder or file skipped for a passing reason (``keep``), and, when
+        --include/--exclude narrow this run, not those still on disk: a narrowed run adds
+        or refreshes files, it never deletes what it was told not to look at.
+        """
+        narrowed = bool(self.options.include or self.options.exclude)
         for relpath, state in known.items():
-            if relpath not in seen:
-                self._delete(state)
+            if relpath in seen or _under_any(relpath, keep):
+                continue
+            if narrowed and (root / relpath).exists():
+                continue
+            self._delete(state)
 
     def _delete(self, state) -> None:
         self.store.delete_file(state.id)

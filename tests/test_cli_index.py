@@ -228,3 +228,15 @@ def test_rebuild_keeps_the_model_and_takes_new_chunking(runner, notes, tiny_mode
         settings = store.settings()
     assert settings.model_file == str(tiny_model.path.resolve())
     assert (settings.dims, settings.chunk_tokens) == (32, 512)
+
+
+def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path).exit_code == 0
+    result = invoke(runner, "index", notes, "--db", db, "--rebuild", "--ctx", "64", "--chunk-tokens", "128")
+    assert_clean_error(result, "--chunk-tokens")
+    with Store.open(db) as store:
+        assert store.stats()["chunks"] > 0
+    fresh = tmp_path / "fresh.db"
+    assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", tiny_model.path, "--ctx", "64", "--chunk-tokens", "128"), "--chunk-tokens")
+    assert not fresh.exists()

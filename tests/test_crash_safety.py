@@ -160,3 +160,24 @@ def test_ctrl_c_finishes_the_batch_prints_the_summary_and_keeps_the_work(corpus,
     done = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert final_state(db)[0] == expected
+
+
+def test_second_ctrl_c_aborts_at_once_with_130(corpus, tiny_model, tmp_path):
+    import signal
+
+    db = tmp_path / "aborted.db"
+    process = subprocess.Popen(index_command(db, corpus, tiny_model.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not chunks_written(db):
+        assert process.poll() is None and time.monotonic() < deadline, "index ended before any chunk was written"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    # 130 from the CLI, or death by SIGINT when the second one lands after the summary:
+    # a shell reports both as $? = 130 (never click's "Aborted!" with status 1)
+    assert process.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and "Aborted!" not in err
+    with Store.open(db, create=False) as store:
+        assert store.integrity_check() == "ok"

@@ -333,3 +333,43 @@ def test_file_unreadable_for_now_keeps_its_chunks(store, engine, tree, monkeypat
     summary = run(store, engine, tree)
     assert summary.skipped["unreadable"] == 1 and summary.removed == 0
     assert "b.txt" in {row[0] for row in index_state(store)}
+
+
+def test_folder_unreadable_for_now_keeps_the_files_under_it(store, engine, tree, monkeypatch):
+    from edge_embed import indexer as indexer_module
+    from edge_embed.files import Skip as FileSkip
+
+    run(store, engine, tree)
+    real_discover = indexer_module.discover
+
+    def discover_with_sub_unreadable(root, **kwargs):
+        for item in real_discover(root, **kwargs):
+            if getattr(item, "relpath", "").startswith("sub/"):
+                continue
+            yield item
+        yield FileSkip("sub", "unreadable", "permission denied")
+
+    monkeypatch.setattr(indexer_module, "discover", discover_with_sub_unreadable)
+    summary = run(store, engine, tree)
+    assert summary.removed == 0
+    assert "sub/c.py" in {row[0] for row in index_state(store)}
+
+
+def test_narrowed_run_adds_without_deleting_the_rest(store, engine, tree):
+    run(store, engine, tree)
+    (tree / "new.md").write_text("# New\n\nA fresh note.\n")
+    summary = run(store, engine, tree, include=["new.md"])
+    assert summary.indexed == 1 and summary.removed == 0
+    assert {row[0] for row in index_state(store)} == {"a.md", "b.txt", "sub/c.py", "new.md"}
+    (tree / "a.md").unlink()
+    assert run(store, engine, tree, include=["*.md"]).removed == 1, "files gone from disk still go"
+
+
+@pytest.mark.parametrize("second", ["sub", "."])
+def test_overlapping_roots_are_refused(store, engine, tree, second):
+    run(store, engine, tree)
+    inner = tree / "sub" if second == "sub" else tree.parent
+    with pytest.raises(EdgeEmbedError, match="indexed twice"):
+        run(store, engine, inner)
+    with pytest.raises(EdgeEmbedError, match="indexed twice"):
+        run(store, engine, tree, tree / "sub")

@@ -26,6 +26,9 @@ COMMANDS = {
 }
 
 
+EXIT_INTERRUPTED = 130
+
+
 class UserError(click.ClickException):
     """A one-line error for the user; exit status 2, like grep's 'trouble'."""
 
@@ -33,7 +36,7 @@ class UserError(click.ClickException):
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module on first use and turns EdgeEmbedError into UserError."""
+    """Imports a command's module on first use; EdgeEmbedError becomes UserError (exit 2)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -50,6 +53,9 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeEmbedError as exc:
             raise UserError(str(exc)) from None
+        except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
+            click.echo("\naborted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

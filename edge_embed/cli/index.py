@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from edge_embed.cli import EXIT_INTERRUPTED
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
@@ -21,8 +22,8 @@ from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFA
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @db_option
 @click.option("--rebuild", is_flag=True, help="Forget everything in the index and start over (needed to change model, --dims or chunking).")
-@click.option("--include", multiple=True, metavar="GLOB", help="Only index files matching GLOB (gitignore syntax; repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (gitignore syntax; repeatable).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept, not deleted.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Do not look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept; to drop files for good, list them in .edgeembedignore.")
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
 @click.option("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE, show_default=True, metavar="BYTES", help="Skip larger files (with a note).")
 @click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {DEFAULT_CHUNK_TOKENS}].")
@@ -51,7 +52,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
     Ignored: .gitignore and .edgeembedignore rules, hidden and VCS folders, node_modules,
     virtualenvs and build output, binary files, files over --max-file-size.
     """
-    from edge_embed.indexer import IndexOptions, Indexer
+    from edge_embed.indexer import IndexOptions, Indexer, index_settings
     from edge_embed.store import Store
 
     warnings_to_stderr(quiet)
@@ -72,6 +73,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
         dims=handle.check_dims(dims if dims is not None else (defaults.dims if defaults else None)),
         instruction=instruct or (defaults.instruction if defaults else None),
     )
+    index_settings(handle, options)  # refuses what the model cannot do, before anything is touched
     progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
     with Store.open(db_path) as store, store.writer_lock():
         if rebuild:
@@ -80,6 +82,9 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
         try:
             with stop_on_sigint(indexer.stop, quiet):
                 summary = indexer.run(list(paths))
+        except KeyboardInterrupt:  # the second Ctrl-C: the open transaction rolls back
+            click.echo("aborted: files written so far are kept; run the same command again to finish", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         finally:
             progress.close()
             handle.close()
@@ -88,7 +93,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
     else:
         click.echo(format_summary(summary, db_path), err=False)
     if summary.interrupted:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def stored_settings(db_path: Path):
