@@ -193,20 +193,20 @@ class Indexer:
                 self.store.set_instruction(self.settings.instruction)
         roots = [root.resolve() for root in roots]
         self._refuse_overlapping_roots(roots)
-        chunks_before = self.store.stats()["chunks"]
+        chunks_before = self.store.chunk_count()
         for root in roots:
             if self.stop.is_set():
                 break
             self._index_root(root)
         self.store.checkpoint()
-        self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.stats()["chunks"]
+        self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.chunk_count()
         self.summary.interrupted = self.stop.is_set()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
 
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""
-        known = [Path(root.path) for root in self.store.roots()]
+        known = [Path(path) for path in self.store.root_paths()]
         for i, root in enumerate(roots):
             others = [other for other in known + roots[:i] + roots[i + 1:] if other != root]
             for other in others:

@@ -183,8 +183,8 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
     """``--in`` paths as absolute paths; each must exist and overlap an indexed folder."""
     if not in_paths:
-        return ()  # store.roots() counts every root's chunks: not on every query
-    roots = [Path(root.path) for root in store.roots()]
+        return ()
+    roots = [Path(path) for path in store.root_paths()]
     resolved = []
     for given in in_paths:
         path = Path(given).expanduser().resolve()

@@ -554,6 +554,13 @@ class Store:
             )
             return int(self._scalar("SELECT id FROM roots WHERE path = ?", (absolute,)))
 
+    def root_paths(self) -> list[str]:
+        """The indexed folders alone: cheap, unlike roots(), which counts every chunk."""
+        return [row[0] for row in self._conn.execute("SELECT path FROM roots ORDER BY path")]
+
+    def chunk_count(self) -> int:
+        return self._count("chunks")
+
     def roots(self) -> list[RootInfo]:
         rows = self._conn.execute(
             """

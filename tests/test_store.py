@@ -474,3 +474,19 @@ def test_checkpoint_empties_the_wal(tmp_path):
         store.checkpoint()
         assert wal.stat().st_size == 0
         assert store.integrity_check() == "ok"
+
+
+def test_root_paths_and_chunk_count_agree_with_roots_and_stats(tmp_path):
+    import numpy as np
+
+    from edge_embed.store import IndexSettings, NewChunk, Store
+
+    with Store.open(tmp_path / "cheap.db") as store:
+        store.init_settings(IndexSettings("m", "m.gguf", 1, "h", 4, 512, 51))
+        first = store.add_root(tmp_path / "b")
+        store.add_root(tmp_path / "a")
+        vector = np.ones(4, dtype=np.float32) / 2
+        chunks = [NewChunk(i, 1, 1, "", f"text {i}", f"t{i}", vector) for i in range(3)]
+        store.write_file(first, "x.md", str(tmp_path / "b" / "x.md"), 1, 1, "c", chunks)
+        assert store.root_paths() == [root.path for root in store.roots()] == [str(tmp_path / "a"), str(tmp_path / "b")]
+        assert store.chunk_count() == store.stats()["chunks"] == 3

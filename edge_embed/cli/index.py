@@ -293,7 +293,7 @@ def remove(path, db):
     absolute = str(path.expanduser().resolve())
     with open_existing_index(db) as store, store.writer_lock():
         if not store.remove_root(absolute):
-            known = ", ".join(root.path for root in store.roots()) or "none"
+            known = ", ".join(store.root_paths()) or "none"
             raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
     click.echo(f"removed {absolute}")
 

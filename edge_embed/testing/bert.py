@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter, LlamaFileType, TokenType
 
-from edge_embed.testing.gguf_builder import POOLING_TYPES
+from edge_embed.testing.gguf_builder import POOLING_TYPES, write_transformer_shape
 
 ARCH = "bert"
 TINY_BERT_NAME = "bge tiny test"
@@ -132,13 +132,7 @@ def write_bert_metadata(writer: GGUFWriter, config: BertConfig, pooling: str) ->
     them from the ``[CLS] $A [SEP]`` template of bge's tokenizer.json.
     """
     c = config
-    writer.add_name(TINY_BERT_NAME)
-    writer.add_file_type(LlamaFileType.ALL_F32)
-    writer.add_context_length(c.context_length)
-    writer.add_embedding_length(c.n_embd)
-    writer.add_block_count(c.n_layer)
-    writer.add_feed_forward_length(c.n_ff)
-    writer.add_head_count(c.n_head)
+    write_transformer_shape(writer, c, name=TINY_BERT_NAME, file_type=LlamaFileType.ALL_F32)
     writer.add_layer_norm_eps(c.norm_eps)
     writer.add_causal_attention(False)
     writer.add_pooling_type(POOLING_TYPES[pooling])

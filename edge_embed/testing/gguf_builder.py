@@ -180,6 +180,17 @@ def tiny_weights(config: Qwen3Config, rng: np.random.Generator) -> dict[str, np.
     return weights
 
 
+def write_transformer_shape(writer: GGUFWriter, config, *, name: str, file_type: LlamaFileType) -> None:
+    """The keys every architecture's test model shares: name, file type, sizes, heads."""
+    writer.add_name(name)
+    writer.add_file_type(file_type)
+    writer.add_context_length(config.context_length)
+    writer.add_embedding_length(config.n_embd)
+    writer.add_block_count(config.n_layer)
+    writer.add_feed_forward_length(config.n_ff)
+    writer.add_head_count(config.n_head)
+
+
 def write_metadata(
     writer: GGUFWriter,
     config: Qwen3Config,
@@ -191,13 +202,7 @@ def write_metadata(
 ) -> None:
     """The ``general.*``, ``qwen3.*`` and ``tokenizer.*`` keys of a Qwen3-Embedding GGUF."""
     c = config
-    writer.add_name(name)
-    writer.add_file_type(file_type)
-    writer.add_context_length(c.context_length)
-    writer.add_embedding_length(c.n_embd)
-    writer.add_block_count(c.n_layer)
-    writer.add_feed_forward_length(c.n_ff)
-    writer.add_head_count(c.n_head)
+    write_transformer_shape(writer, c, name=name, file_type=file_type)
     writer.add_head_count_kv(c.n_head_kv)
     writer.add_key_length(c.head_dim)
     writer.add_value_length(c.head_dim)
