@@ -132,6 +132,13 @@ def test_config_sets_the_query_task(runner, notes, tiny_model, tmp_path):
         assert store.settings().instruction is None
 
 
+def test_config_on_an_index_without_settings_is_a_clean_error(runner, tmp_path):
+    db = tmp_path / "i.db"
+    Store.open(db).close()  # what a run that stopped before its first file leaves
+    assert_clean_error(invoke(runner, "config", "--db", db), "no model or settings yet", "edge-embed index FOLDER")
+    assert_clean_error(invoke(runner, "config", "--db", db, "--instruct", "Find notes"), "edge-embed index FOLDER")
+
+
 def test_embed_prints_reference_vector(runner, tiny_model):
     result = invoke(runner, "embed", "--model", tiny_model.path, "hello")
     assert result.exit_code == 0, result.output

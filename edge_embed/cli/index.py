@@ -316,5 +316,9 @@ def config(db, instruct, reset_instruct):
             with store.writer_lock():
                 store.set_instruction(None if reset_instruct else instruct)
         settings = store.settings()
+    if settings is None:  # created by a run that stopped before its first file
+        raise EdgeEmbedError(
+            f"the index {store.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"
+        )
     click.echo(f"model: {settings.model_label}")
     click.echo(f"query task: {settings.instruction or '(default) Given a web search query, retrieve relevant passages that answer the query'}")
