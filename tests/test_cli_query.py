@@ -217,6 +217,33 @@ def test_output_formats_are_exclusive_and_model_is_refused(indexed) -> None:
     assert from_env.exit_code == 0, "EDGE_EMBED_MODEL (for index/embed) must not break queries"
 
 
+def test_a_query_starting_with_a_dash_is_told_to_go_after_double_dash(indexed) -> None:
+    db, root = indexed
+    assert_one_line_error(run("-minus +plus", "--db", str(db)), "goes after '--'", "edge-embed query -- '-minus +plus'")
+    unknown = run("-x", "foo", "--db", str(db))
+    assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+    assert "No such option '-x'" in unknown.stderr and "edge-embed query -- -x" in unknown.stderr
+    after_dashes = run("--mode", "keyword", "--db", str(db), "--", "-rotate", "+vault")
+    assert after_dashes.exit_code == 0, after_dashes.output
+    assert f"{root}/keys.md" in after_dashes.stdout
+
+
+def test_options_still_parse_next_to_the_double_dash_rule(indexed) -> None:
+    db, _ = indexed
+    glued = run("-k1", "--mode=keyword", "keys", "--db", str(db), "--files")
+    assert glued.exit_code == 0, glued.output
+    assert len(glued.stdout.splitlines()) == 1
+    assert_one_line_error(run("keys", "-m", "other.gguf", "--db", str(db)), "drop --model")
+    for mistake in (["-k", "many"], ["--mdoe", "keyword"]):
+        result = run("keys", *mistake, "--db", str(db))
+        assert result.exit_code == 2 and "goes after" not in result.stderr, result.stderr
+
+
+def test_query_help_shows_the_double_dash() -> None:
+    result = CliRunner().invoke(cli, ["query", "--help"])
+    assert "edge-embed query -- \"-minus +plus\"" in result.output
+
+
 @pytest.fixture
 def index_without_model(tmp_path: Path, tiny_model) -> Path:
     """An index whose model file was deleted after indexing."""
