@@ -24,3 +24,37 @@ class ModelNotFound(EdgeEmbedError):
 
 class IndexMismatch(EdgeEmbedError):
     """An index was built with another model, dimension or chunking."""
+
+
+class IndexFileError(EdgeEmbedError):
+    """SQLite could not read or write the index file (see edge_embed/store_errors.py).
+
+    ``path`` is the index file (None when unknown) and ``sqlite_error`` SQLite's own words,
+    so a program can tell the cases apart by class and still log the detail.
+    """
+
+    def __init__(self, message: str, path: str | None, sqlite_error: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.sqlite_error = sqlite_error
+
+
+class IndexFull(IndexFileError):
+    """The disk (or a size limit) ran out during a write; the write was rolled back."""
+
+
+class IndexCorrupt(IndexFileError):
+    """The file is damaged: SQLite found pages that are not what it wrote."""
+
+
+class IndexBusy(IndexFileError):
+    """Another process held the index locked for longer than the busy timeout."""
+
+
+class IndexReadOnly(IndexFileError):
+    """The file, its folder or its -wal/-shm files cannot be written."""
+
+
+class IndexChanged(IndexFileError):
+    """A table vanished under a reader: the index was rebuilt while it was read."""
+

@@ -7,6 +7,7 @@ Each command family lives in its own module and is imported only when used, so
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -35,6 +36,15 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def is_sqlite_error(exc: Exception) -> bool:
+    """An apsw error that got past the store's translation: still one line, not a traceback.
+
+    Checked without importing apsw, which `edge-embed --help` does not need.
+    """
+    apsw = sys.modules.get("apsw")
+    return apsw is not None and isinstance(exc, apsw.Error)
+
+
 class LazyGroup(click.Group):
     """Imports a command's module on first use; EdgeEmbedError becomes UserError (exit 2)."""
 
@@ -53,6 +63,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeEmbedError as exc:
             raise UserError(str(exc)) from None
+        except Exception as exc:
+            if not is_sqlite_error(exc):
+                raise
+            from edge_embed.store_errors import index_error
+
+            raise UserError(str(index_error(exc, None))) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
             click.echo("\naborted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None

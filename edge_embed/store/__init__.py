@@ -34,8 +34,10 @@ from edge_embed.store.records import ChunkRecord, FileState, IndexSettings, NewC
 from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
 from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
 from edge_embed.store.writes import StoreWrites
+from edge_embed.store_errors import translating_errors
 
 
+@translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (store_errors.py)
 class Store(StoreWrites, StoreRetrieval):
     """One open index file. Not thread-safe: one Store per thread or process."""
 
