@@ -58,3 +58,13 @@ class IndexReadOnly(IndexFileError):
 class IndexChanged(IndexFileError):
     """A table vanished under a reader: the index was rebuilt while it was read."""
 
+
+class UnstorableName(EdgeEmbedError):
+    """A path (or text) that is not valid UTF-8, which the index cannot store or search.
+
+    ``shown`` is the name with replacement characters for the bytes that do not decode.
+    """
+
+    def __init__(self, message: str, shown: str) -> None:
+        super().__init__(message)
+        self.shown = shown

@@ -4,7 +4,8 @@ Every public ``Store`` method runs inside ``translated_errors`` (the ``translati
 class decorator does the wrapping), so a full disk, a damaged file, a lock held too long
 or a rebuild under a reader reaches callers as an ``IndexFileError`` subclass that says
 what to do next, never as an apsw traceback. Writes are transactions: a failed one is
-rolled back, which is why the messages can promise that the index is as it was.
+rolled back, which is why the messages can promise that the index is as it was. A name
+that is not valid UTF-8 becomes ``UnstorableName`` at the same boundary.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edge_embed.errors import (
     IndexFileError,
     IndexFull,
     IndexReadOnly,
+    UnstorableName,
 )
 
 T = TypeVar("T", bound=type)
@@ -86,13 +88,41 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def unstorable_name(text: str) -> UnstorableName:
+    """A name that is not valid UTF-8 (Python holds its bad bytes as lone surrogates).
+
+    SQLite text is UTF-8, and the paths an index stores are printed, compared with --in
+    and written as JSON, none of which can carry such bytes; so the name is refused, shown
+    with replacement characters, with what to do about it.
+    """
+    shown = _with_replacement_chars(text)
+    return UnstorableName(
+        f"'{shown}' is not valid UTF-8, which an edge-embed index cannot hold: rename it "
+        "(e.g. with `convmv`) and run the command again",
+        shown,
+    )
+
+
+def _with_replacement_chars(text: str) -> str:
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the file system gave
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 @contextmanager
 def translated_errors(path: str | os.PathLike[str] | None) -> Iterator[None]:
-    """Raise apsw errors met inside as the matching ``IndexFileError`` (see ``index_error``)."""
+    """Raise apsw errors met inside as the matching ``IndexFileError`` (see ``index_error``),
+    and a name that cannot be stored as ``UnstorableName``."""
     try:
         yield
     except apsw.Error as exc:
         raise index_error(exc, path) from exc
+    except UnicodeEncodeError as exc:
+        if exc.reason != "surrogates not allowed" or not isinstance(exc.object, str):
+            raise
+        raise unstorable_name(exc.object) from exc
 
 
 def translating_errors(cls: T) -> T:

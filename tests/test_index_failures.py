@@ -8,6 +8,8 @@ its chunks table overwritten.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import apsw
@@ -90,6 +92,31 @@ def test_disk_full_during_index_is_one_line_and_the_index_is_as_it_was(runner, i
     assert after[1] == ["keys.md"]
     again = invoke(runner, "index", notes, "--db", db, "--quiet")  # with room again, the run completes
     assert again.exit_code == 0 and "5 indexed" in again.output, again.output
+
+
+def test_a_folder_whose_name_is_not_utf8_is_refused_by_name(runner, tmp_path, tiny_model):
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))  # Latin-1 bytes, as Linux keeps them
+    folder.mkdir()
+    (folder / "a.md").write_text("# Notes\n\nRotate the keys.\n")
+    db = tmp_path / "index.db"
+    result = invoke(runner, "index", folder, "--db", db, "--model", tiny_model.path)
+    assert_one_line_error(result, "caf\ufffd' is not valid UTF-8", "rename it")
+    assert_one_line_error(invoke(runner, "remove", folder, "--db", db), "caf\ufffd' is not valid UTF-8")
+
+
+def test_names_inside_a_folder_that_are_not_utf8_are_skipped_with_a_note(runner, indexed):
+    db, notes = indexed
+    (notes / os.fsdecode(b"bad\xff.md")).write_text("# Bad name\n\nRotate nothing.\n")
+    subfolder = notes / os.fsdecode(b"sub\xfe")
+    subfolder.mkdir()
+    (subfolder / "inside.md").write_text("# Inside\n\nHidden by its folder's name.\n")
+    result = invoke(runner, "index", notes, "--db", db, "--json")
+    assert result.exit_code == 0, result.output
+    assert "skipped bad\\xff.md: undecodable-name" in result.stderr
+    assert "skipped sub\\xfe: undecodable-name" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == {"undecodable-name": 2} and summary["unchanged"] == 2
+    assert contents(db)[2] == "ok"
 
 
 def overwrite_pages_of(db: Path, table: str) -> None:
