@@ -247,3 +247,20 @@ def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_mo
     fresh = tmp_path / "fresh.db"
     assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", tiny_model.path, "--ctx", "64", "--chunk-tokens", "128"), "--chunk-tokens")
     assert not fresh.exists()
+
+
+def test_an_emptied_root_is_kept_and_reported(runner, notes, tiny_model, tmp_path):
+    """An unmounted drive's empty mount point must not empty the index."""
+    db = tmp_path / "i.db"
+    invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    for path in notes.iterdir():
+        path.unlink()
+    as_json = invoke(runner, "index", notes, "--db", db, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    summary = json.loads(as_json.stdout)
+    assert summary["kept"] == [{"path": str(notes.resolve()), "reason": "empty", "files_kept": 2}]
+    assert summary["removed"] == 0
+    assert f"`edge-embed remove {notes.resolve()}` drops them" in as_json.stderr
+    text = invoke(runner, "index", notes, "--db", db)
+    assert f"kept:   2 files of {notes.resolve()}, which is empty" in text.stdout
+    assert "2 files, " in invoke(runner, "status", "--db", db).output

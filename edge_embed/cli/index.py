@@ -239,9 +239,20 @@ def format_summary(summary, db_path: Path) -> str:
         f"  embedded {summary.texts_embedded} texts, {summary.tokens_embedded:,} tokens in {summary.elapsed_s:.1f}s"
         + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
     ]
+    lines.extend(format_kept(kept) for kept in summary.kept)
     if summary.interrupted:
         lines.append("  run the same command again to finish: finished files are kept")
     return "\n".join(lines)
+
+
+def format_kept(kept) -> str:
+    """A folder that was not there (or empty): its files were kept, and how to drop them."""
+    if kept.reason == "dangling-symlink":
+        return f"  kept:   {kept.files_kept} files under {kept.path}, a dangling symlink (delete the link to drop them)"
+    return (
+        f"  kept:   {kept.files_kept} files of {kept.path}, which is {kept.reason} "
+        f"(`edge-embed remove {kept.path}` drops them)"
+    )
 
 
 @click.command()
