@@ -111,6 +111,7 @@ class FileContent:
     encoding: str  # the Python codec used
     lossy: bool  # invalid bytes were replaced with U+FFFD
     kind: str  # extract.file_kind
+    source_lines: tuple[extract.LineSpan, ...] | None = None  # see extract.Extracted
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +384,9 @@ def read_file(found: FoundFile) -> FileContent | Skip:
     if decoded is None:
         return Skip(found.relpath, "binary", "contains NUL bytes or mostly control characters")
     text, encoding, lossy = decoded
-    text, kind = extract.to_text(found.relpath, text)
-    return FileContent(text, hashlib.sha256(data).hexdigest(), encoding, lossy, kind)
+    extracted = extract.to_text(found.relpath, text)
+    digest = hashlib.sha256(data).hexdigest()
+    return FileContent(extracted.text, digest, encoding, lossy, extracted.kind, extracted.source_lines)
 
 
 def _open_nonblocking(path: str, flags: int) -> int:

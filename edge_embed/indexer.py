@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.extract import file_lines
 from edge_embed.files import DEFAULT_MAX_FILE_SIZE, FoundFile, Skip, discover, read_file
 from edge_embed.store import IndexSettings, NewChunk, Store
 
@@ -159,6 +160,12 @@ def _unavailable_state(root: Path) -> str | None:
         except OSError:  # unreadable: the walk reports it
             return None
     return "not-a-folder" if root.exists() else "missing"
+
+
+def _in_file_lines(chunk: Chunk, source_lines: Sequence[tuple[int, int]] | None) -> Chunk:
+    """A chunk located by the file's own lines (for extracted HTML text too), for `path:line`."""
+    start_line, end_line = file_lines(source_lines, chunk.start_line, chunk.end_line)
+    return replace(chunk, start_line=start_line, end_line=end_line)
 
 
 def text_hash(text: str) -> str:
@@ -374,7 +381,7 @@ class Indexer:
         """The file's chunks, in the model's tokens; None (counted as failed) if impossible."""
         embedder = self.model.load()
         try:
-            return chunk_document(
+            chunks = chunk_document(
                 content.text,
                 name=Path(found.relpath).name,
                 kind=content.kind,
@@ -387,6 +394,7 @@ class Indexer:
             self.summary.failed += 1
             self.progress.warning(f"{found.relpath}: could not be chunked ({exc})")
             return None
+        return [_in_file_lines(chunk, content.source_lines) for chunk in chunks]
 
     # ---------------------------------------------------------------- batches
     def _flush(self) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_embed.extract import keeps_lines
 from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
@@ -98,16 +99,21 @@ def clip_line(line: str, pattern: re.Pattern[str] | None, width: int = MAX_LINE_
 def numbered_lines(
     hit: Hit, pattern: re.Pattern[str] | None, *, full: bool, color: bool
 ) -> list[str]:
-    """The chunk's lines (all, or the best window) as '  12  text', terms highlighted."""
+    """The chunk's lines (all, or the best window) as '  12  text', terms highlighted.
+
+    Lines of text extracted from markup (HTML) are not the file's lines one for one, so
+    they go unnumbered: the location above them gives the file lines of the chunk.
+    """
     lines = hit.chunk.text.split("\n")
     first = 0 if full else best_window(lines, pattern)
     shown = lines if full else lines[first : first + SNIPPET_LINES]
     width = len(str(hit.chunk.start_line + len(lines) - 1))
+    numbered = keeps_lines(hit.chunk.relpath)
     out = []
     for offset, line in enumerate(shown):
         number = _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green")
         text = line if full else clip_line(line, pattern)
-        out.append(f"  {number}  {highlight(text, pattern, color)}".rstrip())
+        out.append(f"  {number + '  ' if numbered else ''}{highlight(text, pattern, color)}".rstrip())
     return out
 
 

@@ -441,3 +441,19 @@ def test_a_dangling_link_to_a_folder_keeps_the_files_under_it(store, engine, tre
     assert any("delete the link" in w for w in warnings), warnings
     (tree / "usb").unlink()  # what the warning says: now it is gone for good
     assert run(store, engine, tree).removed == 1
+
+
+def test_html_chunks_report_the_lines_of_the_file(store, engine, tmp_path):
+    """`path:line` must open the right line: the file's, not the extracted text's."""
+    site = tmp_path / "site"
+    site.mkdir()
+    lines = ["<html><head>", "<style>p { color: red }</style></head><body>"] + ["<!-- -->"] * 12 + ["</body></html>"]
+    words = {3: "alpha", 10: "beta", 14: "gamma"}
+    for number, word in words.items():
+        lines[number - 1] = f"<p>{' '.join([word] * 40)}</p>"
+    (site / "page.html").write_text("\n".join(lines) + "\n")
+    run(store, engine, site)
+    rows = store._conn.execute("SELECT start_line, end_line, text FROM chunks").fetchall()
+    assert {start for start, _, _ in rows} == set(words)
+    for start, end, text in rows:
+        assert start == end and text.split()[0] == words[start]
