@@ -27,7 +27,7 @@ class IndexMismatch(EdgeEmbedError):
 
 
 class IndexFileError(EdgeEmbedError):
-    """SQLite could not read or write the index file (see edge_embed/store_errors.py).
+    """SQLite could not read or write the index file (see edge_embed/store/sqlite_errors.py).
 
     ``path`` is the index file (None when unknown) and ``sqlite_error`` SQLite's own words,
     so a program can tell the cases apart by class and still log the detail.

@@ -66,7 +66,7 @@ class LazyGroup(click.Group):
         except Exception as exc:
             if not is_sqlite_error(exc):
                 raise
-            from edge_embed.store_errors import index_error
+            from edge_embed.store.sqlite_errors import index_error
 
             raise UserError(str(index_error(exc, None))) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)

@@ -25,6 +25,7 @@ Both FTS tables are contentless (``contentless_delete=1``): the text is stored o
 | ``base`` | open, identity, transactions, settings, roots, stats, integrity |
 | ``writes`` | files, chunks, vectors, keyword rows |
 | ``retrieval`` | vector KNN, BM25, chunks by id |
+| ``sqlite_errors`` | apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrase
 from edge_embed.store.records import ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
 from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
 from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
+from edge_embed.store.sqlite_errors import translating_errors
 from edge_embed.store.writes import StoreWrites
-from edge_embed.store_errors import translating_errors
 
 
-@translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (store_errors.py)
+@translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (sqlite_errors)
 class Store(StoreWrites, StoreRetrieval):
     """One open index file. Not thread-safe: one Store per thread or process."""
 

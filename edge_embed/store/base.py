@@ -18,7 +18,7 @@ from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
 from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
-from edge_embed.store_errors import translated_errors
+from edge_embed.store.sqlite_errors import translated_errors
 
 _Self = TypeVar("_Self", bound="StoreBase")
 
