@@ -321,6 +321,27 @@ def test_filters_that_exclude_99_percent_still_return_k(big_index, root: Path) -
     assert len(store.vector_search(query, 10, globs=["file_1.md", "file_2.md"])) == 10
 
 
+@pytest.mark.parametrize(
+    ("globs", "expected"),
+    [
+        (["docs/*.md"], {"docs/b.md"}),  # '*' stops at '/': not docs/a/c.md
+        (["**/*.md"], {"a.md", "docs/b.md", "docs/a/c.md"}),  # top-level files too
+        (["*.md"], {"a.md", "docs/b.md", "docs/a/c.md"}),  # no '/': a name at any depth
+        (["*.md", "!docs/a/**"], {"a.md", "docs/b.md"}),  # a negation takes back a match
+        (["docs/"], {"docs/b.md", "docs/a/c.md", "docs/notes.txt"}),  # a folder: all inside
+    ],
+)
+def test_globs_follow_gitignore_rules_like_include(
+    store: Store, root: Path, globs: list[str], expected: set[str]
+) -> None:
+    root_id = store.add_root(root)
+    relpaths = ["a.md", "docs/b.md", "docs/a/c.md", "docs/notes.txt", "top.txt"]
+    for relpath, vector in zip(relpaths, unit_vectors(np.random.default_rng(12), len(relpaths))):
+        write(store, root_id, root, relpath, ["shared walrus text"], vector[None, :])
+    hits = store.keyword_search("walrus", 10, globs=globs)
+    assert {record.relpath for record in store.chunks_by_id(i for i, _ in hits).values()} == expected
+
+
 # ---------------------------------------------------------------------- keyword search
 CORPUS = [
     ("en/cooking.md", "Pancakes need flour, milk and eggs. Whisk the batter until smooth."),

@@ -1,8 +1,7 @@
-"""Path filters of a query (``--in`` folders, ``--glob`` patterns) and how paths compare."""
+"""Path filters of a query: how ``--in`` paths compare with stored paths, and the SQL clause of a filter."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 from pathlib import Path
@@ -26,10 +25,3 @@ def chunk_filter(file_ids: list[int] | None, column: str) -> tuple[str, list[obj
 def under_prefix(path: str, prefix: str) -> bool:
     """True for the prefix itself and anything inside it ('/a/b' does not cover '/a/bc')."""
     return path == prefix or path.startswith(prefix.rstrip("/" + os.sep) + os.sep)
-
-
-def matches_glob(relpath: str, glob: str) -> bool:
-    """A glob with a '/' matches the relpath; one without also matches the file name."""
-    if fnmatch.fnmatch(relpath, glob):
-        return True
-    return "/" not in glob and fnmatch.fnmatch(relpath.rsplit("/", 1)[-1], glob)

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edge_embed.store.base import StoreBase
-from edge_embed.store.filters import absolute, chunk_filter, matches_glob, under_prefix
+from edge_embed.files import gitignore_spec
+from edge_embed.store.filters import absolute, chunk_filter, under_prefix
 from edge_embed.store.keywords import BM25_K1, KeywordTerms, bm25_idf, fts5_phrases, keyword_terms
 from edge_embed.store.records import ChunkRecord, vector_blob
 
@@ -21,15 +22,20 @@ class StoreRetrieval(StoreBase):
     """Queries; each runs in one read snapshot, with the path filters inside the search."""
 
     def _filtered_file_ids(self, path_prefixes: Sequence[str], globs: Sequence[str]) -> list[int] | None:
-        """Files passing the filters (prefixes OR'ed, globs OR'ed, both AND'ed); None: no filter."""
+        """Files passing the filters (prefixes OR'ed, AND'ed with the globs); None: no filter.
+
+        Globs are gitignore patterns matched against the relpath, like ``--include`` when
+        indexing: one spec for all of them, so a later ``!pattern`` takes back a match.
+        """
         if not path_prefixes and not globs:
             return None
         prefixes = [absolute(prefix) for prefix in path_prefixes]
+        spec = gitignore_spec(globs)
         return [
             file_id
             for file_id, relpath, path in self._conn.execute("SELECT id, relpath, path FROM files")
             if (not prefixes or any(under_prefix(path, prefix) for prefix in prefixes))
-            and (not globs or any(matches_glob(relpath, glob) for glob in globs))
+            and (spec is None or spec.match_file(relpath))
         ]
 
     def vector_search(
