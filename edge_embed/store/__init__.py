@@ -21,7 +21,7 @@ Both FTS tables are contentless (``contentless_delete=1``): the text is stored o
 | ``lock`` | the writer lock (one writer per index file) |
 | ``records`` | the dataclasses read and written, settings comparison |
 | ``keywords`` | free text to quoted FTS5 terms, by script |
-| ``filters`` | ``--in`` / ``--glob`` path filters |
+| ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
 | ``base`` | open, identity, transactions, settings, roots, stats, integrity |
 | ``writes`` | files, chunks, vectors, keyword rows |
 | ``retrieval`` | vector KNN, BM25, chunks by id |
@@ -29,6 +29,7 @@ Both FTS tables are contentless (``contentless_delete=1``): the text is stored o
 
 from __future__ import annotations
 
+from edge_embed.store.filters import as_stored, under_prefix
 from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrases, fts5_query, keyword_terms
 from edge_embed.store.records import ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
 from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
@@ -51,8 +52,10 @@ __all__ = [
     "RootInfo",
     "SCHEMA_VERSION",
     "Store",
+    "as_stored",
     "fts5_phrases",
     "fts5_query",
     "keyword_terms",
     "sqlite_vec_version",
+    "under_prefix",
 ]

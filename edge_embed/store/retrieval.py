@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_embed.store.base import StoreBase
 from edge_embed.files import gitignore_spec
-from edge_embed.store.filters import absolute, chunk_filter, under_prefix
+from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import BM25_K1, KeywordTerms, bm25_idf, fts5_phrases, keyword_terms
 from edge_embed.store.records import ChunkRecord, vector_blob
 
@@ -29,7 +29,8 @@ class StoreRetrieval(StoreBase):
         """
         if not path_prefixes and not globs:
             return None
-        prefixes = [absolute(prefix) for prefix in path_prefixes]
+        roots = self.root_paths()
+        prefixes = [as_stored(prefix, roots) for prefix in path_prefixes]
         spec = gitignore_spec(globs)
         return [
             file_id
