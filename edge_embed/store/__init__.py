@@ -8,11 +8,15 @@ many Pythons cannot load extensions. It holds:
   L2-normalised vectors ranks exactly like cosine and is sqlite-vec's fastest kernel;
 * ``chunks_fts``: FTS5 (unicode61, diacritics folded) over text, heading and relpath for
   BM25 keyword search;
-* ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer, because unicode61 does not segment
-  Chinese or Japanese. Only chunks whose text contains CJK go in, so an index of
-  English text does not pay for a trigram index several times the size of its text.
+* ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer over text, heading and relpath,
+  because unicode61 does not segment Chinese, Japanese or Korean (Hangul particles attach
+  to words: 서울에서 is 서울 + 에서). It finds CJK terms of 3+ characters;
+* ``chunks_cjk_bigrams``: the same columns as the overlapping bigrams of each CJK run
+  (``cjk_bigram_document``), so 1-2 character terms, which a trigram index cannot find,
+  are an index lookup too. Only chunks with CJK in their text, heading or file name go
+  into these two, so an index of English text does not pay for them.
 
-Both FTS tables are contentless (``contentless_delete=1``): the text is stored once, in
+All FTS tables are contentless (``contentless_delete=1``): the text is stored once, in
 ``chunks``. One module per concern:
 
 | module | owns |
