@@ -181,7 +181,7 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
 
 
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
-    """``--in`` paths spelled like stored paths (``as_stored``); each must exist and overlap an indexed folder."""
+    """``--in`` paths spelled like stored paths (``as_stored``); each must exist and overlap a root."""
     if not in_paths:
         return ()
     roots = store.root_paths()

@@ -116,7 +116,9 @@ def scan_keyword_search(conn: apsw.Connection, text: str, k: int) -> list[tuple[
 
 
 def queries_by_kind(rng: np.random.Generator, vocabulary: list[str], n: int) -> dict[str, list[str]]:
-    kinds = {kind: [vocabulary[i] for i in rng.integers(low, high, size=n)] for kind, (low, high) in QUERY_KINDS.items()}
+    kinds = {
+        kind: [vocabulary[i] for i in rng.integers(low, high, size=n)] for kind, (low, high) in QUERY_KINDS.items()
+    }
     kinds["1 char"] = [vocabulary[i][0] for i in rng.integers(100, 1000, size=n)]
     return kinds
 
@@ -146,7 +148,9 @@ def timed_pair(calls: list[tuple[Callable[[], object], Callable[[], object]]]) -
 def table_bytes(conn: apsw.Connection, table: str) -> int:
     """Bytes of a table with its FTS5 shadow tables, where FTS5 keeps its index."""
     names = [table] + [f"{table}_{shadow}" for shadow in ("data", "idx", "docsize", "config")]
-    rows = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT value FROM json_each(?))", (json.dumps(names),))
+    rows = conn.execute(
+        "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT value FROM json_each(?))", (json.dumps(names),)
+    )
     return int(rows.fetchall()[0][0] or 0)
 
 
@@ -161,7 +165,8 @@ def run(chunks: int, queries: int) -> None:
               f"{db.stat().st_size / 1e6:.0f} MB", flush=True)
         with Store.open(db, create=False) as store:
             conn = store._conn  # noqa: SLF001 - the baseline runs the old SQL on the same file
-            sizes = {t: table_bytes(conn, t) / 1e6 for t in ("chunks", "chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")}
+            tables = ("chunks", "chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")
+            sizes = {table: table_bytes(conn, table) / 1e6 for table in tables}
             print("table MB: " + ", ".join(f"{t} {mb:.1f}" for t, mb in sizes.items()))
             kinds = queries_by_kind(rng, vocabulary, queries)
             print("| query | matching chunks (median) | scan median ms | bigram median ms | speed-up |")

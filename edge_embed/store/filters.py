@@ -1,4 +1,4 @@
-"""Path filters of a query: how ``--in`` paths compare with stored paths, and the SQL clause of a filter."""
+"""Path filters of a query: ``--in`` paths spelled like stored paths, and the SQL of a filter."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from edge_embed.store.base import StoreBase
 from edge_embed.files import gitignore_spec
+from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import KeywordTerms, cjk_bigram_query, fts5_phrases, keyword_terms
 from edge_embed.store.records import ChunkRecord, vector_blob
@@ -77,9 +77,9 @@ class StoreRetrieval(StoreBase):
         the unicode61 table, long CJK runs by the trigram table, 1-2 character CJK runs
         by the bigram table, each with FTS5's BM25 and the same column weights. BM25 is
         itself a sum over query terms, so adding the per-source sums gives a chunk credit
-        for every term it contains, whichever table found it. With several sources each contributes
-        its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool gets 0
-        from that source.
+        for every term it contains, whichever table found it. With several sources each
+        contributes its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool
+        gets 0 from that source.
         """
         terms = keyword_terms(text)
         if not terms or k <= 0:
