@@ -190,7 +190,7 @@ def discover(
     root_stat = os.stat(root_path)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
-    filters = _Filters(hidden, _compile(include), _compile(exclude))
+    filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
     walker = _Walker(root_path, filters, max_file_size)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
@@ -330,7 +330,13 @@ def _ignored_by_layers(layers: tuple[_IgnoreLayer, ...], match_path: str) -> boo
     return False
 
 
-def _compile(patterns: Sequence[str]) -> GitIgnoreSpec | None:
+def gitignore_spec(patterns: Sequence[str]) -> GitIgnoreSpec | None:
+    """Patterns with gitignore rules (None for none), the one dialect of every path pattern.
+
+    ``--include``/``--exclude`` when indexing and ``--glob`` when querying all use it, so a
+    pattern means the same everywhere: ``*.md`` matches at any depth, ``docs/*.md`` only
+    directly in docs/, ``**/*.md`` top-level files too, ``!pattern`` takes back a match.
+    """
     return GitIgnoreSpec.from_lines(patterns) if patterns else None
 
 

@@ -112,8 +112,11 @@ def after_double_dash(text: str) -> str:
 @click.option("--in", "in_paths", multiple=True, metavar="PATH",
               help="Only files under PATH (a folder or file inside an indexed folder). Repeatable.")
 @click.option("--glob", "globs", multiple=True, metavar="GLOB",
-              help="Only files matching GLOB: '*.md' matches names anywhere, 'docs/*.md' "
-                   "paths relative to the indexed folder. Repeatable.")
+              help="Only files matching GLOB, in gitignore syntax like index --include, "
+                   "relative to the indexed folder: '*.md' matches names at any depth, "
+                   "'docs/*.md' only directly in docs/, 'docs/**/*.md' at any depth under "
+                   "docs/, 'docs/' everything in it; a later '!GLOB' takes back a match "
+                   "(--glob '*.md' --glob '!drafts/**'). Repeatable.")
 @click.option("--min-score", type=float, metavar="S",
               help="Drop weak results: S is a cosine similarity (-1..1) in vector and hybrid "
                    "modes (hybrid then keeps only chunks the vector search found), a BM25 "
@@ -159,6 +162,7 @@ def query(
     Examples:
       edge-embed query how do I rotate the API keys
       edge-embed query "retry with backoff" --in ~/src/app --glob '*.py'
+      edge-embed query "install steps" --glob 'docs/**/*.md' --glob '!docs/drafts/**'
       edge-embed query --mode keyword ERR_CERT_DATE_INVALID      (exact words, no model)
       edge-embed query "quarterly budget" --files | xargs ls -l
       edge-embed query "deploy steps" --json | jq -r '.results[].path'

@@ -270,7 +270,7 @@ class StoreBase:
     def integrity_check(self) -> str:
         """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
         problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-        for table in ("chunks_fts", "chunks_cjk"):
+        for table in ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams"):
             try:
                 self._conn.execute(f"INSERT INTO {table}({table}, rank) VALUES('integrity-check', 0)")
             except apsw.Error as exc:
