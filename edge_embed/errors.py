@@ -5,6 +5,8 @@ an ``EdgeEmbedError`` whose message is one line that says what is wrong and what
 The CLI prints it as ``Error: ...`` and exits with status 2, never with a traceback.
 """
 
+from __future__ import annotations
+
 
 class EdgeEmbedError(Exception):
     """A failure with a one-line, user-facing explanation."""
@@ -24,3 +26,12 @@ class ModelNotFound(EdgeEmbedError):
 
 class IndexMismatch(EdgeEmbedError):
     """An index was built with another model, dimension or chunking."""
+
+
+class NotAnEmbeddingModel(EdgeEmbedError):
+    """A GGUF that llama.cpp would run without pooling: a chat/generation model."""
+
+    def __init__(self, message: str, model_name: str, pooling: str | None) -> None:
+        super().__init__(message)
+        self.model_name = model_name  # the file's general.name
+        self.pooling = pooling  # what the header declares: "none", or None without a pooling key

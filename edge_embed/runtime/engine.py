@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, NotAnEmbeddingModel
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.plan import Plan
 
@@ -76,6 +76,7 @@ class Embedder:
     def __post_init__(self) -> None:
         if self.qwen3_format is None:
             self.qwen3_format = self.model.is_qwen3_embedding
+        check_embedding_model(self.model, self.qwen3_format)
         self._llama = _load_llama(self.model, self.plan, last_pooling=self.qwen3_format)
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
@@ -229,6 +230,24 @@ class Embedder:
 
 
 ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert", "t5encoder"})
+
+
+def check_embedding_model(model: ModelInfo, qwen3_format: bool | None = None) -> None:
+    """Refuse a GGUF whose pooling is NONE (declared, or no pooling key at all), from its header alone.
+
+    Such a file is a chat/generation model: llama.cpp gives it no pooled vector, and
+    llama-cpp-python fails with "NULL pointer access" after loading gigabytes of weights.
+    Qwen3 embedding models are exempt: the engine always makes them pool the last token.
+    """
+    forced_last = model.is_qwen3_embedding if qwen3_format is None else qwen3_format
+    if model.pooling in (None, "none") and not forced_last:
+        raise NotAnEmbeddingModel(
+            f"{model.path.name} ({model.name}) is not an embedding model: its pooling is NONE, so it is a"
+            " chat/generation model; use an embedding model instead, e.g. `--model qwen3-embedding-0.6b`"
+            " (`edge-embed models` lists them) or a GGUF that declares mean, cls or last pooling",
+            model_name=model.name,
+            pooling=model.pooling,
+        )
 
 
 def check_dims(dims: int | None, native: int) -> int:
