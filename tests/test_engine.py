@@ -15,6 +15,7 @@ from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, truncate_an
 from edge_embed.runtime.loader import prepare_model
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
 from edge_embed.testing import write_tiny_qwen3
+from edge_embed.testing.gguf_builder import IM_END_TEXT
 
 MIN_COSINE = 0.999
 
@@ -113,6 +114,31 @@ def test_gguf_without_add_eos_token_still_gets_eos(tiny_model_no_eos):
         assert cosine(vector, reference_document(tiny_model_no_eos, text)) >= MIN_COSINE
     finally:
         engine.close()
+
+
+def test_qwen3_gets_endoftext_found_by_its_text_whatever_eos_the_gguf_declares(tmp_path, caplog):
+    """Conversions made before llama.cpp PR #14314 declare <|im_end|> as EOS; Qwen3-Embedding
+    pools <|endoftext|>, so that one is appended, with a warning about the file."""
+    model = write_tiny_qwen3(tmp_path / "im-end-eos.gguf", declared_eos=IM_END_TEXT)
+    declared = read_model_info(model.path).eos_token_id
+    assert declared != model.eos_id
+    with caplog.at_level(logging.WARNING, logger="edge_embed"):
+        engine = make_embedder(model, n_ctx=256, n_batch=256, n_ubatch=64)
+    try:
+        text = "older conversions declare the chat end token"
+        vector = engine.embed_documents([text])[0]
+        assert cosine(vector, reference_document(model, text)) >= MIN_COSINE
+        assert cosine(vector, model.embed(model.tokenize(text) + [declared])) < 0.99
+    finally:
+        engine.close()
+    assert f"declares {IM_END_TEXT} ({declared}) as EOS" in caplog.text
+    assert f"pools <|endoftext|> ({model.eos_id})" in caplog.text
+
+
+def test_no_eos_warning_when_the_gguf_declares_endoftext(tiny_model, caplog):
+    with caplog.at_level(logging.WARNING, logger="edge_embed"):
+        make_embedder(tiny_model, n_ctx=256, n_batch=256, n_ubatch=64).close()
+    assert "EOS" not in caplog.text
 
 
 def test_input_over_context_is_cut_before_the_eos(tiny_model, caplog):
