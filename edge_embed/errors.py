@@ -35,3 +35,13 @@ class NotAnEmbeddingModel(EdgeEmbedError):
         super().__init__(message)
         self.model_name = model_name  # the file's general.name
         self.pooling = pooling  # what the header declares: "none", or None without a pooling key
+
+
+class DependencyError(EdgeEmbedError):
+    """A package edge-embed imports is missing, or installed in a version it cannot use."""
+
+    def __init__(self, message: str, package: str, installed: str | None, requirement: str) -> None:
+        super().__init__(message)
+        self.package = package  # the distribution to install, e.g. "huggingface-hub"
+        self.installed = installed  # its installed version, None when it is not installed
+        self.requirement = requirement  # what edge-embed declares, e.g. "huggingface-hub<3,>=1.20"
