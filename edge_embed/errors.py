@@ -5,6 +5,8 @@ an ``EdgeEmbedError`` whose message is one line that says what is wrong and what
 The CLI prints it as ``Error: ...`` and exits with status 2, never with a traceback.
 """
 
+from __future__ import annotations
+
 
 class EdgeEmbedError(Exception):
     """A failure with a one-line, user-facing explanation."""
@@ -68,3 +70,22 @@ class UnstorableName(EdgeEmbedError):
     def __init__(self, message: str, shown: str) -> None:
         super().__init__(message)
         self.shown = shown
+
+
+class NotAnEmbeddingModel(EdgeEmbedError):
+    """A GGUF that llama.cpp would run without pooling: a chat/generation model."""
+
+    def __init__(self, message: str, model_name: str, pooling: str | None) -> None:
+        super().__init__(message)
+        self.model_name = model_name  # the file's general.name
+        self.pooling = pooling  # what the header declares: "none", or None without a pooling key
+
+
+class DependencyError(EdgeEmbedError):
+    """A package edge-embed imports is missing, or installed in a version it cannot use."""
+
+    def __init__(self, message: str, package: str, installed: str | None, requirement: str) -> None:
+        super().__init__(message)
+        self.package = package  # the distribution to install, e.g. "huggingface-hub"
+        self.installed = installed  # its installed version, None when it is not installed
+        self.requirement = requirement  # what edge-embed declares, e.g. "huggingface-hub<3,>=1.20"

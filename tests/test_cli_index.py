@@ -184,6 +184,14 @@ def test_embed_bad_input_is_one_line_error(runner, tiny_model, tmp_path, args, f
     assert_clean_error(result, fragment)
 
 
+@pytest.mark.parametrize("command", [["embed", "hello"], ["index", "{notes}", "--db", "{db}"]])
+def test_a_chat_model_is_one_line_error(runner, notes, tiny_chat_model, tmp_path, command):
+    db = tmp_path / "i.db"
+    result = invoke(runner, *[arg.format(notes=notes, db=db) for arg in command], "--model", tiny_chat_model.path)
+    assert_clean_error(result, "tiny-qwen3-chat.gguf", "not an embedding model", "pooling is NONE")
+    assert not db.exists()
+
+
 def test_catalog_model_end_to_end_with_offer_to_pull(runner, notes, tiny_model, tmp_path, fake_hub, monkeypatch):
     """A person at a terminal: index offers the download, then query finds the note."""
     from edge_embed.catalog import get_entry
