@@ -240,3 +240,12 @@ def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_mo
     fresh = tmp_path / "fresh.db"
     assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", tiny_model.path, "--ctx", "64", "--chunk-tokens", "128"), "--chunk-tokens")
     assert not fresh.exists()
+
+
+def test_an_empty_index_file_from_a_killed_first_run_is_initialised(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    db.write_bytes(b"")
+    assert_clean_error(invoke(runner, "query", "keys", "--db", db, "--cpu"), "no indexed files yet")
+    result = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    assert result.exit_code == 0, result.output
+    assert "2 indexed" in result.output

@@ -122,6 +122,25 @@ def test_open_refuses_what_is_not_an_index(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
+@pytest.mark.parametrize("leftover", ["zero-bytes", "wal-header-only"])
+def test_an_empty_file_left_by_a_killed_first_run_is_initialised(tmp_path: Path, leftover: str) -> None:
+    """kill -9 between creating the file and committing the schema leaves one of these."""
+    path = tmp_path / "index.db"
+    if leftover == "zero-bytes":
+        path.write_bytes(b"")
+    else:
+        conn = apsw.Connection(str(path))
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.close()
+        assert path.stat().st_size > 0
+    with Store.open(path, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.settings() is None
+    with Store.open(path) as store:
+        store.init_settings(SETTINGS)
+        assert store.settings() == SETTINGS
+
+
 def test_open_refuses_an_index_from_a_newer_version(tmp_path: Path) -> None:
     path = tmp_path / "index.db"
     Store.open(path).close()

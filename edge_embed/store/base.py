@@ -47,7 +47,7 @@ class StoreBase:
                 raise EdgeEmbedError(f"cannot create the folder for the index {path}: {exc.strerror}") from None
         conn = connect(path, create)
         try:
-            cls._check_identity(conn, path, create)
+            cls._check_identity(conn, path)
             store = cls(conn, path)
             store._prepare()
         except BaseException:
@@ -66,8 +66,13 @@ class StoreBase:
             ) from None
 
     @staticmethod
-    def _check_identity(conn: apsw.Connection, path: Path, create: bool) -> None:
-        """Before touching anything: is this an edge-embed index, an empty file, or foreign?"""
+    def _check_identity(conn: apsw.Connection, path: Path) -> None:
+        """Before touching anything: is this an edge-embed index, an empty file, or foreign?
+
+        An empty file (0 bytes, or an SQLite header without a single object) is what a
+        process killed in the first instants of a new index leaves behind: it is treated as
+        a new index and initialised, never refused (there is nothing in it to lose).
+        """
         try:
             app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
             version = conn.execute("PRAGMA user_version").fetchall()[0][0]
@@ -83,11 +88,13 @@ class StoreBase:
             return
         if objects:
             raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index; pass another --db")
-        if not create:
-            raise EdgeEmbedError(f"{path} is empty, not an edge-embed index: build one with `edge-embed index FOLDER`")
 
     def _migrate(self) -> None:
-        """Run the migrations this file has not seen, in one transaction (all or none)."""
+        """Run the migrations this file has not seen, in one transaction (all or none).
+
+        The version is read again inside the write transaction: another process (an index
+        and a query opening a new file at the same instant) may have migrated it meanwhile.
+        """
         if self.schema_version() >= SCHEMA_VERSION:
             return
         with self.transaction():
