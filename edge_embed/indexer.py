@@ -184,13 +184,7 @@ class Indexer:
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
         started = time.perf_counter()
-        stored = self.store.settings()
-        if stored is None:
-            self.store.init_settings(self.settings)
-        else:
-            self.store.check_settings(self.settings)
-            if self.settings.instruction != stored.instruction:  # `index --instruct` on an existing index
-                self.store.set_instruction(self.settings.instruction)
+        self._record_settings()
         roots = [root.resolve() for root in roots]
         self._refuse_overlapping_roots(roots)
         chunks_before = self.store.chunk_count()
@@ -203,6 +197,24 @@ class Indexer:
         self.summary.interrupted = self.stop.is_set()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
+
+    def _record_settings(self) -> None:
+        """A new index records its settings; an existing one must match them.
+
+        What may change without re-embedding is updated: the query task (``--instruct``)
+        and where the model file lives (the same header hash at another path: the file was
+        moved, and the index must follow it or queries cannot load the model).
+        """
+        stored = self.store.settings()
+        if stored is None:
+            self.store.init_settings(self.settings)
+            return
+        self.store.check_settings(self.settings)
+        if self.settings.instruction != stored.instruction:
+            self.store.set_instruction(self.settings.instruction)
+        new = self.settings
+        if (new.model_label, new.model_file, new.model_size) != (stored.model_label, stored.model_file, stored.model_size):
+            self.store.set_model_file(new.model_label, new.model_file, new.model_size)
 
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""

@@ -249,3 +249,22 @@ def test_an_empty_index_file_from_a_killed_first_run_is_initialised(runner, note
     result = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
     assert result.exit_code == 0, result.output
     assert "2 indexed" in result.output
+
+
+def test_a_moved_model_file_is_followed_by_the_index(runner, notes, tiny_model, tmp_path):
+    first, second = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_bytes(tiny_model.path.read_bytes())
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", first).exit_code == 0
+    first.rename(second)
+    moved = invoke(runner, "index", notes, "--db", db, "--model", second)
+    assert moved.exit_code == 0, moved.output
+    with Store.open(db) as store:
+        settings = store.settings()
+    assert (settings.model_label, settings.model_file) == (str(second), str(second))
+    assert settings.model_size == second.stat().st_size
+    found = invoke(runner, "query", "API keys vault", "--db", db, "--files", "--cpu")
+    assert found.exit_code == 0, found.output
+    assert found.output.splitlines()[0].endswith("keys.md")

@@ -183,6 +183,12 @@ class StoreBase:
         with self.transaction():
             self._save_settings(replace(self._require_settings(), instruction=instruction))
 
+    def set_model_file(self, label: str, model_file: str, model_size: int) -> None:
+        """Where the index's model now lives (the same model, by header hash, moved or renamed)."""
+        with self.transaction():
+            stored = self._require_settings()
+            self._save_settings(replace(stored, model_label=label, model_file=model_file, model_size=model_size))
+
     def _require_settings(self) -> IndexSettings:
         stored = self.settings()
         if stored is None:
