@@ -18,7 +18,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -46,16 +46,46 @@ SILENT_SKIPS = frozenset({"binary"})
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How to walk and chunk; chunk_tokens/overlap are fixed per index (see IndexSettings)."""
+    """How to walk and chunk; chunk_tokens/overlap/dims are fixed per index (see IndexSettings).
+
+    The index's own settings (chunking, dims, query task) default to None, meaning "what
+    the index already has" (a plain re-run, and a ``--rebuild`` that does not name them,
+    keep them), else the defaults; ``resolve_options`` decides, in one place.
+    """
 
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     hidden: bool = False
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
-    overlap: int = DEFAULT_OVERLAP
+    chunk_tokens: int | None = None
+    overlap: int | None = None
     dims: int | None = None
     instruction: str | None = None
+
+
+def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: ModelHandle) -> IndexOptions:
+    """Fill the settings the caller left None from the index's own ``stored`` ones, else defaults.
+
+    The dimension is kept only with the same model (by header hash): another model's
+    native width can differ, so a rebuild with a new model starts from its native width.
+    """
+    same_model = stored is not None and bool(stored.model_hash) and stored.model_hash == model.info.header_hash
+
+    def kept(value, field_name: str, default):
+        if value is not None:
+            return value
+        return getattr(stored, field_name) if stored is not None else default
+
+    dims = options.dims
+    if dims is None and same_model:
+        dims = stored.dims
+    return replace(
+        options,
+        chunk_tokens=kept(options.chunk_tokens, "chunk_tokens", DEFAULT_CHUNK_TOKENS),
+        overlap=kept(options.overlap, "overlap", DEFAULT_OVERLAP),
+        dims=model.check_dims(dims),
+        instruction=kept(options.instruction, "instruction", None),
+    )
 
 
 @dataclass
@@ -142,8 +172,8 @@ def text_hash(text: str) -> str:
 def index_settings(model: ModelHandle, options: IndexOptions) -> IndexSettings:
     """What an index records and later refuses to mix: model, dimension, chunking.
 
-    Raises EdgeEmbedError for options the model cannot honour, so a caller can check
-    everything before touching an index (``--rebuild`` wipes it).
+    ``options`` must be resolved (``resolve_options``). Raises EdgeEmbedError for options
+    the model cannot honour, before any file is indexed.
     """
     if options.chunk_tokens > model.max_tokens:
         raise EdgeEmbedError(
@@ -178,6 +208,7 @@ class Indexer:
     summary: IndexSummary = field(default_factory=IndexSummary)
 
     def __post_init__(self) -> None:
+        self.options = resolve_options(self.options, self.store.settings(), self.model)
         self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0

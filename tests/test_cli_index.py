@@ -219,15 +219,22 @@ def test_failed_model_check_never_wipes_or_creates_an_index(runner, notes, tiny_
     assert not fresh.exists()
 
 
-def test_rebuild_keeps_the_model_and_takes_new_chunking(runner, notes, tiny_model, tmp_path):
+def test_rebuild_keeps_the_model_and_every_setting_not_given(runner, notes, tiny_model, tmp_path):
     db = tmp_path / "i.db"
-    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--chunk-tokens", "256").exit_code == 0
+    first = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--chunk-tokens", "256",
+                   "--overlap", "20", "--dims", "48", "--instruct", "Find the note")
+    assert first.exit_code == 0, first.output
     rebuilt = invoke(runner, "index", notes, "--db", db, "--rebuild", "--dims", "32")
     assert rebuilt.exit_code == 0, rebuilt.output
     with Store.open(db) as store:
         settings = store.settings()
     assert settings.model_file == str(tiny_model.path.resolve())
-    assert (settings.dims, settings.chunk_tokens) == (32, 512)
+    assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 256, 20, "Find the note")
+    again = invoke(runner, "index", notes, "--db", db, "--rebuild", "--chunk-tokens", "128")
+    assert again.exit_code == 0, again.output
+    with Store.open(db) as store:
+        settings = store.settings()
+    assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 128, 20, "Find the note")
 
 
 def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_model, tmp_path):

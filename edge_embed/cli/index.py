@@ -52,7 +52,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
     Ignored: .gitignore and .edgeembedignore rules, hidden and VCS folders, node_modules,
     virtualenvs and build output, binary files, files over --max-file-size.
     """
-    from edge_embed.indexer import IndexOptions, Indexer, index_settings
+    from edge_embed.indexer import IndexOptions, Indexer, index_settings, resolve_options
     from edge_embed.store import Store
 
     warnings_to_stderr(quiet)
@@ -62,23 +62,23 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
     handle = prepare_model_or_offer_pull(
         runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
     )
-    defaults = None if rebuild else existing
+    # Unset settings (None) keep the index's own, with or without --rebuild.
     options = IndexOptions(
         include=include,
         exclude=exclude,
         hidden=hidden,
         max_file_size=max_file_size,
-        chunk_tokens=chunk_tokens or (defaults.chunk_tokens if defaults else DEFAULT_CHUNK_TOKENS),
-        overlap=overlap if overlap is not None else (defaults.overlap if defaults else DEFAULT_OVERLAP),
-        dims=handle.check_dims(dims if dims is not None else (defaults.dims if defaults else None)),
-        instruction=instruct or (defaults.instruction if defaults else None),
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        dims=dims,
+        instruction=instruct or None,
     )
-    index_settings(handle, options)  # refuses what the model cannot do, before anything is touched
+    index_settings(handle, resolve_options(options, existing, handle))  # refuses what the model cannot do, before anything is touched
     progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
     with Store.open(db_path) as store, store.writer_lock():
+        indexer = Indexer(store, handle, options, progress=progress)  # resolves options from the index as it is
         if rebuild:
             store.reset()
-        indexer = Indexer(store, handle, options, progress=progress)
         try:
             with stop_on_sigint(indexer.stop, quiet):
                 summary = indexer.run(list(paths))
