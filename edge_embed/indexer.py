@@ -107,6 +107,7 @@ class IndexSummary:
     tokens_embedded: int = 0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    rebuilt: bool = False  # a --rebuild: interrupted, it left the old index as it was
 
     def to_dict(self) -> dict:
         data = asdict(self)

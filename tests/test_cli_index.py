@@ -275,3 +275,42 @@ def test_a_moved_model_file_is_followed_by_the_index(runner, notes, tiny_model, 
     found = invoke(runner, "query", "API keys vault", "--db", db, "--files", "--cpu")
     assert found.exit_code == 0, found.output
     assert found.output.splitlines()[0].endswith("keys.md")
+
+
+def test_rebuild_with_a_model_llama_cpp_cannot_load_keeps_the_whole_index(runner, notes, tiny_model, tmp_path):
+    from edge_embed.testing import write_tiny_qwen3
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("Oranges.\n")
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, other, "--db", db, "--model", tiny_model.path).exit_code == 0
+    before = invoke(runner, "status", "--db", db).output
+    broken = write_tiny_qwen3(tmp_path / "broken.gguf", omit=("blk.1.ffn_down.weight",))
+    result = invoke(runner, "index", notes, "--rebuild", "--db", db, "--model", broken.path)
+    assert_clean_error(result, "llama.cpp could not load")
+    assert invoke(runner, "status", "--db", db).output == before
+    assert "3 files" in before and tiny_model.path.name in before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("i.db")) == ["i.db", "i.db.lock"]
+
+
+def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_files(runner, notes, tiny_model, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("Oranges.\n")
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, other, "--db", db, "--model", tiny_model.path).exit_code == 0
+    stale = [tmp_path / "i.db.rebuild-999999", tmp_path / "i.db.rebuild-999999-wal"]
+    for path in stale:
+        path.write_bytes(b"left by a killed rebuild")
+    rebuilt = invoke(runner, "index", "--rebuild", "--db", db, "--dims", "32")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    with Store.open(db) as store:
+        assert store.root_paths() == sorted([str(notes.resolve()), str(other.resolve())])
+        assert store.stats()["files"] == 3 and store.settings().dims == 32
+        assert store.integrity_check() == "ok"
+    assert not any(path.exists() for path in stale)
+    stale[0].write_bytes(b"left by a killed rebuild")
+    assert invoke(runner, "index", notes, "--db", db).exit_code == 0
+    assert not stale[0].exists(), "a plain run removes it too"
+    assert_clean_error(invoke(runner, "index", "--db", db), "name the folders")

@@ -76,11 +76,13 @@ def write_tiny_qwen3(
     pooling: str | None = "last",
     name: str = TINY_NAME,
     context_length: int = 4096,
+    omit: Sequence[str] = (),
 ) -> TinyModel:
     """Write the tiny F32 test model and return it with its weights.
 
     ``add_eos_token=None`` leaves ``tokenizer.ggml.add_eos_token`` out of the file, as in
-    older community conversions; ``pooling=None`` leaves out ``qwen3.pooling_type``.
+    older community conversions; ``pooling=None`` leaves out ``qwen3.pooling_type``;
+    ``omit`` leaves out tensors: a file with a valid header that llama.cpp cannot load.
     """
     path = Path(path)
     config = replace(TINY_CONFIG, context_length=context_length)
@@ -89,6 +91,7 @@ def write_tiny_qwen3(
     write_metadata(
         writer, config, name=name, add_eos_token=add_eos_token, pooling=pooling, file_type=LlamaFileType.ALL_F32
     )
+    weights = {name: array for name, array in weights.items() if name not in omit}
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
     writer.write_header_to_file()
