@@ -46,6 +46,8 @@ def rebuild_roots(indexed: Sequence[str], named: Sequence[Path]) -> list[Path]:
     """Every folder of the old index, then the newly named ones: a rebuild drops no folder."""
     roots = [Path(path) for path in indexed]
     roots += [path.resolve() for path in named if path.resolve() not in roots]
+    if not roots:
+        raise EdgeEmbedError("nothing to rebuild: the index has no folders yet; name the folders to index")
     missing = [root for root in roots if not root.is_dir()]
     if missing:
         raise EdgeEmbedError(
@@ -68,6 +70,8 @@ def rebuild_index(
     unless ``options`` override them. The old index is replaced only when the new one is
     complete; an interrupted rebuild (``summary.interrupted``) leaves it untouched.
     """
+    if not roots and not index.exists():
+        raise EdgeEmbedError(f"no index at {index} to rebuild: name the folders to index")
     model.load()  # a model llama.cpp cannot load (or that does not fit) fails before anything is written
     with Store.open(index) as current, current.writer_lock():
         remove_partial_rebuilds(index)

@@ -277,14 +277,21 @@ def test_a_moved_model_file_is_followed_by_the_index(runner, notes, tiny_model, 
     assert found.output.splitlines()[0].endswith("keys.md")
 
 
-def test_rebuild_with_a_model_llama_cpp_cannot_load_keeps_the_whole_index(runner, notes, tiny_model, tmp_path):
-    from edge_embed.testing import write_tiny_qwen3
-
+@pytest.fixture
+def two_folders(runner, notes, tiny_model, tmp_path) -> tuple[Path, Path]:
+    """(index file, second folder): an index of notes and another folder."""
     other = tmp_path / "other"
     other.mkdir()
     (other / "o.md").write_text("Oranges.\n")
     db = tmp_path / "i.db"
     assert invoke(runner, "index", notes, other, "--db", db, "--model", tiny_model.path).exit_code == 0
+    return db, other
+
+
+def test_rebuild_with_a_model_llama_cpp_cannot_load_keeps_the_whole_index(runner, notes, tiny_model, tmp_path, two_folders):
+    from edge_embed.testing import write_tiny_qwen3
+
+    db, _other = two_folders
     before = invoke(runner, "status", "--db", db).output
     broken = write_tiny_qwen3(tmp_path / "broken.gguf", omit=("blk.1.ffn_down.weight",))
     result = invoke(runner, "index", notes, "--rebuild", "--db", db, "--model", broken.path)
@@ -294,12 +301,8 @@ def test_rebuild_with_a_model_llama_cpp_cannot_load_keeps_the_whole_index(runner
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("i.db")) == ["i.db", "i.db.lock"]
 
 
-def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_files(runner, notes, tiny_model, tmp_path):
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "o.md").write_text("Oranges.\n")
-    db = tmp_path / "i.db"
-    assert invoke(runner, "index", notes, other, "--db", db, "--model", tiny_model.path).exit_code == 0
+def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_files(runner, notes, tiny_model, tmp_path, two_folders):
+    db, other = two_folders
     stale = [tmp_path / "i.db.rebuild-999999", tmp_path / "i.db.rebuild-999999-wal"]
     for path in stale:
         path.write_bytes(b"left by a killed rebuild")
@@ -314,3 +317,5 @@ def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_file
     assert invoke(runner, "index", notes, "--db", db).exit_code == 0
     assert not stale[0].exists(), "a plain run removes it too"
     assert_clean_error(invoke(runner, "index", "--db", db), "name the folders")
+    assert_clean_error(invoke(runner, "index", "--rebuild", "--db", tmp_path / "new.db", "--model", tiny_model.path), "name the folders")
+    assert not (tmp_path / "new.db").exists()
