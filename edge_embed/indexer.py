@@ -48,14 +48,19 @@ SILENT_SKIPS = frozenset({"binary"})
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How to walk and chunk; chunk_tokens/overlap are fixed per index (see IndexSettings)."""
+    """How to walk and chunk; chunk_tokens/overlap/dims are fixed per index (see IndexSettings).
+
+    The index's own settings (chunking, dims, query task) default to None, meaning "what
+    the index already has" (a plain re-run, and a ``--rebuild`` that does not name them,
+    keep them), else the defaults; ``resolve_options`` decides, in one place.
+    """
 
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     hidden: bool = False
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
-    overlap: int = DEFAULT_OVERLAP
+    chunk_tokens: int | None = None
+    overlap: int | None = None
     dims: int | None = None
     instruction: str | None = None
 
@@ -72,6 +77,31 @@ class KeptFolder:
     path: str
     reason: str
     files_kept: int
+
+
+def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: ModelHandle) -> IndexOptions:
+    """Fill the settings the caller left None from the index's own ``stored`` ones, else defaults.
+
+    The dimension is kept only with the same model (by header hash): another model's
+    native width can differ, so a rebuild with a new model starts from its native width.
+    """
+    same_model = stored is not None and bool(stored.model_hash) and stored.model_hash == model.info.header_hash
+
+    def kept(value, field_name: str, default):
+        if value is not None:
+            return value
+        return getattr(stored, field_name) if stored is not None else default
+
+    dims = options.dims
+    if dims is None and same_model:
+        dims = stored.dims
+    return replace(
+        options,
+        chunk_tokens=kept(options.chunk_tokens, "chunk_tokens", DEFAULT_CHUNK_TOKENS),
+        overlap=kept(options.overlap, "overlap", DEFAULT_OVERLAP),
+        dims=model.check_dims(dims),
+        instruction=kept(options.instruction, "instruction", None),
+    )
 
 
 @dataclass
@@ -94,6 +124,7 @@ class IndexSummary:
     elapsed_s: float = 0.0
     interrupted: bool = False
     kept: list[KeptFolder] = field(default_factory=list)
+    rebuilt: bool = False  # a --rebuild: interrupted, it left the old index as it was
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -176,8 +207,8 @@ def text_hash(text: str) -> str:
 def index_settings(model: ModelHandle, options: IndexOptions) -> IndexSettings:
     """What an index records and later refuses to mix: model, dimension, chunking.
 
-    Raises EdgeEmbedError for options the model cannot honour, so a caller can check
-    everything before touching an index (``--rebuild`` wipes it).
+    ``options`` must be resolved (``resolve_options``). Raises EdgeEmbedError for options
+    the model cannot honour, before any file is indexed.
     """
     if options.chunk_tokens > model.max_tokens:
         raise EdgeEmbedError(
@@ -212,19 +243,14 @@ class Indexer:
     summary: IndexSummary = field(default_factory=IndexSummary)
 
     def __post_init__(self) -> None:
+        self.options = resolve_options(self.options, self.store.settings(), self.model)
         self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
         started = time.perf_counter()
-        stored = self.store.settings()
-        if stored is None:
-            self.store.init_settings(self.settings)
-        else:
-            self.store.check_settings(self.settings)
-            if self.settings.instruction != stored.instruction:  # `index --instruct` on an existing index
-                self.store.set_instruction(self.settings.instruction)
+        self._record_settings()
         roots = self._available_roots(roots)
         self._refuse_overlapping_roots(roots)
         chunks_before = self.store.chunk_count()
@@ -273,6 +299,24 @@ class Indexer:
             f"{kept.path} {state[kept.reason]} but the index holds {kept.files_kept} files from it (an "
             f"unplugged drive or an unmounted share?): they are kept; {how_to_drop}"
         )
+
+    def _record_settings(self) -> None:
+        """A new index records its settings; an existing one must match them.
+
+        What may change without re-embedding is updated: the query task (``--instruct``)
+        and where the model file lives (the same header hash at another path: the file was
+        moved, and the index must follow it or queries cannot load the model).
+        """
+        stored = self.store.settings()
+        if stored is None:
+            self.store.init_settings(self.settings)
+            return
+        self.store.check_settings(self.settings)
+        if self.settings.instruction != stored.instruction:
+            self.store.set_instruction(self.settings.instruction)
+        new = self.settings
+        if (new.model_label, new.model_file, new.model_size) != (stored.model_label, stored.model_file, stored.model_size):
+            self.store.set_model_file(new.model_label, new.model_file, new.model_size)
 
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""

@@ -234,15 +234,22 @@ def test_failed_model_check_never_wipes_or_creates_an_index(runner, notes, tiny_
     assert not fresh.exists()
 
 
-def test_rebuild_keeps_the_model_and_takes_new_chunking(runner, notes, tiny_model, tmp_path):
+def test_rebuild_keeps_the_model_and_every_setting_not_given(runner, notes, tiny_model, tmp_path):
     db = tmp_path / "i.db"
-    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--chunk-tokens", "256").exit_code == 0
+    first = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--chunk-tokens", "256",
+                   "--overlap", "20", "--dims", "48", "--instruct", "Find the note")
+    assert first.exit_code == 0, first.output
     rebuilt = invoke(runner, "index", notes, "--db", db, "--rebuild", "--dims", "32")
     assert rebuilt.exit_code == 0, rebuilt.output
     with Store.open(db) as store:
         settings = store.settings()
     assert settings.model_file == str(tiny_model.path.resolve())
-    assert (settings.dims, settings.chunk_tokens) == (32, 512)
+    assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 256, 20, "Find the note")
+    again = invoke(runner, "index", notes, "--db", db, "--rebuild", "--chunk-tokens", "128")
+    assert again.exit_code == 0, again.output
+    with Store.open(db) as store:
+        settings = store.settings()
+    assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 128, 20, "Find the note")
 
 
 def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_model, tmp_path):
@@ -272,3 +279,75 @@ def test_an_emptied_root_is_kept_and_reported(runner, notes, tiny_model, tmp_pat
     text = invoke(runner, "index", notes, "--db", db)
     assert f"kept:   2 files of {notes.resolve()}, which is empty" in text.stdout
     assert "2 files, " in invoke(runner, "status", "--db", db).output
+
+
+def test_an_empty_index_file_from_a_killed_first_run_is_initialised(runner, notes, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    db.write_bytes(b"")
+    assert_clean_error(invoke(runner, "query", "keys", "--db", db, "--cpu"), "no indexed files yet")
+    result = invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    assert result.exit_code == 0, result.output
+    assert "2 indexed" in result.output
+
+
+def test_a_moved_model_file_is_followed_by_the_index(runner, notes, tiny_model, tmp_path):
+    first, second = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_bytes(tiny_model.path.read_bytes())
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", first).exit_code == 0
+    first.rename(second)
+    moved = invoke(runner, "index", notes, "--db", db, "--model", second)
+    assert moved.exit_code == 0, moved.output
+    with Store.open(db) as store:
+        settings = store.settings()
+    assert (settings.model_label, settings.model_file) == (str(second), str(second))
+    assert settings.model_size == second.stat().st_size
+    found = invoke(runner, "query", "API keys vault", "--db", db, "--files", "--cpu")
+    assert found.exit_code == 0, found.output
+    assert found.output.splitlines()[0].endswith("keys.md")
+
+
+@pytest.fixture
+def two_folders(runner, notes, tiny_model, tmp_path) -> tuple[Path, Path]:
+    """(index file, second folder): an index of notes and another folder."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("Oranges.\n")
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, other, "--db", db, "--model", tiny_model.path).exit_code == 0
+    return db, other
+
+
+def test_rebuild_with_a_model_llama_cpp_cannot_load_keeps_the_whole_index(runner, notes, tiny_model, tmp_path, two_folders):
+    from edge_embed.testing import write_tiny_qwen3
+
+    db, _other = two_folders
+    before = invoke(runner, "status", "--db", db).output
+    broken = write_tiny_qwen3(tmp_path / "broken.gguf", omit=("blk.1.ffn_down.weight",))
+    result = invoke(runner, "index", notes, "--rebuild", "--db", db, "--model", broken.path)
+    assert_clean_error(result, "llama.cpp could not load")
+    assert invoke(runner, "status", "--db", db).output == before
+    assert "3 files" in before and tiny_model.path.name in before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("i.db")) == ["i.db", "i.db.lock"]
+
+
+def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_files(runner, notes, tiny_model, tmp_path, two_folders):
+    db, other = two_folders
+    stale = [tmp_path / "i.db.rebuild-999999", tmp_path / "i.db.rebuild-999999-wal"]
+    for path in stale:
+        path.write_bytes(b"left by a killed rebuild")
+    rebuilt = invoke(runner, "index", "--rebuild", "--db", db, "--dims", "32")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    with Store.open(db) as store:
+        assert store.root_paths() == sorted([str(notes.resolve()), str(other.resolve())])
+        assert store.stats()["files"] == 3 and store.settings().dims == 32
+        assert store.integrity_check() == "ok"
+    assert not any(path.exists() for path in stale)
+    stale[0].write_bytes(b"left by a killed rebuild")
+    assert invoke(runner, "index", notes, "--db", db).exit_code == 0
+    assert not stale[0].exists(), "a plain run removes it too"
+    assert_clean_error(invoke(runner, "index", "--db", db), "name the folders")
+    assert_clean_error(invoke(runner, "index", "--rebuild", "--db", tmp_path / "new.db", "--model", tiny_model.path), "name the folders")
+    assert not (tmp_path / "new.db").exists()

@@ -321,6 +321,16 @@ def test_index_instruct_updates_an_existing_index(store, engine, tree):
     assert store.settings().instruction == "Find the note"
 
 
+def test_options_left_unset_keep_the_index_own_settings(store, engine, tree):
+    """A library caller's IndexOptions() must not reset the query task or the chunking."""
+    run(store, engine, tree, dims=32, instruction="Find the note")
+    (tree / "b.txt").write_text("Bananas are green at first.\n")
+    summary = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions()).run([tree])
+    assert summary.indexed == 1
+    settings = store.settings()
+    assert (settings.instruction, settings.chunk_tokens, settings.overlap, settings.dims) == ("Find the note", 128, 8, 32)
+
+
 def test_file_unreadable_for_now_keeps_its_chunks(store, engine, tree, monkeypatch):
     from edge_embed import indexer as indexer_module
     from edge_embed.files import Skip as FileSkip

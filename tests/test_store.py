@@ -123,6 +123,25 @@ def test_open_refuses_what_is_not_an_index(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
+@pytest.mark.parametrize("leftover", ["zero-bytes", "wal-header-only"])
+def test_an_empty_file_left_by_a_killed_first_run_is_initialised(tmp_path: Path, leftover: str) -> None:
+    """kill -9 between creating the file and committing the schema leaves one of these."""
+    path = tmp_path / "index.db"
+    if leftover == "zero-bytes":
+        path.write_bytes(b"")
+    else:
+        conn = apsw.Connection(str(path))
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.close()
+        assert path.stat().st_size > 0
+    with Store.open(path, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.settings() is None
+    with Store.open(path) as store:
+        store.init_settings(SETTINGS)
+        assert store.settings() == SETTINGS
+
+
 def test_open_refuses_an_index_from_a_newer_version(tmp_path: Path) -> None:
     path = tmp_path / "index.db"
     Store.open(path).close()
@@ -175,15 +194,28 @@ def test_settings_that_do_not_change_vectors_are_not_a_mismatch(store: Store) ->
     store.check_settings(moved)
 
 
-def test_reset_drops_everything_and_allows_new_settings(store: Store, root: Path) -> None:
-    write(store, store.add_root(root), root, "a.md", ["alpha"], unit_vectors(np.random.default_rng(1), 1))
-    store.reset()
-    assert store.settings() is None
-    assert store.roots() == []
-    assert store.stats()["chunks"] == 0 and store.stats()["vectors"] == 0
-    store.init_settings(replace(SETTINGS, dims=8))
-    write(store, store.add_root(root), root, "a.md", ["alpha"], unit_vectors(np.random.default_rng(1), 1, dims=8))
-    assert store.vector_search(unit_vectors(np.random.default_rng(2), 1, dims=8)[0], 5)[0][0] > 0
+def test_replace_with_swaps_in_another_index_under_an_open_reader(tmp_path: Path, root: Path) -> None:
+    """What --rebuild does at its end: readers see the old index, then the whole new one."""
+    rng = np.random.default_rng(1)
+    with Store.open(tmp_path / "index.db") as current, Store.open(tmp_path / "index.db", create=False) as reader:
+        current.init_settings(SETTINGS)
+        write(current, current.add_root(root), root, "a.md", ["alpha"], unit_vectors(rng, 1))
+        assert reader.stats()["chunks"] == 1
+        with Store.open(tmp_path / "new.db", page_size=current.page_size()) as fresh:
+            fresh.init_settings(replace(SETTINGS, dims=8))
+            root_id = fresh.add_root(root)
+            write(fresh, root_id, root, "a.md", ["alpha", "beta"], unit_vectors(rng, 2, dims=8))
+            write(fresh, root_id, root, "b.md", ["gamma"], unit_vectors(rng, 1, dims=8))
+            current.replace_with(fresh)
+        assert reader.settings() == replace(SETTINGS, dims=8)
+        assert reader.stats()["chunks"] == reader.stats()["vectors"] == 3
+        assert len(reader.vector_search(unit_vectors(rng, 1, dims=8)[0], 5)) == 3
+        assert reader.keyword_search("gamma", 5)
+        assert current.integrity_check() == "ok"
+        assert current._scalar("PRAGMA journal_mode") == "wal"
+        with Store.open(tmp_path / "other.db", page_size=2 * current.page_size()) as odd:
+            with pytest.raises(ValueError, match="page size"):
+                current.replace_with(odd)
 
 
 # ---------------------------------------------------------------------- writes

@@ -19,9 +19,9 @@ from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP, NoProgress
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @db_option
-@click.option("--rebuild", is_flag=True, help="Forget everything in the index and start over (needed to change model, --dims or chunking).")
+@click.option("--rebuild", is_flag=True, help="Re-index every folder of the index (and PATHS) from scratch, e.g. with another model, --dims or chunking; settings not given are kept. The new index is built beside the old one, which stays whole and queryable until the new one replaces it (so it needs that much free disk).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept, not deleted.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Do not look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept; to drop files for good, list them in .edgeembedignore.")
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
@@ -48,46 +48,53 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
       edge-embed index ~/notes ~/code/app        # several folders in one index
       edge-embed index . --exclude '*.min.js' --db project.db
       edge-embed index ~/notes --model qwen3-embedding-0.6b --rebuild
+      edge-embed index --rebuild --dims 256      # every folder of the index, again
 
     Ignored: .gitignore and .edgeembedignore rules, hidden and VCS folders, node_modules,
     virtualenvs and build output, binary files, files over --max-file-size.
     """
-    from edge_embed.indexer import IndexOptions, Indexer, index_settings
+    from edge_embed.indexer import IndexOptions, Indexer, index_settings, resolve_options
+    from edge_embed.rebuild import rebuild_index, remove_partial_rebuilds
     from edge_embed.store import Store
 
+    if not paths and not rebuild:
+        raise click.UsageError("name the folders to index (or --rebuild to re-index those of the index)")
     warnings_to_stderr(quiet)
     db_path = resolve_db(db)
     existing = stored_settings(db_path)
-    # Everything that can fail is checked before --rebuild wipes anything.
+    # Everything that can fail is checked before any index file is created or touched.
     handle = prepare_model_or_offer_pull(
         runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
     )
-    defaults = None if rebuild else existing
+    # Unset settings (None) keep the index's own, with or without --rebuild.
     options = IndexOptions(
         include=include,
         exclude=exclude,
         hidden=hidden,
         max_file_size=max_file_size,
-        chunk_tokens=chunk_tokens or (defaults.chunk_tokens if defaults else DEFAULT_CHUNK_TOKENS),
-        overlap=overlap if overlap is not None else (defaults.overlap if defaults else DEFAULT_OVERLAP),
-        dims=handle.check_dims(dims if dims is not None else (defaults.dims if defaults else None)),
-        instruction=instruct or (defaults.instruction if defaults else None),
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        dims=dims,
+        instruction=instruct or None,
     )
-    index_settings(handle, options)  # refuses what the model cannot do, before anything is touched
+    index_settings(handle, resolve_options(options, existing, handle))  # refuses what the model cannot do, before anything is touched
     progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
-    with Store.open(db_path) as store, store.writer_lock():
-        if rebuild:
-            store.reset()
-        indexer = Indexer(store, handle, options, progress=progress)
-        try:
-            with stop_on_sigint(indexer.stop, quiet):
-                summary = indexer.run(list(paths))
-        except KeyboardInterrupt:  # the second Ctrl-C: the open transaction rolls back
-            click.echo("aborted: files written so far are kept; run the same command again to finish", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        finally:
-            progress.close()
-            handle.close()
+    stop = threading.Event()
+    try:
+        with stop_on_sigint(stop, quiet):
+            if rebuild:
+                summary = rebuild_index(db_path, handle, options, list(paths), progress=progress, stop=stop)
+            else:
+                with Store.open(db_path) as store, store.writer_lock():
+                    remove_partial_rebuilds(db_path)  # left by a killed --rebuild
+                    summary = Indexer(store, handle, options, progress=progress, stop=stop).run(list(paths))
+    except KeyboardInterrupt:  # the second Ctrl-C: the open transaction rolls back
+        kept = "the index is as it was" if rebuild else "files written so far are kept"
+        click.echo(f"aborted: {kept}; run the same command again to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        progress.close()
+        handle.close()
     if as_json:
         click.echo(json.dumps({"db": str(db_path), **summary.to_dict()}, indent=2))
     else:
@@ -240,7 +247,9 @@ def format_summary(summary, db_path: Path) -> str:
         + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
     ]
     lines.extend(format_kept(kept) for kept in summary.kept)
-    if summary.interrupted:
+    if summary.interrupted and summary.rebuilt:
+        lines.append("  rebuild abandoned: the index is as it was; run the same command again to rebuild it")
+    elif summary.interrupted:
         lines.append("  run the same command again to finish: finished files are kept")
     return "\n".join(lines)
 

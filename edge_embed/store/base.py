@@ -36,8 +36,12 @@ class StoreBase:
 
     # ---------------------------------------------------------------- open / close
     @classmethod
-    def open(cls: type[_Self], path: str | os.PathLike[str], *, create: bool = True) -> _Self:
-        """Open (or create) an index; refuse files that are not edge-embed indexes."""
+    def open(cls: type[_Self], path: str | os.PathLike[str], *, create: bool = True, page_size: int | None = None) -> _Self:
+        """Open (or create) an index; refuse files that are not edge-embed indexes.
+
+        ``page_size`` applies to a new file only (a rebuild's, which must match the index
+        it will be copied into).
+        """
         path = Path(path).expanduser().absolute()
         if not create and not path.is_file():
             raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
@@ -48,17 +52,22 @@ class StoreBase:
                 raise EdgeEmbedError(f"cannot create the folder for the index {path}: {exc.strerror}") from None
         conn = connect(path, create)
         try:
-            cls._check_identity(conn, path, create)
+            cls._check_identity(conn, path)
             store = cls(conn, path)
-            store._prepare()
+            store._prepare(page_size)
         except BaseException:
             conn.close()
             raise
         return store
 
-    def _prepare(self) -> None:
-        """WAL so readers never wait for the indexer; then bring the schema up to date."""
+    def _prepare(self, page_size: int | None = None) -> None:
+        """WAL so readers never wait for the indexer; then bring the schema up to date.
+
+        The page size must be set first: a database in WAL mode cannot change it.
+        """
         try:
+            if page_size is not None:
+                self._conn.execute(f"PRAGMA page_size = {int(page_size)}")
             self._conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             self._migrate()
         except (apsw.ReadOnlyError, apsw.CantOpenError):
@@ -67,8 +76,13 @@ class StoreBase:
             ) from None
 
     @staticmethod
-    def _check_identity(conn: apsw.Connection, path: Path, create: bool) -> None:
-        """Before touching anything: is this an edge-embed index, an empty file, or foreign?"""
+    def _check_identity(conn: apsw.Connection, path: Path) -> None:
+        """Before touching anything: is this an edge-embed index, an empty file, or foreign?
+
+        An empty file (0 bytes, or an SQLite header without a single object) is what a
+        process killed in the first instants of a new index leaves behind: it is treated as
+        a new index and initialised, never refused (there is nothing in it to lose).
+        """
         try:
             app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
             version = conn.execute("PRAGMA user_version").fetchall()[0][0]
@@ -84,11 +98,13 @@ class StoreBase:
             return
         if objects:
             raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index; pass another --db")
-        if not create:
-            raise EdgeEmbedError(f"{path} is empty, not an edge-embed index: build one with `edge-embed index FOLDER`")
 
     def _migrate(self) -> None:
-        """Run the migrations this file has not seen, in one transaction (all or none)."""
+        """Run the migrations this file has not seen, in one transaction (all or none).
+
+        The version is read again inside the write transaction: another process (an index
+        and a query opening a new file at the same instant) may have migrated it meanwhile.
+        """
         if self.schema_version() >= SCHEMA_VERSION:
             return
         with self.transaction():
@@ -178,6 +194,12 @@ class StoreBase:
         with self.transaction():
             self._save_settings(replace(self._require_settings(), instruction=instruction))
 
+    def set_model_file(self, label: str, model_file: str, model_size: int) -> None:
+        """Where the index's model now lives (the same model, by header hash, moved or renamed)."""
+        with self.transaction():
+            stored = self._require_settings()
+            self._save_settings(replace(stored, model_label=label, model_file=model_file, model_size=model_size))
+
     def _require_settings(self) -> IndexSettings:
         stored = self.settings()
         if stored is None:
@@ -186,19 +208,6 @@ class StoreBase:
 
     def _dims(self) -> int:
         return self._require_settings().dims
-
-    def reset(self) -> None:
-        """Drop everything (for --rebuild) and recreate the empty schema."""
-        with self.transaction():
-            tables = self._conn.execute(
-                "SELECT name, sql LIKE 'CREATE VIRTUAL TABLE%' AS virtual FROM sqlite_schema "
-                "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY virtual DESC"
-            ).fetchall()
-            for name, _virtual in tables:
-                if self._has_table(name):  # a virtual table's drop already took its shadow tables
-                    self._conn.execute(f'DROP TABLE "{name}"')
-            self._conn.execute("PRAGMA user_version = 0")
-            self._migrate()
 
     # ---------------------------------------------------------------- roots
     def add_root(self, path: str | os.PathLike[str]) -> int:
@@ -262,6 +271,26 @@ class StoreBase:
             "settings": asdict(settings) if settings else None,
             "schema_version": self.schema_version(),
         }
+
+    def page_size(self) -> int:
+        return int(self._scalar("PRAGMA page_size"))
+
+    def replace_with(self, source: StoreBase) -> None:
+        """Make this index a copy of ``source``, page for page, in ONE transaction.
+
+        SQLite's backup API writes every page of ``source`` into this database under its
+        own locks and WAL: a reader sees the old index or the new one (never a mix, never
+        a file pulled from under it), a crash during the copy rolls back to the old one,
+        and the schema change makes open connections re-read the schema. The vec0 and
+        FTS5 shadow tables are ordinary tables, so they come along. A WAL database can
+        only take pages of its own size, hence the check.
+        """
+        if source.page_size() != self.page_size():
+            raise ValueError(f"page size {source.page_size()} of {source.path} differs from {self.page_size()}")
+        source.checkpoint()
+        with self._conn.backup("main", source._conn, "main") as backup:
+            backup.step(-1)  # all pages in one step: one destination transaction
+        self.checkpoint()
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file, so it does not linger at its peak size."""

@@ -78,11 +78,13 @@ def write_tiny_qwen3(
     name: str = TINY_NAME,
     context_length: int = 4096,
     declared_eos: str = EOS_TEXT,
+    omit: Sequence[str] = (),
 ) -> TinyModel:
     """Write the tiny F32 test model and return it with its weights.
 
     ``add_eos_token=None`` leaves ``tokenizer.ggml.add_eos_token`` out of the file, as in
-    older community conversions; ``pooling=None`` leaves out ``qwen3.pooling_type``.
+    older community conversions; ``pooling=None`` leaves out ``qwen3.pooling_type``;
+    ``omit`` leaves out tensors: a file with a valid header that llama.cpp cannot load.
     ``declared_eos`` is the text of the token the file declares as EOS: another than
     ``<|endoftext|>`` (``IM_END_TEXT``, as conversions made before llama.cpp PR #14314
     declare) becomes one more control token, and ``eos_id`` stays ``<|endoftext|>``, the
@@ -102,6 +104,7 @@ def write_tiny_qwen3(
         file_type=LlamaFileType.ALL_F32,
         declared_eos=declared_eos,
     )
+    weights = {name: array for name, array in weights.items() if name not in omit}
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
     writer.write_header_to_file()
