@@ -131,6 +131,35 @@ def test_edit_embeds_only_new_chunk_texts(store, engine, tree):
     assert {row for row in before if row[0] != "b.txt"} == {row for row in after if row[0] != "b.txt"}
 
 
+def chunk_ids_by_text(store: Store, relpath: str) -> dict[str, int]:
+    rows = store._conn.execute(
+        "SELECT c.text, c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.relpath = ?", (relpath,)
+    ).fetchall()
+    return dict(rows)
+
+
+def test_an_edited_paragraph_leaves_the_other_chunks_in_place(store, engine, tmp_path):
+    root = tmp_path / "doc"
+    root.mkdir()
+    paragraphs = [f"Paragraph {i} talks about topic number {i} at some length." for i in range(8)]
+    (root / "doc.txt").write_text("\n\n".join(paragraphs) + "\n")
+    run(store, engine, root)
+    before = chunk_ids_by_text(store, "doc.txt")
+    assert len(before) > 3
+    paragraphs[3] = "Paragraph three was rewritten entirely."
+    (root / "doc.txt").write_text("\n\n".join(paragraphs) + "\n")
+
+    summary = run(store, engine, root)
+
+    after = chunk_ids_by_text(store, "doc.txt")
+    unchanged = set(before) & set(after)
+    assert len(unchanged) == len(before) - 1
+    assert all(before[text] == after[text] for text in unchanged)
+    assert summary.chunks_kept == len(unchanged)
+    assert summary.chunks_added == summary.chunks_removed == len(engine.embedded) == 1
+    assert store.integrity_check() == "ok"
+
+
 def test_deleted_file_disappears(store, engine, tree):
     run(store, engine, tree)
     (tree / "sub" / "c.py").unlink()

@@ -234,8 +234,8 @@ def format_summary(summary, db_path: Path) -> str:
         f"  files:  {summary.indexed} indexed, {summary.unchanged} unchanged, {summary.removed} removed, "
         f"{skipped} skipped" + (f" ({reasons})" if reasons else "") + f", {summary.failed} failed"
         + (f", {summary.lossy} decoded with replacement characters" if summary.lossy else ""),
-        f"  chunks: {summary.chunks_added} written, {summary.chunks_removed} removed, "
-        f"{summary.chunks_reused} reused without embedding",
+        f"  chunks: {summary.chunks_added} written, {summary.chunks_kept} kept in place, "
+        f"{summary.chunks_removed} removed, {summary.chunks_reused} reused without embedding",
         f"  embedded {summary.texts_embedded} texts, {summary.tokens_embedded:,} tokens in {summary.elapsed_s:.1f}s"
         + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
     ]

@@ -17,7 +17,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
-from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
+from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table, table_exists
 
 _Self = TypeVar("_Self", bound="StoreBase")
 
@@ -134,7 +134,7 @@ class StoreBase:
         return rows[0][0] if rows else None
 
     def _has_table(self, name: str) -> bool:
-        return self._scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)) == 1
+        return table_exists(self._conn, name)
 
     # ---------------------------------------------------------------- settings
     def settings(self) -> IndexSettings | None:

@@ -77,6 +77,37 @@ def create_vector_table(conn: apsw.Connection, dims: int) -> None:
     )
 
 
+# Every vec0 table keyed by chunk_id, with the function that creates it for a dimension.
+# Compaction rebuilds each one from its live rows, and `status` reports their dead slots:
+# a new vector table joins both by being listed here.
+VECTOR_TABLES: dict[str, Callable[[apsw.Connection, int], None]] = {"chunk_vectors": create_vector_table}
+
+
+def rebuild_vector_tables(conn: apsw.Connection, dims: int) -> None:
+    """Recreate each vector table with only its live rows, in chunk_id order.
+
+    WHY: sqlite-vec 0.1.x never reuses a freed slot outside its newest chunk of slots
+    (upstream #184, #220); a fresh table packs the live vectors into as few chunks as
+    they need, and a KNN scans only those. Runs inside the caller's transaction: a crash
+    leaves the old tables. The rows pass through a plain table, because a vec0 table's
+    shadow tables keep their names when it is renamed.
+    """
+    for name, create in VECTOR_TABLES.items():
+        if not table_exists(conn, name):
+            continue
+        copy = f"{name}_compacting"
+        conn.execute(f'CREATE TABLE "{copy}" AS SELECT * FROM "{name}" ORDER BY chunk_id')
+        conn.execute(f'DROP TABLE "{name}"')
+        create(conn, dims)
+        conn.execute(f'INSERT INTO "{name}" SELECT * FROM "{copy}" ORDER BY chunk_id')
+        conn.execute(f'DROP TABLE "{copy}"')
+
+
+def table_exists(conn: apsw.Connection, name: str) -> bool:
+    rows = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+    return rows[0][0] == 1
+
+
 # ------------------------------------------------------------------------ helpers
 def connect(path: Path, create: bool) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)

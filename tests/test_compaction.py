@@ -1,0 +1,148 @@
+"""Edits in place, wasted space, and compaction (issue 7 item 3).
+
+sqlite-vec 0.1.x never reuses a freed vector slot outside its newest chunk of 1024 slots,
+so these tests use indexes of more than 1024 vectors, with the edited rows in the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_embed.store import ChunkChanges, IndexSettings, NewChunk, Store
+
+DIMS = 16
+SETTINGS = IndexSettings(
+    model_label="test-model",
+    model_file="/models/test.gguf",
+    model_size=1,
+    model_hash="b" * 64,
+    dims=DIMS,
+    chunk_tokens=128,
+    overlap=0,
+)
+SLOTS_PER_CHUNK = 1024  # sqlite-vec's default chunk of slots
+
+
+class Notes:
+    """Writes files of text chunks with random unit vectors (the same text, the same vector)."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self.root_id = store.add_root(root)
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def vector(self, text: str) -> np.ndarray:
+        if text not in self.vectors:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+            vector = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
+            self.vectors[text] = vector / np.linalg.norm(vector)
+        return self.vectors[text]
+
+    def write(self, relpath: str, texts: list[str], headings: list[str | None] | None = None) -> ChunkChanges:
+        headings = headings or [None] * len(texts)
+        chunks = [
+            NewChunk(seq, seq * 3 + 1, seq * 3 + 2, heading, text, hashlib.sha256(text.encode()).hexdigest(), self.vector(text))
+            for seq, (text, heading) in enumerate(zip(texts, headings))
+        ]
+        return self.store.write_file(self.root_id, relpath, str(self.root / relpath), 1, 1, f"content-{texts}", chunks)
+
+    def rows(self, relpath: str) -> list[tuple[int, int, int, str]]:
+        """(id, seq, start_line, text) of a file's chunks, in order."""
+        return self.store._conn.execute(
+            "SELECT c.id, c.seq, c.start_line, c.text FROM chunks c JOIN files f ON f.id = c.file_id "
+            "WHERE f.relpath = ? ORDER BY c.seq",
+            (relpath,),
+        ).fetchall()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "index.db") as opened:
+        opened.init_settings(SETTINGS)
+        yield opened
+
+
+@pytest.fixture
+def notes(store: Store, tmp_path: Path) -> Notes:
+    (tmp_path / "notes").mkdir()
+    return Notes(store, tmp_path / "notes")
+
+
+def paragraphs(prefix: str, count: int) -> list[str]:
+    return [f"{prefix} paragraph {i}" for i in range(count)]
+
+
+# ---------------------------------------------------------------------- in-place writes
+def test_an_edit_keeps_the_rows_of_unchanged_texts(notes: Notes) -> None:
+    assert notes.write("a.md", ["alpha", "bravo", "charlie"]) == ChunkChanges(inserted=3)
+    before = {text: chunk_id for chunk_id, _, _, text in notes.rows("a.md")}
+
+    changes = notes.write("a.md", ["alpha", "xray", "charlie", "delta"])
+
+    assert changes == ChunkChanges(inserted=2, kept=2, deleted=1)
+    after = notes.rows("a.md")
+    assert [text for *_, text in after] == ["alpha", "xray", "charlie", "delta"]
+    assert after[0][0] == before["alpha"] and after[2][0] == before["charlie"]
+    assert {after[1][0], after[3][0]}.isdisjoint(before.values())
+    assert notes.store.keyword_search("bravo", 5) == []
+    assert [chunk_id for chunk_id, _ in notes.store.keyword_search("xray", 5)] == [after[1][0]]
+    assert notes.store.stats()["vectors"] == 4
+    assert notes.store.integrity_check() == "ok"
+
+
+def test_a_moved_chunk_keeps_its_id_and_gets_its_new_position(notes: Notes) -> None:
+    notes.write("a.md", ["alpha", "bravo"])
+    [(alpha_id, _, _, _), (bravo_id, _, _, _)] = notes.rows("a.md")
+    notes.write("a.md", ["new first", "alpha", "bravo"])
+    assert notes.rows("a.md")[1:] == [(alpha_id, 1, 4, "alpha"), (bravo_id, 2, 7, "bravo")]
+    hits = notes.store.vector_search(notes.vector("bravo"), 1)
+    assert hits[0][0] == bravo_id and hits[0][1] < 1e-5
+
+
+def test_repeated_paragraphs_keep_one_row_each(notes: Notes) -> None:
+    notes.write("a.md", ["same", "other", "same"])
+    first, _, last = (row[0] for row in notes.rows("a.md"))
+    assert notes.write("a.md", ["same", "same", "same"]) == ChunkChanges(inserted=1, kept=2, deleted=1)
+    assert [row[0] for row in notes.rows("a.md")][:2] == [first, last]
+    assert notes.write("a.md", ["same"]) == ChunkChanges(kept=1, deleted=2)
+    assert [row[0] for row in notes.rows("a.md")] == [first]
+    assert notes.store.integrity_check() == "ok"
+
+
+def test_a_kept_row_whose_heading_changed_is_found_by_the_new_heading(notes: Notes) -> None:
+    """The store matches on the hash alone; a hash that does not cover the heading still works."""
+    notes.write("a.md", ["text"], headings=["Oldheading"])
+    assert notes.write("a.md", ["text"], headings=["Newheading"]) == ChunkChanges(kept=1)
+    assert notes.store.keyword_search("Oldheading", 5) == []
+    assert len(notes.store.keyword_search("Newheading", 5)) == 1
+    assert notes.store.integrity_check() == "ok"
+
+
+def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
+    """200 edits of one paragraph, in 50 files in turn; before in-place writes each edit
+    left the file's 20 old slots dead outside the newest chunk: 4,000 slots, 4 chunks more."""
+    files = {f"note-{n:02d}.md": paragraphs(f"note {n}", 20) for n in range(50)}
+    for relpath, texts in files.items():  # their rows fill the first chunk of slots
+        notes.write(relpath, texts)
+    notes.write("big.md", paragraphs("big", 1100))
+    chunks_before = notes.store.space_usage().vector_chunks
+    assert chunks_before == 3
+    for cycle in range(200):
+        relpath = f"note-{cycle % 50:02d}.md"
+        files[relpath][cycle % 20] = f"edit {cycle}"
+        notes.write(relpath, files[relpath])
+    usage = notes.store.space_usage()
+    assert usage.vectors == 2100
+    assert usage.vector_chunks == chunks_before
+    assert notes.store.integrity_check() == "ok"
