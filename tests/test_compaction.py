@@ -146,3 +146,121 @@ def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
     assert usage.vectors == 2100
     assert usage.vector_chunks == chunks_before
     assert notes.store.integrity_check() == "ok"
+
+
+# ---------------------------------------------------------------------- wasted space and compaction
+def wasteful_index(notes: Notes, files: int = 50, cycles: int = 200) -> None:
+    """Waste as the old write path made it: each edit rewrote every row of its file."""
+    contents = {f"note-{n:02d}.md": paragraphs(f"note {n}", 20) for n in range(files)}
+    for relpath, texts in contents.items():
+        notes.write(relpath, texts)
+    notes.write("big.md", paragraphs("big", 1100))
+    for cycle in range(cycles):
+        relpath = f"note-{cycle % files:02d}.md"
+        notes.store.delete_file(notes.store.file_states(notes.root_id)[relpath].id)
+        contents[relpath][cycle % 20] = f"edit {cycle}"
+        notes.write(relpath, contents[relpath])
+    notes.store.checkpoint()
+
+
+@pytest.fixture(scope="module")
+def wasteful_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(index file, its root): built once, copied by each test that changes it."""
+    folder = tmp_path_factory.mktemp("wasteful")
+    (folder / "notes").mkdir()
+    with Store.open(folder / "index.db") as store:
+        store.init_settings(SETTINGS)
+        wasteful_index(Notes(store, folder / "notes"))
+    return folder / "index.db", folder / "notes"
+
+
+@pytest.fixture
+def wasted(wasteful_db: tuple[Path, Path], tmp_path: Path):
+    """Notes over a private copy of the wasteful index."""
+    db, root = wasteful_db
+    shutil.copy(db, tmp_path / "wasted.db")
+    with Store.open(tmp_path / "wasted.db", create=False) as store:
+        yield Notes(store, root)
+
+
+def search_results(store: Store, notes: Notes) -> list[object]:
+    queries = [notes.vector(text) for text in ("note 3 paragraph 4", "big paragraph 7", "edit 150")]
+    return [store.vector_search(query, 20) for query in queries] + [store.keyword_search("edit 150", 5)]
+
+
+def test_status_numbers_say_what_compaction_gives_back(wasted: Notes) -> None:
+    notes = wasted
+    usage = notes.store.space_usage()
+    assert usage.vectors == 2100 and usage.needed_vector_chunks == 3
+    assert usage.vector_chunks > usage.needed_vector_chunks
+    assert usage.reclaimable_bytes > 0 and 0 < usage.reclaimable_fraction < 1
+    [vectors] = usage.vector_tables
+    assert vectors.dead_bytes == (vectors.chunks - 3) * vectors.chunk_bytes
+    assert vectors.chunk_bytes >= SLOTS_PER_CHUNK * DIMS * 4
+
+
+def test_compact_gives_back_the_space_and_keeps_ids_vectors_and_results(wasted: Notes) -> None:
+    notes = wasted
+    store = notes.store
+    expected = search_results(store, notes)
+    before = store.space_usage()
+
+    result = store.compact()
+
+    assert result.before == before
+    assert result.after.vector_chunks == result.after.needed_vector_chunks == 3
+    assert result.after.free_bytes == 0 and result.after.reclaimable_bytes == 0
+    assert result.after.database_bytes < before.database_bytes and result.freed_bytes > 0
+    assert search_results(store, notes) == expected
+    assert store.integrity_check() == "ok"
+    notes.write("note-00.md", ["after compaction"])  # writes go on as before
+    assert store.integrity_check() == "ok"
+
+
+def test_compact_an_index_without_vectors_yet(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "empty.db") as store:
+        result = store.compact()
+        assert result.after.vector_chunks == 0 and store.integrity_check() == "ok"
+
+
+def test_queries_from_another_connection_answer_throughout_a_compaction(wasted: Notes) -> None:
+    notes = wasted
+    expected = search_results(notes.store, notes)
+    compacting = threading.Event()
+    done = threading.Event()
+    answers: list[tuple[float, float, bool]] = []  # (started, finished, same results)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with Store.open(notes.store.path, create=False) as own:
+                compacting.wait()
+                while not done.is_set():
+                    started = time.perf_counter()
+                    same = search_results(own, notes) == expected
+                    answers.append((started, time.perf_counter(), same))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    compacting.set()
+    started = time.perf_counter()
+    notes.store.compact()
+    finished = time.perf_counter()
+    done.set()
+    thread.join(timeout=60)
+    assert not errors
+    during = [same for begin, end, same in answers if begin < finished and end > started]
+    assert during and all(same for *_, same in answers)
+
+
+def test_a_read_snapshot_taken_before_compaction_still_reads_after_it(wasted: Notes) -> None:
+    notes = wasted
+    expected = search_results(notes.store, notes)
+    with Store.open(notes.store.path, create=False) as reader:
+        with reader._conn:  # one read transaction across the compaction: its snapshot stays
+            assert search_results(reader, notes) == expected
+            notes.store.compact()
+            assert search_results(reader, notes) == expected
+        assert search_results(reader, notes) == expected
