@@ -7,6 +7,7 @@ so these tests use indexes of more than 1024 vectors, with the edited rows in th
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import shutil
 import subprocess
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_embed.store import ChunkChanges, IndexSettings, NewChunk, Store
+from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChunk, Store
+from edge_embed.store.maintenance import MB
 
 DIMS = 16
 SETTINGS = IndexSettings(
@@ -149,17 +151,14 @@ def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
 
 
 # ---------------------------------------------------------------------- wasted space and compaction
-def wasteful_index(notes: Notes, files: int = 50, cycles: int = 200) -> None:
-    """Waste as the old write path made it: each edit rewrote every row of its file."""
-    contents = {f"note-{n:02d}.md": paragraphs(f"note {n}", 20) for n in range(files)}
-    for relpath, texts in contents.items():
-        notes.write(relpath, texts)
-    notes.write("big.md", paragraphs("big", 1100))
-    for cycle in range(cycles):
-        relpath = f"note-{cycle % files:02d}.md"
-        notes.store.delete_file(notes.store.file_states(notes.root_id)[relpath].id)
-        contents[relpath][cycle % 20] = f"edit {cycle}"
-        notes.write(relpath, contents[relpath])
+def wasteful_index(notes: Notes) -> None:
+    """A big file cut to every 4th paragraph after 50 notes were written: its kept rows
+    pin 3 chunks of slots; 1,750 live vectors in 4 chunks where 2 would do."""
+    big = paragraphs("big", 3000)
+    notes.write("big.md", big)
+    for n in range(50):
+        notes.write(f"note-{n:02d}.md", paragraphs(f"note {n}", 20))
+    notes.write("big.md", big[::4])
     notes.store.checkpoint()
 
 
@@ -184,18 +183,18 @@ def wasted(wasteful_db: tuple[Path, Path], tmp_path: Path):
 
 
 def search_results(store: Store, notes: Notes) -> list[object]:
-    queries = [notes.vector(text) for text in ("note 3 paragraph 4", "big paragraph 7", "edit 150")]
-    return [store.vector_search(query, 20) for query in queries] + [store.keyword_search("edit 150", 5)]
+    queries = [notes.vector(text) for text in ("note 3 paragraph 4", "note 40 paragraph 7", "big paragraph 400")]
+    return [store.vector_search(query, 20) for query in queries] + [store.keyword_search("big paragraph 400", 5)]
 
 
 def test_status_numbers_say_what_compaction_gives_back(wasted: Notes) -> None:
     notes = wasted
     usage = notes.store.space_usage()
-    assert usage.vectors == 2100 and usage.needed_vector_chunks == 3
-    assert usage.vector_chunks > usage.needed_vector_chunks
+    assert usage.vectors == 1750 and usage.needed_vector_chunks == 2
+    assert usage.vector_chunks == 4
     assert usage.reclaimable_bytes > 0 and 0 < usage.reclaimable_fraction < 1
     [vectors] = usage.vector_tables
-    assert vectors.dead_bytes == (vectors.chunks - 3) * vectors.chunk_bytes
+    assert vectors.dead_bytes == 2 * vectors.chunk_bytes
     assert vectors.chunk_bytes >= SLOTS_PER_CHUNK * DIMS * 4
 
 
@@ -208,7 +207,7 @@ def test_compact_gives_back_the_space_and_keeps_ids_vectors_and_results(wasted: 
     result = store.compact()
 
     assert result.before == before
-    assert result.after.vector_chunks == result.after.needed_vector_chunks == 3
+    assert result.after.vector_chunks == result.after.needed_vector_chunks == 2
     assert result.after.free_bytes == 0 and result.after.reclaimable_bytes == 0
     assert result.after.database_bytes < before.database_bytes and result.freed_bytes > 0
     assert search_results(store, notes) == expected
@@ -264,3 +263,110 @@ def test_a_read_snapshot_taken_before_compaction_still_reads_after_it(wasted: No
             notes.store.compact()
             assert search_results(reader, notes) == expected
         assert search_results(reader, notes) == expected
+
+
+# ---------------------------------------------------------------------- edge-embed compact
+def invoke(*args: object):
+    from click.testing import CliRunner
+
+    from edge_embed.cli import cli
+
+    return CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def test_status_reports_the_space_and_compact_gives_it_back(wasted: Notes) -> None:
+    db = wasted.store.path
+    wasted.store.close()
+    usage_line = next(line for line in invoke("status", "--db", db).output.splitlines() if line.startswith("space:"))
+    assert "reclaimable" in usage_line and "2 needed" in usage_line and "edge-embed compact" in usage_line
+    space = json.loads(invoke("status", "--db", db, "--json").output)["space"]
+    assert space["vector_chunks"] > space["needed_vector_chunks"] == 2 and space["reclaimable_bytes"] > 0
+
+    result = invoke("compact", "--db", db)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Compacted {db}: ") and f"vector chunks {space['vector_chunks']} -> 2" in result.output
+    after = json.loads(invoke("status", "--db", db, "--json").output)["space"]
+    assert after["reclaimable_bytes"] == 0 and after["vector_chunks"] == 2
+    assert "edge-embed compact" not in invoke("status", "--db", db).output
+    report = json.loads(invoke("compact", "--db", db, "--json").output)
+    assert report["after"]["vector_chunks"] == 2 and report["freed_bytes"] >= 0
+
+
+def test_compact_refuses_a_missing_index_and_a_busy_one(tmp_path: Path, store: Store) -> None:
+    missing = invoke("compact", "--db", tmp_path / "none.db")
+    assert missing.exit_code == 2 and "no index at" in missing.output
+    with store.writer_lock():
+        busy = invoke("compact", "--db", store.path)
+    assert busy.exit_code == 2 and "is writing to" in busy.output
+
+
+def test_compact_help_says_when_to_use_it_and_when_index_does_it() -> None:
+    policy = CompactPolicy()
+    text = invoke("compact", "--help").output
+    assert f"{policy.min_fraction:.0%}" in text and f"{policy.min_bytes // MB} MB" in text
+    assert "status" in text and "Examples:" in text
+
+
+@pytest.fixture(scope="module")
+def fragmented_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """8 big files cut to every 4th paragraph: 6,000 vectors in 24 chunks of slots, 6 needed."""
+    folder = tmp_path_factory.mktemp("fragmented")
+    (folder / "notes").mkdir()
+    rng = np.random.default_rng(11)
+    with Store.open(folder / "index.db") as store:
+        store.init_settings(SETTINGS)
+        notes = Notes(store, folder / "notes")
+        for n in range(8):
+            texts = paragraphs(f"big {n}", 3000)
+            vectors = rng.standard_normal((len(texts), DIMS)).astype(np.float32)
+            notes.vectors.update(zip(texts, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+            notes.write(f"big-{n}.md", texts)
+        for n in range(8):
+            notes.write(f"big-{n}.md", paragraphs(f"big {n}", 3000)[::4])
+        store.checkpoint()
+    return folder / "index.db", folder / "notes"
+
+
+COMPACT_IN_A_CHILD = """
+import sys, time
+from edge_embed.store import Store
+store = Store.open(sys.argv[1], create=False)
+print("ready", flush=True)
+started = time.perf_counter()
+store.compact()
+print(time.perf_counter() - started, flush=True)
+"""
+
+
+def start_compaction(db: Path) -> subprocess.Popen:
+    """A process that compacts db; returns once it is about to start."""
+    process = subprocess.Popen([sys.executable, "-c", COMPACT_IN_A_CHILD, str(db)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db: tuple[Path, Path], tmp_path: Path) -> None:
+    """kill -9 at random moments of a compaction (spread over one uninterrupted run's
+    duration): integrity ok, the same results, and the next compaction succeeds."""
+    db, root = fragmented_db
+    with Store.open(db, create=False) as store:
+        expected = search_results(store, Notes(store, root))
+        assert store.space_usage().vector_chunks == 24
+    timing = start_compaction(Path(shutil.copy(db, tmp_path / "timing.db")))
+    duration = float(timing.communicate()[0])
+    rng = random.Random(7)
+    outcomes = set()
+    for trial in range(8):
+        copy = Path(shutil.copy(db, tmp_path / f"kill-{trial}.db"))
+        process = start_compaction(copy)
+        time.sleep(rng.uniform(0, 1.2) * duration)
+        process.kill()
+        process.communicate()
+        with Store.open(copy, create=False) as store:
+            assert store.integrity_check() == "ok"
+            assert search_results(store, Notes(store, root)) == expected
+            outcomes.add(store.space_usage().vector_chunks)
+            store.compact()
+            assert store.space_usage().vector_chunks == 6 and store.integrity_check() == "ok"
+    assert outcomes <= {24, 6}
