@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChunk, Store
+from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChunk, SpaceUsage, Store
 from edge_embed.store.maintenance import MB
 
 DIMS = 16
@@ -370,3 +370,28 @@ def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db:
             store.compact()
             assert store.space_usage().vector_chunks == 6 and store.integrity_check() == "ok"
     assert outcomes <= {24, 6}
+
+
+# ---------------------------------------------------------------------- automatic compaction
+def usage_of(database_mb: float, free_mb: float) -> SpaceUsage:
+    return SpaceUsage(database_bytes=int(database_mb * MB), free_bytes=int(free_mb * MB), vector_tables=())
+
+
+@pytest.mark.parametrize(
+    ("database_mb", "free_mb", "due"),
+    [(100, 40, True), (100, 20, False), (40, 15, False), (10, 9, False), (1000, 300, True)],
+)
+def test_the_default_policy_needs_30_percent_and_16_mb(database_mb: float, free_mb: float, due: bool) -> None:
+    assert CompactPolicy().due(usage_of(database_mb, free_mb)) is due
+
+
+def test_index_says_when_it_compacted(tmp_path: Path, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "a.md").write_text("# A\\n\\nSome text.\\n")
+    monkeypatch.setattr(CompactPolicy, "due", lambda self, usage: True)
+    result = invoke("index", root, "--db", tmp_path / "i.db", "--model", tiny_model.path)
+    assert result.exit_code == 0, result.output
+    assert "  compacted (edits had wasted space): " in result.output and "vector chunks 1 -> 1" in result.output
+    report = json.loads(invoke("index", root, "--db", tmp_path / "i.db", "--json").output)
+    assert report["compacted"]["after"]["vector_chunks"] == 1
