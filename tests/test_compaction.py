@@ -23,15 +23,7 @@ from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChun
 from edge_embed.store.maintenance import MB
 
 DIMS = 16
-SETTINGS = IndexSettings(
-    model_label="test-model",
-    model_file="/models/test.gguf",
-    model_size=1,
-    model_hash="b" * 64,
-    dims=DIMS,
-    chunk_tokens=128,
-    overlap=0,
-)
+SETTINGS = IndexSettings("test-model", "/models/test.gguf", 1, "b" * 64, DIMS, chunk_tokens=128, overlap=0)
 SLOTS_PER_CHUNK = 1024  # sqlite-vec's default chunk of slots
 
 
