@@ -61,16 +61,12 @@ class Notes:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store.open(tmp_path / "index.db") as opened:
-        opened.init_settings(SETTINGS)
-        yield opened
-
-
-@pytest.fixture
-def notes(store: Store, tmp_path: Path) -> Notes:
+def notes(tmp_path: Path):
+    """Notes over a new index of DIMS-dimension vectors."""
     (tmp_path / "notes").mkdir()
-    return Notes(store, tmp_path / "notes")
+    with Store.open(tmp_path / "index.db") as store:
+        store.init_settings(SETTINGS)
+        yield Notes(store, tmp_path / "notes")
 
 
 def paragraphs(prefix: str, count: int) -> list[str]:
@@ -285,11 +281,11 @@ def test_status_reports_the_space_and_compact_gives_it_back(wasted: Notes) -> No
     assert report["after"]["vector_chunks"] == 2 and report["freed_bytes"] >= 0
 
 
-def test_compact_refuses_a_missing_index_and_a_busy_one(tmp_path: Path, store: Store) -> None:
+def test_compact_refuses_a_missing_index_and_a_busy_one(tmp_path: Path, notes: Notes) -> None:
     missing = invoke("compact", "--db", tmp_path / "none.db")
     assert missing.exit_code == 2 and "no index at" in missing.output
-    with store.writer_lock():
-        busy = invoke("compact", "--db", store.path)
+    with notes.store.writer_lock():
+        busy = invoke("compact", "--db", notes.store.path)
     assert busy.exit_code == 2 and "is writing to" in busy.output
 
 
