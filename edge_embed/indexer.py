@@ -6,6 +6,10 @@ Incremental at three levels, so a re-run costs (almost) only what changed:
 2. a file whose bytes hash to the stored content hash only gets its mtime refreshed;
 3. a changed file is re-chunked, and only chunk texts whose embed text (header + text)
    is not in the index anywhere are sent to the model; the rest reuse stored vectors.
+   Chunks whose text the file already had keep their rows (ids, vector slots) in place.
+
+When the edit history has wasted enough space (dead vector slots, free pages), the run
+ends with a compaction (``IndexOptions.auto_compact``, see ``Store.compact``).
 
 Crash safety comes from the store: each file's rows are written in one transaction, so an
 interrupted run leaves every file either in its old or its new state, and the next run
@@ -29,7 +33,7 @@ from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.extract import file_lines
 from edge_embed.files import DEFAULT_MAX_FILE_SIZE, FoundFile, Skip, discover, read_file
-from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store import CompactPolicy, CompactResult, IndexSettings, NewChunk, Store
 
 if TYPE_CHECKING:
     from edge_embed.runtime.loader import ModelHandle
@@ -63,6 +67,7 @@ class IndexOptions:
     overlap: int | None = None
     dims: int | None = None
     instruction: str | None = None
+    auto_compact: CompactPolicy | None = CompactPolicy()  # None: never compact at the end of a run
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class IndexSummary:
     failed: int = 0
     lossy: int = 0
     chunks_added: int = 0
+    chunks_kept: int = 0  # chunks of changed files whose text stayed: rows kept in place
     chunks_removed: int = 0
     chunks_reused: int = 0
     texts_embedded: int = 0
@@ -125,10 +131,12 @@ class IndexSummary:
     interrupted: bool = False
     kept: list[KeptFolder] = field(default_factory=list)
     rebuilt: bool = False  # a --rebuild: interrupted, it left the old index as it was
+    compacted: CompactResult | None = None  # the run ended with an automatic compaction
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["skipped"] = dict(self.skipped)
+        data["compacted"] = self.compacted.to_dict() if self.compacted else None
         return data
 
 
@@ -261,6 +269,7 @@ class Indexer:
         self.store.checkpoint()
         self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.chunk_count()
         self.summary.interrupted = self.stop.is_set()
+        self._compact_if_due()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
 
@@ -317,6 +326,15 @@ class Indexer:
         new = self.settings
         if (new.model_label, new.model_file, new.model_size) != (stored.model_label, stored.model_file, stored.model_size):
             self.store.set_model_file(new.model_label, new.model_file, new.model_size)
+    def _compact_if_due(self) -> None:
+        """Give back the space the edit history wasted, once it is worth a rewrite.
+
+        Not after an interrupted run: the user asked it to stop.
+        """
+        policy = self.options.auto_compact
+        if policy is None or self.summary.interrupted or not policy.due(self.store.space_usage()):
+            return
+        self.summary.compacted = self.store.compact()
 
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""
@@ -516,11 +534,12 @@ class Indexer:
             )
             for seq, (chunk, digest) in enumerate(zip(pending.chunks, pending.hashes))
         ]
-        self.store.write_file(
+        changes = self.store.write_file(
             pending.root_id, found.relpath, str(found.path), found.size, found.mtime_ns, pending.content_hash, chunks
         )
         self.summary.indexed += 1
-        self.summary.chunks_added += len(chunks)
+        self.summary.chunks_added += changes.inserted
+        self.summary.chunks_kept += changes.kept
         self.progress.file_done(found.relpath, found.size)
 
     # ---------------------------------------------------------------- removal

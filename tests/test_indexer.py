@@ -15,7 +15,7 @@ from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.engine import Embedder
 from edge_embed.runtime.loader import ModelHandle
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
-from edge_embed.store import Store
+from edge_embed.store import CompactPolicy, Store
 from edge_embed.testing import write_tiny_qwen3
 
 
@@ -31,9 +31,10 @@ class CountingEmbedder(Embedder):
         return [text for call in self.calls for text in call]
 
 
-def load(model_path: Path, label: str = "") -> CountingEmbedder:
+def load(model_path: Path, label: str = "", threads: int | None = None) -> CountingEmbedder:
     info = read_model_info(model_path)
-    plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(ctx=2048), gpu=None, offload_supported=False)
+    settings = RuntimeSettings(ctx=2048, threads=threads)
+    plan = make_plan(ModelShape.from_model_info(info), settings, gpu=None, offload_supported=False)
     engine = CountingEmbedder(info, plan, label=label or str(model_path))
     engine.calls = []
     return engine
@@ -129,6 +130,93 @@ def test_edit_embeds_only_new_chunk_texts(store, engine, tree):
     assert all(text.startswith("file: b.txt") for text in engine.embedded)
     after = index_state(store)
     assert {row for row in before if row[0] != "b.txt"} == {row for row in after if row[0] != "b.txt"}
+
+
+def chunk_ids_by_text(store: Store, relpath: str) -> dict[str, int]:
+    rows = store._conn.execute(
+        "SELECT c.text, c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.relpath = ?", (relpath,)
+    ).fetchall()
+    return dict(rows)
+
+
+def test_an_edited_paragraph_leaves_the_other_chunks_in_place(store, engine, tmp_path):
+    root = tmp_path / "doc"
+    root.mkdir()
+    paragraphs = [f"Paragraph {i} talks about topic number {i} at some length." for i in range(8)]
+    (root / "doc.txt").write_text("\n\n".join(paragraphs) + "\n")
+    run(store, engine, root)
+    before = chunk_ids_by_text(store, "doc.txt")
+    assert len(before) > 3
+    paragraphs[3] = "Paragraph three was rewritten entirely."
+    (root / "doc.txt").write_text("\n\n".join(paragraphs) + "\n")
+
+    summary = run(store, engine, root)
+
+    after = chunk_ids_by_text(store, "doc.txt")
+    unchanged = set(before) & set(after)
+    assert len(unchanged) == len(before) - 1
+    assert all(before[text] == after[text] for text in unchanged)
+    assert summary.chunks_kept == len(unchanged)
+    assert summary.chunks_added == summary.chunks_removed == len(engine.embedded) == 1
+    assert store.integrity_check() == "ok"
+
+
+def write_note(root: Path, number: int, paragraphs: list[str]) -> None:
+    """Every note is named note.txt (in its own folder): equal paragraphs embed once."""
+    folder = root / f"n{number:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "note.txt").write_text("\n\n".join(paragraphs) + "\n")
+
+
+@pytest.fixture(scope="module")
+def single_thread_engine(tiny_model):
+    """Many one-text decodes: one thread does not wait on a busy machine's other core."""
+    embedder = load(tiny_model.path, threads=1)
+    yield embedder
+    embedder.close()
+
+
+def test_200_edit_cycles_leave_the_index_the_size_of_a_fresh_one(store, single_thread_engine, tmp_path):
+    """40 notes, one paragraph of one note edited per cycle (the notes in turn). The notes
+    start identical (same name, same text: embedded once) so the cycles are fast; 2,400
+    chunks, one per paragraph, fill 3 vec0 chunks of slots. Before in-place writes each
+    cycle rewrote all 60 rows of its note: 4 vec0 chunks and 1.23x the fresh size."""
+    notes = [[f"Paragraph {i} of the note, long enough to make a chunk of its own here." for i in range(60)] for _ in range(40)]
+    edited_root, fresh_root = tmp_path / "edited", tmp_path / "fresh"
+    for number, paragraphs in enumerate(notes):
+        write_note(edited_root, number, paragraphs)
+    run(store, single_thread_engine, edited_root, auto_compact=None)
+    for cycle in range(200):
+        number = cycle % len(notes)
+        notes[number][cycle % 60] = f"Edit number {cycle}, a paragraph rewritten from its first word to its last."
+        write_note(edited_root, number, notes[number])
+        assert run(store, single_thread_engine, edited_root, auto_compact=None).indexed == 1
+    for number, paragraphs in enumerate(notes):
+        write_note(fresh_root, number, paragraphs)
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        run(fresh, single_thread_engine, fresh_root, auto_compact=None)
+        fresh.checkpoint()
+        fresh_usage = fresh.space_usage()
+    store.checkpoint()
+    edited_usage = store.space_usage()
+    assert edited_usage.vectors == fresh_usage.vectors
+    assert edited_usage.vector_chunks == fresh_usage.vector_chunks
+    assert edited_usage.database_bytes <= 1.15 * fresh_usage.database_bytes
+
+
+def test_a_run_compacts_by_itself_only_when_its_policy_says_so(store, engine, tree):
+    run(store, engine, tree)
+    (tree / "b.txt").write_text("Bananas are green at first.\n")
+    assert run(store, engine, tree).compacted is None  # a small index: under the 16 MB floor
+    (tree / "b.txt").write_text("Bananas ripen in a paper bag.\n")
+    summary = run(store, engine, tree, auto_compact=CompactPolicy(min_fraction=0.0, min_bytes=0))
+    assert summary.compacted is not None
+    assert summary.to_dict()["compacted"]["after"]["reclaimable_bytes"] == 0
+    assert store.space_usage().free_bytes == 0 and store.integrity_check() == "ok"
+    options = IndexOptions(chunk_tokens=128, overlap=8, auto_compact=CompactPolicy(0.0, 0))
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), options)
+    indexer.stop.set()
+    assert indexer.run([tree]).compacted is None  # an interrupted run never compacts
 
 
 def test_deleted_file_disappears(store, engine, tree):

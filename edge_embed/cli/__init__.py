@@ -24,6 +24,7 @@ COMMANDS = {
     "status": "edge_embed.cli.index:status",
     "remove": "edge_embed.cli.index:remove",
     "config": "edge_embed.cli.index:config",
+    "compact": "edge_embed.cli.maintenance:compact",
     "models": "edge_embed.cli.models:models",
     "pull": "edge_embed.cli.models:pull",
     "doctor": "edge_embed.cli.doctor:doctor",

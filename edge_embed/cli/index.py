@@ -14,6 +14,7 @@ import click
 
 from edge_embed.cli import EXIT_INTERRUPTED
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
+from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP, NoProgress
@@ -241,12 +242,14 @@ def format_summary(summary, db_path: Path) -> str:
         f"  files:  {summary.indexed} indexed, {summary.unchanged} unchanged, {summary.removed} removed, "
         f"{skipped} skipped" + (f" ({reasons})" if reasons else "") + f", {summary.failed} failed"
         + (f", {summary.lossy} decoded with replacement characters" if summary.lossy else ""),
-        f"  chunks: {summary.chunks_added} written, {summary.chunks_removed} removed, "
-        f"{summary.chunks_reused} reused without embedding",
+        f"  chunks: {summary.chunks_added} written, {summary.chunks_kept} kept in place, "
+        f"{summary.chunks_removed} removed, {summary.chunks_reused} reused without embedding",
         f"  embedded {summary.texts_embedded} texts, {summary.tokens_embedded:,} tokens in {summary.elapsed_s:.1f}s"
         + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
     ]
     lines.extend(format_kept(kept) for kept in summary.kept)
+    if summary.compacted:
+        lines.append(f"  compacted (edits had wasted space): {describe_compaction(summary.compacted)}")
     if summary.interrupted and summary.rebuilt:
         lines.append("  rebuild abandoned: the index is as it was; run the same command again to rebuild it")
     elif summary.interrupted:
@@ -268,14 +271,19 @@ def format_kept(kept) -> str:
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(db, as_json):
-    """Show what an index holds: folders, files, chunks, model, settings, size."""
+    """Show what an index holds: folders, files, chunks, model, settings, size.
+
+    "space:" is what `edge-embed compact` would give back: vector slots that edits left
+    dead, and free pages.
+    """
     with open_existing_index(db) as store:
         stats = store.stats()
         roots = store.roots()
+        space = store.space_usage()
     if as_json:
-        click.echo(json.dumps({**stats, "roots": [root_dict(r) for r in roots]}, indent=2, default=str))
+        click.echo(json.dumps({**stats, "space": space.to_dict(), "roots": [root_dict(r) for r in roots]}, indent=2, default=str))
         return
-    for line in format_status(stats, roots):
+    for line in format_status(stats, roots, space):
         click.echo(line)
 
 
@@ -283,10 +291,11 @@ def root_dict(root) -> dict:
     return {"path": root.path, "files": root.files, "chunks": root.chunks, "last_indexed_at": root.last_indexed_at}
 
 
-def format_status(stats: dict, roots) -> list[str]:
+def format_status(stats: dict, roots, space) -> list[str]:
     settings = stats.get("settings") or {}
     lines = [
         f"index:    {stats['path']} ({stats['db_bytes'] / 1e6:.1f} MB)",
+        f"space:    {describe_space(space)}",
         f"model:    {settings.get('model_label', '-')} (dims {settings.get('dims', '-')})",
         f"chunking: {settings.get('chunk_tokens', '-')} tokens, overlap {settings.get('overlap', '-')}",
         f"query task: {settings.get('instruction') or '(default)'}",

@@ -27,7 +27,8 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``keywords`` | free text to quoted FTS5 terms, by script |
 | ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
 | ``base`` | open, identity, transactions, settings, roots, stats, integrity |
-| ``writes`` | files, chunks, vectors, keyword rows |
+| ``writes`` | files, chunks, vectors, keyword rows (unchanged texts keep their rows) |
+| ``maintenance`` | wasted space (dead vector slots, free pages) and compaction |
 | ``retrieval`` | vector KNN, BM25, chunks by id |
 | ``sqlite_errors`` | apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
 """
@@ -36,7 +37,8 @@ from __future__ import annotations
 
 from edge_embed.store.filters import as_stored, under_prefix
 from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrases, fts5_query, keyword_terms
-from edge_embed.store.records import ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
+from edge_embed.store.maintenance import CompactPolicy, CompactResult, SpaceUsage, StoreMaintenance, VectorSpace
+from edge_embed.store.records import ChunkChanges, ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
 from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
 from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
 from edge_embed.store.sqlite_errors import translating_errors
@@ -44,13 +46,16 @@ from edge_embed.store.writes import StoreWrites
 
 
 @translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (sqlite_errors)
-class Store(StoreWrites, StoreRetrieval):
+class Store(StoreWrites, StoreRetrieval, StoreMaintenance):
     """One open index file. Not thread-safe: one Store per thread or process."""
 
 
 __all__ = [
     "MAX_KNN_K",
     "MAX_QUERY_TERMS",
+    "ChunkChanges",
+    "CompactPolicy",
+    "CompactResult",
     "ChunkRecord",
     "FileState",
     "IndexSettings",
@@ -58,6 +63,8 @@ __all__ = [
     "NewChunk",
     "RootInfo",
     "SCHEMA_VERSION",
+    "SpaceUsage",
+    "VectorSpace",
     "Store",
     "as_stored",
     "fts5_phrases",

@@ -17,7 +17,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
-from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
+from edge_embed.store.schema import APPLICATION_ID, KEYWORD_TABLES, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table, table_exists
 from edge_embed.store.sqlite_errors import translated_errors
 
 _Self = TypeVar("_Self", bound="StoreBase")
@@ -152,7 +152,7 @@ class StoreBase:
         return rows[0][0] if rows else None
 
     def _has_table(self, name: str) -> bool:
-        return self._scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)) == 1
+        return table_exists(self._conn, name)
 
     # ---------------------------------------------------------------- settings
     def settings(self) -> IndexSettings | None:
@@ -299,7 +299,7 @@ class StoreBase:
     def integrity_check(self) -> str:
         """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
         problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-        for table in ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams"):
+        for table in KEYWORD_TABLES:
             try:
                 self._conn.execute(f"INSERT INTO {table}({table}, rank) VALUES('integrity-check', 0)")
             except apsw.Error as exc:

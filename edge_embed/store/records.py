@@ -57,6 +57,27 @@ class NewChunk:
 
 
 @dataclass(frozen=True)
+class ChunkChanges:
+    """What one ``write_file`` did to a file's chunk rows."""
+
+    inserted: int = 0  # new texts: new rows, vectors and keyword rows
+    kept: int = 0  # texts the file already had: rows kept in place (same chunk id, same vector slot)
+    deleted: int = 0  # texts the file no longer has
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk row as ``write_file`` compares it with the new version of its file."""
+
+    id: int
+    seq: int
+    start_line: int
+    end_line: int
+    heading: str | None
+    text: str
+
+
+@dataclass(frozen=True)
 class ChunkRecord:
     id: int
     root: str

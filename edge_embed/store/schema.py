@@ -19,6 +19,7 @@ from edge_embed.store.keywords import cjk_bigram_document, has_cjk
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
 FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)  # text, heading, relpath: a heading hit says more
+KEYWORD_TABLES = ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
 
 
 def _migration_1_initial_schema(conn: apsw.Connection) -> None:
@@ -109,6 +110,37 @@ def create_vector_table(conn: apsw.Connection, dims: int) -> None:
         f"CREATE VIRTUAL TABLE chunk_vectors USING vec0("
         f"chunk_id INTEGER PRIMARY KEY, embedding float[{int(dims)}] distance_metric=l2)"
     )
+
+
+# Every vec0 table keyed by chunk_id, with the function that creates it for a dimension.
+# Compaction rebuilds each one from its live rows, and `status` reports their dead slots:
+# a new vector table joins both by being listed here.
+VECTOR_TABLES: dict[str, Callable[[apsw.Connection, int], None]] = {"chunk_vectors": create_vector_table}
+
+
+def rebuild_vector_tables(conn: apsw.Connection, dims: int) -> None:
+    """Recreate each vector table with only its live rows, in chunk_id order.
+
+    WHY: sqlite-vec 0.1.x never reuses a freed slot outside its newest chunk of slots
+    (upstream #184, #220); a fresh table packs the live vectors into as few chunks as
+    they need, and a KNN scans only those. Runs inside the caller's transaction: a crash
+    leaves the old tables. The rows pass through a plain table, because a vec0 table's
+    shadow tables keep their names when it is renamed.
+    """
+    for name, create in VECTOR_TABLES.items():
+        if not table_exists(conn, name):
+            continue
+        copy = f"{name}_compacting"
+        conn.execute(f'CREATE TABLE "{copy}" AS SELECT * FROM "{name}" ORDER BY chunk_id')
+        conn.execute(f'DROP TABLE "{name}"')
+        create(conn, dims)
+        conn.execute(f'INSERT INTO "{name}" SELECT * FROM "{copy}" ORDER BY chunk_id')
+        conn.execute(f'DROP TABLE "{copy}"')
+
+
+def table_exists(conn: apsw.Connection, name: str) -> bool:
+    rows = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+    return rows[0][0] == 1
 
 
 # ------------------------------------------------------------------------ helpers

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import absolute
-from edge_embed.store.records import NewChunk, vector_blob
-from edge_embed.store.schema import write_cjk_rows
+from edge_embed.store.records import ChunkChanges, NewChunk, StoredChunk, vector_blob
+from edge_embed.store.schema import KEYWORD_TABLES, write_cjk_rows
 
 
 class StoreWrites(StoreBase):
@@ -44,10 +45,11 @@ class StoreWrites(StoreBase):
         mtime_ns: int,
         content_hash: str,
         chunks: Sequence[NewChunk],
-    ) -> None:
-        """Replace any previous version of a file with these chunks, in one transaction.
+    ) -> ChunkChanges:
+        """Bring a file's rows to these chunks, in one transaction.
 
         A crash or Ctrl-C leaves either the old version or the new one, never a mix.
+        Rows of texts the file already had stay in place (see ``_replace_chunks``).
         """
         dims = self._dims()
         blobs = [vector_blob(chunk.vector, dims) for chunk in chunks]  # validate before writing
@@ -65,9 +67,53 @@ class StoreWrites(StoreBase):
                     (root_id, relpath, path, size, mtime_ns, content_hash, time.time()),
                 )
             )
-            self._delete_chunk_rows(file_id)
-            for chunk, blob in zip(chunks, blobs):
-                self._insert_chunk(file_id, relpath, chunk, blob)
+            return self._replace_chunks(file_id, relpath, chunks, blobs)
+
+    def _replace_chunks(self, file_id: int, relpath: str, chunks: Sequence[NewChunk], blobs: Sequence[bytes]) -> ChunkChanges:
+        """Insert only the new texts, delete the vanished ones, keep the rest in place.
+
+        WHY: sqlite-vec 0.1.x never reuses a freed vector slot outside its newest chunk of
+        1024 slots (upstream #184, #220), so deleting and re-inserting every chunk of an
+        edited file made the index file and every KNN scan grow with the edit history.
+        A kept row keeps its chunk id and vector slot; only its position (seq, lines) is
+        updated, and its keyword rows only if what they index changed. Texts are matched
+        by embed-text hash with multiplicity: a paragraph that appears twice keeps two rows.
+        """
+        stored: dict[str, deque[StoredChunk]] = defaultdict(deque)
+        for text_hash, *row in self._conn.execute(
+            "SELECT text_hash, id, seq, start_line, end_line, heading, text FROM chunks WHERE file_id = ? ORDER BY seq",
+            (file_id,),
+        ):
+            stored[text_hash].append(StoredChunk(*row))
+        kept: list[tuple[StoredChunk, NewChunk]] = []
+        new: list[tuple[NewChunk, bytes]] = []
+        for chunk, blob in zip(chunks, blobs):
+            same = stored.get(chunk.text_hash)
+            if same:
+                kept.append((same.popleft(), chunk))
+            else:
+                new.append((chunk, blob))
+        vanished = [row.id for rows in stored.values() for row in rows]
+        self._delete_chunk_ids(vanished)  # first: vec0 reuses slots freed in its newest chunk
+        for row, chunk in kept:
+            self._update_chunk(row, relpath, chunk)
+        for chunk, blob in new:
+            self._insert_chunk(file_id, relpath, chunk, blob)
+        return ChunkChanges(inserted=len(new), kept=len(kept), deleted=len(vanished))
+
+    def _update_chunk(self, row: StoredChunk, relpath: str, chunk: NewChunk) -> None:
+        """A kept row: new position; new keyword rows only if heading or text changed."""
+        if (row.seq, row.start_line, row.end_line, row.heading, row.text) == (
+            chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text
+        ):
+            return
+        self._conn.execute(
+            "UPDATE chunks SET seq = ?, start_line = ?, end_line = ?, heading = ?, text = ? WHERE id = ?",
+            (chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, row.id),
+        )
+        if (row.heading, row.text) != (chunk.heading, chunk.text):  # a hash that does not cover them
+            self._delete_keyword_rows([(row.id,)])
+            self._insert_keyword_rows(row.id, relpath, chunk)
 
     def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> None:
         self._conn.execute(
@@ -76,11 +122,18 @@ class StoreWrites(StoreBase):
         )
         chunk_id = self._conn.last_insert_rowid()
         self._conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) VALUES(?, ?)", (chunk_id, blob))
+        self._insert_keyword_rows(chunk_id, relpath, chunk)
+
+    def _insert_keyword_rows(self, chunk_id: int, relpath: str, chunk: NewChunk) -> None:
         self._conn.execute(
             "INSERT INTO chunks_fts(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
             (chunk_id, chunk.text, chunk.heading or "", relpath),
         )
         write_cjk_rows(self._conn, chunk_id, chunk.text, chunk.heading or "", relpath)
+
+    def _delete_keyword_rows(self, ids: list[tuple[int]]) -> None:
+        for table in KEYWORD_TABLES:
+            self._conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", ids)
 
     def delete_file(self, file_id: int) -> None:
         with self.transaction():
@@ -91,15 +144,14 @@ class StoreWrites(StoreBase):
         self._conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
     def _delete_chunk_rows(self, file_id: int) -> None:
+        self._delete_chunk_ids([row[0] for row in self._conn.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))])
+
+    def _delete_chunk_ids(self, chunk_ids: list[int]) -> None:
         """One point delete per virtual table and chunk: vec0 would scan for an IN list."""
-        ids = [(row[0],) for row in self._conn.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))]
-        if not ids:
-            return
+        ids = [(chunk_id,) for chunk_id in chunk_ids]
         self._conn.executemany("DELETE FROM chunk_vectors WHERE chunk_id = ?", ids)
-        self._conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", ids)
-        self._conn.executemany("DELETE FROM chunks_cjk WHERE rowid = ?", ids)
-        self._conn.executemany("DELETE FROM chunks_cjk_bigrams WHERE rowid = ?", ids)
-        self._conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+        self._delete_keyword_rows(ids)
+        self._conn.executemany("DELETE FROM chunks WHERE id = ?", ids)
 
     def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Stored vectors for embed-text hashes anywhere in the index (skip re-embedding)."""
