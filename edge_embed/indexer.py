@@ -306,11 +306,8 @@ class Indexer:
             self.progress.file_done(found.relpath, found.size)
             return
         if isinstance(content, DocumentFile):
-            content = self._extract(found, content)
-            if isinstance(content, Skip):
-                self._record_skip(content)
-                if state is not None:
-                    self._delete(state)
+            content = self._extract(root_id, found, content, state)
+            if content is None:
                 return
         if content.lossy:
             self.summary.lossy += 1
@@ -324,14 +321,26 @@ class Indexer:
         if self._pending_chunks >= BATCH_CHUNKS:
             self._flush()
 
-    def _extract(self, found: FoundFile, document: DocumentFile) -> FileContent | Skip:
-        """A PDF or Word file's text from the sandboxed worker, or why it has none."""
+    def _extract(self, root_id: int, found: FoundFile, document: DocumentFile, state) -> FileContent | None:
+        """A PDF or Word file's text from the sandboxed worker; None when it has none.
+
+        A file without text is stored without chunks (its old ones go): the same bytes
+        would fail the same way, so an unchanged re-run does not parse it again. Only a
+        timeout, which a busy machine can cause, is tried again by the next run.
+        """
         if self.sandbox is None:
             self.sandbox = Sandbox(self.options.document_limits)
         try:
             extracted = self.sandbox.extract(document.document_format, document.data)
         except Unextractable as exc:
-            return Skip(found.relpath, exc.reason, exc.detail)
+            self._record_skip(Skip(found.relpath, exc.reason, exc.detail))
+            if exc.reason != "timed-out":
+                self.store.write_file(
+                    root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
+                )
+            elif state is not None:
+                self._delete(state)
+            return None
         return FileContent(
             extracted.text, document.content_hash, document.document_format, False, "document", extracted.layout
         )
