@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 import numpy as np
 
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
-from edge_embed.documents import Limits, Unextractable
+from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.files import (
@@ -326,7 +326,7 @@ class Indexer:
 
         A file without text is stored without chunks (its old ones go): the same bytes
         would fail the same way, so an unchanged re-run does not parse it again. Only a
-        timeout, which a busy machine can cause, is tried again by the next run.
+        timeout or a worker crash (``RETRIED_SKIPS``) is tried again by the next run.
         """
         if self.sandbox is None:
             self.sandbox = Sandbox(self.options.document_limits)
@@ -334,7 +334,7 @@ class Indexer:
             extracted = self.sandbox.extract(document.document_format, document.data)
         except Unextractable as exc:
             self._record_skip(Skip(found.relpath, exc.reason, exc.detail))
-            if exc.reason != "timed-out":
+            if exc.reason not in RETRIED_SKIPS:
                 self.store.write_file(
                     root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
                 )

@@ -174,7 +174,7 @@ def test_sandbox_survives_a_crashing_parser() -> None:
     with Sandbox(LIMITS, extractor=crashing_extractor) as sandbox:
         with pytest.raises(Unextractable) as caught:
             sandbox.extract("pdf", b"anything")
-    assert (caught.value.reason, caught.value.detail) == ("damaged", "the parser crashed (worker exit code 3)")
+    assert (caught.value.reason, caught.value.detail) == ("crashed", "the extraction worker died (exit code 3)")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.uname().sysname == "Darwin", reason="RLIMIT_AS is enforced on Linux only")

@@ -13,7 +13,7 @@ from edge_embed.indexer import IndexOptions, Indexer, NoProgress
 from edge_embed.runtime.loader import ModelHandle
 from edge_embed.store import Store
 from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes
-from test_documents import WORD_BLOCKS, hanging_extractor
+from test_documents import WORD_BLOCKS, crashing_extractor, hanging_extractor
 from test_indexer import CountingEmbedder, load
 
 MANUAL_PAGES = [[f"# Chapter {n}", f"The manual says on page {n} that step {n} comes next."] for n in range(1, 10)]
@@ -114,3 +114,14 @@ def test_a_document_that_turns_unreadable_loses_its_chunks(store, engine, librar
     summary = run(store, engine, library)
     assert dict(summary.skipped) == {"no-text": 1} and summary.unchanged == 6
     assert stored_texts(store, "manual.pdf") == []
+
+
+def test_a_worker_crash_is_not_remembered_and_the_next_run_tries_again(store, engine, tmp_path):
+    root = tmp_path / "crashy"
+    root.mkdir()
+    (root / "fine.pdf").write_bytes(pdf_bytes([["Indexed once the parser works."]]))
+    with Sandbox(extractor=crashing_extractor) as sandbox:
+        first = run(store, engine, root, sandbox=sandbox)
+    assert dict(first.skipped) == {"crashed": 1} and first.indexed == 0
+    second = run(store, engine, root)
+    assert second.indexed == 1 and stored_texts(store, "fine.pdf") == ["Indexed once the parser works."]

@@ -20,10 +20,15 @@ from edge_embed.chunking import Layout
 EXTRACTION_SKIPS = frozenset({
     "no-text",     # no text layer (a scanned PDF) or an empty document
     "encrypted",   # needs a password
-    "damaged",     # the parser cannot read it (truncated, not really that format), or crashed
-    "timed-out",   # extraction took longer than the limit
+    "damaged",     # the parser cannot read it (truncated, not really that format)
     "too-large",   # over the page or memory limit, or it unpacks to too much (a zip bomb)
+    "timed-out",   # extraction took longer than the limit
+    "crashed",     # the worker died (a parser crash, or killed over the memory cap)
 })
+RETRIED_SKIPS = frozenset({"timed-out", "crashed"})
+"""Skips seen from outside the parser: a busy machine or a broken install can cause them,
+so the file is tried again by the next run. The others are the parser's verdict on these
+exact bytes, which a re-run would only repeat."""
 
 
 class Unextractable(Exception):

@@ -8,7 +8,7 @@ are parsed in one worker process that the indexer talks to over a pipe:
   and skips the file as "timed-out". The worker also caps its own CPU time per file
   (``RLIMIT_CPU``), so an orphaned worker cannot spin forever.
 - **memory**: the worker caps its address space (``RLIMIT_AS``); an allocation over it
-  fails, which skips the file as "too-large" (or, if the parser dies of it, "damaged").
+  fails, which skips the file as "too-large" (or, if the parser dies of it, "crashed").
 - **reuse**: the worker stays alive across files, so a folder of 1,000 small PDFs pays
   one process start, not 1,000; after a timeout or crash the next file starts a fresh one.
 
@@ -60,7 +60,7 @@ class Sandbox:
             ok, value = conn.recv()
         except (EOFError, OSError):
             code = self.close()
-            raise Unextractable("damaged", f"the parser crashed (worker exit code {code})") from None
+            raise Unextractable("crashed", f"the extraction worker died (exit code {code})") from None
         if ok:
             return value
         raise value
