@@ -1,0 +1,281 @@
+"""The core of an open index: opening and identity, transactions, settings, roots, maintenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TypeVar
+
+import apsw
+
+from edge_embed.errors import EdgeEmbedError, IndexMismatch
+from edge_embed.store.filters import absolute
+from edge_embed.store.lock import writer_lock
+from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
+from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
+
+_Self = TypeVar("_Self", bound="StoreBase")
+
+
+class StoreBase:
+    """One open index file: opening, transactions, settings, roots, maintenance.
+
+    Writes and retrieval live in their own modules as subclasses; ``Store`` joins them.
+    Not thread-safe: one Store per thread or process.
+    """
+
+    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # ---------------------------------------------------------------- open / close
+    @classmethod
+    def open(cls: type[_Self], path: str | os.PathLike[str], *, create: bool = True) -> _Self:
+        """Open (or create) an index; refuse files that are not edge-embed indexes."""
+        path = Path(path).expanduser().absolute()
+        if not create and not path.is_file():
+            raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise EdgeEmbedError(f"cannot create the folder for the index {path}: {exc.strerror}") from None
+        conn = connect(path, create)
+        try:
+            cls._check_identity(conn, path, create)
+            store = cls(conn, path)
+            store._prepare()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _prepare(self) -> None:
+        """WAL so readers never wait for the indexer; then bring the schema up to date."""
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            self._migrate()
+        except (apsw.ReadOnlyError, apsw.CantOpenError):
+            raise EdgeEmbedError(
+                f"cannot write the index {self.path} (or its -wal/-shm files beside it); check the permissions"
+            ) from None
+
+    @staticmethod
+    def _check_identity(conn: apsw.Connection, path: Path, create: bool) -> None:
+        """Before touching anything: is this an edge-embed index, an empty file, or foreign?"""
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+            version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+            objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
+        except (apsw.NotADBError, apsw.CorruptError):
+            raise EdgeEmbedError(f"{path} is not an edge-embed index (not an SQLite database); pass another --db") from None
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise EdgeEmbedError(
+                    f"{path} was written by a newer edge-embed (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}); upgrade edge-embed"
+                )
+            return
+        if objects:
+            raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index; pass another --db")
+        if not create:
+            raise EdgeEmbedError(f"{path} is empty, not an edge-embed index: build one with `edge-embed index FOLDER`")
+
+    def _migrate(self) -> None:
+        """Run the migrations this file has not seen, in one transaction (all or none)."""
+        if self.schema_version() >= SCHEMA_VERSION:
+            return
+        with self.transaction():
+            for number in range(self.schema_version(), SCHEMA_VERSION):
+                MIGRATIONS[number](self._conn)
+                self._conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    def schema_version(self) -> int:
+        return int(self._scalar("PRAGMA user_version"))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- transactions
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; nested ones become savepoints of the outer one.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a second writer waits for the
+        busy timeout instead of failing half-way when its read turns into a write. Callers
+        may wrap several ``write_file`` calls in one to commit less often.
+        """
+        if self._conn.in_transaction:
+            with self._conn:
+                yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def _scalar(self, sql: str, params: Sequence[object] = ()) -> object:
+        rows = self._conn.execute(sql, params).fetchall()
+        return rows[0][0] if rows else None
+
+    def _has_table(self, name: str) -> bool:
+        return self._scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)) == 1
+
+    # ---------------------------------------------------------------- settings
+    def settings(self) -> IndexSettings | None:
+        raw = self._scalar("SELECT value FROM meta WHERE key = 'settings'")
+        return IndexSettings(**json.loads(str(raw))) if raw is not None else None
+
+    def _save_settings(self, settings: IndexSettings) -> None:
+        self._conn.execute(
+            "INSERT INTO meta(key, value) VALUES('settings', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (json.dumps(asdict(settings)),),
+        )
+
+    def init_settings(self, settings: IndexSettings) -> None:
+        """First index: record the settings and create the vector table of their dimension."""
+        if settings.dims <= 0:
+            raise ValueError(f"dims must be positive, got {settings.dims}")
+        with self.transaction():
+            if self.settings() is not None:
+                self.check_settings(settings)
+                return
+            self._save_settings(settings)
+            create_vector_table(self._conn, settings.dims)
+
+    def check_settings(self, wanted: IndexSettings) -> None:
+        """Raise IndexMismatch naming what differs from how this index was built."""
+        stored = self.settings()
+        if stored is None:
+            return
+        differences = settings_differences(stored, wanted)
+        if differences:
+            raise IndexMismatch(
+                f"the index {self.path} was built with {stored.describe()}; you asked for "
+                f"{wanted.describe()} ({', '.join(differences)} differ); rebuild it with "
+                f"`edge-embed index --rebuild FOLDER...` or use --db for a separate index"
+            )
+
+    def set_instruction(self, instruction: str | None) -> None:
+        """The default query task of this index (None: the model's default)."""
+        with self.transaction():
+            self._save_settings(replace(self._require_settings(), instruction=instruction))
+
+    def _require_settings(self) -> IndexSettings:
+        stored = self.settings()
+        if stored is None:
+            raise EdgeEmbedError(f"{self.path} has no model yet: build it with `edge-embed index FOLDER` first")
+        return stored
+
+    def _dims(self) -> int:
+        return self._require_settings().dims
+
+    def reset(self) -> None:
+        """Drop everything (for --rebuild) and recreate the empty schema."""
+        with self.transaction():
+            tables = self._conn.execute(
+                "SELECT name, sql LIKE 'CREATE VIRTUAL TABLE%' AS virtual FROM sqlite_schema "
+                "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY virtual DESC"
+            ).fetchall()
+            for name, _virtual in tables:
+                if self._has_table(name):  # a virtual table's drop already took its shadow tables
+                    self._conn.execute(f'DROP TABLE "{name}"')
+            self._conn.execute("PRAGMA user_version = 0")
+            self._migrate()
+
+    # ---------------------------------------------------------------- roots
+    def add_root(self, path: str | os.PathLike[str]) -> int:
+        root = absolute(path)
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO roots(path, added_at) VALUES(?, ?) ON CONFLICT(path) DO NOTHING", (root, time.time())
+            )
+            return int(self._scalar("SELECT id FROM roots WHERE path = ?", (root,)))
+
+    def root_paths(self) -> list[str]:
+        """The indexed folders alone: cheap, unlike roots(), which counts every chunk."""
+        return [row[0] for row in self._conn.execute("SELECT path FROM roots ORDER BY path")]
+
+    def chunk_count(self) -> int:
+        return self._count("chunks")
+
+    def roots(self) -> list[RootInfo]:
+        rows = self._conn.execute(
+            """
+            SELECT r.id, r.path, r.last_indexed_at,
+                   (SELECT count(*) FROM files f WHERE f.root_id = r.id),
+                   (SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.root_id = r.id)
+            FROM roots r ORDER BY r.path
+            """
+        ).fetchall()
+        return [RootInfo(*row) for row in rows]
+
+    def mark_indexed(self, root_id: int) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE roots SET last_indexed_at = ? WHERE id = ?", (time.time(), root_id))
+
+    # ---------------------------------------------------------------- files
+    def file_states(self, root_id: int) -> dict[str, FileState]:
+        rows = self._conn.execute(
+            "SELECT relpath, id, size, mtime_ns, content_hash FROM files WHERE root_id = ?", (root_id,)
+        )
+        return {relpath: FileState(*state) for relpath, *state in rows}
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """Fail fast when another `edge-embed index` is writing this index (OS file lock)."""
+        return writer_lock(self.path)
+
+    def _count(self, table: str) -> int:
+        return int(self._scalar(f"SELECT count(*) FROM {table}")) if self._has_table(table) else 0
+
+    def stats(self) -> dict[str, object]:
+        settings = self.settings()
+        db_bytes = sum(
+            os.path.getsize(candidate)
+            for candidate in (self.path, Path(f"{self.path}-wal"))
+            if os.path.exists(candidate)
+        )
+        return {
+            "path": str(self.path),
+            "roots": self._count("roots"),
+            "files": self._count("files"),
+            "chunks": self._count("chunks"),
+            "vectors": self._count("chunk_vectors"),
+            "db_bytes": db_bytes,
+            "settings": asdict(settings) if settings else None,
+            "schema_version": self.schema_version(),
+        }
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file, so it does not linger at its peak size."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def integrity_check(self) -> str:
+        """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
+        problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        for table in ("chunks_fts", "chunks_cjk"):
+            try:
+                self._conn.execute(f"INSERT INTO {table}({table}, rank) VALUES('integrity-check', 0)")
+            except apsw.Error as exc:
+                problems.append(f"{table}: {exc}")
+        chunks = self._count("chunks")
+        for table in ("chunk_vectors", "chunks_fts"):
+            if self._count(table) != chunks:
+                problems.append(f"{table} has {self._count(table)} rows for {chunks} chunks")
+        return "; ".join(problems) or "ok"
+

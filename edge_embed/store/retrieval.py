@@ -1,0 +1,140 @@
+"""Reading an index: vector KNN, BM25 keyword search, and chunks by id."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from edge_embed.store.base import StoreBase
+from edge_embed.store.filters import absolute, chunk_filter, matches_glob, under_prefix
+from edge_embed.store.keywords import BM25_K1, KeywordTerms, bm25_idf, fts5_phrases, keyword_terms
+from edge_embed.store.records import ChunkRecord, vector_blob
+
+MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
+KEYWORD_POOL_FACTOR = 4  # candidates per keyword source when several are summed
+
+
+class StoreRetrieval(StoreBase):
+    """Queries; each runs in one read snapshot, with the path filters inside the search."""
+
+    def _filtered_file_ids(self, path_prefixes: Sequence[str], globs: Sequence[str]) -> list[int] | None:
+        """Files passing the filters (prefixes OR'ed, globs OR'ed, both AND'ed); None: no filter."""
+        if not path_prefixes and not globs:
+            return None
+        prefixes = [absolute(prefix) for prefix in path_prefixes]
+        return [
+            file_id
+            for file_id, relpath, path in self._conn.execute("SELECT id, relpath, path FROM files")
+            if (not prefixes or any(under_prefix(path, prefix) for prefix in prefixes))
+            and (not globs or any(matches_glob(relpath, glob) for glob in globs))
+        ]
+
+    def vector_search(
+        self, query_vec: np.ndarray, k: int, *, path_prefixes: Sequence[str] = (), globs: Sequence[str] = ()
+    ) -> list[tuple[int, float]]:
+        """The k chunks nearest the query: (chunk_id, L2 distance), nearest first.
+
+        Filters are applied inside the KNN (``chunk_id IN (...)``), so a filter that keeps
+        1% of the index still returns k results when k exist. sqlite-vec caps the KNN at
+        4096; a larger k is answered by an exact scan with ``vec_distance_l2``.
+        """
+        blob = vector_blob(query_vec, self._dims())
+        if k <= 0:
+            return []
+        with self._conn:  # one snapshot for the filter and the search
+            file_ids = self._filtered_file_ids(path_prefixes, globs)
+            if file_ids == []:
+                return []
+            where, params = chunk_filter(file_ids, "chunk_id")
+            if k <= MAX_KNN_K:
+                sql = f"SELECT chunk_id, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ? {where} ORDER BY distance"
+                rows = self._conn.execute(sql, [blob, k, *params]).fetchall()
+            else:
+                sql = (
+                    f"SELECT chunk_id, vec_distance_l2(embedding, ?) AS distance FROM chunk_vectors "
+                    f"WHERE 1 {where} ORDER BY distance, chunk_id LIMIT ?"
+                )
+                rows = self._conn.execute(sql, [blob, *params, k]).fetchall()
+        return [(int(chunk_id), float(distance)) for chunk_id, distance in rows]
+
+    def keyword_search(
+        self, text: str, k: int, *, path_prefixes: Sequence[str] = (), globs: Sequence[str] = ()
+    ) -> list[tuple[int, float]]:
+        """BM25 keyword search: (chunk_id, score) with higher = better, best first.
+
+        The user's text never reaches MATCH raw: ``keyword_terms`` turns it into quoted
+        terms. Up to three sources score a chunk, and their scores are added: words by
+        the unicode61 table, long CJK runs by the trigram table, short CJK runs by a
+        substring count scored with BM25's idf and term saturation. BM25 is itself a sum
+        over query terms, so adding the per-source sums gives a chunk credit for every
+        term it contains, whichever table found it. With several sources each contributes
+        its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool gets 0
+        from that source.
+        """
+        terms = keyword_terms(text)
+        if not terms or k <= 0:
+            return []
+        sources = [
+            source
+            for source, wanted in (
+                (self._words_scores, terms.words),
+                (self._trigram_scores, terms.cjk_grams),
+                (self._short_cjk_scores, terms.cjk_short),
+            )
+            if wanted
+        ]
+        pool = k if len(sources) == 1 else k * KEYWORD_POOL_FACTOR
+        scores: dict[int, float] = defaultdict(float)
+        with self._conn:  # one snapshot for all sources
+            file_ids = self._filtered_file_ids(path_prefixes, globs)
+            if file_ids == []:
+                return []
+            for source in sources:
+                for chunk_id, score in source(terms, pool, file_ids):
+                    scores[chunk_id] += score
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        return ranked[:k]
+
+    def _fts_scores(self, table: str, expression: str, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        where, params = chunk_filter(file_ids, "rowid")
+        sql = f"SELECT rowid, -rank FROM {table} WHERE {table} MATCH ? {where} ORDER BY rank LIMIT ?"
+        return [(int(r), float(s)) for r, s in self._conn.execute(sql, [expression, *params, pool])]
+
+    def _words_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        return self._fts_scores("chunks_fts", str(fts5_phrases(terms.words)), pool, file_ids)
+
+    def _trigram_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        return self._fts_scores("chunks_cjk", str(fts5_phrases(terms.cjk_grams)), pool, file_ids)
+
+    def _short_cjk_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        """Substring matches over the CJK chunks only, scored like BM25 without length norm."""
+        where, params = chunk_filter(file_ids, "c.id")
+        any_term = " OR ".join(["instr(c.text, ?) > 0"] * len(terms.cjk_short))
+        rows = self._conn.execute(
+            f"SELECT c.id, c.text FROM chunks_cjk t JOIN chunks c ON c.id = t.rowid WHERE ({any_term}) {where}",
+            [*terms.cjk_short, *params],
+        ).fetchall()
+        total = int(self._scalar("SELECT count(*) FROM chunks_cjk"))
+        scores = [0.0] * len(rows)
+        for term in terms.cjk_short:
+            frequencies = [text.count(term) for _, text in rows]
+            idf = bm25_idf(total, sum(1 for tf in frequencies if tf))
+            for i, tf in enumerate(frequencies):
+                scores[i] += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1)
+        ranked = sorted(zip((row[0] for row in rows), scores), key=lambda item: -item[1])
+        return [(int(chunk_id), score) for chunk_id, score in ranked[:pool]]
+
+    # ---------------------------------------------------------------- reading back
+    def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRecord]:
+        rows = self._conn.execute(
+            """
+            SELECT c.id, r.path, f.path, f.relpath, c.start_line, c.end_line, c.heading, c.text
+            FROM chunks c JOIN files f ON f.id = c.file_id JOIN roots r ON r.id = f.root_id
+            WHERE c.id IN (SELECT value FROM json_each(?))
+            """,
+            (json.dumps([int(i) for i in ids]),),
+        )
+        return {row[0]: ChunkRecord(*row) for row in rows}
