@@ -437,6 +437,8 @@ class Indexer:
                 text=chunk.text,
                 text_hash=digest,
                 vector=vectors[digest],
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
             )
             for seq, (chunk, digest) in enumerate(zip(pending.chunks, pending.hashes))
         ]

@@ -65,7 +65,18 @@ def _migration_1_initial_schema(conn: apsw.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migration_1_initial_schema,)
+def _migration_2_chunk_pages(conn: apsw.Connection) -> None:
+    """First and last page of chunks from PDF and Word files; NULL for everything else,
+    so an existing index gains the columns without re-embedding anything."""
+    conn.execute(
+        """
+        ALTER TABLE chunks ADD COLUMN page_start INTEGER;
+        ALTER TABLE chunks ADD COLUMN page_end INTEGER;
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migration_1_initial_schema, _migration_2_chunk_pages)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
