@@ -1,0 +1,79 @@
+"""PDF and Word files through the CLI: `index` then `query`, with the tiny real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edge_embed.cli import cli
+from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes
+from test_documents import WORD_BLOCKS
+
+TOPICS = [
+    "Unpack the crate and check the parts list.",
+    "Mount the frame on a level floor.",
+    "Connect the blue cable to the left socket.",
+    "Fill the reservoir with distilled water.",
+    "Switch on the pump and wait for the green light.",
+    "Record the serial number on the warranty card.",
+    "Calibrate the torque wrench before tightening the flange bolts.",
+    "Clean the filter every second month.",
+    "Call the service desk when the red light blinks.",
+]
+
+
+@pytest.fixture
+def runner(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGE_EMBED_DB", str(tmp_path / "default.db"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("EDGE_EMBED_MODEL", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def shelf(tmp_path) -> Path:
+    root = tmp_path / "shelf"
+    root.mkdir()
+    (root / "manual.pdf").write_bytes(pdf_bytes([[f"# Step {n}", text] for n, text in enumerate(TOPICS, 1)]))
+    (root / "report.docx").write_bytes(docx_bytes(WORD_BLOCKS))
+    (root / "scan.pdf").write_bytes(scanned_pdf_bytes())
+    (root / "notes.md").write_text("# Notes\n\nThe garden needs water in summer.\n")
+    return root
+
+
+def invoke(runner, *args):
+    return runner.invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def test_a_sentence_on_page_7_is_found_on_page_7(runner, shelf, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    indexed = invoke(runner, "index", shelf, "--db", db, "--model", tiny_model.path)
+    assert indexed.exit_code == 0, indexed.output
+    assert "3 indexed" in indexed.output and "1 skipped (no-text 1)" in indexed.output
+    assert "skipped scan.pdf: no-text (no text layer: scanned?)" in indexed.output
+
+    query = ["query", "calibrate the torque wrench", "--db", db]
+    shown = invoke(runner, *query)
+    assert shown.exit_code == 0, shown.output
+    first = shown.output.splitlines()[0]
+    assert first.startswith(f"{shelf.resolve() / 'manual.pdf'} p.7  score"), shown.output
+    assert "  Calibrate the torque wrench before tightening the flange bolts." in shown.output
+
+    best = json.loads(invoke(runner, *query, "--json").output)["results"][0]
+    assert (best["relpath"], best["page_start"], best["page_end"], best["heading"]) == ("manual.pdf", 7, 7, "Step 7")
+    assert "Calibrate the torque wrench" in best["text"]
+    assert invoke(runner, *query, "--files").output.splitlines()[0] == str(shelf.resolve() / "manual.pdf")
+
+
+def test_word_tables_are_searchable_and_an_unchanged_reindex_embeds_nothing(runner, shelf, tiny_model, tmp_path):
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", shelf, "--db", db, "--model", tiny_model.path, "--quiet").exit_code == 0
+    again = json.loads(invoke(runner, "index", shelf, "--db", db, "--json").output)
+    assert (again["unchanged"], again["indexed"], again["texts_embedded"], again["skipped"]) == (4, 0, 0, {})
+    best = json.loads(invoke(runner, "query", "North revenue region", "--db", db, "--json", "--mode", "keyword").output)
+    record = best["results"][0]
+    assert record["relpath"] == "report.docx" and "North | 120" in record["text"]
+    assert (record["page_start"], record["heading"]) == (1, "Quarterly report > Figures")
