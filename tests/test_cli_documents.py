@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ from click.testing import CliRunner
 
 from edge_embed.cli import cli
 from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes
+from test_crash_safety import chunks_written, final_state
 from test_documents import WORD_BLOCKS
 
 TOPICS = [
@@ -77,3 +83,33 @@ def test_word_tables_are_searchable_and_an_unchanged_reindex_embeds_nothing(runn
     record = best["results"][0]
     assert record["relpath"] == "report.docx" and "North | 120" in record["text"]
     assert (record["page_start"], record["heading"]) == (1, "Quarterly report > Figures")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_a_terminal_keeps_finished_pdfs_and_the_next_run_completes(tiny_model, tmp_path):
+    """The terminal sends SIGINT to the whole process group, the extraction worker too:
+    it must ignore it (no traceback, no lost file), and the run ends as for text files."""
+    root = tmp_path / "pdfs"
+    root.mkdir()
+    for i in range(40):
+        (root / f"doc-{i:02d}.pdf").write_bytes(pdf_bytes([[f"Document {i} page {p}: " + TOPICS[(i + p) % 9]] for p in range(3)]))
+    command = [sys.executable, "-m", "edge_embed", "index", str(root), "--model", str(tiny_model.path),
+               "--chunk-tokens", "96", "--overlap", "8"]
+    reference = tmp_path / "reference.db"
+    assert subprocess.run([*command, "--db", str(reference), "--quiet"], capture_output=True, timeout=300).returncode == 0
+    db = tmp_path / "interrupted.db"
+    process = subprocess.Popen([*command, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not chunks_written(db):
+        assert process.poll() is None and time.monotonic() < deadline, "index ended before any chunk was written"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Interrupted" in out and "Traceback" not in err and "KeyboardInterrupt" not in err
+    partial = final_state(db)[0]
+    assert 0 < len(partial) and partial <= final_state(reference)[0]
+    again = subprocess.run([*command, "--db", str(db), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "skipped" not in again.stderr, again.stderr
+    assert final_state(db)[0] == final_state(reference)[0]

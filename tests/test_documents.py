@@ -12,7 +12,13 @@ import pytest
 
 from edge_embed.documents import Document, Limits, Unextractable, extract
 from edge_embed.documents.sandbox import Sandbox
-from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes, two_column_pdf_bytes
+from edge_embed.testing.documents import (
+    docx_bytes,
+    pdf_bytes,
+    scanned_pdf_bytes,
+    table_pdf_bytes,
+    two_column_pdf_bytes,
+)
 
 LIMITS = Limits()
 
@@ -57,6 +63,12 @@ def test_pdf_two_columns_are_read_column_by_column() -> None:
     document = extract("pdf", two_column_pdf_bytes("Two Column Title", left, right), LIMITS)
     paragraphs = [" ".join(p.split("\n")) for p in document.text.split("\n\n")]
     assert paragraphs == ["Two Column Title", left[0], right[0]]
+
+
+def test_pdf_table_is_read_row_by_row_not_as_columns() -> None:
+    rows = [["Part", "Torque", "Check"], ["Bolt M8", "25 Nm", "yearly"], ["Bolt M10", "49 Nm", "monthly"]]
+    document = extract("pdf", table_pdf_bytes(rows), LIMITS)
+    assert document.text == "Part Torque Check\nBolt M8 25 Nm yearly\nBolt M10 49 Nm monthly"
 
 
 def test_pdf_outline_entries_become_headings_on_the_line_with_their_title() -> None:

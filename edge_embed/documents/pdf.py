@@ -1,9 +1,9 @@
 """PDF text in reading order, page by page, through pdfium (pypdfium2, Apache/BSD).
 
 pdfium returns a page's text in content-stream order, which interleaves the lines of a
-two-column page when the producer wrote them row by row. So text is taken per text
-segment (pdfium's rectangles, each a run of characters on one line) and put in reading
-order by a recursive XY cut: split a region at a vertical gutter first (columns, read
+two-column page when the producer wrote them row by row. So the characters are grouped
+into segments (runs on one line without a wide gap) and put in reading order by a
+recursive XY cut: split a region at a vertical gutter first (columns, read
 left to right), else at its widest horizontal gap (blocks, read top to bottom). Lines
 are rebuilt from the segments of each region, and a gap larger than the line spacing
 starts a new paragraph.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pypdfium2 as pdfium
@@ -92,11 +93,7 @@ def _page_lines(pdf: pdfium.PdfDocument, index: int) -> list[_Line]:
     try:
         textpage = page.get_textpage()
         try:
-            segments = _segments(textpage)
-            lines = [line for region in _reading_order(segments) for line in _region_lines(region)]
-            if _lost_text(lines, textpage):  # the rectangles missed text (rotated, odd fonts)
-                lines = _plain_lines(textpage)
-            return lines
+            return [line for region in _reading_order(_segments(textpage)) for line in _region_lines(region)]
         finally:
             textpage.close()
     finally:
@@ -104,30 +101,55 @@ def _page_lines(pdf: pdfium.PdfDocument, index: int) -> list[_Line]:
 
 
 def _segments(textpage: pdfium.PdfTextPage) -> list[_Segment]:
-    segments = []
-    for i in range(textpage.count_rects()):
-        left, bottom, right, top = textpage.get_rect(i)
-        text = textpage.get_text_bounded(left, bottom, right, top)
-        if text.strip():
-            segments.append(_Segment(left, bottom, right, top, text, _font_size(textpage, left, bottom, top)))
+    """Runs of characters on one line without a wide gap, from one pass over the page.
+
+    Walking the characters once keeps a page linear in its length; asking pdfium for the
+    text inside each of its rectangles scans the whole page per rectangle, which made a
+    dense table page take seconds.
+    """
+    segments: list[_Segment] = []
+    run: list[str] = []
+    box = pdfium_c.FS_RECTF()
+    left = bottom = right = top = size = 0.0
+    handle = textpage.raw  # the bare handle: converting the wrapper costs more than the call
+    for index, char in enumerate(_page_chars(textpage)):
+        if char.isspace():  # pdfium's generated spaces and line breaks are whitespace too
+            if char in "\r\n":
+                _close_run(segments, run, (left, bottom, right, top), size)
+            elif run:
+                run.append(" ")
+            continue
+        pdfium_c.FPDFText_GetLooseCharBox(handle, index, box)
+        height = max(box.top - box.bottom, 1.0)
+        same_line = bool(run) and abs((box.top + box.bottom) / 2 - (top + bottom) / 2) < height / 2
+        if not (same_line and right - height <= box.left <= right + max(height, MIN_GUTTER_PT * 0.8)):
+            _close_run(segments, run, (left, bottom, right, top), size)
+            left, bottom, right, top = box.left, box.bottom, box.right, box.top
+            size = round(pdfium_c.FPDFText_GetFontSize(handle, index), 1)
+        run.append(char)
+        left, bottom, right, top = min(left, box.left), min(bottom, box.bottom), max(right, box.right), max(top, box.top)
+    _close_run(segments, run, (left, bottom, right, top), size)
     return segments
 
 
-def _font_size(textpage: pdfium.PdfTextPage, left: float, bottom: float, top: float) -> float:
-    index = pdfium_c.FPDFText_GetCharIndexAtPos(textpage, left + 0.5, (bottom + top) / 2, 2.0, 2.0)
-    return round(pdfium_c.FPDFText_GetFontSize(textpage, index), 1) if index >= 0 else 0.0
+def _page_chars(textpage: pdfium.PdfTextPage) -> str | list[str]:
+    """The page's characters, one per pdfium character index.
+
+    One call for the whole page; per character only when a character outside the BMP
+    (two UTF-16 units) would shift the indexes.
+    """
+    count = textpage.count_chars()
+    text = textpage.get_text_range(0, count)
+    if len(text) == count:
+        return text
+    return [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)) for index in range(count)]
 
 
-def _lost_text(lines: list[_Line], textpage: pdfium.PdfTextPage) -> bool:
-    kept = sum(len(_SPACES.sub("", line.text)) for line in lines)
-    total = len(_SPACES.sub("", textpage.get_text_range()))
-    return kept < 0.9 * total
-
-
-def _plain_lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
-    """pdfium's own order, one paragraph per line: the fallback when rectangles fail."""
-    text = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
-    return [_Line(line, 0.0, 0.0, 0.0, True) for line in text.split("\n") if line.strip()]
+def _close_run(segments: list[_Segment], run: list[str], bounds: tuple[float, float, float, float], size: float) -> None:
+    text = "".join(run).strip()
+    if text:
+        segments.append(_Segment(*bounds, text, size))
+    run.clear()
 
 
 # ------------------------------------------------------------------ reading order
@@ -137,12 +159,13 @@ def _reading_order(segments: list[_Segment]) -> list[list[_Segment]]:
     The segments are cut into horizontal bands at every gap no segment crosses; runs of
     bands that share a column gutter form a block that is read column by column (each
     column cut again the same way), and runs of bands without one form a block read top
-    to bottom as one region.
+    to bottom as one region. A block whose "columns" hold short pieces rather than lines
+    running across them is a table: it is read row by row.
     """
     regions: list[list[_Segment]] = []
     for block in _blocks(_bands(segments)):
         columns = _split_at_gutter(block)
-        if columns is None:
+        if columns is None or not all(_fills_its_width(column) for column in columns):
             regions.append(block)
         else:
             regions.extend(region for column in columns for region in _reading_order(column))
@@ -164,38 +187,65 @@ def _bands(segments: list[_Segment]) -> list[list[_Segment]]:
 
 
 def _blocks(bands: list[list[_Segment]]) -> list[list[_Segment]]:
-    """Consecutive bands joined while they share a column gutter, or while none has one."""
+    """Consecutive bands joined while they share a column gutter, or while none has one.
+
+    Each block's horizontal extent is kept as a union of x intervals, so testing a band
+    against it costs the few intervals, not the block's segments (dense table pages).
+    """
     blocks: list[list[_Segment]] = []
+    extent: list[tuple[float, float]] = []
     has_gutter = False
     for band in bands:
-        band_gutter = _split_at_gutter(band) is not None
-        if blocks and (_split_at_gutter(blocks[-1] + band) is not None if has_gutter else not band_gutter):
+        band_extent = _union((s.left, s.right) for s in band)
+        band_gutter = _gutter(band_extent) is not None
+        merged = _union(extent + band_extent)
+        if blocks and (_gutter(merged) is not None if has_gutter else not band_gutter):
             blocks[-1].extend(band)
+            extent = merged
         else:
             blocks.append(list(band))
-            has_gutter = band_gutter
+            extent, has_gutter = band_extent, band_gutter
     return blocks
 
 
 def _split_at_gutter(segments: list[_Segment]) -> tuple[list[_Segment], list[_Segment]] | None:
-    """Left and right of the widest vertical gap no segment crosses, if it is a column gutter."""
-    if len(segments) < 2:
+    """Left and right of the widest column gutter no segment crosses, if there is one."""
+    cut = _gutter(_union((s.left, s.right) for s in segments))
+    if cut is None:
         return None
-    left_edge = min(s.left for s in segments)
-    width = max(s.right for s in segments) - left_edge
-    best: tuple[float, float] | None = None  # (gap width, cut x)
-    reach = None
-    for segment in sorted(segments, key=lambda s: s.left):
-        if reach is not None and segment.left - reach >= MIN_GUTTER_PT:
-            cut = (reach + segment.left) / 2
-            sides_wide = cut - left_edge >= MIN_COLUMN_SHARE * width and left_edge + width - cut >= MIN_COLUMN_SHARE * width
-            if sides_wide and (best is None or segment.left - reach > best[0]):
-                best = (segment.left - reach, cut)
-        reach = segment.right if reach is None else max(reach, segment.right)
-    if best is None:
-        return None
-    cut = best[1]
     return [s for s in segments if s.right <= cut], [s for s in segments if s.left >= cut]
+
+
+def _fills_its_width(column: list[_Segment]) -> bool:
+    """Whether the typical segment spans half the column: running text, not table cells."""
+    width = max(s.right for s in column) - min(s.left for s in column)
+    widths = sorted(s.right - s.left for s in column)
+    return widths[len(widths) // 2] >= 0.5 * width
+
+
+def _union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """x intervals merged where gaps are too narrow to be gutters, left to right."""
+    merged: list[tuple[float, float]] = []
+    for left, right in sorted(intervals):
+        if merged and left - merged[-1][1] < MIN_GUTTER_PT:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], right))
+        else:
+            merged.append((left, right))
+    return merged
+
+
+def _gutter(extent: list[tuple[float, float]]) -> float | None:
+    """The x of the widest gap in ``extent`` with a wide enough column on each side."""
+    if len(extent) < 2:
+        return None
+    left_edge, right_edge = extent[0][0], extent[-1][1]
+    width = right_edge - left_edge
+    best: tuple[float, float] | None = None  # (gap width, cut x)
+    for (_, gap_start), (gap_end, _) in zip(extent, extent[1:]):
+        cut = (gap_start + gap_end) / 2
+        if min(cut - left_edge, right_edge - cut) >= MIN_COLUMN_SHARE * width and (best is None or gap_end - gap_start > best[0]):
+            best = (gap_end - gap_start, cut)
+    return best[1] if best else None
 
 
 def _region_lines(region: list[_Segment]) -> list[_Line]:

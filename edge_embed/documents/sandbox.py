@@ -32,6 +32,9 @@ from edge_embed.documents import Document, Limits, Unextractable, extract
 
 Extractor = Callable[[str, bytes, Limits], Document]
 _CPU_SLACK_S = 5
+STARTUP_TIMEOUT_S = 120.0
+"""How long a new worker may take to import its parsers and say it is ready. Kept apart
+from the per-file timeout, so a slow start on a busy machine is not blamed on a file."""
 
 
 class Sandbox:
@@ -94,13 +97,25 @@ class Sandbox:
             child.close()
             self._process, self._conn = process, parent
             self.starts += 1
+            self._wait_until_ready(parent)
         return self._conn
+
+    def _wait_until_ready(self, conn: Connection) -> None:
+        try:
+            if conn.poll(STARTUP_TIMEOUT_S) and conn.recv() == "ready":
+                return
+        except (EOFError, OSError):
+            pass
+        code = self.close()
+        raise Unextractable("crashed", f"the extraction worker did not start (exit code {code})")
 
 
 def _serve(conn: Connection, limits: Limits, extractor: Extractor) -> None:
     """The worker's loop: one (format, bytes) request in, one (ok, Document or error) out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _cap_memory(limits.memory_bytes)
+    _import_parsers()
+    conn.send("ready")
     while True:
         try:
             document_format, data = conn.recv()
@@ -120,6 +135,12 @@ def _serve(conn: Connection, limits: Limits, extractor: Extractor) -> None:
             conn.send(result)
         except MemoryError:
             conn.send((False, Unextractable("too-large", "the extracted text is over the memory limit")))
+
+
+def _import_parsers() -> None:
+    """Import the parsers before the first file, so their start-up is not charged to it."""
+    import edge_embed.documents.pdf  # noqa: F401
+    import edge_embed.documents.word  # noqa: F401
 
 
 def _cap_memory(limit: int) -> None:

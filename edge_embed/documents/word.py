@@ -13,6 +13,9 @@ import io
 import re
 import zipfile
 
+import docx
+from docx.table import Table
+
 from edge_embed.documents import Document, DocumentBuilder, Limits, Unextractable
 
 _HEADING_STYLE = re.compile(r"^Heading (\d)$")
@@ -22,9 +25,6 @@ _HARD_BREAK = 'w:br[@w:type="page"]'
 
 def extract_docx(data: bytes, limits: Limits) -> Document:
     """The text of a Word file in document order, tables row by row."""
-    import docx
-    from docx.table import Table
-
     _refuse_zip_bomb(data, limits)
     try:
         document = docx.Document(io.BytesIO(data))

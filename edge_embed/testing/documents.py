@@ -78,6 +78,21 @@ def two_column_pdf_bytes(title: str, left: Sequence[str], right: Sequence[str]) 
     return buffer.getvalue()
 
 
+def table_pdf_bytes(rows: Sequence[Sequence[str]], column_width: float = 70) -> bytes:
+    """One page holding a table: each cell drawn at its column's x, row by row."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, invariant=1)
+    pdf.setFont("Helvetica", BODY_SIZE)
+    for row, cells in enumerate(rows):
+        for column, text in enumerate(cells):
+            pdf.drawString(_MARGIN + column * column_width, 760 - row * BODY_SIZE * _LEADING, text)
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
 def scanned_pdf_bytes(pages: int = 2) -> bytes:
     """Pages with only drawings on them: what a scan without OCR looks like to a text extractor."""
     from reportlab.pdfgen import canvas
