@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from edge_embed.cli import cli
 from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes
+from test_cli_index import invoke, runner  # noqa: F401  (runner is a fixture)
 from test_crash_safety import chunks_written, final_state
 from test_documents import WORD_BLOCKS
 
@@ -32,14 +31,6 @@ TOPICS = [
 
 
 @pytest.fixture
-def runner(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGE_EMBED_DB", str(tmp_path / "default.db"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("EDGE_EMBED_MODEL", raising=False)
-    return CliRunner()
-
-
-@pytest.fixture
 def shelf(tmp_path) -> Path:
     root = tmp_path / "shelf"
     root.mkdir()
@@ -48,10 +39,6 @@ def shelf(tmp_path) -> Path:
     (root / "scan.pdf").write_bytes(scanned_pdf_bytes())
     (root / "notes.md").write_text("# Notes\n\nThe garden needs water in summer.\n")
     return root
-
-
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
 
 
 def test_a_sentence_on_page_7_is_found_on_page_7(runner, shelf, tiny_model, tmp_path):

@@ -14,7 +14,7 @@ from edge_embed.runtime.loader import ModelHandle
 from edge_embed.store import Store
 from edge_embed.testing.documents import docx_bytes, pdf_bytes, scanned_pdf_bytes
 from test_documents import WORD_BLOCKS, crashing_extractor, hanging_extractor
-from test_indexer import CountingEmbedder, load
+from test_indexer import CountingEmbedder, engine, store  # noqa: F401  (engine and store are fixtures)
 
 MANUAL_PAGES = [[f"# Chapter {n}", f"The manual says on page {n} that step {n} comes next."] for n in range(1, 10)]
 
@@ -25,19 +25,6 @@ class Warnings(NoProgress):
 
     def warning(self, message: str) -> None:
         self.messages.append(message)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model):
-    embedder = load(tiny_model.path)
-    yield embedder
-    embedder.close()
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "index.db") as opened:
-        yield opened
 
 
 @pytest.fixture

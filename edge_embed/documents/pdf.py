@@ -42,7 +42,7 @@ _SPACES = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class _Segment:
-    """One of pdfium's text rectangles: a run of text on one line (PDF units, y upwards)."""
+    """A run of characters on one line without a wide gap (PDF units, y upwards)."""
 
     left: float
     bottom: float
@@ -101,39 +101,47 @@ def _page_lines(pdf: pdfium.PdfDocument, index: int) -> list[_Line]:
 
 
 def _segments(textpage: pdfium.PdfTextPage) -> list[_Segment]:
-    """Runs of characters on one line without a wide gap, from one pass over the page.
+    """Runs of words on one line without a wide gap between them.
 
-    Walking the characters once keeps a page linear in its length; asking pdfium for the
-    text inside each of its rectangles scans the whole page per rectangle, which made a
-    dense table page take seconds.
+    pdfium's text already breaks lines (its generated line breaks) and separates words,
+    so only the first and last character of each word need a box: a word starts a new
+    segment when a gap wider than a word space (a column gutter) lies before it. One
+    pass over the page keeps it linear in its length; asking pdfium for the text inside
+    each of its rectangles scans the whole page per rectangle (seconds on a dense page).
     """
+    text = _page_text(textpage)
+    handle = textpage.raw  # the bare handle: converting the wrapper costs more than the call
+    box = pdfium_c.FS_RECTF()
     segments: list[_Segment] = []
     run: list[str] = []
-    box = pdfium_c.FS_RECTF()
     left = bottom = right = top = size = 0.0
-    handle = textpage.raw  # the bare handle: converting the wrapper costs more than the call
-    for index, char in enumerate(_page_chars(textpage)):
-        if char.isspace():  # pdfium's generated spaces and line breaks are whitespace too
-            if char in "\r\n":
-                _close_run(segments, run, (left, bottom, right, top), size)
-            elif run:
-                run.append(" ")
-            continue
-        pdfium_c.FPDFText_GetLooseCharBox(handle, index, box)
-        height = max(box.top - box.bottom, 1.0)
-        same_line = bool(run) and abs((box.top + box.bottom) / 2 - (top + bottom) / 2) < height / 2
-        if not (same_line and right - height <= box.left <= right + max(height, MIN_GUTTER_PT * 0.8)):
+    for line in _LINE.finditer(text):
+        for word in _WORD.finditer(line.group()):
+            first, last = line.start() + word.start(), line.start() + word.end() - 1
+            pdfium_c.FPDFText_GetLooseCharBox(handle, first, box)
+            word_left, word_bottom, word_top, word_right = box.left, box.bottom, box.top, box.right
+            if last != first:  # a word's other characters lie between its ends, on its line
+                pdfium_c.FPDFText_GetLooseCharBox(handle, last, box)
+                word_right = max(word_right, box.right)
+            height = max(word_top - word_bottom, 1.0)
+            if run and -height <= word_left - right <= max(height, MIN_GUTTER_PT * 0.8):
+                run.append(word.group())
+                right, bottom, top = max(right, word_right), min(bottom, word_bottom), max(top, word_top)
+                continue
             _close_run(segments, run, (left, bottom, right, top), size)
-            left, bottom, right, top = box.left, box.bottom, box.right, box.top
-            size = round(pdfium_c.FPDFText_GetFontSize(handle, index), 1)
-        run.append(char)
-        left, bottom, right, top = min(left, box.left), min(bottom, box.bottom), max(right, box.right), max(top, box.top)
-    _close_run(segments, run, (left, bottom, right, top), size)
+            run.append(word.group())
+            left, bottom, right, top = word_left, word_bottom, word_right, word_top
+            size = round(pdfium_c.FPDFText_GetFontSize(handle, first), 1)
+        _close_run(segments, run, (left, bottom, right, top), size)
     return segments
 
 
-def _page_chars(textpage: pdfium.PdfTextPage) -> str | list[str]:
-    """The page's characters, one per pdfium character index.
+_LINE = re.compile(r"[^\r\n]+")
+_WORD = re.compile(r"\S+")
+
+
+def _page_text(textpage: pdfium.PdfTextPage) -> str:
+    """The page's text with one Python character per pdfium character index.
 
     One call for the whole page; per character only when a character outside the BMP
     (two UTF-16 units) would shift the indexes.
@@ -142,11 +150,11 @@ def _page_chars(textpage: pdfium.PdfTextPage) -> str | list[str]:
     text = textpage.get_text_range(0, count)
     if len(text) == count:
         return text
-    return [chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)) for index in range(count)]
+    return "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)) for index in range(count))
 
 
 def _close_run(segments: list[_Segment], run: list[str], bounds: tuple[float, float, float, float], size: float) -> None:
-    text = "".join(run).strip()
+    text = " ".join(run)
     if text:
         segments.append(_Segment(*bounds, text, size))
     run.clear()
