@@ -281,7 +281,7 @@ def _outline(pdf: pdfium.PdfDocument, page_count: int) -> list[tuple[int, int, s
     """(page index, level 1.., title) of each bookmark that points into the document."""
     entries = []
     for item in pdf.get_toc(max_depth=MAX_HEADING_LEVELS * 2):
-        destination = item.get_dest() if hasattr(item, "get_dest") else None
+        destination = item.get_dest()
         page_index = destination.get_index() if destination is not None else None
         title = _SPACES.sub(" ", item.get_title() or "").strip()
         if title and page_index is not None and 0 <= page_index < page_count:
