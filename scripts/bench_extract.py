@@ -106,7 +106,7 @@ def main() -> None:
         texts, tokens, tiny_embed_s = tiny.sent, summary.tokens_embedded, tiny.stats.decode_s + tiny.stats.tokenize_s
         tiny.close()
     print(f"\n3. index end to end, tiny model: {index_s:.2f} s for {summary.chunks_added} chunks, {tokens:,} tokens;"
-          f" extraction (sandbox, cold) is {100 * cold_s / index_s:.0f} % of it")
+          f" extraction (sandbox, cold) is {100 * cold_s / index_s:.1f} % of it")
     print(f"   of which the tiny model embedding (tokenize + decode): {tiny_embed_s:.2f} s")
 
     if args.sample:
