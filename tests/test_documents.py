@@ -6,6 +6,7 @@ Every document is generated here (edge_embed.testing.documents), none is kept in
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -168,6 +169,19 @@ def test_sandbox_reuses_one_worker_across_files() -> None:
         texts.append(sandbox.extract("pdf", data).text)
         assert texts == ["hello from a small pdf"] * 6
         assert sandbox.starts == 1  # a skipped file does not cost a new process
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sandbox_worker_ignores_ctrl_c() -> None:
+    """A terminal's Ctrl-C reaches the worker too; the indexer, not the worker, decides."""
+    data = pdf_bytes([["still here"]])
+    with Sandbox(LIMITS) as sandbox:
+        sandbox.extract("pdf", data)
+        os.kill(sandbox._process.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert sandbox._process.is_alive()
+        assert sandbox.extract("pdf", data).text == "still here"
+        assert sandbox.starts == 1
 
 
 def test_sandbox_times_out_a_hanging_parser_and_carries_on() -> None:
