@@ -10,6 +10,8 @@ partial file as ``blobs/<etag>.incomplete`` and continue it with a Range request
 huggingface_hub's own ``http_get`` (which also retries and resumes within one run), check
 it is a complete GGUF, and only then let ``hf_hub_download`` link the finished blob into
 its snapshot, so the cache layout (refs, symlinks) stays huggingface_hub's business.
+This works with huggingface_hub 1.20+ (which sends with httpx) and 2.x (httpx2); 1.20 is
+the first whose ``http_get`` resumes a connection cut mid-transfer.
 
 Only ``pull`` downloads; ``resolve_model`` and ``cached_model_path`` never touch the network.
 """
@@ -17,6 +19,7 @@ Only ``pull`` downloads; ``resolve_model`` and ``cached_model_path`` never touch
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx2
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -291,7 +293,7 @@ def _explain_failure(exc: Exception, entry: CatalogEntry, hub: HubSettings) -> s
         )
     if isinstance(exc, HfHubHTTPError):
         return _explain_http_status(exc.response.status_code, where, again)
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, _transport_errors()):
         return (
             f"cannot reach {hub.endpoint} ({exc.__class__.__name__}): check your connection, proxy and HF_ENDPOINT,"
             f" then {again} (it resumes)"
@@ -302,6 +304,18 @@ def _explain_failure(exc: Exception, entry: CatalogEntry, hub: HubSettings) -> s
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         return f"downloading {entry.file} failed ({first_line}): {again} (it resumes)"
     return None
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Connection-level failures of the HTTP library huggingface_hub sends with: httpx for
+    huggingface_hub 1.x, httpx2 for 2.x. Neither is ours to declare: the hub brings its own."""
+    errors = []
+    for library in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(library).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 def _offline_message(entry: CatalogEntry) -> str:

@@ -12,6 +12,8 @@ words a reader sees, so it is reduced to visible text with the stdlib parser.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
@@ -130,16 +132,48 @@ def file_kind(relpath: str) -> str:
     return "text"
 
 
-def to_text(relpath: str, raw_text: str) -> tuple[str, str]:
-    """The text to index for a file and its kind: visible text for HTML, the source otherwise."""
+LineSpan = tuple[int, int]  # first and last line of the file that one line of extracted text came from
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The text to index for a file, its kind, and which file lines its lines came from.
+
+    ``source_lines`` is None when the text is the file's own text, line for line; for
+    HTML it holds a span per text line, so chunks report lines an editor can jump to.
+    """
+
+    text: str
+    kind: str
+    source_lines: tuple[LineSpan, ...] | None = None
+
+
+def to_text(relpath: str, raw_text: str) -> Extracted:
+    """The text to index for a file: visible text for HTML, the source otherwise."""
     kind = file_kind(relpath)
     if kind == "html":
-        return html_to_text(raw_text), kind
-    return raw_text, kind
+        text, source_lines = html_to_text(raw_text)
+        return Extracted(text, kind, source_lines)
+    return Extracted(raw_text, kind)
 
 
-def html_to_text(html: str) -> str:
-    """What a reader sees: no scripts, styles or comments; blocks on their own lines."""
+def keeps_lines(relpath: str) -> bool:
+    """Whether a file's indexed text is its own text, line for line (not HTML, PDF or Word)."""
+    return file_kind(relpath) not in ("html", "document")
+
+
+def file_lines(source_lines: Sequence[LineSpan] | None, start_line: int, end_line: int) -> LineSpan:
+    """The file's lines that text lines ``start_line``..``end_line`` (1-based) came from."""
+    if source_lines is None:
+        return start_line, end_line
+    return source_lines[start_line - 1][0], source_lines[end_line - 1][1]
+
+
+def html_to_text(html: str) -> tuple[str, tuple[LineSpan, ...]]:
+    """What a reader sees: no scripts, styles or comments; blocks on their own lines.
+
+    Also returns, for each line of that text, the lines of ``html`` it came from.
+    """
     parser = _VisibleTextParser()
     parser.feed(html)
     parser.close()
@@ -163,16 +197,31 @@ _WHITESPACE = re.compile(r"\s+")
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 
 
+@dataclass
+class _Line:
+    """One line of visible text being built, with the file lines its characters came from."""
+
+    text: str = ""
+    first: int | None = None
+    last: int | None = None
+
+
+# a piece of text with no "\n" and the span of file lines of its visible characters
+_Segment = tuple[str, LineSpan | None]
+
+
 class _VisibleTextParser(HTMLParser):
     """Collects visible text; entities are decoded by the parser (``convert_charrefs``).
 
     Breaks are held back until the next text arrives, so an element's end and the next
-    one's start make one break, not two, and the output never starts with one.
+    one's start make one break, not two, and the output never starts with one. Each text
+    line remembers the file lines (``getpos``) of its first and last visible character.
     """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
+        self._lines = [_Line()]
+        self._started = False
         self._pending_newlines = 0
         self._hidden_depth = 0
         self._pre_depth = 0
@@ -201,18 +250,29 @@ class _VisibleTextParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._hidden_depth:
             return
+        line = self.getpos()[0]  # the file line where ``data`` starts
         if self._pre_depth:
-            self._append(data)
+            self._append([(part, (line + i, line + i)) for i, part in enumerate(data.split("\n"))])
             return
         text = _WHITESPACE.sub(" ", data)
-        if self._pending_newlines or not self._parts or self._parts[-1].endswith(" "):
+        if self._pending_newlines or not self._started or self._lines[-1].text.endswith(" "):
             text = text.lstrip(" ")
-        self._append(text)
+        self._append([(text, _visible_span(data, line))])
 
-    def text(self) -> str:
-        lines = "".join(self._parts).split("\n")
-        joined = "\n".join(line.rstrip() for line in lines)
-        return _BLANK_LINE_RUNS.sub("\n\n", joined).strip("\n")
+    def text(self) -> tuple[str, tuple[LineSpan, ...]]:
+        """The text, without trailing spaces, blank-line runs or blank ends, and its spans."""
+        kept: list[tuple[str, int | None, int | None]] = []
+        for line in self._lines:
+            text = line.text.rstrip()
+            if text or (kept and kept[-1][0]):  # a blank line only after a line of text
+                kept.append((text, line.first, line.last))
+        while kept and not kept[-1][0]:
+            kept.pop()
+        spans: list[LineSpan] = []
+        for _, first, last in kept:
+            previous = spans[-1][1] if spans else 1
+            spans.append((first or previous, last or first or previous))  # blank lines: where the last text ended
+        return "\n".join(text for text, _, _ in kept), tuple(spans)
 
     def _break_around(self, tag: str, *, is_start: bool) -> None:
         if tag in _PARAGRAPH_ELEMENTS:
@@ -221,13 +281,31 @@ class _VisibleTextParser(HTMLParser):
             self._pending_newlines = min(2, self._pending_newlines + 1)
         elif tag in _LINE_ELEMENTS:
             self._pending_newlines = max(self._pending_newlines, 1)
-        elif is_start and tag in _CELL_ELEMENTS and self._parts and not self._pending_newlines:
-            self._append(" ")
+        elif is_start and tag in _CELL_ELEMENTS and self._started and not self._pending_newlines:
+            self._append([(" ", None)])
 
-    def _append(self, text: str) -> None:
-        if not text:
+    def _append(self, segments: list[_Segment]) -> None:
+        """Add text made of ``segments`` (one per line) after any pending break."""
+        if len(segments) == 1 and not segments[0][0]:
             return
-        if self._pending_newlines and self._parts:
-            self._parts.append("\n" * self._pending_newlines)
+        if self._pending_newlines and self._started:
+            self._lines.extend(_Line() for _ in range(self._pending_newlines))
         self._pending_newlines = 0
-        self._parts.append(text)
+        self._started = True
+        for i, (text, span) in enumerate(segments):
+            if i:
+                self._lines.append(_Line())
+            line = self._lines[-1]
+            line.text += text
+            if span is not None and text.strip():
+                line.first = span[0] if line.first is None else line.first
+                line.last = span[1]
+
+
+def _visible_span(data: str, line: int) -> LineSpan | None:
+    """The file lines of the first and last non-space characters of ``data`` (from ``line``)."""
+    if not data.strip():
+        return None
+    start = len(data) - len(data.lstrip())
+    end = len(data.rstrip()) - 1
+    return line + data.count("\n", 0, start), line + data.count("\n", 0, end)

@@ -117,6 +117,7 @@ class FileContent:
     encoding: str  # the Python codec used, or the document format ("pdf", "docx")
     lossy: bool  # invalid bytes were replaced with U+FFFD
     kind: str  # extract.file_kind
+    source_lines: tuple[extract.LineSpan, ...] | None = None  # see extract.Extracted
     layout: Layout | None = None  # headings and pages of a PDF or Word file
 
 
@@ -207,7 +208,7 @@ def discover(
     root_stat = os.stat(root_path)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
-    filters = _Filters(hidden, _compile(include), _compile(exclude))
+    filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
     walker = _Walker(root_path, filters, max_file_size, max_document_size)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
@@ -349,7 +350,13 @@ def _ignored_by_layers(layers: tuple[_IgnoreLayer, ...], match_path: str) -> boo
     return False
 
 
-def _compile(patterns: Sequence[str]) -> GitIgnoreSpec | None:
+def gitignore_spec(patterns: Sequence[str]) -> GitIgnoreSpec | None:
+    """Patterns with gitignore rules (None for none), the one dialect of every path pattern.
+
+    ``--include``/``--exclude`` when indexing and ``--glob`` when querying all use it, so a
+    pattern means the same everywhere: ``*.md`` matches at any depth, ``docs/*.md`` only
+    directly in docs/, ``**/*.md`` top-level files too, ``!pattern`` takes back a match.
+    """
     return GitIgnoreSpec.from_lines(patterns) if patterns else None
 
 
@@ -410,8 +417,9 @@ def read_file(found: FoundFile) -> FileContent | DocumentFile | Skip:
     if decoded is None:
         return Skip(found.relpath, "binary", "contains NUL bytes or mostly control characters")
     text, encoding, lossy = decoded
-    text, kind = extract.to_text(found.relpath, text)
-    return FileContent(text, hashlib.sha256(data).hexdigest(), encoding, lossy, kind)
+    extracted = extract.to_text(found.relpath, text)
+    digest = hashlib.sha256(data).hexdigest()
+    return FileContent(extracted.text, digest, encoding, lossy, extracted.kind, extracted.source_lines)
 
 
 def _open_nonblocking(path: str, flags: int) -> int:

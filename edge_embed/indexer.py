@@ -15,10 +15,11 @@ picks up the rest. Memory stays flat: files are streamed and embedded in batches
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -28,6 +29,7 @@ from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.extract import file_lines
 from edge_embed.files import (
     DEFAULT_MAX_DOCUMENT_SIZE,
     DEFAULT_MAX_FILE_SIZE,
@@ -71,6 +73,20 @@ class IndexOptions:
     instruction: str | None = None
 
 
+@dataclass(frozen=True)
+class KeptFolder:
+    """A folder that vanished or came up empty while the index holds files from it.
+
+    Its files are kept, not deleted: an unplugged drive, an unmounted share or a link to
+    either looks exactly like a deleted folder, and deleting needs the folder to be there.
+    ``reason`` is "missing" or "empty" (a root), or "dangling-symlink" (a linked subfolder).
+    """
+
+    path: str
+    reason: str
+    files_kept: int
+
+
 @dataclass
 class IndexSummary:
     """What a run did; printed by the CLI, as JSON with --json."""
@@ -90,6 +106,7 @@ class IndexSummary:
     tokens_embedded: int = 0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    kept: list[KeptFolder] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -145,6 +162,23 @@ class _PendingFile:
 def _under_any(relpath: str, prefixes: set[str]) -> bool:
     """Whether relpath is one of ``prefixes`` or inside one of them (POSIX relpaths)."""
     return any(relpath == prefix or relpath.startswith(prefix + "/") for prefix in prefixes)
+
+
+def _unavailable_state(root: Path) -> str | None:
+    """None for a folder with something in it; else "empty", "missing" or "not-a-folder"."""
+    if root.is_dir():
+        try:
+            with os.scandir(root) as entries:
+                return "empty" if next(entries, None) is None else None
+        except OSError:  # unreadable: the walk reports it
+            return None
+    return "not-a-folder" if root.exists() else "missing"
+
+
+def _in_file_lines(chunk: Chunk, source_lines: Sequence[tuple[int, int]] | None) -> Chunk:
+    """A chunk located by the file's own lines (for extracted HTML text too), for `path:line`."""
+    start_line, end_line = file_lines(source_lines, chunk.start_line, chunk.end_line)
+    return replace(chunk, start_line=start_line, end_line=end_line)
 
 
 def text_hash(text: str) -> str:
@@ -207,7 +241,7 @@ class Indexer:
             self.store.check_settings(self.settings)
             if self.settings.instruction != stored.instruction:  # `index --instruct` on an existing index
                 self.store.set_instruction(self.settings.instruction)
-        roots = [root.resolve() for root in roots]
+        roots = self._available_roots(roots)
         self._refuse_overlapping_roots(roots)
         chunks_before = self.store.chunk_count()
         owns_sandbox = self.sandbox is None
@@ -226,6 +260,42 @@ class Indexer:
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
         return self.summary
 
+    def _available_roots(self, roots: Sequence[Path]) -> list[Path]:
+        """The roots to walk, resolved; all checked before any is walked.
+
+        A root that is missing (a dangling link too) or empty while the index holds files
+        from it is set aside and reported, its files kept. Any other missing root, or a
+        file, is an error.
+        """
+        available = []
+        for given in roots:
+            root = given.resolve()
+            state = _unavailable_state(root)
+            if state is None:
+                available.append(root)
+                continue
+            files = self._indexed_file_count(root)
+            if files:
+                self._keep(KeptFolder(str(root), state, files), f"`edge-embed remove {root}` drops them")
+            elif state == "empty":  # nothing indexed from it: an empty folder is just empty
+                available.append(root)
+            else:
+                raise EdgeEmbedError(f"{'no such folder' if state == 'missing' else 'not a folder'}: {given}")
+        return available
+
+    def _indexed_file_count(self, root: Path) -> int:
+        if str(root) not in self.store.root_paths():
+            return 0
+        return len(self.store.file_states(self.store.add_root(str(root))))
+
+    def _keep(self, kept: KeptFolder, how_to_drop: str) -> None:
+        self.summary.kept.append(kept)
+        state = {"missing": "does not exist", "empty": "is empty", "dangling-symlink": "is a dangling symlink"}
+        self.progress.warning(
+            f"{kept.path} {state[kept.reason]} but the index holds {kept.files_kept} files from it (an "
+            f"unplugged drive or an unmounted share?): they are kept; {how_to_drop}"
+        )
+
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""
         known = [Path(path) for path in self.store.root_paths()]
@@ -241,12 +311,11 @@ class Indexer:
 
     # ---------------------------------------------------------------- per root
     def _index_root(self, root: Path) -> None:
-        if not root.is_dir():
-            raise EdgeEmbedError(f"not a folder: {root}")
         self.summary.roots.append(str(root))
         root_id = self.store.add_root(str(root))
         known = self.store.file_states(root_id)
-        found, keep = self._discover(root)
+        found, keep, dangling = self._discover(root)
+        keep |= self._keep_under_dangling_links(root, known, dangling)
         self.progress.root_started(root, len(found), sum(item.size for item in found))
         for item in found:
             if self.stop.is_set():
@@ -258,14 +327,16 @@ class Indexer:
             self._remove_missing(root, known, seen, keep)
             self.store.mark_indexed(root_id)
 
-    def _discover(self, root: Path) -> tuple[list[FoundFile], set[str]]:
+    def _discover(self, root: Path) -> tuple[list[FoundFile], set[str], list[str]]:
         """Walk first (cheap stats only) so the progress display knows the total.
 
         Also returns the relpaths (files or folders) to keep in the index although the walk
-        did not yield them: those skipped for a reason that may pass (unreadable just now).
+        did not yield them: those skipped for a reason that may pass (unreadable just now),
+        and the relpaths of the dangling symlinks met.
         """
         found: list[FoundFile] = []
         keep: set[str] = set()
+        dangling: list[str] = []
         walk = discover(
             root,
             include=self.options.include,
@@ -282,12 +353,24 @@ class Indexer:
                     self._record_skip(item)
                     if item.reason in TRANSIENT_SKIPS:
                         keep.add(item.relpath)
+                    elif item.reason == "broken-symlink":
+                        dangling.append(item.relpath)
                 else:
                     found.append(item)
         except OSError as exc:  # the root itself (per-file problems are Skips)
             raise EdgeEmbedError(f"cannot read the folder {root}: {exc.strerror or exc}") from None
         self.summary.files_seen += len(found)
-        return found, keep
+        return found, keep, dangling
+
+    def _keep_under_dangling_links(self, root: Path, known: dict, dangling: list[str]) -> set[str]:
+        """Dangling links that were folders with indexed files (a link to an unplugged drive)."""
+        kept = set()
+        for link in dangling:
+            files = sum(1 for relpath in known if relpath.startswith(link + "/"))
+            if files:
+                kept.add(link)
+                self._keep(KeptFolder(str(root / link), "dangling-symlink", files), "delete the link to drop them")
+        return kept
 
     def _index_file(self, root_id: int, found: FoundFile, state) -> None:
         if state is not None and state.size == found.size and state.mtime_ns == found.mtime_ns:
@@ -342,14 +425,14 @@ class Indexer:
                 self._delete(state)
             return None
         return FileContent(
-            extracted.text, document.content_hash, document.document_format, False, "document", extracted.layout
+            extracted.text, document.content_hash, document.document_format, False, "document", layout=extracted.layout
         )
 
     def _chunk(self, found: FoundFile, content: FileContent) -> list[Chunk] | None:
         """The file's chunks, in the model's tokens; None (counted as failed) if impossible."""
         embedder = self.model.load()
         try:
-            return chunk_document(
+            chunks = chunk_document(
                 content.text,
                 name=Path(found.relpath).name,
                 kind=content.kind,
@@ -363,6 +446,7 @@ class Indexer:
             self.summary.failed += 1
             self.progress.warning(f"{found.relpath}: could not be chunked ({exc})")
             return None
+        return [_in_file_lines(chunk, content.source_lines) for chunk in chunks]
 
     # ---------------------------------------------------------------- batches
     def _flush(self) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_embed.extract import keeps_lines
 from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
@@ -102,19 +103,20 @@ def numbered_lines(
 ) -> list[str]:
     """The chunk's lines (all, or the best window) as '  12  text', terms highlighted.
 
-    Lines of a paged document's extracted text have no numbers a reader could use, so
-    they are shown as '  text' (the page is in the location line).
+    Lines of text extracted from markup (HTML) are not the file's lines one for one, so
+    they go unnumbered: the location above them gives the file lines of the chunk. Nor
+    are lines extracted from a PDF or Word file: its location gives the page.
     """
     lines = hit.chunk.text.split("\n")
     first = 0 if full else best_window(lines, pattern)
     shown = lines if full else lines[first : first + SNIPPET_LINES]
     width = len(str(hit.chunk.start_line + len(lines) - 1))
-    paged = hit.chunk.page_start is not None
+    numbered = keeps_lines(hit.chunk.relpath) and hit.chunk.page_start is None
     out = []
     for offset, line in enumerate(shown):
-        number = "" if paged else _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green") + "  "
+        number = _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green")
         text = line if full else clip_line(line, pattern)
-        out.append(f"  {number}{highlight(text, pattern, color)}".rstrip())
+        out.append(f"  {number + '  ' if numbered else ''}{highlight(text, pattern, color)}".rstrip())
     return out
 
 

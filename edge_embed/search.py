@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, keyword_terms
+from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, as_stored, keyword_terms, under_prefix
 
 if TYPE_CHECKING:
     from edge_embed.runtime.engine import Embedder
@@ -181,20 +181,20 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
 
 
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
-    """``--in`` paths as absolute paths; each must exist and overlap an indexed folder."""
+    """``--in`` paths spelled like stored paths (``as_stored``); each must exist and overlap a root."""
     if not in_paths:
         return ()
-    roots = [Path(path) for path in store.root_paths()]
+    roots = store.root_paths()
     resolved = []
     for given in in_paths:
-        path = Path(given).expanduser().resolve()
-        if not path.exists():
+        if not Path(given).expanduser().exists():
             raise EdgeEmbedError(f"unknown --in path {given}: it does not exist")
-        if not any(path.is_relative_to(root) or root.is_relative_to(path) for root in roots):
+        path = as_stored(given, roots)
+        if not any(under_prefix(path, root) or under_prefix(root, path) for root in roots):
             raise EdgeEmbedError(
                 f"unknown --in path {given}: it is not in an indexed folder (see `edge-embed status`)"
             )
-        resolved.append(str(path))
+        resolved.append(path)
     return tuple(resolved)
 
 

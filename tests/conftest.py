@@ -21,6 +21,14 @@ def tiny_model_no_eos(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A qwen3 chat/generation model: pooling NONE and no "Embedding" in its name."""
+    return write_tiny_qwen3(
+        tmp_path_factory.mktemp("models") / "tiny-qwen3-chat.gguf", pooling="none", name="Qwen3 tiny chat test"
+    )
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the GGUF header cache (and any other cache) out of the user's home."""

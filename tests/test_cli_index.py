@@ -132,6 +132,13 @@ def test_config_sets_the_query_task(runner, notes, tiny_model, tmp_path):
         assert store.settings().instruction is None
 
 
+def test_config_on_an_index_without_settings_is_a_clean_error(runner, tmp_path):
+    db = tmp_path / "i.db"
+    Store.open(db).close()  # what a run that stopped before its first file leaves
+    assert_clean_error(invoke(runner, "config", "--db", db), "no model or settings yet", "edge-embed index FOLDER")
+    assert_clean_error(invoke(runner, "config", "--db", db, "--instruct", "Find notes"), "edge-embed index FOLDER")
+
+
 def test_embed_prints_reference_vector(runner, tiny_model):
     result = invoke(runner, "embed", "--model", tiny_model.path, "hello")
     assert result.exit_code == 0, result.output
@@ -175,6 +182,14 @@ def test_embed_bad_input_is_one_line_error(runner, tiny_model, tmp_path, args, f
     paths = {"model": tiny_model.path, "missing": tmp_path / "missing.gguf", "fake": fake, "truncated": truncated}
     result = invoke(runner, *[arg.format(**paths) for arg in args])
     assert_clean_error(result, fragment)
+
+
+@pytest.mark.parametrize("command", [["embed", "hello"], ["index", "{notes}", "--db", "{db}"]])
+def test_a_chat_model_is_one_line_error(runner, notes, tiny_chat_model, tmp_path, command):
+    db = tmp_path / "i.db"
+    result = invoke(runner, *[arg.format(notes=notes, db=db) for arg in command], "--model", tiny_chat_model.path)
+    assert_clean_error(result, "tiny-qwen3-chat.gguf", "not an embedding model", "pooling is NONE")
+    assert not db.exists()
 
 
 def test_catalog_model_end_to_end_with_offer_to_pull(runner, notes, tiny_model, tmp_path, fake_hub, monkeypatch):
@@ -240,3 +255,20 @@ def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_mo
     fresh = tmp_path / "fresh.db"
     assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", tiny_model.path, "--ctx", "64", "--chunk-tokens", "128"), "--chunk-tokens")
     assert not fresh.exists()
+
+
+def test_an_emptied_root_is_kept_and_reported(runner, notes, tiny_model, tmp_path):
+    """An unmounted drive's empty mount point must not empty the index."""
+    db = tmp_path / "i.db"
+    invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path)
+    for path in notes.iterdir():
+        path.unlink()
+    as_json = invoke(runner, "index", notes, "--db", db, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    summary = json.loads(as_json.stdout)
+    assert summary["kept"] == [{"path": str(notes.resolve()), "reason": "empty", "files_kept": 2}]
+    assert summary["removed"] == 0
+    assert f"`edge-embed remove {notes.resolve()}` drops them" in as_json.stderr
+    text = invoke(runner, "index", notes, "--db", db)
+    assert f"kept:   2 files of {notes.resolve()}, which is empty" in text.stdout
+    assert "2 files, " in invoke(runner, "status", "--db", db).output

@@ -217,6 +217,33 @@ def test_output_formats_are_exclusive_and_model_is_refused(indexed) -> None:
     assert from_env.exit_code == 0, "EDGE_EMBED_MODEL (for index/embed) must not break queries"
 
 
+def test_a_query_starting_with_a_dash_is_told_to_go_after_double_dash(indexed) -> None:
+    db, root = indexed
+    assert_one_line_error(run("-minus +plus", "--db", str(db)), "goes after '--'", "edge-embed query -- '-minus +plus'")
+    unknown = run("-x", "foo", "--db", str(db))
+    assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+    assert "No such option '-x'" in unknown.stderr and "edge-embed query -- -x" in unknown.stderr
+    after_dashes = run("--mode", "keyword", "--db", str(db), "--", "-rotate", "+vault")
+    assert after_dashes.exit_code == 0, after_dashes.output
+    assert f"{root}/keys.md" in after_dashes.stdout
+
+
+def test_options_still_parse_next_to_the_double_dash_rule(indexed) -> None:
+    db, _ = indexed
+    glued = run("-k1", "--mode=keyword", "keys", "--db", str(db), "--files")
+    assert glued.exit_code == 0, glued.output
+    assert len(glued.stdout.splitlines()) == 1
+    assert_one_line_error(run("keys", "-m", "other.gguf", "--db", str(db)), "drop --model")
+    for mistake in (["-k", "many"], ["--mdoe", "keyword"]):
+        result = run("keys", *mistake, "--db", str(db))
+        assert result.exit_code == 2 and "goes after" not in result.stderr, result.stderr
+
+
+def test_query_help_shows_the_double_dash() -> None:
+    result = CliRunner().invoke(cli, ["query", "--help"])
+    assert "edge-embed query -- \"-minus +plus\"" in result.output
+
+
 @pytest.fixture
 def index_without_model(tmp_path: Path, tiny_model) -> Path:
     """An index whose model file was deleted after indexing."""
@@ -242,3 +269,29 @@ def test_missing_catalog_model_names_the_pull_command(index_without_model: Path,
         store._save_settings(replace(settings, model_label="qwen3-embedding-0.6b"))  # noqa: SLF001
     result = run("keys", "--db", str(index_without_model), env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
     assert_one_line_error(result, "edge-embed pull qwen3-embedding-0.6b", "--mode keyword")
+
+
+def test_in_reaches_through_a_symlinked_subfolder_and_a_symlinked_root(tmp_path: Path, tiny_model) -> None:
+    """Stored paths go through symlinked folders unresolved; --in must be spelled the same way."""
+    outside = tmp_path / "outside" / "sub"
+    outside.mkdir(parents=True)
+    (outside / "far.md").write_text("A walrus in the linked folder.\n", encoding="utf-8")
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "near.md").write_text("A walrus next to the root.\n", encoding="utf-8")
+    (root / "link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (tmp_path / "alias").symlink_to(root, target_is_directory=True)
+    db = tmp_path / "index.db"
+    indexed = CliRunner().invoke(cli, ["index", str(root), "--db", str(db), "--model", str(tiny_model.path), "--quiet"])
+    assert indexed.exit_code == 0, indexed.output
+    far, near = f"{root}/link/sub/far.md", f"{root}/near.md"
+    for in_path, expected in (
+        (root / "link" / "sub", {far}),
+        (root / "link", {far}),
+        (tmp_path / "alias" / "link" / "sub", {far}),  # the root itself given through a symlink
+        (tmp_path / "alias", {far, near}),
+        (tmp_path, {far, near}),  # a parent of the root
+    ):
+        result = run("walrus", "--mode", "keyword", "--files", "--in", str(in_path), "--db", str(db))
+        assert result.exit_code == 0, (in_path, result.output)
+        assert set(result.stdout.splitlines()) == expected, in_path

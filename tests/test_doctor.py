@@ -157,3 +157,9 @@ def test_a_missing_gguf_path_is_reported() -> None:
     report = run_json("--model", "/nonexistent/model.gguf")
     assert "not found" in report["model"]["error"]
     assert report["plan"] is None
+
+
+def test_a_chat_model_is_reported_as_not_an_embedding_model(tiny_chat_model) -> None:
+    report = run_json("--model", str(tiny_chat_model.path))
+    assert "not an embedding model: its pooling is NONE" in report["model"]["error"]
+    assert report["plan"] is None

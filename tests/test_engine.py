@@ -8,10 +8,14 @@ import logging
 import numpy as np
 import pytest
 
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, NotAnEmbeddingModel
 from edge_embed.modelfile import read_model_info
+from edge_embed.runtime import engine as engine_module
 from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, truncate_and_normalize
+from edge_embed.runtime.loader import prepare_model
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
+from edge_embed.testing import write_tiny_qwen3
+from edge_embed.testing.gguf_builder import IM_END_TEXT
 
 MIN_COSINE = 0.999
 
@@ -112,6 +116,31 @@ def test_gguf_without_add_eos_token_still_gets_eos(tiny_model_no_eos):
         engine.close()
 
 
+def test_qwen3_gets_endoftext_found_by_its_text_whatever_eos_the_gguf_declares(tmp_path, caplog):
+    """Conversions made before llama.cpp PR #14314 declare <|im_end|> as EOS; Qwen3-Embedding
+    pools <|endoftext|>, so that one is appended, with a warning about the file."""
+    model = write_tiny_qwen3(tmp_path / "im-end-eos.gguf", declared_eos=IM_END_TEXT)
+    declared = read_model_info(model.path).eos_token_id
+    assert declared != model.eos_id
+    with caplog.at_level(logging.WARNING, logger="edge_embed"):
+        engine = make_embedder(model, n_ctx=256, n_batch=256, n_ubatch=64)
+    try:
+        text = "older conversions declare the chat end token"
+        vector = engine.embed_documents([text])[0]
+        assert cosine(vector, reference_document(model, text)) >= MIN_COSINE
+        assert cosine(vector, model.embed(model.tokenize(text) + [declared])) < 0.99
+    finally:
+        engine.close()
+    assert f"declares {IM_END_TEXT} ({declared}) as EOS" in caplog.text
+    assert f"pools <|endoftext|> ({model.eos_id})" in caplog.text
+
+
+def test_no_eos_warning_when_the_gguf_declares_endoftext(tiny_model, caplog):
+    with caplog.at_level(logging.WARNING, logger="edge_embed"):
+        make_embedder(tiny_model, n_ctx=256, n_batch=256, n_ubatch=64).close()
+    assert "EOS" not in caplog.text
+
+
 def test_input_over_context_is_cut_before_the_eos(tiny_model, caplog):
     engine = make_embedder(tiny_model, n_ctx=128, n_batch=128, n_ubatch=64)
     try:
@@ -149,3 +178,32 @@ def test_count_tokens_excludes_the_eos(embedder, tiny_model):
 def test_truncate_and_normalize_handles_zero_rows():
     rows = truncate_and_normalize(np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 12.0]], dtype=np.float32), 2)
     assert np.allclose(rows, [[0.0, 0.0], [0.6, 0.8]])
+
+
+@pytest.mark.parametrize("pooling", ["none", None])
+def test_a_chat_model_is_refused_from_its_header_before_loading(tmp_path, monkeypatch, pooling):
+    """Pooling NONE, declared or by default (no pooling key): llama.cpp would return no
+    vector, and llama-cpp-python fail with "NULL pointer access"."""
+    chat_model = write_tiny_qwen3(tmp_path / "chat.gguf", pooling=pooling, name="Qwen3 tiny chat test")
+
+    def load_weights(*args, **kwargs):
+        raise AssertionError("the weights of a chat model must not be loaded")
+
+    monkeypatch.setattr(engine_module, "_load_llama", load_weights)
+    with pytest.raises(NotAnEmbeddingModel, match="not an embedding model: its pooling is NONE") as refused:
+        prepare_model(str(chat_model.path), RuntimeSettings(force_cpu=True))
+    assert refused.value.pooling == pooling and refused.value.model_name == "Qwen3 tiny chat test"
+    assert "\n" not in str(refused.value) and "qwen3-embedding-0.6b" in str(refused.value)
+    with pytest.raises(NotAnEmbeddingModel):
+        make_embedder(chat_model)
+
+
+def test_a_chat_model_forced_to_the_qwen3_format_pools_the_last_token(tiny_chat_model):
+    info = read_model_info(tiny_chat_model.path)
+    plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(), gpu=None, offload_supported=False)
+    engine = Embedder(info, dataclasses.replace(plan, n_ctx=256, n_batch=256, n_ubatch=64), qwen3_format=True)
+    try:
+        text = "a chat model used as an embedder on purpose"
+        assert cosine(engine.embed_documents([text])[0], reference_document(tiny_chat_model, text)) >= MIN_COSINE
+    finally:
+        engine.close()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_embed.errors import EdgeEmbedError, IndexMismatch
-from edge_embed.indexer import IndexOptions, Indexer
+from edge_embed.indexer import IndexOptions, Indexer, KeptFolder, NoProgress
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.engine import Embedder
 from edge_embed.runtime.loader import ModelHandle
@@ -227,8 +227,11 @@ def test_unchanged_rerun_does_not_load_the_model(store, engine, tree, tiny_model
 
 
 def test_missing_root_is_a_clear_error(store, engine, tmp_path):
-    with pytest.raises(EdgeEmbedError, match="not a folder"):
+    with pytest.raises(EdgeEmbedError, match="no such folder"):
         run(store, engine, tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("not a folder")
+    with pytest.raises(EdgeEmbedError, match="not a folder"):
+        run(store, engine, tmp_path / "file.txt")
 
 
 def test_index_from_other_chunking_rules_is_refused(store, engine, tree, monkeypatch):
@@ -373,3 +376,84 @@ def test_overlapping_roots_are_refused(store, engine, tree, second):
         run(store, engine, inner)
     with pytest.raises(EdgeEmbedError, match="indexed twice"):
         run(store, engine, tree, tree / "sub")
+
+
+class RecordedWarnings(NoProgress):
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def run_recording(store: Store, engine: CountingEmbedder, *roots: Path) -> tuple[object, list[str]]:
+    progress = RecordedWarnings()
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8), progress=progress)
+    return indexer.run(list(roots)), progress.warnings
+
+
+def test_a_root_that_came_up_empty_keeps_its_files(store, engine, tree, tmp_path):
+    """An unmounted drive leaves its mount point: an empty folder, not a deleted one."""
+    run(store, engine, tree)
+    before = index_state(store)
+    shutil.move(tree, tmp_path / "unplugged")
+    tree.mkdir()
+    summary, warnings = run_recording(store, engine, tree)
+    assert summary.removed == 0 and index_state(store) == before
+    assert summary.kept == [KeptFolder(str(tree.resolve()), "empty", 3)]
+    assert any("is empty" in w and f"`edge-embed remove {tree.resolve()}`" in w for w in warnings), warnings
+    tree.rmdir()
+    shutil.move(tmp_path / "unplugged", tree)
+    assert run(store, engine, tree).unchanged == 3
+
+
+def test_a_root_that_vanished_keeps_its_files_and_the_others_are_indexed(store, engine, tree, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.md").write_text("# Other\n\nOranges.\n")
+    target = tmp_path / "drive" / "notes"
+    target.parent.mkdir()
+    shutil.move(tree, target)
+    link = tmp_path / "link-to-drive"
+    link.symlink_to(target, target_is_directory=True)
+    run(store, engine, link, other)
+    before = index_state(store)
+    shutil.move(target.parent, tmp_path / "unplugged")  # the link now dangles
+    (other / "o2.md").write_text("# Other two\n\nOlives.\n")
+    summary, warnings = run_recording(store, engine, link, other)
+    assert summary.kept == [KeptFolder(str(target), "missing", 3)]
+    assert summary.removed == 0 and summary.indexed == 1 and summary.roots == [str(other)]
+    assert index_state(store) >= before
+    assert any("does not exist" in w for w in warnings), warnings
+
+
+def test_a_dangling_link_to_a_folder_keeps_the_files_under_it(store, engine, tree, tmp_path):
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    (drive / "far.md").write_text("# Far\n\nFigs on the far drive.\n")
+    (tree / "usb").symlink_to(drive, target_is_directory=True)
+    run(store, engine, tree)
+    assert "usb/far.md" in {row[0] for row in index_state(store)}
+    shutil.move(drive, tmp_path / "unplugged")
+    summary, warnings = run_recording(store, engine, tree)
+    assert summary.removed == 0 and "usb/far.md" in {row[0] for row in index_state(store)}
+    assert summary.kept == [KeptFolder(str(tree.resolve() / "usb"), "dangling-symlink", 1)]
+    assert any("delete the link" in w for w in warnings), warnings
+    (tree / "usb").unlink()  # what the warning says: now it is gone for good
+    assert run(store, engine, tree).removed == 1
+
+
+def test_html_chunks_report_the_lines_of_the_file(store, engine, tmp_path):
+    """`path:line` must open the right line: the file's, not the extracted text's."""
+    site = tmp_path / "site"
+    site.mkdir()
+    lines = ["<html><head>", "<style>p { color: red }</style></head><body>"] + ["<!-- -->"] * 12 + ["</body></html>"]
+    words = {3: "alpha", 10: "beta", 14: "gamma"}
+    for number, word in words.items():
+        lines[number - 1] = f"<p>{' '.join([word] * 40)}</p>"
+    (site / "page.html").write_text("\n".join(lines) + "\n")
+    run(store, engine, site)
+    rows = store._conn.execute("SELECT start_line, end_line, text FROM chunks").fetchall()
+    assert {start for start, _, _ in rows} == set(words)
+    for start, end, text in rows:
+        assert start == end and text.split()[0] == words[start]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -102,6 +103,15 @@ def test_snippet_lines_carry_their_line_numbers_in_the_file() -> None:
     assert len(snippet) == SNIPPET_LINES
     assert snippet[-1] == "  21  the vault rotates keys"
     assert snippet[0] == "  19  line 19"
+
+
+def test_lines_extracted_from_html_are_not_numbered() -> None:
+    """Its text lines are not the file's lines: only the location (file lines) is given."""
+    hit = make_hit("Release notes\n\nthe vault rotates keys", relpath="site/index.html", start=3)
+    hit = Hit(replace(hit.chunk, end_line=40), hit.score, None, None)
+    lines = format_hit(hit, "vector", None, cwd=Path("/"), full=True)
+    assert "site/index.html:3-40 " in lines[0]
+    assert lines[2:] == ["  Release notes", "", "  the vault rotates keys"]
 
 
 def test_full_prints_every_line_of_the_chunk() -> None:

@@ -22,6 +22,7 @@ from edge_embed.store import (
     Store,
     sqlite_vec_version,
 )
+from edge_embed.store.schema import MIGRATIONS
 
 DIMS = 16
 SETTINGS = IndexSettings(
@@ -114,7 +115,7 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
         root_id = store.add_root(tmp_path)
         write(store, root_id, tmp_path, "old.md", ["written before pages existed"], vectors[:1])
     conn = apsw.Connection(str(path))  # turn it into a schema-1 file, as an older edge-embed left it
-    conn.execute("ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = 1")
+    conn.execute(f"ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = {SCHEMA_VERSION - 1}")
     conn.close()
     with Store.open(path, create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION
@@ -346,6 +347,27 @@ def test_filters_that_exclude_99_percent_still_return_k(big_index, root: Path) -
     assert len(store.vector_search(query, 10, globs=["file_1.md", "file_2.md"])) == 10
 
 
+@pytest.mark.parametrize(
+    ("globs", "expected"),
+    [
+        (["docs/*.md"], {"docs/b.md"}),  # '*' stops at '/': not docs/a/c.md
+        (["**/*.md"], {"a.md", "docs/b.md", "docs/a/c.md"}),  # top-level files too
+        (["*.md"], {"a.md", "docs/b.md", "docs/a/c.md"}),  # no '/': a name at any depth
+        (["*.md", "!docs/a/**"], {"a.md", "docs/b.md"}),  # a negation takes back a match
+        (["docs/"], {"docs/b.md", "docs/a/c.md", "docs/notes.txt"}),  # a folder: all inside
+    ],
+)
+def test_globs_follow_gitignore_rules_like_include(
+    store: Store, root: Path, globs: list[str], expected: set[str]
+) -> None:
+    root_id = store.add_root(root)
+    relpaths = ["a.md", "docs/b.md", "docs/a/c.md", "docs/notes.txt", "top.txt"]
+    for relpath, vector in zip(relpaths, unit_vectors(np.random.default_rng(12), len(relpaths))):
+        write(store, root_id, root, relpath, ["shared walrus text"], vector[None, :])
+    hits = store.keyword_search("walrus", 10, globs=globs)
+    assert {record.relpath for record in store.chunks_by_id(i for i, _ in hits).values()} == expected
+
+
 # ---------------------------------------------------------------------- keyword search
 CORPUS = [
     ("en/cooking.md", "Pancakes need flour, milk and eggs. Whisk the batter until smooth."),
@@ -360,6 +382,9 @@ CORPUS = [
     ("ja/train.md", "新幹線で大阪まで二時間半かかります。"),
     ("ja/cat.md", "猫はこたつで丸くなって寝ています。"),
     ("ja/code.md", "Pythonの使い方を説明します。関数とクラスを学びましょう。"),
+    ("ja/bread.md", "毎朝パンとコーヒーをいただきます。"),
+    ("ko/seoul.md", "어제 서울에서 친구를 만났어요."),
+    ("ko/busan.md", "부산은 바다가 아름다운 도시입니다."),
 ]
 
 
@@ -403,6 +428,13 @@ def test_keyword_search_finds_words_diacritics_and_paths(store: Store, corpus: d
         ("Python 使い方", "ja/code.md"),
         ("Pythonの使い方", "ja/code.md"),
         ("查询 速度", "zh/db.md"),
+        ("서울", "ko/seoul.md"),  # Hangul: a 2-syllable word with a particle attached
+        ("서울에서", "ko/seoul.md"),
+        ("바다", "ko/busan.md"),
+        ("요", "ko/seoul.md"),  # one syllable, the last of its run
+        ("パン", "ja/bread.md"),  # katakana
+        ("コーヒー", "ja/bread.md"),
+        ("いただき", "ja/bread.md"),  # hiragana
     ],
 )
 def test_keyword_search_finds_chinese_and_japanese(store: Store, corpus: dict[str, int], query: str, relpath: str) -> None:
@@ -412,6 +444,73 @@ def test_keyword_search_finds_chinese_and_japanese(store: Store, corpus: dict[st
 def test_cjk_sentence_without_spaces_matches_on_shared_words(store: Store, corpus: dict[str, int]) -> None:
     assert top(store, "怎样让数据库查询更快")[0] == corpus["zh/db.md"]
     assert top(store, "学习", globs=["ja/*"]) == []
+
+
+def test_cjk_headings_and_file_names_are_searchable(store: Store, root: Path) -> None:
+    root_id = store.add_root(root)
+    vectors = unit_vectors(np.random.default_rng(13), 3)
+    chunks = [make_chunk(0, "Only English text here.", vectors[0], heading="天气预报")]
+    store.write_file(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h1", chunks)
+    write(store, root_id, root, "笔记/서울.md", ["Plain words, nothing else."], vectors[1:2])
+    write(store, root_id, root, "en/other.md", ["More plain words."], vectors[2:3])
+    paths = {record.relpath: chunk_id for chunk_id, record in store.chunks_by_id(range(1, 10)).items()}
+    for query, relpath in (("天气", "en/forecast.md"), ("天气预报", "en/forecast.md"), ("预", "en/forecast.md"),
+                           ("笔记", "笔记/서울.md"), ("서울", "笔记/서울.md")):
+        assert top(store, query) == [paths[relpath]], query
+
+
+def chunk_columns_read(store: Store, query: str, **filters) -> set[tuple[str, str]]:
+    """The (table, column) pairs SQLite reads to answer ``query``, from its authorizer."""
+    reads: set[tuple[str, str]] = set()
+
+    def authorizer(operation: int, table: str | None, column: str | None, *_: object) -> int:
+        if operation == apsw.SQLITE_READ:
+            reads.add((str(table), str(column)))
+        return apsw.SQLITE_OK
+
+    store._conn.authorizer = authorizer  # noqa: SLF001 - the test watches the store's own SQL
+    try:
+        assert store.keyword_search(query, 5, **filters), query
+    finally:
+        store._conn.authorizer = None  # noqa: SLF001
+    return reads
+
+
+@pytest.mark.parametrize("query", ["学习", "猫", "서울", "パン 学习"])
+def test_short_cjk_terms_are_an_index_lookup_not_a_scan_of_chunk_texts(
+    store: Store, corpus: dict[str, int], query: str
+) -> None:
+    for filters in ({}, {"globs": ["*.md"]}):
+        reads = chunk_columns_read(store, query, **filters)
+        assert ("chunks", "text") not in reads, reads
+        assert any(table == "chunks_cjk_bigrams" for table, _ in reads), reads
+
+
+def test_an_index_from_before_the_bigram_table_is_migrated_from_stored_texts(store: Store, root: Path) -> None:
+    """The shape of the previous schema (trigram text only, no bigrams) gains both on open."""
+    root_id = store.add_root(root)
+    vectors = unit_vectors(np.random.default_rng(14), 3)
+    write(store, root_id, root, "ko/seoul.md", ["어제 서울에서 친구를 만났어요."], vectors[0:1])
+    write(store, root_id, root, "zh/ml.md", ["机器学习是人工智能的一个分支"], vectors[1:2])
+    chunks = [make_chunk(0, "English only.", vectors[2], heading="天气预报")]
+    store.write_file(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h", chunks)
+    before = next(i for i, step in enumerate(MIGRATIONS) if "cjk_bigrams" in step.__name__)
+    store._conn.execute(  # noqa: SLF001 - rewind the file to the schema before the migration
+        f"""
+        DROP TABLE chunks_cjk_bigrams;
+        DROP TABLE chunks_cjk;
+        CREATE VIRTUAL TABLE chunks_cjk USING fts5(text, content='', contentless_delete=1, tokenize='trigram');
+        INSERT INTO chunks_cjk(rowid, text) SELECT id, text FROM chunks WHERE text NOT LIKE 'English%';
+        PRAGMA user_version = {before};
+        """
+    )
+    with Store.open(store.path, create=False) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION
+        ids = {record.relpath: chunk_id for chunk_id, record in migrated.chunks_by_id(range(1, 10)).items()}
+        assert top(migrated, "서울") == [ids["ko/seoul.md"]]
+        assert top(migrated, "学习") == [ids["zh/ml.md"]]
+        assert top(migrated, "天气预报") == [ids["en/forecast.md"]]
+        assert_consistent(migrated, chunks=3, cjk_chunks=3, files=3)
 
 
 # ---------------------------------------------------------------------- concurrency

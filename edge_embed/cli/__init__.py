@@ -7,10 +7,14 @@ Each command family lives in its own module and is imported only when used, so
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from edge_embed import __version__
+from edge_embed.dependencies import dependency_error
 from edge_embed.errors import EdgeEmbedError
 
 COMMANDS = {
@@ -35,8 +39,18 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def is_sqlite_error(exc: Exception) -> bool:
+    """An apsw error that got past the store's translation: still one line, not a traceback.
+
+    Checked without importing apsw, which `edge-embed --help` does not need.
+    """
+    apsw = sys.modules.get("apsw")
+    return apsw is not None and isinstance(exc, apsw.Error)
+
+
 class LazyGroup(click.Group):
-    """Imports a command's module on first use; EdgeEmbedError becomes UserError (exit 2)."""
+    """Imports a command's module on first use; EdgeEmbedError and a dependency's
+    ImportError become UserError (exit 2)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -46,16 +60,38 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        with import_errors_explained():  # also while --help lists the commands
+            return getattr(importlib.import_module(module_name), attr)
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with import_errors_explained():  # dependencies imported on first use: llama_cpp, apsw...
+                return super().invoke(ctx)
         except EdgeEmbedError as exc:
             raise UserError(str(exc)) from None
+        except Exception as exc:
+            if not is_sqlite_error(exc):
+                raise
+            from edge_embed.store.sqlite_errors import index_error
+
+            raise UserError(str(index_error(exc, None))) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
             click.echo("\naborted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextmanager
+def import_errors_explained() -> Iterator[None]:
+    """A missing or too old dependency becomes one line naming the package to install
+    (edge_embed.dependencies); an ImportError inside edge-embed itself is a bug and keeps
+    its traceback."""
+    try:
+        yield
+    except ImportError as exc:
+        error = dependency_error(exc)
+        if error is None:
+            raise
+        raise UserError(str(error)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -27,6 +27,7 @@ from edge_embed.runtime.hardware import (
     build_supports_offload,
     detect_gpus,
 )
+from edge_embed.runtime.engine import check_embedding_model
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, gib, make_plan
 
 LABEL_WIDTH = 12
@@ -75,16 +76,18 @@ def detected_gpus() -> tuple[list[GpuInfo], str | None]:
 
 def model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape | None]:
     """The selected model and the shape to plan with: the file's header when the file is
-    present, else the catalog's estimate (the plan of a model not downloaded yet)."""
+    present, else the catalog's estimate (the plan of a model not downloaded yet).
+    A file that no command would run (not found, not a GGUF, a chat model) has no plan."""
     name = spec or DEFAULT_MODEL
     try:
         resolved = resolve_model(spec)
+        info = read_model_info(resolved.path)
+        check_embedding_model(info)
     except ModelNotFound:  # only catalog names are "not downloaded"
         entry = get_entry(name)
         return not_downloaded_report(entry), estimated_shape(entry)
     except EdgeEmbedError as exc:
         return {"name": name, "error": str(exc)}, None
-    info = read_model_info(resolved.path)
     return {
         "name": resolved.label,
         "downloaded": True,

@@ -250,9 +250,20 @@ def format_summary(summary, db_path: Path) -> str:
         f"  embedded {summary.texts_embedded} texts, {summary.tokens_embedded:,} tokens in {summary.elapsed_s:.1f}s"
         + (f" ({rate:,.0f} tokens/s overall)" if summary.tokens_embedded else ""),
     ]
+    lines.extend(format_kept(kept) for kept in summary.kept)
     if summary.interrupted:
         lines.append("  run the same command again to finish: finished files are kept")
     return "\n".join(lines)
+
+
+def format_kept(kept) -> str:
+    """A folder that was not there (or empty): its files were kept, and how to drop them."""
+    if kept.reason == "dangling-symlink":
+        return f"  kept:   {kept.files_kept} files under {kept.path}, a dangling symlink (delete the link to drop them)"
+    return (
+        f"  kept:   {kept.files_kept} files of {kept.path}, which is {kept.reason} "
+        f"(`edge-embed remove {kept.path}` drops them)"
+    )
 
 
 @click.command()
@@ -327,5 +338,9 @@ def config(db, instruct, reset_instruct):
             with store.writer_lock():
                 store.set_instruction(None if reset_instruct else instruct)
         settings = store.settings()
+    if settings is None:  # created by a run that stopped before its first file
+        raise EdgeEmbedError(
+            f"the index {store.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"
+        )
     click.echo(f"model: {settings.model_label}")
     click.echo(f"query task: {settings.instruction or '(default) Given a web search query, retrieve relevant passages that answer the query'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,68 @@ if TYPE_CHECKING:
 EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 
 
-@click.command()
+class QueryCommand(click.Command):
+    """``query``, whose TEXT may itself begin with '-' (``-minus +plus``, ``-fno-inline``).
+
+    click reads such a word as options (``-minus`` is ``-m inus``), so its errors about
+    them name options the user never meant. When the arguments hold a word that starts
+    with '-' and is not one of query's options as written, those errors say instead that
+    such a query goes after ``--``. Real options (``-k5``, ``--mode=keyword``) parse as before.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        dashed = self._dashed_text(ctx, args)
+        try:
+            rest = super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if dashed is not None:
+                exc.message = f"{exc.message.rstrip('.')}; {after_double_dash(dashed)}"
+            raise
+        ctx.meta["query.dashed_text"] = dashed
+        return rest
+
+    def _dashed_text(self, ctx: click.Context, args: list[str]) -> str | None:
+        """The first argument before ``--`` that starts with '-' but is no option of query's."""
+        names = {name for param in self.get_params(ctx) for name in param.opts}
+        for arg in args:
+            if arg == "--":
+                return None
+            if _is_long_option_typo(arg):
+                continue
+            if arg.startswith("-") and arg != "-" and not _is_option_use(arg, names):
+                return arg
+        return None
+
+
+def _is_long_option_typo(arg: str) -> bool:
+    """``--mdoe``: click's own error (with its "did you mean") fits better than query text."""
+    return arg.startswith("--") and not any(char.isspace() for char in arg)
+
+
+def _is_option_use(arg: str, names: set[str]) -> bool:
+    """``--name``, ``--name=value``, ``-k``, or a short option with a number glued on (``-k5``).
+
+    A word glued to a short option (``-minus``) is taken for query text: no option of
+    query takes a word that way (``-m`` is refused anyway).
+    """
+    if arg.startswith("--"):
+        return arg.split("=", 1)[0] in names
+    return arg in names or (arg[:2] in names and _is_number(arg[2:]))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def after_double_dash(text: str) -> str:
+    return f"a query that starts with '-' goes after '--': edge-embed query -- {shlex.quote(text)}"
+
+
+@click.command(cls=QueryCommand)
 @click.argument("words", nargs=-1, metavar="TEXT...")
 @click.option("-k", "k", type=click.IntRange(1, MAX_KNN_K), default=10, show_default=True,
               help="How many results (with --files: how many files).")
@@ -50,8 +112,11 @@ EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 @click.option("--in", "in_paths", multiple=True, metavar="PATH",
               help="Only files under PATH (a folder or file inside an indexed folder). Repeatable.")
 @click.option("--glob", "globs", multiple=True, metavar="GLOB",
-              help="Only files matching GLOB: '*.md' matches names anywhere, 'docs/*.md' "
-                   "paths relative to the indexed folder. Repeatable.")
+              help="Only files matching GLOB, in gitignore syntax like index --include, "
+                   "relative to the indexed folder: '*.md' matches names at any depth, "
+                   "'docs/*.md' only directly in docs/, 'docs/**/*.md' at any depth under "
+                   "docs/, 'docs/' everything in it; a later '!GLOB' takes back a match "
+                   "(--glob '*.md' --glob '!drafts/**'). Repeatable.")
 @click.option("--min-score", type=float, metavar="S",
               help="Drop weak results: S is a cosine similarity (-1..1) in vector and hybrid "
                    "modes (hybrid then keeps only chunks the vector search found), a BM25 "
@@ -97,10 +162,12 @@ def query(
     Examples:
       edge-embed query how do I rotate the API keys
       edge-embed query "retry with backoff" --in ~/src/app --glob '*.py'
+      edge-embed query "install steps" --glob 'docs/**/*.md' --glob '!docs/drafts/**'
       edge-embed query --mode keyword ERR_CERT_DATE_INVALID      (exact words, no model)
       edge-embed query "quarterly budget" --files | xargs ls -l
       edge-embed query "deploy steps" --json | jq -r '.results[].path'
       edge-embed query "login fails" --explain                   (why this order?)
+      edge-embed query -- "-minus +plus"    (a query starting with '-' goes after --)
 
     Each result shows path:first-last line, the score and the best-matching lines.
     Exit status, like grep: 0 results found, 1 none, 2 an error.
@@ -148,6 +215,9 @@ def refuse_model_option(ctx: click.Context) -> None:
     `index` and `embed`) is ignored here, so setting it does not break every query.
     """
     if ctx.get_parameter_source("model") is ParameterSource.COMMANDLINE:
+        dashed = ctx.meta.get("query.dashed_text")
+        if dashed is not None:  # "-minus" was read as -m inus
+            raise EdgeEmbedError(after_double_dash(dashed))
         raise EdgeEmbedError(
             "query always uses the model the index was built with; drop --model "
             "(to change models, re-index: `edge-embed index --rebuild --model NAME FOLDER`)"

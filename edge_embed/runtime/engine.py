@@ -6,14 +6,16 @@ retrieval quality without any error:
 * with ``truncate=True`` it cuts the token list *after* the EOS was appended, so a long
   input silently loses the EOS whose hidden state *is* the embedding (last-token pooling);
 * it appends EOS only when the GGUF says ``add_eos_token``, which older community
-  conversions of Qwen3-Embedding do not;
+  conversions of Qwen3-Embedding do not, and it appends the *declared* EOS, which older
+  conversions get wrong (``<|im_end|>`` instead of the pooled ``<|endoftext|>``);
 * it truncates at ``n_batch`` rather than the context, packs inputs in arrival order and
   converts every vector through Python lists.
 
 Here every input becomes ``prefix + body[:budget] + suffix`` where prefix/suffix are the
-special tokens the model wants (for Qwen3 embedding models: no prefix, EOS suffix, always),
-texts are tokenised with ``special=False`` (user text can never inject control tokens),
-sorted by length and packed into as few ``llama_decode`` calls as the token budget allows.
+special tokens the model wants (for Qwen3 embedding models: no prefix, and as suffix
+``<|endoftext|>`` found by its text, always), texts are tokenised with ``special=False``
+(user text can never inject control tokens), sorted by length and packed into as few
+``llama_decode`` calls as the token budget allows.
 Queries get the Qwen3 instruction ``Instruct: {task}\\nQuery:{query}``; documents never do.
 """
 
@@ -27,13 +29,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, NotAnEmbeddingModel
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.plan import Plan
 
 log = logging.getLogger("edge_embed")
 
 OnDecode = Callable[[int, int], None]
+QWEN3_EOS_TEXT = "<|endoftext|>"
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 MIN_MRL_DIMS = 32
 
@@ -76,6 +79,7 @@ class Embedder:
     def __post_init__(self) -> None:
         if self.qwen3_format is None:
             self.qwen3_format = self.model.is_qwen3_embedding
+        check_embedding_model(self.model, self.qwen3_format)
         self._llama = _load_llama(self.model, self.plan, last_pooling=self.qwen3_format)
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
@@ -212,7 +216,7 @@ class Embedder:
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The tokens the model puts around every input, found by tokenising a probe.
 
-        Qwen3 embedding models always get EOS as suffix, whatever the GGUF says.
+        Qwen3 embedding models always get ``<|endoftext|>`` as suffix, whatever the GGUF says.
         """
         probe = "a"
         body = self.tokenize(probe)
@@ -223,12 +227,65 @@ class Embedder:
         start = _find_sublist(full, body)
         prefix, suffix = full[:start], full[start + len(body):]
         if self.qwen3_format:
-            eos = int(_llama_cpp().llama_vocab_eos(self._vocab))
-            prefix, suffix = [], [eos]
+            prefix, suffix = [], [self._qwen3_eos()]
         return prefix, suffix
+
+    def _qwen3_eos(self) -> int:
+        """``<|endoftext|>``, found by its text: the token Qwen3-Embedding pools.
+
+        Conversions made before llama.cpp PR #14314 declare ``<|im_end|>`` as EOS;
+        appending the declared EOS would pool the wrong token, costing retrieval quality
+        without any error. A vocabulary without ``<|endoftext|>`` keeps the declared EOS.
+        """
+        lib = _llama_cpp()
+        declared = int(lib.llama_vocab_eos(self._vocab))
+        found = self._special_token_id(QWEN3_EOS_TEXT)
+        if found is None:
+            log.warning(
+                "%s has no %s token: appending its declared EOS %s instead",
+                self.model.path.name, QWEN3_EOS_TEXT, self._token_text(declared),
+            )
+            return declared
+        if found != declared:
+            log.warning(
+                "%s declares %s (%d) as EOS, but Qwen3-Embedding pools %s (%d): appending %s"
+                " (a conversion made before llama.cpp PR #14314?)",
+                self.model.path.name, self._token_text(declared), declared, QWEN3_EOS_TEXT, found, QWEN3_EOS_TEXT,
+            )
+        return found
+
+    def _special_token_id(self, text: str) -> int | None:
+        """The id of the special token spelled ``text``, or None when the vocabulary has none."""
+        data = text.encode()
+        buf = (ctypes.c_int32 * 4)()
+        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, len(buf), False, True)
+        if n != 1 or self._token_text(buf[0]) != text:
+            return None
+        return int(buf[0])
+
+    def _token_text(self, token: int) -> str:
+        return _llama_cpp().llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace")
 
 
 ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert", "t5encoder"})
+
+
+def check_embedding_model(model: ModelInfo, qwen3_format: bool | None = None) -> None:
+    """Refuse a GGUF whose pooling is NONE (declared, or no pooling key at all), from its header alone.
+
+    Such a file is a chat/generation model: llama.cpp gives it no pooled vector, and
+    llama-cpp-python fails with "NULL pointer access" after loading gigabytes of weights.
+    Qwen3 embedding models are exempt: the engine always makes them pool the last token.
+    """
+    forced_last = model.is_qwen3_embedding if qwen3_format is None else qwen3_format
+    if model.pooling in (None, "none") and not forced_last:
+        raise NotAnEmbeddingModel(
+            f"{model.path.name} ({model.name}) is not an embedding model: its pooling is NONE, so it is a"
+            " chat/generation model; use an embedding model instead, e.g. `--model qwen3-embedding-0.6b`"
+            " (`edge-embed models` lists them) or a GGUF that declares mean, cls or last pooling",
+            model_name=model.name,
+            pooling=model.pooling,
+        )
 
 
 def check_dims(dims: int | None, native: int) -> int:

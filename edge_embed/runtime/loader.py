@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from edge_embed.download import resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import ModelInfo, read_model_info
-from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, check_dims
+from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, check_dims, check_embedding_model
 from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, plan_for
 
 
@@ -71,6 +71,7 @@ def prepare_model(
 ) -> ModelHandle:
     """Resolve the model (never downloading), verify its file and plan its offload.
 
+    A chat model (pooling NONE) is refused here, from its header, before any weights load.
     ``expect_hash`` (the header hash an index recorded) refuses a different file that
     happens to sit at the same name or path.
     """
@@ -81,6 +82,7 @@ def prepare_model(
             f"the model file {resolved.path} is not the one this index was built with "
             f"({resolved.label}); re-index with `edge-embed index --rebuild` or restore the file"
         )
+    check_embedding_model(info, qwen3_format)
     return ModelHandle(
         info,
         plan_for(ModelShape.from_model_info(info), runtime),

@@ -8,11 +8,15 @@ many Pythons cannot load extensions. It holds:
   L2-normalised vectors ranks exactly like cosine and is sqlite-vec's fastest kernel;
 * ``chunks_fts``: FTS5 (unicode61, diacritics folded) over text, heading and relpath for
   BM25 keyword search;
-* ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer, because unicode61 does not segment
-  Chinese or Japanese. Only chunks whose text contains CJK go in, so an index of
-  English text does not pay for a trigram index several times the size of its text.
+* ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer over text, heading and relpath,
+  because unicode61 does not segment Chinese, Japanese or Korean (Hangul particles attach
+  to words: 서울에서 is 서울 + 에서). It finds CJK terms of 3+ characters;
+* ``chunks_cjk_bigrams``: the same columns as the overlapping bigrams of each CJK run
+  (``cjk_bigram_document``), so 1-2 character terms, which a trigram index cannot find,
+  are an index lookup too. Only chunks with CJK in their text, heading or file name go
+  into these two, so an index of English text does not pay for them.
 
-Both FTS tables are contentless (``contentless_delete=1``): the text is stored once, in
+All FTS tables are contentless (``contentless_delete=1``): the text is stored once, in
 ``chunks``. One module per concern:
 
 | module | owns |
@@ -21,21 +25,25 @@ Both FTS tables are contentless (``contentless_delete=1``): the text is stored o
 | ``lock`` | the writer lock (one writer per index file) |
 | ``records`` | the dataclasses read and written, settings comparison |
 | ``keywords`` | free text to quoted FTS5 terms, by script |
-| ``filters`` | ``--in`` / ``--glob`` path filters |
+| ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
 | ``base`` | open, identity, transactions, settings, roots, stats, integrity |
 | ``writes`` | files, chunks, vectors, keyword rows |
 | ``retrieval`` | vector KNN, BM25, chunks by id |
+| ``sqlite_errors`` | apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
 """
 
 from __future__ import annotations
 
+from edge_embed.store.filters import as_stored, under_prefix
 from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrases, fts5_query, keyword_terms
 from edge_embed.store.records import ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
 from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
 from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
+from edge_embed.store.sqlite_errors import translating_errors
 from edge_embed.store.writes import StoreWrites
 
 
+@translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (sqlite_errors)
 class Store(StoreWrites, StoreRetrieval):
     """One open index file. Not thread-safe: one Store per thread or process."""
 
@@ -51,8 +59,10 @@ __all__ = [
     "RootInfo",
     "SCHEMA_VERSION",
     "Store",
+    "as_stored",
     "fts5_phrases",
     "fts5_query",
     "keyword_terms",
     "sqlite_vec_version",
+    "under_prefix",
 ]

@@ -18,6 +18,7 @@ from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
 from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
+from edge_embed.store.sqlite_errors import translated_errors
 
 _Self = TypeVar("_Self", bound="StoreBase")
 
@@ -72,7 +73,7 @@ class StoreBase:
             app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
             version = conn.execute("PRAGMA user_version").fetchall()[0][0]
             objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
-        except (apsw.NotADBError, apsw.CorruptError):
+        except apsw.NotADBError:  # a damaged index (CorruptError) is told apart by translating_errors
             raise EdgeEmbedError(f"{path} is not an edge-embed index (not an SQLite database); pass another --db") from None
         if app_id == APPLICATION_ID:
             if version > SCHEMA_VERSION:
@@ -116,18 +117,19 @@ class StoreBase:
         busy timeout instead of failing half-way when its read turns into a write. Callers
         may wrap several ``write_file`` calls in one to commit less often.
         """
-        if self._conn.in_transaction:
-            with self._conn:
-                yield
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
+        with translated_errors(self.path):  # a failing COMMIT too
             if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+                with self._conn:
+                    yield
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def _scalar(self, sql: str, params: Sequence[object] = ()) -> object:
         rows = self._conn.execute(sql, params).fetchall()
@@ -268,7 +270,7 @@ class StoreBase:
     def integrity_check(self) -> str:
         """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
         problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-        for table in ("chunks_fts", "chunks_cjk"):
+        for table in ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams"):
             try:
                 self._conn.execute(f"INSERT INTO {table}({table}, rank) VALUES('integrity-check', 0)")
             except apsw.Error as exc:

@@ -6,27 +6,37 @@ operators are never syntax.
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 MAX_QUERY_TERMS = 64  # a pasted page must not become a 5000-way OR
-BM25_K1 = 1.2  # FTS5's own bm25 constant, so substring scores sum on the same scale
 
 _CJK_CHARS = (
-    "\u3005\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-    "\U00020000-\U0003134f"
-)  # Han (with extensions), kana, the iteration mark: scripts written without spaces
+    "\u1100-\u11ff\u3005\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003134f"
+)  # Han (with extensions), kana, Hangul (syllables, Jamo), the iteration mark
 _CJK_RUN = re.compile(f"[{_CJK_CHARS}]+")
 _CJK_SPLIT = re.compile(f"([{_CJK_CHARS}]+)")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: FTS5's unicode61 separates on the rest
 _TRIGRAM = 3
+_BIGRAM = 2
 
 
 def has_cjk(text: str) -> bool:
     return _CJK_RUN.search(text) is not None
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Runs of letters and digits of the NFC text, CJK runs split from the rest.
+
+    Queries and the bigram index both cut text this way, so a term is found exactly where
+    it occurs: Hangul particles (서울에서) or kana endings attach to a word without a space,
+    so a CJK run is not a word and is searched by its n-grams instead.
+    """
+    for match in _WORD.finditer(unicodedata.normalize("NFC", text)):
+        yield from filter(None, _CJK_SPLIT.split(match.group()))
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,7 @@ class KeywordTerms:
     ``words`` go to the unicode61 table. CJK runs of 3+ characters go to the trigram
     table as the run itself plus each of its trigrams (so a sentence typed without
     spaces still matches text that shares only some of its words). Shorter CJK runs
-    (most Chinese words are two characters) cannot be found through a trigram index and
-    are matched as substrings of the CJK chunks.
+    (most Chinese and many Korean words are two characters) go to the bigram table.
     """
 
     words: tuple[str, ...] = ()
@@ -59,14 +68,13 @@ def keyword_terms(text: str) -> KeywordTerms:
     words: dict[str, str] = {}  # casefolded -> as typed: "Walrus walrus" is one term
     grams: dict[str, None] = {}  # dicts as ordered sets
     short: dict[str, None] = {}
-    for match in _WORD.finditer(unicodedata.normalize("NFC", text)):
-        for piece in filter(None, _CJK_SPLIT.split(match.group())):
-            if not has_cjk(piece):
-                words.setdefault(piece.casefold(), piece)
-            elif len(piece) < _TRIGRAM:
-                short[piece] = None
-            else:
-                grams.update(dict.fromkeys(_cjk_grams(piece)))
+    for piece in _pieces(text):
+        if not has_cjk(piece):
+            words.setdefault(piece.casefold(), piece)
+        elif len(piece) < _TRIGRAM:
+            short[piece] = None
+        else:
+            grams.update(dict.fromkeys(_cjk_grams(piece)))
         if len(words) + len(grams) + len(short) >= MAX_QUERY_TERMS:
             break
     kept_words = list(words.values())[:MAX_QUERY_TERMS]
@@ -75,10 +83,39 @@ def keyword_terms(text: str) -> KeywordTerms:
     return KeywordTerms(tuple(kept_words), tuple(kept_grams), tuple(kept_short))
 
 
+def cjk_bigram_document(text: str) -> str:
+    """The tokens of ``text`` for the bigram table, space-separated (its tokenizer is ``ascii``).
+
+    Each CJK run becomes its overlapping bigrams followed by its last character, so every
+    character of a run starts exactly one token: a 2-character term is one token lookup
+    and a single character is a prefix lookup (``cjk_bigram_query``), with FTS5 counting
+    each occurrence once. Everything that is not CJK is left out (the other tables have it).
+    """
+    tokens: list[str] = []
+    for piece in _pieces(text):
+        if has_cjk(piece):
+            tokens.extend(piece[i : i + _BIGRAM] for i in range(len(piece) - 1))
+            tokens.append(piece[-1])
+    return " ".join(tokens)
+
+
+def _quoted(term: str) -> str:
+    """An FTS5 string: "" escapes a quote, so the term is never syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def fts5_phrases(terms: Iterable[str]) -> str | None:
-    """Quote each term as an FTS5 string ("" escapes a quote) and OR them, or None."""
-    quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
-    return " OR ".join(quoted) or None
+    """Quote each term as an FTS5 string and OR them, or None."""
+    return " OR ".join(map(_quoted, terms)) or None
+
+
+def cjk_bigram_query(short_runs: Iterable[str]) -> str | None:
+    """The MATCH expression for the bigram table from 1-2 character CJK runs, or None.
+
+    A 2-character run is a bigram token; a single character is the prefix of the tokens
+    that start with it (see ``cjk_bigram_document``).
+    """
+    return " OR ".join(_quoted(run) + ("*" if len(run) == 1 else "") for run in short_runs) or None
 
 
 def fts5_query(text: str) -> str | None:
@@ -86,13 +123,7 @@ def fts5_query(text: str) -> str | None:
 
     OR (not AND) because BM25 already ranks chunks with more of the words higher, and a
     query word missing from a relevant chunk should not hide it. None when the text has
-    no word to search for. CJK runs are searched through the trigram table instead (see
+    no word to search for. CJK runs are searched through the CJK tables instead (see
     ``keyword_terms``).
     """
     return fts5_phrases(keyword_terms(text).words)
-
-
-def bm25_idf(total: int, hits: int) -> float:
-    """FTS5's idf, clamped like FTS5 does so very common terms still count a little."""
-    idf = math.log((total - hits + 0.5) / (hits + 0.5))
-    return idf if idf > 0 else 1e-6

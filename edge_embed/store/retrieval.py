@@ -8,9 +8,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from edge_embed.files import gitignore_spec
 from edge_embed.store.base import StoreBase
-from edge_embed.store.filters import absolute, chunk_filter, matches_glob, under_prefix
-from edge_embed.store.keywords import BM25_K1, KeywordTerms, bm25_idf, fts5_phrases, keyword_terms
+from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
+from edge_embed.store.keywords import KeywordTerms, cjk_bigram_query, fts5_phrases, keyword_terms
 from edge_embed.store.records import ChunkRecord, vector_blob
 
 MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
@@ -21,15 +22,21 @@ class StoreRetrieval(StoreBase):
     """Queries; each runs in one read snapshot, with the path filters inside the search."""
 
     def _filtered_file_ids(self, path_prefixes: Sequence[str], globs: Sequence[str]) -> list[int] | None:
-        """Files passing the filters (prefixes OR'ed, globs OR'ed, both AND'ed); None: no filter."""
+        """Files passing the filters (prefixes OR'ed, AND'ed with the globs); None: no filter.
+
+        Globs are gitignore patterns matched against the relpath, like ``--include`` when
+        indexing: one spec for all of them, so a later ``!pattern`` takes back a match.
+        """
         if not path_prefixes and not globs:
             return None
-        prefixes = [absolute(prefix) for prefix in path_prefixes]
+        roots = self.root_paths()
+        prefixes = [as_stored(prefix, roots) for prefix in path_prefixes]
+        spec = gitignore_spec(globs)
         return [
             file_id
             for file_id, relpath, path in self._conn.execute("SELECT id, relpath, path FROM files")
             if (not prefixes or any(under_prefix(path, prefix) for prefix in prefixes))
-            and (not globs or any(matches_glob(relpath, glob) for glob in globs))
+            and (spec is None or spec.match_file(relpath))
         ]
 
     def vector_search(
@@ -67,12 +74,12 @@ class StoreRetrieval(StoreBase):
 
         The user's text never reaches MATCH raw: ``keyword_terms`` turns it into quoted
         terms. Up to three sources score a chunk, and their scores are added: words by
-        the unicode61 table, long CJK runs by the trigram table, short CJK runs by a
-        substring count scored with BM25's idf and term saturation. BM25 is itself a sum
-        over query terms, so adding the per-source sums gives a chunk credit for every
-        term it contains, whichever table found it. With several sources each contributes
-        its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool gets 0
-        from that source.
+        the unicode61 table, long CJK runs by the trigram table, 1-2 character CJK runs
+        by the bigram table, each with FTS5's BM25 and the same column weights. BM25 is
+        itself a sum over query terms, so adding the per-source sums gives a chunk credit
+        for every term it contains, whichever table found it. With several sources each
+        contributes its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool
+        gets 0 from that source.
         """
         terms = keyword_terms(text)
         if not terms or k <= 0:
@@ -82,7 +89,7 @@ class StoreRetrieval(StoreBase):
             for source, wanted in (
                 (self._words_scores, terms.words),
                 (self._trigram_scores, terms.cjk_grams),
-                (self._short_cjk_scores, terms.cjk_short),
+                (self._bigram_scores, terms.cjk_short),
             )
             if wanted
         ]
@@ -109,23 +116,8 @@ class StoreRetrieval(StoreBase):
     def _trigram_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
         return self._fts_scores("chunks_cjk", str(fts5_phrases(terms.cjk_grams)), pool, file_ids)
 
-    def _short_cjk_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
-        """Substring matches over the CJK chunks only, scored like BM25 without length norm."""
-        where, params = chunk_filter(file_ids, "c.id")
-        any_term = " OR ".join(["instr(c.text, ?) > 0"] * len(terms.cjk_short))
-        rows = self._conn.execute(
-            f"SELECT c.id, c.text FROM chunks_cjk t JOIN chunks c ON c.id = t.rowid WHERE ({any_term}) {where}",
-            [*terms.cjk_short, *params],
-        ).fetchall()
-        total = int(self._scalar("SELECT count(*) FROM chunks_cjk"))
-        scores = [0.0] * len(rows)
-        for term in terms.cjk_short:
-            frequencies = [text.count(term) for _, text in rows]
-            idf = bm25_idf(total, sum(1 for tf in frequencies if tf))
-            for i, tf in enumerate(frequencies):
-                scores[i] += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1)
-        ranked = sorted(zip((row[0] for row in rows), scores), key=lambda item: -item[1])
-        return [(int(chunk_id), score) for chunk_id, score in ranked[:pool]]
+    def _bigram_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        return self._fts_scores("chunks_cjk_bigrams", str(cjk_bigram_query(terms.cjk_short)), pool, file_ids)
 
     # ---------------------------------------------------------------- reading back
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRecord]:

@@ -6,6 +6,7 @@ marks the file as an edge-embed index.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import apsw
 import sqlite_vec
 
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.store.keywords import cjk_bigram_document, has_cjk
 
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
@@ -65,7 +67,36 @@ def _migration_1_initial_schema(conn: apsw.Connection) -> None:
     )
 
 
-def _migration_2_chunk_pages(conn: apsw.Connection) -> None:
+def _create_cjk_table(conn: apsw.Connection, name: str, tokenize: str) -> None:
+    """A contentless FTS5 table over text, heading, relpath, weighted like ``chunks_fts``."""
+    weights = ", ".join(map(str, FTS_COLUMN_WEIGHTS))
+    conn.execute(
+        f"""
+        CREATE VIRTUAL TABLE {name} USING fts5(
+            text, heading, path, content='', contentless_delete=1, tokenize='{tokenize}'
+        );
+        INSERT INTO {name}({name}, rank) VALUES('rank', 'bm25({weights})');
+        """
+    )
+
+
+def _migration_2_cjk_bigrams_headings_paths(conn: apsw.Connection) -> None:
+    """Short CJK terms by index lookup, Hangul as CJK, headings and file names in the CJK index.
+
+    ``chunks_cjk`` (trigrams) gains the heading and path columns, and ``chunks_cjk_bigrams``
+    holds each CJK run's bigrams (see ``cjk_bigram_document``) for 1-2 character terms,
+    which a trigram index cannot find. Both are filled from the stored chunk texts, headings
+    and relpaths: nothing is re-embedded.
+    """
+    conn.execute("DROP TABLE chunks_cjk")
+    _create_cjk_table(conn, "chunks_cjk", "trigram")
+    _create_cjk_table(conn, "chunks_cjk_bigrams", "ascii")
+    rows = conn.execute("SELECT c.id, c.text, c.heading, f.relpath FROM chunks c JOIN files f ON f.id = c.file_id")
+    for chunk_id, text, heading, relpath in rows.fetchall():
+        write_cjk_rows(conn, chunk_id, text, heading or "", relpath)
+
+
+def _migration_3_chunk_pages(conn: apsw.Connection) -> None:
     """First and last page of chunks from PDF and Word files; NULL for everything else,
     so an existing index gains the columns without re-embedding anything."""
     conn.execute(
@@ -76,7 +107,11 @@ def _migration_2_chunk_pages(conn: apsw.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migration_1_initial_schema, _migration_2_chunk_pages)
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
+    _migration_1_initial_schema,
+    _migration_2_cjk_bigrams_headings_paths,
+    _migration_3_chunk_pages,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -89,6 +124,22 @@ def create_vector_table(conn: apsw.Connection, dims: int) -> None:
 
 
 # ------------------------------------------------------------------------ helpers
+def write_cjk_rows(conn: apsw.Connection, chunk_id: int, text: str, heading: str, relpath: str) -> None:
+    """A chunk's rows in both CJK tables, when its text, heading or file name has CJK.
+
+    Only such chunks go in, so an index without CJK pays nothing for these tables. Text is
+    NFC, like queries (Hangul from macOS file names is often decomposed).
+    """
+    columns = [unicodedata.normalize("NFC", value) for value in (text, heading, relpath)]
+    if not any(map(has_cjk, columns)):
+        return
+    conn.execute("INSERT INTO chunks_cjk(rowid, text, heading, path) VALUES(?, ?, ?, ?)", (chunk_id, *columns))
+    conn.execute(
+        "INSERT INTO chunks_cjk_bigrams(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
+        (chunk_id, *map(cjk_bigram_document, columns)),
+    )
+
+
 def connect(path: Path, create: bool) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
     try:

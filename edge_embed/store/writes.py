@@ -11,12 +11,12 @@ import numpy as np
 
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import absolute
-from edge_embed.store.keywords import has_cjk
 from edge_embed.store.records import NewChunk, vector_blob
+from edge_embed.store.schema import write_cjk_rows
 
 
 class StoreWrites(StoreBase):
-    """Every write keeps chunks, vectors and both FTS tables in one transaction."""
+    """Every write keeps chunks, vectors and the FTS tables in one transaction."""
 
     def touch_file(self, file_id: int, size: int, mtime_ns: int) -> None:
         """Same content, new stat (e.g. a `touch` or a checkout): no re-embedding."""
@@ -84,8 +84,7 @@ class StoreWrites(StoreBase):
             "INSERT INTO chunks_fts(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
             (chunk_id, chunk.text, chunk.heading or "", relpath),
         )
-        if has_cjk(chunk.text):
-            self._conn.execute("INSERT INTO chunks_cjk(rowid, text) VALUES(?, ?)", (chunk_id, chunk.text))
+        write_cjk_rows(self._conn, chunk_id, chunk.text, chunk.heading or "", relpath)
 
     def delete_file(self, file_id: int) -> None:
         with self.transaction():
@@ -103,6 +102,7 @@ class StoreWrites(StoreBase):
         self._conn.executemany("DELETE FROM chunk_vectors WHERE chunk_id = ?", ids)
         self._conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", ids)
         self._conn.executemany("DELETE FROM chunks_cjk WHERE rowid = ?", ids)
+        self._conn.executemany("DELETE FROM chunks_cjk_bigrams WHERE rowid = ?", ids)
         self._conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
 
     def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from edge_embed.testing import reference
 from edge_embed.testing.reference import EOS_ID, EOS_TEXT, MERGE_PAIR, Qwen3Config, bytes_to_unicode
 
 ARCH = "qwen3"
+IM_END_TEXT = "<|im_end|>"
 TINY_NAME = "Qwen3-Embedding tiny test"
 TINY_CONFIG = Qwen3Config(
     n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=128, n_vocab=EOS_ID + 1, context_length=4096
@@ -76,18 +77,30 @@ def write_tiny_qwen3(
     pooling: str | None = "last",
     name: str = TINY_NAME,
     context_length: int = 4096,
+    declared_eos: str = EOS_TEXT,
 ) -> TinyModel:
     """Write the tiny F32 test model and return it with its weights.
 
     ``add_eos_token=None`` leaves ``tokenizer.ggml.add_eos_token`` out of the file, as in
     older community conversions; ``pooling=None`` leaves out ``qwen3.pooling_type``.
+    ``declared_eos`` is the text of the token the file declares as EOS: another than
+    ``<|endoftext|>`` (``IM_END_TEXT``, as conversions made before llama.cpp PR #14314
+    declare) becomes one more control token, and ``eos_id`` stays ``<|endoftext|>``, the
+    token a Qwen3-Embedding vector must be pooled from.
     """
     path = Path(path)
-    config = replace(TINY_CONFIG, context_length=context_length)
+    extra_tokens = 0 if declared_eos == EOS_TEXT else 1
+    config = replace(TINY_CONFIG, context_length=context_length, n_vocab=TINY_CONFIG.n_vocab + extra_tokens)
     weights = tiny_weights(config, np.random.default_rng(seed))
     writer = GGUFWriter(path, ARCH)
     write_metadata(
-        writer, config, name=name, add_eos_token=add_eos_token, pooling=pooling, file_type=LlamaFileType.ALL_F32
+        writer,
+        config,
+        name=name,
+        add_eos_token=add_eos_token,
+        pooling=pooling,
+        file_type=LlamaFileType.ALL_F32,
+        declared_eos=declared_eos,
     )
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
@@ -124,12 +137,14 @@ def write_shape_true_qwen3(path: str | Path, shape: str, quant: str, seed: int =
     return path
 
 
-def vocabulary(n_vocab: int) -> tuple[list[str], list[TokenType]]:
-    """Token texts and types: bytes, the merge, EOS (control), then unused placeholders."""
+def vocabulary(n_vocab: int, extra_control: Sequence[str] = ()) -> tuple[list[str], list[TokenType]]:
+    """Token texts and types: bytes, the merge, EOS and ``extra_control`` (control tokens),
+    then unused placeholders."""
     byte_texts = bytes_to_unicode()
     merged = "".join(byte_texts[b] for b in MERGE_PAIR)
-    tokens = [*byte_texts, merged, EOS_TEXT]
-    types = [TokenType.NORMAL] * (len(tokens) - 1) + [TokenType.CONTROL]
+    control = [EOS_TEXT, *extra_control]
+    tokens = [*byte_texts, merged, *control]
+    types = [TokenType.NORMAL] * (len(tokens) - len(control)) + [TokenType.CONTROL] * len(control)
     padding = n_vocab - len(tokens)
     if padding < 0:
         raise ValueError(f"n_vocab {n_vocab} is smaller than the {len(tokens)} tokens the test vocabulary needs")
@@ -199,8 +214,10 @@ def write_metadata(
     add_eos_token: bool | None,
     pooling: str | None,
     file_type: LlamaFileType,
+    declared_eos: str = EOS_TEXT,
 ) -> None:
-    """The ``general.*``, ``qwen3.*`` and ``tokenizer.*`` keys of a Qwen3-Embedding GGUF."""
+    """The ``general.*``, ``qwen3.*`` and ``tokenizer.*`` keys of a Qwen3-Embedding GGUF
+    (``declared_eos``: see ``write_tiny_qwen3``)."""
     c = config
     write_transformer_shape(writer, c, name=name, file_type=file_type)
     writer.add_head_count_kv(c.n_head_kv)
@@ -210,13 +227,13 @@ def write_metadata(
     writer.add_layer_norm_rms_eps(c.rms_eps)
     if pooling is not None:
         writer.add_pooling_type(POOLING_TYPES[pooling])
-    tokens, types = vocabulary(c.n_vocab)
+    tokens, types = vocabulary(c.n_vocab, () if declared_eos == EOS_TEXT else (declared_eos,))
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges([" ".join(tokens[b] for b in MERGE_PAIR)])
-    writer.add_eos_token_id(EOS_ID)
+    writer.add_eos_token_id(tokens.index(declared_eos))
     writer.add_bos_token_id(EOS_ID)
     writer.add_pad_token_id(EOS_ID)
     writer.add_add_bos_token(False)
