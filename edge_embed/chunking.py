@@ -18,6 +18,7 @@ This module knows nothing about SQL or llama.cpp: the tokenizer comes in as a fu
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ TokenCounter = Callable[[str], int]
 # Bump whenever chunk boundaries or the embedding header change: every embed text changes,
 # so an index built by another version is refused until rebuilt (see store.IndexSettings).
 CHUNKER_VERSION = 1
-KINDS = frozenset({"markdown", "rst", "org", "html", "code", "data", "text"})
+KINDS = frozenset({"markdown", "rst", "org", "html", "code", "data", "text", "document"})
 # Kinds whose structure is indentation: a non-indented line after a blank line starts a
 # top-level block (a definition in code, a top-level key or table in data files).
 _INDENTED_KINDS = frozenset({"code", "data"})
@@ -49,6 +50,22 @@ class Chunk:
     end_line: int
     heading: str
     embed_text: str
+    page_start: int | None = None  # first and last page, for text extracted from a paged document
+    page_end: int | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The structure an extractor found in a PDF or Word file, by 0-based line of its text.
+
+    Such text has no markup to find headings in: the extractor knows them (the outline,
+    large fonts, Heading styles) and where each page starts. ``headings`` holds
+    ``(line, level, title)``, ``pages`` holds ``(first line, page number)``, both ascending;
+    no pages means the document has no page numbers to show.
+    """
+
+    headings: tuple[tuple[int, int, str], ...] = ()
+    pages: tuple[tuple[int, int], ...] = ()
 
 
 def embedding_header(name: str, heading: str) -> str:
@@ -72,13 +89,16 @@ def chunk_document(
     count_tokens: TokenCounter,
     max_tokens: int = 512,
     overlap: int = 51,
+    layout: Layout | None = None,
 ) -> list[Chunk]:
     """Split ``text`` (a document with "\\n" line ends) into chunks that fit ``max_tokens``.
 
     ``kind`` picks the structure used: headings for markdown/rst/org, top-level blocks
-    for code/data, paragraphs and lines for everything. Consecutive chunks of the same
-    section repeat about ``overlap`` tokens of whole trailing lines of the previous chunk,
-    so a passage cut at a chunk boundary is still found whole in one of them.
+    for code/data, the ``layout``'s headings for "document" (text from a PDF or Word file),
+    paragraphs and lines for everything. Consecutive chunks of the same section repeat
+    about ``overlap`` tokens of whole trailing lines of the previous chunk, so a passage
+    cut at a chunk boundary is still found whole in one of them. A chunk never crosses a
+    page start of the ``layout``: each chunk is on one page, the one it records.
     Raises ValueError for an unknown kind or a budget too small to hold one character.
     """
     if kind not in KINDS:
@@ -91,7 +111,8 @@ def chunk_document(
         return []
     lines = text.split("\n")
     packer = _Packer(lines, name, kind, count_tokens, max_tokens, overlap)
-    return [chunk for section in find_sections(lines, kind) for chunk in packer.chunk_section(section)]
+    sections = find_sections(lines, kind, layout)
+    return [chunk for section in sections for chunk in packer.chunk_section(section)]
 
 
 # --------------------------------------------------------------------------- headings
@@ -104,6 +125,7 @@ class Section:
     start: int
     end: int
     heading: str
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,16 +135,36 @@ class _Heading:
     title: str
 
 
-def find_sections(lines: Sequence[str], kind: str) -> list[Section]:
+def find_sections(lines: Sequence[str], kind: str, layout: Layout | None = None) -> list[Section]:
     """The document's sections in order; together they cover every line exactly once.
 
     A heading line belongs to the section it opens, so it is part of that section's
     chunks. Lines before the first heading (or all lines, for kinds without headings)
-    form a section with the empty heading path.
+    form a section with the empty heading path. The ``layout``'s headings replace the
+    ones found in the text, and its page starts split sections (a section continued on
+    the next page keeps its heading path there).
     """
+    if layout is not None:
+        headings = [_Heading(line, level, title) for line, level, title in sorted(layout.headings, key=lambda h: h[0])]
+        return _split_at_pages(_sections_from_headings(headings, len(lines)), layout.pages)
     finder = _HEADING_FINDERS.get(kind)
     headings = finder(lines) if finder else []
     return _sections_from_headings(headings, len(lines))
+
+
+def _split_at_pages(sections: list[Section], pages: Sequence[tuple[int, int]]) -> list[Section]:
+    """Cut sections where pages start; each piece records the page it lies on."""
+    if not pages:
+        return sections
+    starts = [line for line, _ in pages]
+    split: list[Section] = []
+    for section in sections:
+        cuts = [section.start] + [line for line in starts if section.start < line < section.end] + [section.end]
+        for start, end in zip(cuts, cuts[1:]):
+            index = bisect.bisect_right(starts, start) - 1
+            page = pages[index][1] if index >= 0 else pages[0][1]
+            split.append(Section(start, end, section.heading, page))
+    return split
 
 
 def _sections_from_headings(headings: list[_Heading], n_lines: int) -> list[Section]:
@@ -420,12 +462,12 @@ class _Packer:
                 atoms[i : i + 1] = [(k, k) for k in range(first, last + 1) if not _is_blank(self.lines[k])]
                 continue
             if fitted is None:  # one line alone over budget: cut inside it
-                chunks.extend(self.cut_line(first, header, section.heading, room))
+                chunks.extend(self.cut_line(first, header, section, room))
                 previous, i = None, i + 1
                 continue
             start, packed, text = fitted
             end = atoms[packed - 1][1]
-            chunks.append(Chunk(text, start + 1, end + 1, section.heading, header + text))
+            chunks.append(Chunk(text, start + 1, end + 1, section.heading, header + text, section.page, section.page))
             previous, i = (start, end), packed
         return chunks
 
@@ -485,7 +527,7 @@ class _Packer:
     def text_of(self, first: int, last: int) -> str:
         return "\n".join(self.lines[first : last + 1])
 
-    def cut_line(self, index: int, header: str, heading: str, room: int) -> list[Chunk]:
+    def cut_line(self, index: int, header: str, section: Section, room: int) -> list[Chunk]:
         """Cut one over-budget line into consecutive parts that each fit.
 
         Parts end after whitespace when there is some in their second half, else at any
@@ -501,7 +543,7 @@ class _Packer:
             end = self._moved_to_whitespace(line, position, end, header)
             part = line[position:end]
             if part.strip():
-                chunks.append(Chunk(part, index + 1, index + 1, heading, header + part))
+                chunks.append(Chunk(part, index + 1, index + 1, section.heading, header + part, section.page, section.page))
             position = end
         return chunks
 

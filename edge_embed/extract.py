@@ -1,7 +1,9 @@
 """What kind of text a file holds, and the text worth embedding from it.
 
 The kind tells the chunker where a file's natural boundaries are (Markdown headings,
-code definitions, data records). Every kind except HTML is indexed as its source text:
+code definitions, data records). PDF and Word files are "document": their text is
+extracted by ``edge_embed.documents`` in a sandboxed worker, not decoded here. Every
+other kind except HTML is indexed as its source text:
 Markdown, reStructuredText, Org and code read well as they are, and their markup helps
 keyword search. HTML is the exception: its tags, scripts and styles would drown the
 words a reader sees, so it is reduced to visible text with the stdlib parser.
@@ -15,7 +17,12 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
-KINDS = ("markdown", "rst", "org", "html", "code", "data", "text")
+KINDS = ("markdown", "rst", "org", "html", "code", "data", "text", "document")
+
+DOCUMENT_FORMATS = {".pdf": "pdf", ".docx": "docx"}
+"""Files whose text must be extracted by a parser, by extension: the format's name."""
+
+_PDF_MAGIC = b"%PDF-"
 
 _MARKUP_KINDS = {
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".mkd": "markdown", ".mdx": "markdown",
@@ -99,9 +106,23 @@ def language(relpath: str) -> str | None:
     return _LANGUAGES_BY_SUFFIX.get(path.suffix.lower())
 
 
+def document_format(relpath: str, head: bytes = b"") -> str | None:
+    """"pdf" or "docx" for a file whose text needs a parser, else None.
+
+    By extension, and for PDFs also by their first bytes: a PDF saved without its
+    extension (downloads often are) is still a PDF, not a binary file to skip.
+    """
+    by_suffix = DOCUMENT_FORMATS.get(PurePosixPath(relpath).suffix.lower())
+    if by_suffix is not None:
+        return by_suffix
+    return "pdf" if head.startswith(_PDF_MAGIC) else None
+
+
 def file_kind(relpath: str) -> str:
     """One of ``KINDS``; anything unrecognised is "text" (any non-binary file is indexed)."""
     suffix = PurePosixPath(relpath).suffix.lower()
+    if suffix in DOCUMENT_FORMATS:
+        return "document"
     if suffix in _MARKUP_KINDS:
         return _MARKUP_KINDS[suffix]
     if language(relpath) is not None:
@@ -137,8 +158,8 @@ def to_text(relpath: str, raw_text: str) -> Extracted:
 
 
 def keeps_lines(relpath: str) -> bool:
-    """Whether a file's indexed text is its own text, line for line (all kinds but HTML)."""
-    return file_kind(relpath) != "html"
+    """Whether a file's indexed text is its own text, line for line (not HTML, PDF or Word)."""
+    return file_kind(relpath) not in ("html", "document")
 
 
 def file_lines(source_lines: Sequence[LineSpan] | None, start_line: int, end_line: int) -> LineSpan:

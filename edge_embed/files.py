@@ -25,9 +25,15 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from edge_embed import extract
+from edge_embed.chunking import Layout
+from edge_embed.documents import EXTRACTION_SKIPS
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 """Larger files are skipped as "too-large": they are logs, dumps or data, not prose or code."""
+
+DEFAULT_MAX_DOCUMENT_SIZE = 200 * 1024 * 1024
+"""PDF and Word files carry images and fonts, so their limit is higher; their text is
+extracted in a worker with its own time and memory limits (``documents.sandbox``)."""
 
 IGNORE_FILE_NAMES = (".gitignore", ".edgeembedignore")
 """Read in every folder, in this order, so ``.edgeembedignore`` can override ``.gitignore``
@@ -61,7 +67,7 @@ SKIP_REASONS = frozenset({
     "vanished",               # deleted between listing and reading
     "changed-while-reading",  # size or mtime differs from what discover saw
     "undecodable-name",       # a name that is not valid UTF-8, which the index cannot store
-})
+}) | EXTRACTION_SKIPS  # PDF and Word files: "no-text", "encrypted", "damaged", "timed-out"
 
 BINARY_SNIFF_BYTES = 8192
 """How much of a file's start the binary test looks at, like git and grep do."""
@@ -108,10 +114,20 @@ class FileContent:
 
     text: str  # newlines normalised to "\n"; HTML already turned into visible text
     content_hash: str  # sha256 hex of the raw bytes: tells the indexer what changed
-    encoding: str  # the Python codec used
+    encoding: str  # the Python codec used, or the document format ("pdf", "docx")
     lossy: bool  # invalid bytes were replaced with U+FFFD
     kind: str  # extract.file_kind
     source_lines: tuple[extract.LineSpan, ...] | None = None  # see extract.Extracted
+    layout: Layout | None = None  # headings and pages of a PDF or Word file
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFile:
+    """A PDF or Word file's bytes: its text must be extracted (in a sandbox) before chunking."""
+
+    document_format: str  # extract.document_format: "pdf" or "docx"
+    data: bytes
+    content_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +189,14 @@ def discover(
     exclude: Sequence[str] = (),
     hidden: bool = False,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE,
 ) -> Iterator[FoundFile | Skip]:
     """Walk ``root`` and yield every file to index, or a ``Skip`` saying why not.
 
     Order is deterministic: relpaths come out sorted (by code point). Ignored paths
     (ignore files, ``exclude``, not matching ``include``, hidden, VCS and generated
-    folders) are left out silently. ``include``/``exclude`` are gitignore-style patterns
+    folders) are left out silently. Files over ``max_file_size`` (PDF and Word files: over
+    ``max_document_size``) are skipped. ``include``/``exclude`` are gitignore-style patterns
     matched against the relpath; ``exclude`` also prunes folders. Ignore files are read
     from the root downwards, never from above it.
 
@@ -191,7 +209,7 @@ def discover(
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
     filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
-    walker = _Walker(root_path, filters, max_file_size)
+    walker = _Walker(root_path, filters, max_file_size, max_document_size)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
 
@@ -199,10 +217,11 @@ def discover(
 class _Walker:
     """A depth-first walk with an explicit stack, so deep trees cannot hit the recursion limit."""
 
-    def __init__(self, root: Path, filters: _Filters, max_file_size: int) -> None:
+    def __init__(self, root: Path, filters: _Filters, max_file_size: int, max_document_size: int) -> None:
         self._root = root
         self._filters = filters
         self._max_file_size = max_file_size
+        self._max_document_size = max_document_size
         self._stack: list[_Frame] = []
         self._on_path: dict[tuple[int, int], str] = {}  # folder identity -> its relpath
         self._pending: list[Skip] = []
@@ -259,8 +278,9 @@ class _Walker:
             return _skip_for_os_error(relpath, exc, is_symlink=entry.is_symlink)
         if not stat.S_ISREG(st.st_mode):
             return Skip(relpath, "not-a-regular-file", _describe_file_type(st.st_mode))
-        if st.st_size > self._max_file_size:
-            return Skip(relpath, "too-large", f"{st.st_size} bytes, over the {self._max_file_size}-byte limit")
+        limit = self._max_document_size if extract.document_format(relpath) else self._max_file_size
+        if st.st_size > limit:
+            return Skip(relpath, "too-large", f"{st.st_size} bytes, over the {limit}-byte limit")
         return FoundFile(Path(entry.path), relpath, st.st_size, st.st_mtime_ns)
 
     def _push(self, path: str, relprefix: str, key: tuple[int, int], layers: tuple[_IgnoreLayer, ...]) -> None:
@@ -381,11 +401,18 @@ def _skip_for_os_error(relpath: str, exc: OSError, is_symlink: bool = False) -> 
     return Skip(relpath, "unreadable", detail)
 
 
-def read_file(found: FoundFile) -> FileContent | Skip:
-    """Read a discovered file once and turn it into text, or say why it cannot be indexed."""
+def read_file(found: FoundFile) -> FileContent | DocumentFile | Skip:
+    """Read a discovered file once and turn it into text, or say why it cannot be indexed.
+
+    PDF and Word files (by extension, or a PDF by its first bytes) come back as their
+    bytes: parsing them is the sandbox's job, and only needed when the hash changed.
+    """
     data = _read_unchanged_bytes(found)
     if isinstance(data, Skip):
         return data
+    document_format = extract.document_format(found.relpath, data[:8])
+    if document_format is not None:
+        return DocumentFile(document_format, data, hashlib.sha256(data).hexdigest())
     decoded = decode_text(data)
     if decoded is None:
         return Skip(found.relpath, "binary", "contains NUL bytes or mostly control characters")

@@ -30,9 +30,20 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 import numpy as np
 
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
+from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
+from edge_embed.documents.sandbox import Sandbox
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.extract import file_lines
-from edge_embed.files import DEFAULT_MAX_FILE_SIZE, FoundFile, Skip, discover, read_file
+from edge_embed.files import (
+    DEFAULT_MAX_DOCUMENT_SIZE,
+    DEFAULT_MAX_FILE_SIZE,
+    DocumentFile,
+    FileContent,
+    FoundFile,
+    Skip,
+    discover,
+    read_file,
+)
 from edge_embed.store import CompactPolicy, CompactResult, IndexSettings, NewChunk, Store
 
 if TYPE_CHECKING:
@@ -63,6 +74,8 @@ class IndexOptions:
     exclude: Sequence[str] = ()
     hidden: bool = False
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE
+    document_limits: Limits = Limits()
     chunk_tokens: int | None = None
     overlap: int | None = None
     dims: int | None = None
@@ -240,7 +253,9 @@ def index_settings(model: ModelHandle, options: IndexOptions) -> IndexSettings:
 class Indexer:
     """Runs one `edge-embed index` over some roots into one store.
 
-    The model is loaded only when a file needs chunking (its tokenizer) or embedding.
+    The model is loaded only when a file needs chunking (its tokenizer) or embedding, and
+    the extraction worker only when a PDF or Word file changed. A ``sandbox`` passed in
+    is the caller's to close; one the indexer starts is closed at the end of ``run``.
     """
 
     store: Store
@@ -249,6 +264,7 @@ class Indexer:
     progress: Progress = field(default_factory=NoProgress)
     stop: threading.Event = field(default_factory=threading.Event)
     summary: IndexSummary = field(default_factory=IndexSummary)
+    sandbox: Sandbox | None = None
 
     def __post_init__(self) -> None:
         self.options = resolve_options(self.options, self.store.settings(), self.model)
@@ -262,10 +278,16 @@ class Indexer:
         roots = self._available_roots(roots)
         self._refuse_overlapping_roots(roots)
         chunks_before = self.store.chunk_count()
-        for root in roots:
-            if self.stop.is_set():
-                break
-            self._index_root(root)
+        owns_sandbox = self.sandbox is None
+        try:
+            for root in roots:
+                if self.stop.is_set():
+                    break
+                self._index_root(root)
+        finally:
+            if owns_sandbox and self.sandbox is not None:
+                self.sandbox.close()
+                self.sandbox = None
         self.store.checkpoint()
         self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.chunk_count()
         self.summary.interrupted = self.stop.is_set()
@@ -383,6 +405,7 @@ class Indexer:
             exclude=self.options.exclude,
             hidden=self.options.hidden,
             max_file_size=self.options.max_file_size,
+            max_document_size=self.options.max_document_size,
         )
         try:
             for item in walk:
@@ -427,6 +450,10 @@ class Indexer:
             self.summary.unchanged += 1
             self.progress.file_done(found.relpath, found.size)
             return
+        if isinstance(content, DocumentFile):
+            content = self._extract(root_id, found, content, state)
+            if content is None:
+                return
         if content.lossy:
             self.summary.lossy += 1
             self.progress.warning(f"{found.relpath}: not valid UTF-8 or UTF-16, indexed with replacement characters")
@@ -439,7 +466,31 @@ class Indexer:
         if self._pending_chunks >= BATCH_CHUNKS:
             self._flush()
 
-    def _chunk(self, found: FoundFile, content) -> list[Chunk] | None:
+    def _extract(self, root_id: int, found: FoundFile, document: DocumentFile, state) -> FileContent | None:
+        """A PDF or Word file's text from the sandboxed worker; None when it has none.
+
+        A file without text is stored without chunks (its old ones go): the same bytes
+        would fail the same way, so an unchanged re-run does not parse it again. Only a
+        timeout or a worker crash (``RETRIED_SKIPS``) is tried again by the next run.
+        """
+        if self.sandbox is None:
+            self.sandbox = Sandbox(self.options.document_limits)
+        try:
+            extracted = self.sandbox.extract(document.document_format, document.data)
+        except Unextractable as exc:
+            self._record_skip(Skip(found.relpath, exc.reason, exc.detail))
+            if exc.reason not in RETRIED_SKIPS:
+                self.store.write_file(
+                    root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
+                )
+            elif state is not None:
+                self._delete(state)
+            return None
+        return FileContent(
+            extracted.text, document.content_hash, document.document_format, False, "document", layout=extracted.layout
+        )
+
+    def _chunk(self, found: FoundFile, content: FileContent) -> list[Chunk] | None:
         """The file's chunks, in the model's tokens; None (counted as failed) if impossible."""
         embedder = self.model.load()
         try:
@@ -451,6 +502,7 @@ class Indexer:
                 # the chunker reserves one token (the EOS); models that add more get a smaller budget
                 max_tokens=self.options.chunk_tokens - embedder.special_token_count + 1,
                 overlap=self.options.overlap,
+                layout=content.layout,
             )
         except ValueError as exc:  # e.g. a budget too small for the header and one character
             self.summary.failed += 1
@@ -531,6 +583,8 @@ class Indexer:
                 text=chunk.text,
                 text_hash=digest,
                 vector=vectors[digest],
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
             )
             for seq, (chunk, digest) in enumerate(zip(pending.chunks, pending.hashes))
         ]

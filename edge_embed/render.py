@@ -1,7 +1,8 @@
 """Turning search hits into text for people and JSON for programs.
 
-For people: ``path:start-end``, the heading, the score, and a few lines of the chunk
-around the lines with the most query terms (``--full``: the whole chunk), with the terms
+For people: ``path:start-end`` (``path p.12`` for a PDF or Word file, whose lines mean
+nothing to a reader but whose pages do), the heading, the score, and a few lines of the
+chunk around the lines with the most query terms (``--full``: the whole chunk), with the terms
 highlighted when colour is on. ``--explain`` adds each list's rank and score and the
 fused arithmetic, so a surprising order can be understood rather than guessed at.
 
@@ -25,6 +26,7 @@ from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
     from edge_embed.search import Hit, ListRank
+    from edge_embed.store import ChunkRecord
 
 SCHEMA_VERSION = 1
 SNIPPET_LINES = 3  # enough to recognise the passage, few enough to scan ten results
@@ -102,13 +104,14 @@ def numbered_lines(
     """The chunk's lines (all, or the best window) as '  12  text', terms highlighted.
 
     Lines of text extracted from markup (HTML) are not the file's lines one for one, so
-    they go unnumbered: the location above them gives the file lines of the chunk.
+    they go unnumbered: the location above them gives the file lines of the chunk. Nor
+    are lines extracted from a PDF or Word file: its location gives the page.
     """
     lines = hit.chunk.text.split("\n")
     first = 0 if full else best_window(lines, pattern)
     shown = lines if full else lines[first : first + SNIPPET_LINES]
     width = len(str(hit.chunk.start_line + len(lines) - 1))
-    numbered = keeps_lines(hit.chunk.relpath)
+    numbered = keeps_lines(hit.chunk.relpath) and hit.chunk.page_start is None
     out = []
     for offset, line in enumerate(shown):
         number = _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green")
@@ -124,6 +127,16 @@ def display_path(path: str, cwd: Path) -> str:
         return Path(path).relative_to(cwd).as_posix()
     except ValueError:
         return path
+
+
+def location(chunk: ChunkRecord, cwd: Path) -> str:
+    """'notes/a.md:12-30' for text, 'manual.pdf p.37' or 'manual.pdf p.37-38' for pages."""
+    path = display_path(chunk.path, cwd)
+    if chunk.page_start is None:
+        return f"{path}:{chunk.start_line}-{chunk.end_line}"
+    last = chunk.page_end if chunk.page_end is not None else chunk.page_start
+    pages = f"{chunk.page_start}" if last == chunk.page_start else f"{chunk.page_start}-{last}"
+    return f"{path} p.{pages}"
 
 
 def explain_line(hit: Hit, mode: str) -> str:
@@ -162,10 +175,10 @@ def format_hit(
 ) -> list[str]:
     """One result for people: location and score, heading, snippet, optional explain."""
     chunk = hit.chunk
-    location = _style(f"{display_path(chunk.path, cwd)}:{chunk.start_line}-{chunk.end_line}", color, fg="magenta")
+    where = _style(location(chunk, cwd), color, fg="magenta")
     score_format = "{:.5f}" if mode == "hybrid" else "{:.3f}"
     score = _style(f"{SCORE_LABELS[mode]} {score_format.format(hit.score)}", color, dim=True)
-    lines = [f"{location}  {score}"]
+    lines = [f"{where}  {score}"]
     if chunk.heading:
         lines.append("  " + _style(f"§ {chunk.heading}", color, bold=True))
     lines.extend(numbered_lines(hit, pattern, full=full, color=color))
@@ -209,6 +222,8 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
         "relpath": chunk.relpath,
         "start_line": chunk.start_line,
         "end_line": chunk.end_line,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
         "heading": chunk.heading or None,
         "score": hit.score,
         "vector_rank": hit.vector.rank if hit.vector else None,

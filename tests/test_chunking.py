@@ -401,3 +401,32 @@ def test_count_tokens_called_linearly_in_lines() -> None:
     chunks = chunks_of(text, counter=counting, max_tokens=128)
     assert n_lines > 3000 and len(chunks) > 50
     assert counting.calls <= 1.5 * n_lines
+
+
+# --- documents: headings and pages from the extractor's layout ---------------------------
+def test_document_chunks_stay_on_one_page_and_record_it() -> None:
+    """Text extracted from a PDF: the layout's page starts cut chunks, its headings name
+    them (no markup is looked for in the text), and each chunk records its page."""
+    from edge_embed.chunking import Layout
+
+    pages = [[f"page {n} sentence {i} " + "filler words " * 6 for i in range(4)] for n in (1, 2, 3)]
+    lines: list[str] = []
+    starts = []
+    for number, paragraphs in enumerate(pages, 1):
+        if lines:
+            lines.append("")
+        starts.append((len(lines), number))
+        lines.extend(paragraphs)
+    lines[0] = "# not a heading: documents have no markup"
+    layout = Layout(headings=((starts[1][0] + 1, 1, "Results"),), pages=tuple(starts))
+    chunks = chunk_document("\n".join(lines), name="r.pdf", kind="document", count_tokens=count_words, max_tokens=200, layout=layout)
+
+    assert {(c.page_start, c.page_end) for c in chunks} == {(1, 1), (2, 2), (3, 3)}
+    for chunk in chunks:
+        assert all(line.startswith(f"page {chunk.page_start} ") for line in chunk.text.split("\n")[1 if chunk.start_line == 1 else 0 :])
+    assert [c.heading for c in chunks] == ["", "", "Results", "Results"]  # the section goes on over page 3
+
+
+def test_text_chunks_have_no_pages() -> None:
+    chunks = chunk_document("one\n\ntwo", name="a.txt", kind="text", count_tokens=count_words)
+    assert {(c.page_start, c.page_end) for c in chunks} == {(None, None)}

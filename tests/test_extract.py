@@ -28,6 +28,8 @@ from edge_embed.extract import KINDS, Extracted, file_kind, html_to_text, langua
         ("pyproject.toml", "data", None),
         ("exports/table.csv", "data", None),
         ("notes.txt", "text", None),
+        ("papers/Manual.PDF", "document", None),
+        ("reports/q3.docx", "document", None),
         ("LICENSE", "text", None),
         ("weird.unknown-ext", "text", None),
         ("archive.tar.gz", "text", None),

@@ -16,6 +16,7 @@ import pytest
 
 from edge_embed.files import (
     SKIP_REASONS,
+    DocumentFile,
     FileContent,
     FoundFile,
     Skip,
@@ -45,7 +46,7 @@ def found_paths(root: Path, **options) -> set[str]:
     return set(walk(root, **options)[0])
 
 
-def read_one(root: Path, relpath: str) -> FileContent | Skip:
+def read_one(root: Path, relpath: str) -> FileContent | DocumentFile | Skip:
     return read_file(walk(root)[0][relpath])
 
 
@@ -287,6 +288,30 @@ def test_skip_rejects_reasons_outside_the_vocabulary() -> None:
     assert "binary" in SKIP_REASONS
     with pytest.raises(ValueError):
         Skip("a", "no-such-reason", "")
+
+
+# --- read_file: PDF and Word files ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("relpath", "data", "document_format"),
+    [
+        ("manual.pdf", b"%PDF-1.7\n\x00\xff binary body", "pdf"),
+        ("Report.DOCX", b"PK\x03\x04\x00\x00 zip body", "docx"),
+        ("download", b"%PDF-1.4\n%\xe2\xe3 no extension", "pdf"),
+        ("ascii-only.pdf", b"%PDF-1.1\n1 0 obj << >> endobj\n", "pdf"),  # would decode as text
+    ],
+)
+def test_documents_come_back_as_bytes_for_the_extractor(tmp_path: Path, relpath: str, data: bytes, document_format: str) -> None:
+    write(tmp_path, relpath, data)
+    assert read_one(tmp_path, relpath) == DocumentFile(document_format, data, hashlib.sha256(data).hexdigest())
+
+
+def test_documents_have_their_own_size_limit(tmp_path: Path) -> None:
+    write(tmp_path, "big.pdf", b"%PDF-" + b"x" * 2000)
+    write(tmp_path, "big.txt", "x" * 2000)
+    found, skipped = walk(tmp_path, max_file_size=1000, max_document_size=3000)
+    assert set(found) == {"big.pdf"} and skipped["big.txt"].reason == "too-large"
+    found, skipped = walk(tmp_path, max_file_size=1000, max_document_size=1500)
+    assert skipped["big.pdf"].detail == "2005 bytes, over the 1500-byte limit"
 
 
 # --- read_file: decoding ----------------------------------------------------------------

@@ -41,9 +41,13 @@ def make_hit(
     keyword: ListRank | None = None,
     score: float = 0.5,
     chunk_id: int = 7,
+    pages: tuple[int, int] | None = None,
 ) -> Hit:
     lines = text.count("\n") + 1
-    chunk = ChunkRecord(chunk_id, ROOT, f"{ROOT}/{relpath}", relpath, start, start + lines - 1, heading, text)
+    page_start, page_end = pages or (None, None)
+    chunk = ChunkRecord(
+        chunk_id, ROOT, f"{ROOT}/{relpath}", relpath, start, start + lines - 1, heading, text, page_start, page_end
+    )
     return Hit(chunk, score, vector, keyword)
 
 
@@ -157,6 +161,8 @@ SCHEMA_TYPES = {
     "relpath": str,
     "start_line": int,
     "end_line": int,
+    "page_start": (int, type(None)),
+    "page_end": (int, type(None)),
     "heading": (str, type(None)),
     "score": float,
     "vector_rank": (int, type(None)),
@@ -176,6 +182,20 @@ def test_json_record_has_the_documented_keys_and_types() -> None:
     assert record["heading"] is None, "an empty heading is null, not ''"
     assert (record["vector_rank"], record["keyword_rank"]) == (2, None)
     assert (record["start_line"], record["end_line"], record["text"]) == (12, 13, "a\nb")
+
+
+def test_json_record_of_a_pdf_chunk_has_its_pages() -> None:
+    record = hit_record(make_hit("on page twelve", relpath="manual.pdf", pages=(12, 13)), 1)
+    assert (record["page_start"], record["page_end"]) == (12, 13)
+    assert (hit_record(make_hit("text file"), 1)["page_start"], hit_record(make_hit("x"), 1)["page_end"]) == (None, None)
+
+
+@pytest.mark.parametrize(("pages", "where"), [((12, 12), "manual.pdf p.12"), ((12, 13), "manual.pdf p.12-13")])
+def test_paged_documents_show_their_page_instead_of_lines(pages, where) -> None:
+    hit = make_hit("Torque the bolts to 12 Nm.\nThen check again.", relpath="manual.pdf", start=40, pages=pages, heading="Assembly")
+    lines = format_hit(hit, "hybrid", terms_pattern(["torque"]), cwd=Path(ROOT))
+    assert lines[0].startswith(where + "  score ")
+    assert lines[1:] == ["  § Assembly", "  Torque the bolts to 12 Nm.", "  Then check again."]
 
 
 def test_json_document_and_lines_carry_the_same_records() -> None:

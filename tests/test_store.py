@@ -105,6 +105,31 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
     assert schema_objects(path) == before
 
 
+def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Path) -> None:
+    """Migration 2 adds nullable page columns: old chunks keep their rows and vectors
+    (nothing is re-embedded), and pages of new chunks are stored and read back."""
+    path = tmp_path / "index.db"
+    vectors = unit_vectors(np.random.default_rng(1), 2)
+    with Store.open(path) as store:
+        store.init_settings(SETTINGS)
+        root_id = store.add_root(tmp_path)
+        write(store, root_id, tmp_path, "old.md", ["written before pages existed"], vectors[:1])
+    conn = apsw.Connection(str(path))  # turn it into a schema-1 file, as an older edge-embed left it
+    conn.execute(f"ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    with Store.open(path, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        old = store.vector_search(vectors[0], k=1)[0]
+        assert old[1] == pytest.approx(0.0, abs=1e-5)  # the same vector, found again (L2 distance)
+        paged = replace(make_chunk(0, "on page seven", vectors[1]), page_start=7, page_end=7)
+        store.write_file(store.add_root(tmp_path), "manual.pdf", str(tmp_path / "manual.pdf"), 10, 1, "h", [paged])
+        records = store.chunks_by_id([old[0], store.vector_search(vectors[1], k=1)[0][0]])
+    assert sorted((r.relpath, r.page_start, r.page_end) for r in records.values()) == [
+        ("manual.pdf", 7, 7),
+        ("old.md", None, None),
+    ]
+
+
 def test_open_refuses_what_is_not_an_index(tmp_path: Path) -> None:
     text_file = tmp_path / "notes.txt"
     text_file.write_text("just some text, long enough to fill a header page " * 20)
@@ -508,6 +533,8 @@ def test_an_index_from_before_the_bigram_table_is_migrated_from_stored_texts(sto
         DROP TABLE chunks_cjk;
         CREATE VIRTUAL TABLE chunks_cjk USING fts5(text, content='', contentless_delete=1, tokenize='trigram');
         INSERT INTO chunks_cjk(rowid, text) SELECT id, text FROM chunks WHERE text NOT LIKE 'English%';
+        ALTER TABLE chunks DROP COLUMN page_start;  -- added by a later migration
+        ALTER TABLE chunks DROP COLUMN page_end;
         PRAGMA user_version = {before};
         """
     )

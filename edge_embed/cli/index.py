@@ -17,7 +17,13 @@ from edge_embed.cli.common import db_option, open_existing_index, resolve_db, wa
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
-from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFAULT_OVERLAP, NoProgress
+from edge_embed.indexer import (
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_MAX_DOCUMENT_SIZE,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_OVERLAP,
+    NoProgress,
+)
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -27,6 +33,7 @@ from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFA
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Do not look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept; to drop files for good, list them in .edgeembedignore.")
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
 @click.option("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE, show_default=True, metavar="BYTES", help="Skip larger files (with a note).")
+@click.option("--max-document-size", type=int, default=DEFAULT_MAX_DOCUMENT_SIZE, show_default=True, metavar="BYTES", help="Skip larger PDF and Word files (with a note).")
 @click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {DEFAULT_CHUNK_TOKENS}].")
 @click.option("--overlap", type=click.IntRange(0, 16384), default=None, metavar="N", help=f"Tokens shared by consecutive chunks of a section [new index: {DEFAULT_OVERLAP}].")
 @click.option("--dims", type=int, default=None, metavar="N", help="Store Matryoshka-truncated vectors of N dimensions (32..native) [new index: native].")
@@ -34,12 +41,13 @@ from edge_embed.indexer import DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_FILE_SIZE, DEFA
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress display and no warnings; just the summary.")
 @runtime_options
-def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, **runtime):
-    """Index the text files under PATHS into one SQLite file (incremental).
+def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_document_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, **runtime):
+    """Index the text, PDF and Word files under PATHS into one SQLite file (incremental).
 
     Files are split into chunks of the model's own tokens (at Markdown/rst/Org headings,
-    paragraphs, code definitions), embedded by the local model, and stored with a keyword
-    index beside the vectors. Run it again and only what changed is embedded; deleted
+    paragraphs, code definitions; PDF and Word files at their headings and pages, each
+    chunk keeping its page number), embedded by the local model, and stored with a
+    keyword index beside the vectors. Run it again and only what changed is embedded; deleted
     files disappear. Interrupt it at any time: what was written stays consistent and the
     next run finishes the job.
 
@@ -52,7 +60,9 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
       edge-embed index --rebuild --dims 256      # every folder of the index, again
 
     Ignored: .gitignore and .edgeembedignore rules, hidden and VCS folders, node_modules,
-    virtualenvs and build output, binary files, files over --max-file-size.
+    virtualenvs and build output, binary files, files over --max-file-size. Skipped with
+    a note: PDFs without a text layer (scanned), encrypted or damaged documents, and any
+    document whose parser takes over 2 minutes or 2 GiB (it runs in a separate process).
     """
     from edge_embed.indexer import IndexOptions, Indexer, index_settings, resolve_options
     from edge_embed.rebuild import rebuild_index, remove_partial_rebuilds
@@ -73,6 +83,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, chunk_tok
         exclude=exclude,
         hidden=hidden,
         max_file_size=max_file_size,
+        max_document_size=max_document_size,
         chunk_tokens=chunk_tokens,
         overlap=overlap,
         dims=dims,

@@ -54,6 +54,8 @@ class NewChunk:
     text: str
     text_hash: str  # sha256 of the exact text embedded: the dedup key
     vector: np.ndarray
+    page_start: int | None = None  # pages of a PDF or Word file; None for text files
+    page_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ChunkRecord:
     end_line: int
     heading: str | None
     text: str
+    page_start: int | None = None  # pages of a PDF or Word file; None for text files
+    page_end: int | None = None
 
 
 def vector_blob(vector: np.ndarray, dims: int) -> bytes:

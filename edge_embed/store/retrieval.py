@@ -123,7 +123,7 @@ class StoreRetrieval(StoreBase):
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRecord]:
         rows = self._conn.execute(
             """
-            SELECT c.id, r.path, f.path, f.relpath, c.start_line, c.end_line, c.heading, c.text
+            SELECT c.id, r.path, f.path, f.relpath, c.start_line, c.end_line, c.heading, c.text, c.page_start, c.page_end
             FROM chunks c JOIN files f ON f.id = c.file_id JOIN roots r ON r.id = f.root_id
             WHERE c.id IN (SELECT value FROM json_each(?))
             """,

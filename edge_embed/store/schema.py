@@ -97,9 +97,21 @@ def _migration_2_cjk_bigrams_headings_paths(conn: apsw.Connection) -> None:
         write_cjk_rows(conn, chunk_id, text, heading or "", relpath)
 
 
+def _migration_3_chunk_pages(conn: apsw.Connection) -> None:
+    """First and last page of chunks from PDF and Word files; NULL for everything else,
+    so an existing index gains the columns without re-embedding anything."""
+    conn.execute(
+        """
+        ALTER TABLE chunks ADD COLUMN page_start INTEGER;
+        ALTER TABLE chunks ADD COLUMN page_end INTEGER;
+        """
+    )
+
+
 MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
     _migration_1_initial_schema,
     _migration_2_cjk_bigrams_headings_paths,
+    _migration_3_chunk_pages,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

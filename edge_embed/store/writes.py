@@ -117,8 +117,12 @@ class StoreWrites(StoreBase):
 
     def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> None:
         self._conn.execute(
-            "INSERT INTO chunks(file_id, seq, start_line, end_line, heading, text, text_hash) VALUES(?, ?, ?, ?, ?, ?, ?)",
-            (file_id, chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.text_hash),
+            "INSERT INTO chunks(file_id, seq, start_line, end_line, heading, text, text_hash, page_start, page_end)"
+            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                file_id, chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.text_hash,
+                chunk.page_start, chunk.page_end,
+            ),
         )
         chunk_id = self._conn.last_insert_rowid()
         self._conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) VALUES(?, ?)", (chunk_id, blob))
