@@ -383,3 +383,16 @@ def test_index_says_when_it_compacted(tmp_path: Path, tiny_model, monkeypatch: p
     assert "  compacted (edits had wasted space): " in result.output and "vector chunks 1 -> 1" in result.output
     report = json.loads(invoke("index", root, "--db", tmp_path / "i.db", "--json").output)
     assert report["compacted"]["after"]["vector_chunks"] == 1
+
+
+def test_a_kept_chunk_that_moved_to_another_page_gets_its_new_page(notes: Notes) -> None:
+    """A PDF paragraph pushed onto the next page keeps its row but must report the new page."""
+    digest = hashlib.sha256(b"moved").hexdigest()
+    write = notes.store.write_file
+    first = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=3, page_end=3)
+    write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v1", [first])
+    [(chunk_id, _, _, _)] = notes.rows("m.pdf")
+    moved = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=4, page_end=4)
+    write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v2", [moved])
+    record = notes.store.chunks_by_id([chunk_id])[chunk_id]
+    assert (record.page_start, record.page_end) == (4, 4)

@@ -77,6 +77,8 @@ class StoredChunk:
     end_line: int
     heading: str | None
     text: str
+    page_start: int | None = None
+    page_end: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class StoreWrites(StoreBase):
         """Same content, new stat (e.g. a `touch` or a checkout): no re-embedding."""
         with self.transaction():
             self._conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
     def remove_root(self, path: str | os.PathLike[str]) -> bool:
         """Forget a root with all its files, chunks, vectors and keyword rows."""
         with self.transaction():
@@ -81,7 +82,8 @@ class StoreWrites(StoreBase):
         """
         stored: dict[str, deque[StoredChunk]] = defaultdict(deque)
         for text_hash, *row in self._conn.execute(
-            "SELECT text_hash, id, seq, start_line, end_line, heading, text FROM chunks WHERE file_id = ? ORDER BY seq",
+            "SELECT text_hash, id, seq, start_line, end_line, heading, text, page_start, page_end FROM chunks"
+            " WHERE file_id = ? ORDER BY seq",
             (file_id,),
         ):
             stored[text_hash].append(StoredChunk(*row))
@@ -102,14 +104,14 @@ class StoreWrites(StoreBase):
         return ChunkChanges(inserted=len(new), kept=len(kept), deleted=len(vanished))
 
     def _update_chunk(self, row: StoredChunk, relpath: str, chunk: NewChunk) -> None:
-        """A kept row: new position; new keyword rows only if heading or text changed."""
-        if (row.seq, row.start_line, row.end_line, row.heading, row.text) == (
-            chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text
-        ):
+        """A kept row: new position (lines, pages); new keyword rows only if heading or text changed."""
+        position = (chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.page_start, chunk.page_end)
+        if (row.seq, row.start_line, row.end_line, row.heading, row.text, row.page_start, row.page_end) == position:
             return
         self._conn.execute(
-            "UPDATE chunks SET seq = ?, start_line = ?, end_line = ?, heading = ?, text = ? WHERE id = ?",
-            (chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, row.id),
+            "UPDATE chunks SET seq = ?, start_line = ?, end_line = ?, heading = ?, text = ?, page_start = ?, page_end = ?"
+            " WHERE id = ?",
+            (*position, row.id),
         )
         if (row.heading, row.text) != (chunk.heading, chunk.text):  # a hash that does not cover them
             self._delete_keyword_rows([(row.id,)])
