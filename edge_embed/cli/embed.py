@@ -41,20 +41,17 @@ def embed(texts, as_query, instruct, dims, jsonl, prompt_format, **runtime) -> N
 
     The default output is a JSON array with one vector per input.
     """
-    from edge_embed.runtime.loader import load_embedder
+    from edge_embed.api import TextEmbedder
 
     warnings_to_stderr()
     inputs = list(texts) or read_stdin_lines()
     check_texts(inputs)
-    embedder = load_embedder(
+    embedder = TextEmbedder.open(
         runtime.pop("model"),
         settings_from_options(**runtime),
         qwen3_format=PROMPT_FORMATS[prompt_format],
     )
-    if as_query or instruct:
-        vectors = embedder.embed_queries(inputs, instruct=instruct, dims=dims)
-    else:
-        vectors = embedder.embed_documents(inputs, dims=dims)
+    vectors = embedder.embed(inputs, input_type="query" if as_query else "document", instruct=instruct, dims=dims)
     if jsonl:
         for i, (text, vector) in enumerate(zip(inputs, vectors)):
             click.echo(json.dumps({"index": i, "text": text, "embedding": vector.tolist()}, ensure_ascii=False))

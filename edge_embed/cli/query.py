@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
-from edge_embed.cli.common import db_option, open_existing_index, warnings_to_stderr
+from edge_embed.api import Index
+from edge_embed.cli.common import db_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
+from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
     COLOR_CHOICES,
     format_hits,
@@ -24,18 +24,10 @@ from edge_embed.render import (
 from edge_embed.search import (
     DEFAULT_PER_FILE,
     MODES,
-    EmbedQuery,
     SearchOptions,
     highlight_terms,
-    query_embedder,
-    search,
 )
-from edge_embed.store import MAX_KNN_K, IndexSettings, Store
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from edge_embed.runtime.engine import Embedder
+from edge_embed.store import MAX_KNN_K
 
 EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 
@@ -120,9 +112,8 @@ def query(
         min_score=min_score,
         per_file=1 if files_only else per_file,
     )
-    with open_existing_index(db) as store:
-        embed_query = load_query_embedder(store, instruct, runtime) if options.uses_vectors else None
-        hits = search(store, text, options, embed_query=embed_query)
+    with Index.open(db, settings_from_options(**runtime)) as index:
+        hits = index.search(text, options, instruct=instruct)
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits))
@@ -153,34 +144,3 @@ def refuse_model_option(ctx: click.Context) -> None:
             "(to change models, re-index: `edge-embed index --rebuild --model NAME FOLDER`)"
         )
 
-
-def load_query_embedder(store: Store, instruct: str | None, runtime: dict) -> EmbedQuery:
-    """``embed_query`` with the index's own model, at the index's dimension.
-
-    The model loads on the first call, which search() makes only after checking the query
-    and the --in paths: a typo is reported at once, not after seconds of model loading.
-    """
-    settings = store.settings()
-    if settings is None:
-        raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
-
-    def embed_query(text: str) -> np.ndarray:
-        return query_embedder(load_index_model(settings, runtime), settings.dims, instruct)(text)
-
-    return embed_query
-
-
-def load_index_model(settings: IndexSettings, runtime: dict) -> Embedder:
-    """The model the index was built with; a missing one says how to get it back."""
-    from edge_embed.runtime.loader import embedder_for_index
-
-    try:
-        return embedder_for_index(settings, settings_from_options(**runtime))
-    except ModelNotFound as exc:
-        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword", exc.model_name) from None
-    except ModelFileError as exc:
-        raise ModelFileError(
-            f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "
-            "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
-            "NAME FOLDER`), or search without the model: --mode keyword"
-        ) from None
