@@ -63,6 +63,9 @@ EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
                    "`edge-embed config`), e.g. 'Given a question, retrieve code that answers it'.")
 @click.option("--color", "color_choice", type=click.Choice(COLOR_CHOICES), default="auto",
               show_default=True, help="Highlight query terms; auto = on a terminal unless NO_COLOR is set.")
+@click.option("--no-server", is_flag=True,
+              help="Search in this process even when `edge-embed serve` runs for this index "
+                   "(by default a running server answers: no model loading, same output).")
 @db_option
 @runtime_options
 def query(
@@ -81,6 +84,7 @@ def query(
     instruct: str | None,
     color_choice: str,
     db: Path | None,
+    no_server: bool,
     **runtime,
 ) -> None:
     """Search the index for TEXT: hybrid semantic + keyword search by default.
@@ -112,8 +116,10 @@ def query(
         min_score=min_score,
         per_file=1 if files_only else per_file,
     )
-    with Index.open(db, settings_from_options(**runtime)) as index:
-        hits = index.search(text, options, instruct=instruct)
+    hits = None if no_server else search_through_server(db, text, options, instruct)
+    if hits is None:
+        with Index.open(db, settings_from_options(**runtime)) as index:
+            hits = index.search(text, options, instruct=instruct)
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits))
@@ -144,3 +150,25 @@ def refuse_model_option(ctx: click.Context) -> None:
             "(to change models, re-index: `edge-embed index --rebuild --model NAME FOLDER`)"
         )
 
+
+def search_through_server(db: Path | None, text: str, options: SearchOptions, instruct: str | None):
+    """Hits from a running `edge-embed serve` of this index, or None when none answers.
+
+    --in paths are made absolute here: the server does not share our working directory.
+    """
+    from edge_embed.api import resolve_db
+    from edge_embed.render import hit_from_record
+    from edge_embed.server import client
+
+    body = {
+        "query": text,
+        "k": options.k,
+        "mode": options.mode,
+        "in": [os.path.abspath(os.path.expanduser(path)) for path in options.in_paths],
+        "glob": list(options.globs),
+        "min_score": options.min_score,
+        "per_file": options.per_file,
+        "instruct": instruct,
+    }
+    answer = client.search(str(resolve_db(db)), body)
+    return None if answer is None else [hit_from_record(record) for record in answer["results"]]

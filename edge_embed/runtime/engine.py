@@ -145,6 +145,11 @@ class Embedder:
         of them in one call: they share decodes like the texts of one batch.
         """
         dims = self.check_dims(dims)
+        return truncate_and_normalize(self.embed_inputs_raw(inputs, on_decode), dims)
+
+    def embed_inputs_raw(self, inputs: Sequence[list[int]], on_decode: OnDecode | None = None) -> np.ndarray:
+        """The pooled hidden states, native size, not normalised: ``truncate_and_normalize``
+        them to any dims with exactly the arithmetic of ``embed_inputs``."""
         items = [_Tokenized(i, tokens) for i, tokens in enumerate(inputs)]
         vectors = np.empty((len(items), self.native_dim), dtype=np.float32)
         for batch in self._pack(items):
@@ -152,7 +157,7 @@ class Embedder:
             if on_decode is not None:
                 on_decode(len(batch), sum(len(item.tokens) for item in batch))
         self.stats.texts += len(items)
-        return truncate_and_normalize(vectors, dims)
+        return vectors
 
     @property
     def vocab_size(self) -> int:

@@ -166,7 +166,7 @@ class EngineWorker:
     def _embed_spans(self, engine: Embedder, inputs: list[list[int]], spans: list[tuple[EmbedJob, int, int]]) -> None:
         from edge_embed.runtime.engine import truncate_and_normalize
 
-        vectors = engine.embed_inputs(inputs)  # native dims; each job cuts its own
+        vectors = engine.embed_inputs_raw(inputs)  # each job cuts and normalises its own rows
         for job, start, end in spans:
             tokens = sum(len(tokens) for tokens in inputs[start:end])
             rows = truncate_and_normalize(vectors[start:end], job.dims or engine.native_dim)
