@@ -150,10 +150,14 @@ class Index:
             raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
         return Store.open(self.path, create=False)
 
+    def store_settings(self) -> IndexSettings | None:
+        """What the index was built with; None before its first files."""
+        with self.store() as store:
+            return store.settings()
+
     def settings(self) -> IndexSettings:
         """What the index was built with; an index without files yet is an error here."""
-        with self.store() as store:
-            settings = store.settings()
+        settings = self.store_settings()
         if settings is None:
             raise EdgeEmbedError(f"{self.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
         return settings
@@ -172,7 +176,7 @@ class Index:
         from edge_embed.runtime.loader import prepare_model
         from edge_embed.store import Store
 
-        existing = self.settings() if self.exists and model is None else None
+        existing = self.store_settings() if self.exists else None
         handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
         options = options or IndexOptions(
             dims=existing.dims if existing else None,

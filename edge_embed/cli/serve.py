@@ -127,9 +127,11 @@ def mcp(db, keep_alive, **runtime) -> None:
       codex mcp add edge-embed -- edge-embed mcp --db ~/notes.db
     Or, with `edge-embed serve` running, point an MCP client at http://127.0.0.1:8377/mcp.
     """
+    from edge_embed.cli.query import refuse_model_option
     from edge_embed.server.app import Service
     from edge_embed.server.mcp_tools import build_mcp
 
+    refuse_model_option(click.get_current_context())
     runtime.pop("model")  # the index's own model, always
     service = Service.create(db, None, settings_from_options(**runtime), parse_duration(keep_alive))
     if service.index is None:

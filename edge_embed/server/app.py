@@ -65,7 +65,7 @@ class Service:
             if db is not None:
                 raise EdgeEmbedError(f"no index at {index.path} yet: build one with `edge-embed index FOLDER`")
             index = None
-        settings = index.settings() if index is not None and model is None else None
+        settings = index.store_settings() if index is not None and model is None else None
         if settings is not None:
             embedder = TextEmbedder(index_model_handle(settings, runtime))
         else:

@@ -59,7 +59,7 @@ def post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:
         answer = json.loads(payload)
     except ValueError:
         raise ServerUnavailable(f"not JSON from {info.base_url}{path}") from None
-    if 400 <= response.status < 500 and response.status not in (401, 403):
+    if 400 <= response.status < 500 and response.status not in (401, 403, 409):  # 409: another model
         raise ServerRefused(str(answer.get("error", {}).get("message", answer)), response.status)
     if response.status != 200:
         raise ServerUnavailable(f"{response.status} from {info.base_url}{path}")
