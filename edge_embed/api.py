@@ -63,9 +63,22 @@ class TextEmbedder:
 
     @classmethod
     def open(
-        cls, model: str | None = None, runtime: RuntimeSettings | None = None, *, qwen3_format: bool | None = None
+        cls,
+        model: str | None = None,
+        runtime: RuntimeSettings | None = None,
+        *,
+        qwen3_format: bool | None = None,
+        embed_url: str | None = None,
     ) -> TextEmbedder:
-        """A catalog name or GGUF path (None: $EDGE_EMBED_MODEL or the default model)."""
+        """A catalog name or GGUF path (None: $EDGE_EMBED_MODEL or the default model).
+
+        With ``embed_url`` the vectors come from that OpenAI-compatible server (``model``
+        is then the server's name for it; None: the first it lists).
+        """
+        if embed_url:
+            from edge_embed.runtime.remote import RemoteEmbedder, RemoteHandle
+
+            return cls(RemoteHandle(RemoteEmbedder(embed_url, model=model, qwen3_format=qwen3_format is not False)))
         from edge_embed.runtime.loader import prepare_model
 
         return cls(prepare_model(model or os.environ.get("EDGE_EMBED_MODEL"), _runtime(runtime), qwen3_format=qwen3_format))
@@ -125,12 +138,19 @@ class Index:
 
     path: Path
     runtime: RuntimeSettings | None = None
+    embed_url: str | None = None  # vectors from this OpenAI-compatible server, not the local model
     _query_model: TextEmbedder | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, runtime: RuntimeSettings | None = None) -> Index:
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        runtime: RuntimeSettings | None = None,
+        *,
+        embed_url: str | None = None,
+    ) -> Index:
         """``path`` None: $EDGE_EMBED_DB, else index.db in the data directory."""
-        return cls(resolve_db(path), runtime)
+        return cls(resolve_db(path), runtime, embed_url)
 
     def __enter__(self) -> Index:
         return self
@@ -177,7 +197,10 @@ class Index:
         from edge_embed.store import Store
 
         existing = self.store_settings() if self.exists else None
-        handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
+        if self.embed_url:
+            handle = remote_index_handle(self.embed_url, existing, model, _runtime(self.runtime))
+        else:
+            handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
         options = options or IndexOptions(
             dims=existing.dims if existing else None,
             chunk_tokens=existing.chunk_tokens if existing else IndexOptions.chunk_tokens,
@@ -233,7 +256,12 @@ class Index:
     def query_model(self, settings: IndexSettings | None = None) -> TextEmbedder:
         """The model the index was built with (kept once loaded); a missing one says what to do."""
         if self._query_model is None:
-            self._query_model = TextEmbedder(index_model_handle(settings or self.settings(), _runtime(self.runtime)))
+            settings = settings or self.settings()
+            if self.embed_url:
+                handle = remote_index_handle(self.embed_url, settings, None, None)
+            else:
+                handle = index_model_handle(settings, _runtime(self.runtime))
+            self._query_model = TextEmbedder(handle)
         return self._query_model
 
     # ------------------------------------------------------------------ status
@@ -268,3 +296,20 @@ def index_model_handle(settings: IndexSettings, runtime: RuntimeSettings) -> Mod
             "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
             "NAME FOLDER`), or search without the model: --mode keyword"
         ) from None
+
+
+def remote_index_handle(url: str, existing: IndexSettings | None, tokenizer_model: str | None, runtime):
+    """The remote model for an index: the one it was built with (by name), else the first
+    the server lists; ``runtime`` given (indexing): a local GGUF for the tokenizer."""
+    from edge_embed.catalog import find_entry
+    from edge_embed.runtime.engine import DEFAULT_INSTRUCTION
+    from edge_embed.runtime.loader import prepare_model
+    from edge_embed.runtime.remote import RemoteEmbedder, RemoteHandle
+
+    name = existing.model_label if existing else None
+    entry = find_entry(name) if name else None
+    instruction = (existing.instruction if existing else None) or (entry.query_instruction if entry else DEFAULT_INSTRUCTION)
+    tokenizer = None
+    if runtime is not None:
+        tokenizer = prepare_model(tokenizer_model or (name if entry else None), runtime)
+    return RemoteHandle(RemoteEmbedder(url, model=name, tokenizer=tokenizer, instruction=instruction))

@@ -340,3 +340,57 @@ def test_the_client_path_imports_neither_numpy_nor_llama_cpp(indexed):
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}, result.stderr
     assert {hit["relpath"] for hit in json.loads(result.stdout)["results"]} >= set(NOTES)
+
+
+# --------------------------------------------------------------------------- remote backend
+def test_index_through_embed_url_holds_the_vectors_of_a_local_build(indexed, model_path, tmp_path):
+    from edge_embed.search import SearchOptions
+
+    notes = indexed / "notes"
+    with running_server(None, str(model_path)) as (url, service):
+        with Index.open(tmp_path / "remote.db", CPU, embed_url=url) as remote:
+            summary = remote.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(model_path))
+            assert summary.indexed >= len(NOTES) and summary.tokens_embedded > 0
+            settings = remote.settings()
+            assert (settings.model_label, settings.model_file, settings.dims) == (service.model_id, url + "/v1", local_dims(indexed))
+            remote_hits = remote.search("rotate the keys", SearchOptions(mode="vector", k=3))
+    with Index.open(indexed / "index.db", CPU) as local:
+        local_hits = local.search("rotate the keys", SearchOptions(mode="vector", k=3))
+    assert [hit.chunk.relpath for hit in remote_hits] == [hit.chunk.relpath for hit in local_hits]
+    assert all(abs(a.score - b.score) < 1e-4 for a, b in zip(remote_hits, local_hits))
+    local_vectors, remote_vectors = stored_vectors(indexed / "index.db"), stored_vectors(tmp_path / "remote.db")
+    assert set(local_vectors) == set(remote_vectors)
+    assert min(cosine(local_vectors[h], remote_vectors[h]) for h in local_vectors) >= MIN_COSINE
+
+
+def local_dims(indexed: Path) -> int:
+    with Index.open(indexed / "index.db") as index:
+        return index.settings().dims
+
+
+def stored_vectors(db: Path) -> dict[str, np.ndarray]:
+    from edge_embed.store import Store
+
+    with Store.open(db, create=False) as store:
+        hashes = [row[0] for row in store._conn.execute("SELECT text_hash FROM chunks")]
+        return store.vectors_for_hashes(hashes)
+
+
+def test_embed_url_retries_then_says_what_to_do(monkeypatch):
+    from edge_embed.errors import EdgeEmbedError
+    from edge_embed.runtime import remote
+
+    monkeypatch.setattr(remote, "BACKOFF_S", 0.01)
+    with pytest.raises(EdgeEmbedError, match="failed 6 times.*run the same command again"):
+        TextEmbedder.open("x", embed_url="http://127.0.0.1:9")
+
+
+def test_embed_command_through_embed_url_matches_local(model_path):
+    args = ["embed", "hello world", "--no-server"]
+    local_out = CliRunner().invoke(cli, [*args, "--model", str(model_path)])
+    with running_server(None, str(model_path)) as (url, service):
+        remote_out = CliRunner().invoke(cli, [*args, "--embed-url", url, "--query", "--dims", "32"])
+        local_query = CliRunner().invoke(cli, [*args, "--model", str(model_path), "--query", "--dims", "32"])
+    assert remote_out.exit_code == 0, remote_out.output
+    assert cosine(json.loads(remote_out.stdout)[0], json.loads(local_query.stdout)[0]) >= MIN_COSINE
+    assert local_out.exit_code == 0

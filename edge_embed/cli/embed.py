@@ -9,7 +9,7 @@ import sys
 import click
 
 from edge_embed.cli.common import warnings_to_stderr
-from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 
 PROMPT_FORMATS = {"auto": None, "qwen3": True, "plain": False}
@@ -31,8 +31,9 @@ PROMPT_FORMATS = {"auto": None, "qwen3": True, "plain": False}
                    "model's own special tokens only; auto: qwen3 for Qwen3 embedding models.")
 @click.option("--no-server", is_flag=True,
               help="Embed in this process even when `edge-embed serve` runs with this model.")
+@embed_url_option
 @runtime_options
-def embed(texts, as_query, instruct, dims, jsonl, prompt_format, no_server, **runtime) -> None:
+def embed(texts, as_query, instruct, dims, jsonl, prompt_format, no_server, embed_url, **runtime) -> None:
     """Embed TEXTS (or lines of stdin) and print L2-normalised vectors as JSON.
 
     \b
@@ -52,10 +53,12 @@ def embed(texts, as_query, instruct, dims, jsonl, prompt_format, no_server, **ru
     input_type = "query" if as_query else "document"
     model = runtime.pop("model")
     vectors = None
-    if not no_server and prompt_format == "auto":
+    if not no_server and not embed_url and prompt_format == "auto":
         vectors = embed_through_server(model, inputs, input_type, instruct, dims)
     if vectors is None:
-        embedder = TextEmbedder.open(model, settings_from_options(**runtime), qwen3_format=PROMPT_FORMATS[prompt_format])
+        embedder = TextEmbedder.open(
+            model, settings_from_options(**runtime), qwen3_format=PROMPT_FORMATS[prompt_format], embed_url=embed_url
+        )
         vectors = [row.tolist() for row in embedder.embed(inputs, input_type=input_type, instruct=instruct, dims=dims)]
     if jsonl:
         for i, (text, vector) in enumerate(zip(inputs, vectors)):

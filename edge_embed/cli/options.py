@@ -90,3 +90,16 @@ def settings_from_options(
     from edge_embed.runtime.plan import RuntimeSettings
 
     return RuntimeSettings.from_env(gpu_layers=gpu_layers, ctx=ctx, batch=batch, threads=threads, force_cpu=force_cpu)
+
+
+def embed_url_option(command: F) -> F:
+    """``--embed-url URL`` (env EDGE_EMBED_URL): vectors from an OpenAI-compatible server."""
+    return click.option(
+        "--embed-url",
+        envvar="EDGE_EMBED_URL",
+        show_envvar=True,
+        default=None,
+        metavar="URL",
+        help="Take embeddings from this OpenAI-compatible server (vLLM, TEI, llama-server, "
+        "another `edge-embed serve`), e.g. http://gpu-box:8377/v1, instead of the local model.",
+    )(command)
