@@ -394,3 +394,17 @@ def test_embed_command_through_embed_url_matches_local(model_path):
     assert remote_out.exit_code == 0, remote_out.output
     assert cosine(json.loads(remote_out.stdout)[0], json.loads(local_query.stdout)[0]) >= MIN_COSINE
     assert local_out.exit_code == 0
+
+
+def test_index_and_query_commands_through_embed_url(indexed, model_path, tmp_path):
+    db = ["--db", str(tmp_path / "cli-remote.db")]
+    with running_server(None, str(model_path)) as (url, _):
+        built = CliRunner().invoke(cli, ["index", str(indexed / "notes"), *db, "--embed-url", url, "--model", str(model_path), "--chunk-tokens", "128", "--overlap", "0"])
+        assert built.exit_code == 0, built.output
+        remote = CliRunner().invoke(cli, ["query", "rotate the keys", "--json", *db], env={"EDGE_EMBED_URL": url})
+    local = CliRunner().invoke(cli, ["query", "rotate the keys", "--json", "--db", str(indexed / "index.db"), "--no-server"])
+    assert remote.exit_code == 0, remote.output
+    paths = lambda result: [hit["relpath"] for hit in json.loads(result.stdout)["results"]]  # noqa: E731
+    assert paths(remote) == paths(local)
+    refused = CliRunner().invoke(cli, ["index", str(indexed / "notes"), *db, "--model", str(model_path)])
+    assert refused.exit_code == 2 and "model" in refused.stderr  # a local model is not mixed into a remote-built index

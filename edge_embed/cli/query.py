@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from edge_embed.api import Index
 from edge_embed.cli.common import db_option, warnings_to_stderr
-from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
     COLOR_CHOICES,
@@ -67,6 +67,7 @@ EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
               help="Search in this process even when `edge-embed serve` runs for this index "
                    "(by default a running server answers: no model loading, same output).")
 @db_option
+@embed_url_option
 @runtime_options
 def query(
     words: tuple[str, ...],
@@ -85,6 +86,7 @@ def query(
     color_choice: str,
     db: Path | None,
     no_server: bool,
+    embed_url: str | None,
     **runtime,
 ) -> None:
     """Search the index for TEXT: hybrid semantic + keyword search by default.
@@ -116,9 +118,9 @@ def query(
         min_score=min_score,
         per_file=1 if files_only else per_file,
     )
-    hits = None if no_server else search_through_server(db, text, options, instruct)
+    hits = None if no_server or embed_url else search_through_server(db, text, options, instruct)
     if hits is None:
-        with Index.open(db, settings_from_options(**runtime)) as index:
+        with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct)
     cwd = Path.cwd()
     if as_json:
