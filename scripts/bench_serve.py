@@ -79,7 +79,7 @@ def run_query(db: Path, *extra: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "edge_embed.cli", "query", QUERY, "--db", str(db), "--json", *extra],
+        [sys.executable, "-m", "edge_embed", "query", QUERY, "--db", str(db), "--json", *extra],
         capture_output=True, text=True, env=os.environ,
     )
     elapsed = time.perf_counter() - started
@@ -91,7 +91,7 @@ def run_query(db: Path, *extra: str) -> tuple[float, float]:
 
 def start_server(db: Path | None, model: Path | None) -> tuple[subprocess.Popen, str]:
     """`edge-embed serve --preload` in a subprocess; returns once its model is loaded."""
-    args = [sys.executable, "-m", "edge_embed.cli", "serve", "--port", "0", "--preload"]
+    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload"]
     args += ["--db", str(db)] if db else ["--model", str(model)]
     process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ)
     deadline = time.monotonic() + 300

@@ -73,7 +73,7 @@ def text_of_error(result) -> str:
 def test_mcp_over_stdio(indexed, tmp_path):
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "edge_embed.cli", "mcp", "--db", str(indexed / "index.db")],
+        args=["-m", "edge_embed", "mcp", "--db", str(indexed / "index.db")],
         env={**os.environ, "PYTHONPATH": str(ROOT), "EDGE_EMBED_CPU": "1"},
     )
 
