@@ -45,7 +45,6 @@ from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
 
 QUERY = "how do I rotate the API keys"
 CLIENTS = 16
-TEXTS_PER_CLIENT = 8
 RUNTIME = RuntimeSettings(force_cpu=True, ctx=512)
 
 
@@ -62,8 +61,8 @@ def write_corpus(folder: Path, files: int = 50) -> None:
         (folder / f"note{i}.md").write_text("\n".join(lines), encoding="utf-8")
 
 
-def build_index(base: Path, model: Path) -> Path:
-    write_corpus(base / "notes")
+def build_index(base: Path, model: Path, files: int) -> Path:
+    write_corpus(base / "notes", files)
     db = base / "index.db"
     with Index.open(db, RUNTIME) as index:
         index.index([base / "notes"], IndexOptions(chunk_tokens=256, overlap=0), model=str(model))
@@ -114,8 +113,8 @@ def stop_server(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def bench_query(name: str, model: Path, runs: int, workdir: Path) -> dict:
-    db = build_index(workdir / f"{name}-index", model)
+def bench_query(name: str, model: Path, runs: int, workdir: Path, files: int) -> dict:
+    db = build_index(workdir / f"{name}-index", model, files)
     cold = [run_query(db, "--no-server")[0] for _ in range(runs)]
     server, base_url = start_server(db, None)
     try:
@@ -140,8 +139,8 @@ def bench_query(name: str, model: Path, runs: int, workdir: Path) -> dict:
     }
 
 
-def bench_throughput(name: str, model: Path) -> dict:
-    texts = [f"client {c} text {t}: rotate the API keys of service {c * t} every quarter" for c in range(CLIENTS) for t in range(TEXTS_PER_CLIENT)]
+def bench_throughput(name: str, model: Path, per_client: int) -> dict:
+    texts = [f"client {c} text {t}: rotate the API keys of service {c * t} every quarter" for c in range(CLIENTS) for t in range(per_client)]
     embedder = TextEmbedder.open(str(model), RUNTIME)
     engine = embedder.engine()
     embedder.embed(texts[:4])  # warm-up
@@ -152,7 +151,7 @@ def bench_throughput(name: str, model: Path) -> dict:
     embedder.close()
     server, base_url = start_server(None, model)
     try:
-        per_client = [texts[c * TEXTS_PER_CLIENT:(c + 1) * TEXTS_PER_CLIENT] for c in range(CLIENTS)]
+        shares = [texts[c * per_client:(c + 1) * per_client] for c in range(CLIENTS)]
 
         def client(mine: list[str]) -> int:
             used = 0
@@ -166,7 +165,7 @@ def bench_throughput(name: str, model: Path) -> dict:
         client([texts[0]])  # warm-up
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
-            served_tokens = sum(pool.map(client, per_client))
+            served_tokens = sum(pool.map(client, shares))
         served_s = time.perf_counter() - started
     finally:
         stop_server(server)
@@ -183,20 +182,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny model only, 8 queries")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--f16", action="store_true", help="the 0.6B shape as F16 instead of Q8_0")
+    parser.add_argument("--no-tiny", action="store_true", help="only the shape-true 0.6B model")
+    parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
+    parser.add_argument("--texts-per-client", type=int, default=8)
     args = parser.parse_args()
     runs = 8 if args.quick else args.runs
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(workdir / "run"))
         os.environ["EDGE_EMBED_CPU"] = "1"
-        models = {"tiny": write_tiny_qwen3(workdir / "tiny.gguf").path}
+        models = {} if args.no_tiny else {"tiny": write_tiny_qwen3(workdir / "tiny.gguf").path}
         if not args.quick:
             quant = "F16" if args.f16 else "Q8_0"
             models[f"0.6b-{quant}"] = write_shape_true_qwen3(workdir / "shape-0.6b.gguf", "0.6b", quant)
         for name, model in models.items():
-            row = bench_query(name, model, runs, workdir)
+            row = bench_query(name, model, runs, workdir, args.files)
             print(json.dumps({"bench": "query", **{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}}))
-            row = bench_throughput(name, model)
+            row = bench_throughput(name, model, args.texts_per_client)
             print(json.dumps({"bench": "throughput", **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}))
 
 
