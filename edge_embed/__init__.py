@@ -5,3 +5,15 @@ The library is usable on its own; ``edge_embed.cli`` is a thin click layer over 
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Index", "TextEmbedder", "__version__"]
+
+
+def __getattr__(name: str):
+    """``edge_embed.Index`` / ``edge_embed.TextEmbedder`` without importing them up front:
+    ``import edge_embed`` (and so every CLI start) stays cheap."""
+    if name in ("Index", "TextEmbedder"):
+        from edge_embed import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'edge_embed' has no attribute {name!r}")

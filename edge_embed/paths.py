@@ -36,3 +36,12 @@ def default_db_path() -> Path:
     """``EDGE_EMBED_DB`` when set, else ``index.db`` in the data directory."""
     configured = os.environ.get("EDGE_EMBED_DB")
     return Path(configured).expanduser() if configured else data_dir() / "index.db"
+
+
+def runtime_dir() -> Path:
+    """Where running servers leave their discovery files: XDG_RUNTIME_DIR (per user, cleared
+    at logout) when there is one, else a ``run`` folder in the cache directory."""
+    configured = os.environ.get("XDG_RUNTIME_DIR")
+    if configured and sys.platform.startswith("linux"):
+        return Path(configured) / APP_NAME
+    return cache_dir() / "run"

@@ -234,15 +234,35 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
     }
 
 
-def json_document(query: str, mode: str, hits: Sequence[Hit]) -> str:
-    """--json: one document with the query, the mode and the results."""
-    document = {
+def hit_from_record(record: Mapping[str, object]) -> Hit:
+    """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
+    from edge_embed.search import Hit, ListRank
+    from edge_embed.store import ChunkRecord
+
+    def position(prefix: str) -> ListRank | None:
+        rank = record.get(f"{prefix}_rank")
+        return None if rank is None else ListRank(int(rank), float(record[f"{prefix}_score"]))
+
+    chunk = ChunkRecord(
+        int(record["chunk_id"]), str(record["root"]), str(record["path"]), str(record["relpath"]),
+        int(record["start_line"]), int(record["end_line"]), record.get("heading"), str(record["text"]),
+    )
+    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"))
+
+
+def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, object]:
+    """The query, the mode and the results: --json's document and /v1/search's answer."""
+    return {
         "schema_version": SCHEMA_VERSION,
         "query": query,
         "mode": mode,
         "results": [hit_record(hit, rank) for rank, hit in enumerate(hits, 1)],
     }
-    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def json_document(query: str, mode: str, hits: Sequence[Hit]) -> str:
+    """--json: one document with the query, the mode and the results."""
+    return json.dumps(search_document(query, mode, hits), ensure_ascii=False, indent=2)
 
 
 def json_lines(hits: Sequence[Hit]) -> Iterator[str]:

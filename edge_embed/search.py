@@ -12,7 +12,7 @@ grouping or ``min_score`` leaves fewer than ``k`` results, the lists are fetched
 again (up to the store's KNN limit) rather than returning a short page.
 
 This module never prints and never loads a model: the caller passes ``embed_query`` (see
-``query_embedder``), so keyword search works without the model file.
+``edge_embed.api.Index.query_embedder``), so keyword search works without the model file.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, as_stored, keyword_terms, under_prefix
 
-if TYPE_CHECKING:
-    from edge_embed.runtime.engine import Embedder
+if TYPE_CHECKING:  # numpy stays unimported until a vector exists: `query` via a server never needs it
+    import numpy as np
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
@@ -38,7 +36,7 @@ DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third 
 MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
 CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
 DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
-EmbedQuery = Callable[[str], np.ndarray]
+EmbedQuery = Callable[[str], "np.ndarray"]
 
 
 @dataclass(frozen=True)
@@ -151,11 +149,6 @@ def highlight_terms(query: str) -> tuple[str, ...]:
     """The query's terms as the keyword search sees them (words, CJK runs and trigrams)."""
     terms = keyword_terms(query)
     return terms.words + terms.cjk_grams + terms.cjk_short
-
-
-def query_embedder(embedder: Embedder, dims: int, instruct: str | None = None) -> EmbedQuery:
-    """``embed_query`` for ``search``: the query with its instruction, at the index's dims."""
-    return lambda text: embedder.embed_queries([text], instruct=instruct, dims=dims)[0]
 
 
 def search(store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None) -> list[Hit]:

@@ -28,6 +28,8 @@ COMMANDS = {
     "models": "edge_embed.cli.models:models",
     "pull": "edge_embed.cli.models:pull",
     "doctor": "edge_embed.cli.doctor:doctor",
+    "serve": "edge_embed.cli.serve:serve",
+    "mcp": "edge_embed.cli.serve:mcp",
 }
 
 

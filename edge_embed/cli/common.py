@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from edge_embed.errors import EdgeEmbedError
 from edge_embed.paths import default_db_path
 
 
@@ -23,17 +22,16 @@ def db_option(command):
 
 
 def resolve_db(db: Path | None) -> Path:
-    return (db or default_db_path()).expanduser().resolve()
+    from edge_embed.api import resolve_db
+
+    return resolve_db(db)
 
 
 def open_existing_index(db: Path | None):
     """Open an index that must already exist (query, status, remove)."""
-    from edge_embed.store import Store
+    from edge_embed.api import Index
 
-    path = resolve_db(db)
-    if not path.exists():
-        raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
-    return Store.open(path, create=False)
+    return Index.open(db).store()
 
 
 class _StderrHandler(logging.Handler):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from edge_embed.cli.common import warnings_to_stderr
-from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 
 PROMPT_FORMATS = {"auto": None, "qwen3": True, "plain": False}
@@ -28,8 +29,11 @@ PROMPT_FORMATS = {"auto": None, "qwen3": True, "plain": False}
               show_default=True,
               help="qwen3: EOS always appended and queries get the instruction; plain: the "
                    "model's own special tokens only; auto: qwen3 for Qwen3 embedding models.")
+@click.option("--no-server", is_flag=True,
+              help="Embed in this process even when `edge-embed serve` runs with this model.")
+@embed_url_option
 @runtime_options
-def embed(texts, as_query, instruct, dims, jsonl, prompt_format, **runtime) -> None:
+def embed(texts, as_query, instruct, dims, jsonl, prompt_format, no_server, embed_url, **runtime) -> None:
     """Embed TEXTS (or lines of stdin) and print L2-normalised vectors as JSON.
 
     \b
@@ -41,25 +45,41 @@ def embed(texts, as_query, instruct, dims, jsonl, prompt_format, **runtime) -> N
 
     The default output is a JSON array with one vector per input.
     """
-    from edge_embed.runtime.loader import load_embedder
+    from edge_embed.api import TextEmbedder
 
     warnings_to_stderr()
     inputs = list(texts) or read_stdin_lines()
     check_texts(inputs)
-    embedder = load_embedder(
-        runtime.pop("model"),
-        settings_from_options(**runtime),
-        qwen3_format=PROMPT_FORMATS[prompt_format],
-    )
-    if as_query or instruct:
-        vectors = embedder.embed_queries(inputs, instruct=instruct, dims=dims)
-    else:
-        vectors = embedder.embed_documents(inputs, dims=dims)
+    input_type = "query" if as_query else "document"
+    model = runtime.pop("model")
+    vectors = None
+    if not no_server and not embed_url and prompt_format == "auto":
+        vectors = embed_through_server(model, inputs, input_type, instruct, dims)
+    if vectors is None:
+        embedder = TextEmbedder.open(
+            model, settings_from_options(**runtime), qwen3_format=PROMPT_FORMATS[prompt_format], embed_url=embed_url
+        )
+        vectors = [row.tolist() for row in embedder.embed(inputs, input_type=input_type, instruct=instruct, dims=dims)]
     if jsonl:
         for i, (text, vector) in enumerate(zip(inputs, vectors)):
-            click.echo(json.dumps({"index": i, "text": text, "embedding": vector.tolist()}, ensure_ascii=False))
+            click.echo(json.dumps({"index": i, "text": text, "embedding": vector}, ensure_ascii=False))
     else:
-        click.echo(json.dumps([vector.tolist() for vector in vectors]))
+        click.echo(json.dumps(vectors))
+
+
+def embed_through_server(model: str | None, texts: list[str], input_type: str, instruct: str | None, dims: int | None):
+    """Vectors (lists of floats) from a running `edge-embed serve` of this model, or None.
+
+    The model is named as the server names it: the catalog name, else the file's path.
+    """
+    from edge_embed.catalog import DEFAULT_MODEL
+    from edge_embed.server import client
+
+    label = model or DEFAULT_MODEL
+    if label.endswith(".gguf") or os.sep in label:
+        label = os.path.abspath(os.path.expanduser(label))
+    body = {"input": texts, "model": label, "input_type": input_type, "instruct": instruct, "dimensions": dims}
+    return client.embed(label, body)
 
 
 def read_stdin_lines() -> list[str]:

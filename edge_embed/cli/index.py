@@ -15,7 +15,7 @@ import click
 from edge_embed.cli import EXIT_INTERRUPTED
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
 from edge_embed.cli.maintenance import describe_compaction, describe_space
-from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.indexer import (
     DEFAULT_CHUNK_TOKENS,
@@ -40,8 +40,9 @@ from edge_embed.indexer import (
 @click.option("--instruct", metavar="TASK", help="Default query task for this index (see `edge-embed config`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress display and no warnings; just the summary.")
+@embed_url_option
 @runtime_options
-def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_document_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, **runtime):
+def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_document_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, embed_url, **runtime):
     """Index the text, PDF and Word files under PATHS into one SQLite file (incremental).
 
     Files are split into chunks of the model's own tokens (at Markdown/rst/Org headings,
@@ -74,9 +75,14 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_docum
     db_path = resolve_db(db)
     existing = stored_settings(db_path)
     # Everything that can fail is checked before any index file is created or touched.
-    handle = prepare_model_or_offer_pull(
-        runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
-    )
+    if embed_url:  # vectors from a server; --model (or the default) only lends its tokenizer
+        from edge_embed.api import remote_index_handle
+
+        handle = remote_index_handle(embed_url, None if rebuild else existing, runtime.pop("model"), settings_from_options(**runtime))
+    else:
+        handle = prepare_model_or_offer_pull(
+            runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
+        )
     # Unset settings (None) keep the index's own, with or without --rebuild.
     options = IndexOptions(
         include=include,

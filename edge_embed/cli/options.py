@@ -8,12 +8,14 @@ read ``doctor``'s plan) can pass the same flags to the others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from edge_embed.catalog import DEFAULT_MODEL
-from edge_embed.runtime.plan import RuntimeSettings
+
+if TYPE_CHECKING:  # the planner loads when settings are made: `query` via a server never needs it
+    from edge_embed.runtime.plan import RuntimeSettings
 
 F = TypeVar("F", bound=Callable)
 
@@ -85,4 +87,19 @@ def settings_from_options(
     force_cpu: bool = False,
 ) -> RuntimeSettings:
     """The planner's settings from the parsed options (EDGE_EMBED_CPU=1 also forces the CPU)."""
+    from edge_embed.runtime.plan import RuntimeSettings
+
     return RuntimeSettings.from_env(gpu_layers=gpu_layers, ctx=ctx, batch=batch, threads=threads, force_cpu=force_cpu)
+
+
+def embed_url_option(command: F) -> F:
+    """``--embed-url URL`` (env EDGE_EMBED_URL): vectors from an OpenAI-compatible server."""
+    return click.option(
+        "--embed-url",
+        envvar="EDGE_EMBED_URL",
+        show_envvar=True,
+        default=None,
+        metavar="URL",
+        help="Take embeddings from this OpenAI-compatible server (vLLM, TEI, llama-server, "
+        "another `edge-embed serve`), e.g. http://gpu-box:8377/v1, instead of the local model.",
+    )(command)

@@ -6,14 +6,14 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
-from edge_embed.cli.common import db_option, open_existing_index, warnings_to_stderr
-from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
+from edge_embed.api import Index
+from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
     COLOR_CHOICES,
     format_hits,
@@ -25,18 +25,10 @@ from edge_embed.render import (
 from edge_embed.search import (
     DEFAULT_PER_FILE,
     MODES,
-    EmbedQuery,
     SearchOptions,
     highlight_terms,
-    query_embedder,
-    search,
 )
-from edge_embed.store import MAX_KNN_K, IndexSettings, Store
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from edge_embed.runtime.engine import Embedder
+from edge_embed.store import MAX_KNN_K
 
 EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 
@@ -136,7 +128,11 @@ def after_double_dash(text: str) -> str:
                    "`edge-embed config`), e.g. 'Given a question, retrieve code that answers it'.")
 @click.option("--color", "color_choice", type=click.Choice(COLOR_CHOICES), default="auto",
               show_default=True, help="Highlight query terms; auto = on a terminal unless NO_COLOR is set.")
+@click.option("--no-server", is_flag=True,
+              help="Search in this process even when `edge-embed serve` runs for this index "
+                   "(by default a running server answers: no model loading, same output).")
 @db_option
+@embed_url_option
 @runtime_options
 def query(
     words: tuple[str, ...],
@@ -154,6 +150,8 @@ def query(
     instruct: str | None,
     color_choice: str,
     db: Path | None,
+    no_server: bool,
+    embed_url: str | None,
     **runtime,
 ) -> None:
     """Search the index for TEXT: hybrid semantic + keyword search by default.
@@ -187,9 +185,10 @@ def query(
         min_score=min_score,
         per_file=1 if files_only else per_file,
     )
-    with open_existing_index(db) as store:
-        embed_query = load_query_embedder(store, instruct, runtime) if options.uses_vectors else None
-        hits = search(store, text, options, embed_query=embed_query)
+    hits = None if no_server or embed_url else search_through_server(db, text, options, instruct)
+    if hits is None:
+        with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
+            hits = index.search(text, options, instruct=instruct)
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits))
@@ -224,33 +223,24 @@ def refuse_model_option(ctx: click.Context) -> None:
         )
 
 
-def load_query_embedder(store: Store, instruct: str | None, runtime: dict) -> EmbedQuery:
-    """``embed_query`` with the index's own model, at the index's dimension.
+def search_through_server(db: Path | None, text: str, options: SearchOptions, instruct: str | None):
+    """Hits from a running `edge-embed serve` of this index, or None when none answers.
 
-    The model loads on the first call, which search() makes only after checking the query
-    and the --in paths: a typo is reported at once, not after seconds of model loading.
+    --in paths are made absolute here: the server does not share our working directory.
     """
-    settings = store.settings()
-    if settings is None:
-        raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+    from edge_embed.api import resolve_db
+    from edge_embed.render import hit_from_record
+    from edge_embed.server import client
 
-    def embed_query(text: str) -> np.ndarray:
-        return query_embedder(load_index_model(settings, runtime), settings.dims, instruct)(text)
-
-    return embed_query
-
-
-def load_index_model(settings: IndexSettings, runtime: dict) -> Embedder:
-    """The model the index was built with; a missing one says how to get it back."""
-    from edge_embed.runtime.loader import embedder_for_index
-
-    try:
-        return embedder_for_index(settings, settings_from_options(**runtime))
-    except ModelNotFound as exc:
-        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword", exc.model_name) from None
-    except ModelFileError as exc:
-        raise ModelFileError(
-            f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "
-            "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
-            "NAME FOLDER`), or search without the model: --mode keyword"
-        ) from None
+    body = {
+        "query": text,
+        "k": options.k,
+        "mode": options.mode,
+        "in": [os.path.abspath(os.path.expanduser(path)) for path in options.in_paths],
+        "glob": list(options.globs),
+        "min_score": options.min_score,
+        "per_file": options.per_file,
+        "instruct": instruct,
+    }
+    answer = client.search(str(resolve_db(db)), body)
+    return None if answer is None else [hit_from_record(record) for record in answer["results"]]

@@ -140,25 +140,50 @@ class Embedder:
     def close(self) -> None:
         self._llama.close()
 
-    def _embed_texts(self, texts: Sequence[str], dims: int | None, on_decode: OnDecode | None = None) -> np.ndarray:
+    def embed_inputs(
+        self, inputs: Sequence[list[int]], dims: int | None = None, on_decode: OnDecode | None = None
+    ) -> np.ndarray:
+        """Unit vectors for complete model inputs (``input_tokens`` / ``wrap_tokens``).
+
+        The server tokenizes the requests that queue up during a decode, then embeds all
+        of them in one call: they share decodes like the texts of one batch.
+        """
         dims = self.check_dims(dims)
-        for text in texts:
-            if not text.strip():
-                raise EdgeEmbedError("cannot embed an empty text")
-        started = time.perf_counter()
-        items = [_Tokenized(i, self._input_tokens(text)) for i, text in enumerate(texts)]
-        self.stats.tokenize_s += time.perf_counter() - started
+        return truncate_and_normalize(self.embed_inputs_raw(inputs, on_decode), dims)
+
+    def embed_inputs_raw(self, inputs: Sequence[list[int]], on_decode: OnDecode | None = None) -> np.ndarray:
+        """The pooled hidden states, native size, not normalised: ``truncate_and_normalize``
+        them to any dims with exactly the arithmetic of ``embed_inputs``."""
+        items = [_Tokenized(i, tokens) for i, tokens in enumerate(inputs)]
         vectors = np.empty((len(items), self.native_dim), dtype=np.float32)
         for batch in self._pack(items):
             self._decode_into(batch, vectors)
             if on_decode is not None:
                 on_decode(len(batch), sum(len(item.tokens) for item in batch))
         self.stats.texts += len(items)
-        return truncate_and_normalize(vectors, dims)
+        return vectors
 
-    def _input_tokens(self, text: str) -> list[int]:
+    @property
+    def vocab_size(self) -> int:
+        """Token ids run from 0 to this (exclusive): the range a token-id input must be in."""
+        return int(_llama_cpp().llama_vocab_n_tokens(self._vocab))
+
+    def _embed_texts(self, texts: Sequence[str], dims: int | None, on_decode: OnDecode | None = None) -> np.ndarray:
+        self.check_dims(dims)
+        for text in texts:
+            if not text.strip():
+                raise EdgeEmbedError("cannot embed an empty text")
+        started = time.perf_counter()
+        inputs = [self.input_tokens(text) for text in texts]
+        self.stats.tokenize_s += time.perf_counter() - started
+        return self.embed_inputs(inputs, dims, on_decode)
+
+    def input_tokens(self, text: str) -> list[int]:
+        """The model input for ``text``: prefix + body + suffix, the body cut to fit."""
+        return self.wrap_tokens(self.tokenize(text))
+
+    def wrap_tokens(self, body: list[int]) -> list[int]:
         """prefix + body + suffix, cutting the body (never the EOS) to fit the context."""
-        body = self.tokenize(text)
         budget = self.max_tokens - self.special_token_count
         if len(body) > budget:
             log.warning(

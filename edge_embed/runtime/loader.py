@@ -97,16 +97,15 @@ def load_embedder(spec: str | None, runtime: RuntimeSettings, *, qwen3_format: b
     return prepare_model(spec, runtime, qwen3_format=qwen3_format).load()
 
 
-def embedder_for_index(settings, runtime: RuntimeSettings) -> Embedder:
-    """Load exactly the model an index was built with, so a query never uses another.
+def index_model(settings, runtime: RuntimeSettings) -> ModelHandle:
+    """Exactly the model an index was built with, so a query never uses another.
 
     ``settings`` is the index's IndexSettings (model label = catalog name or file path,
     header hash, per-index default query instruction).
     """
     try:
-        handle = prepare_model(
+        return prepare_model(
             settings.model_label, runtime, instruction=settings.instruction, expect_hash=settings.model_hash
         )
     except ModelNotFound as exc:
         raise ModelNotFound(f"this index was built with {settings.model_label}: {exc}", exc.model_name) from None
-    return handle.load()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported when a vector is stored: the server client never is
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class ChunkRecord:
 
 def vector_blob(vector: np.ndarray, dims: int) -> bytes:
     """A float32 vector as sqlite-vec stores it, after checking its dimension."""
+    import numpy as np
+
     array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
     if array.shape[0] != dims:
         raise ValueError(f"vector has {array.shape[0]} dimensions, the index stores {dims}")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import apsw
-import sqlite_vec
 
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.store.keywords import cjk_bigram_document, has_cjk
@@ -180,7 +179,7 @@ def connect(path: Path, create: bool) -> apsw.Connection:
         raise EdgeEmbedError(f"cannot open the index file {path} (is it a folder, or not writable?)") from None
     conn.setbusytimeout(BUSY_TIMEOUT_MS)
     conn.enable_load_extension(True)
-    sqlite_vec.load(conn)
+    _sqlite_vec().load(conn)
     conn.enable_load_extension(False)
     return conn
 
@@ -190,7 +189,14 @@ def sqlite_vec_version() -> str:
     conn = apsw.Connection(":memory:")
     try:
         conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
+        _sqlite_vec().load(conn)
         return str(conn.execute("SELECT vec_version()").fetchall()[0][0])
     finally:
         conn.close()
+
+
+def _sqlite_vec():
+    """sqlite_vec imports numpy: only a connection needs it, not importing the store."""
+    import sqlite_vec
+
+    return sqlite_vec

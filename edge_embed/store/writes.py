@@ -8,12 +8,15 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import absolute
 from edge_embed.store.records import ChunkChanges, NewChunk, StoredChunk, vector_blob
 from edge_embed.store.schema import KEYWORD_TABLES, write_cjk_rows
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class StoreWrites(StoreBase):
@@ -161,6 +164,8 @@ class StoreWrites(StoreBase):
 
     def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Stored vectors for embed-text hashes anywhere in the index (skip re-embedding)."""
+        import numpy as np
+
         wanted = list(dict.fromkeys(hashes))
         if not wanted or not self._has_table("chunk_vectors"):
             return {}

@@ -1,0 +1,315 @@
+"""The library façade: what the CLI, the HTTP server and the MCP tools all call.
+
+Two objects cover everything a caller does with edge-embed:
+
+* ``Index``: one index file. ``Index.open(path)``, ``index(folders)``, ``search(text)``
+  (with the model the index was built with, loaded on the first vector search and kept
+  warm), ``status()``.
+* ``TextEmbedder``: raw texts to unit vectors with any model, as documents or as queries
+  (with the Qwen3 instruction), at any Matryoshka dimension.
+
+The faces (click commands, Starlette routes, MCP tools) only parse and render: a rule
+such as "a query uses the index's own model" lives here once, so the three cannot drift.
+Importing this module is cheap: llama.cpp and numpy load when a model is first needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
+from edge_embed.paths import default_db_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_embed.indexer import IndexOptions, IndexSummary, Progress
+    from edge_embed.runtime.engine import Embedder
+    from edge_embed.runtime.loader import ModelHandle
+    from edge_embed.runtime.plan import RuntimeSettings
+    from edge_embed.search import EmbedQuery, Hit, SearchOptions
+    from edge_embed.store import IndexSettings, Store
+
+InputType = Literal["document", "query"]
+INPUT_TYPES: tuple[InputType, ...] = ("document", "query")
+
+
+def resolve_db(db: str | os.PathLike[str] | None) -> Path:
+    """The index file: ``db``, else $EDGE_EMBED_DB, else index.db in the data directory."""
+    return Path(db or default_db_path()).expanduser().resolve()
+
+
+def _runtime(runtime: RuntimeSettings | None) -> RuntimeSettings:
+    from edge_embed.runtime.plan import RuntimeSettings
+
+    return runtime if runtime is not None else RuntimeSettings.from_env()
+
+
+# --------------------------------------------------------------------------- embedder
+class TextEmbedder:
+    """Raw texts to L2-normalised float32 vectors with one model (loaded on first use).
+
+    >>> embedder = TextEmbedder.open("qwen3-embedding-0.6b")
+    >>> embedder.embed(["first document", "second"]).shape      # (2, 1024)
+    >>> embedder.embed(["how to rotate keys"], input_type="query", dims=256)
+    """
+
+    def __init__(self, handle: ModelHandle) -> None:
+        self.handle = handle
+
+    @classmethod
+    def open(
+        cls,
+        model: str | None = None,
+        runtime: RuntimeSettings | None = None,
+        *,
+        qwen3_format: bool | None = None,
+        embed_url: str | None = None,
+    ) -> TextEmbedder:
+        """A catalog name or GGUF path (None: $EDGE_EMBED_MODEL or the default model).
+
+        With ``embed_url`` the vectors come from that OpenAI-compatible server (``model``
+        is then the server's name for it; None: the first it lists).
+        """
+        if embed_url:
+            from edge_embed.runtime.remote import RemoteEmbedder, RemoteHandle
+
+            return cls(RemoteHandle(RemoteEmbedder(embed_url, model=model, qwen3_format=qwen3_format is not False)))
+        from edge_embed.runtime.loader import prepare_model
+
+        return cls(prepare_model(model or os.environ.get("EDGE_EMBED_MODEL"), _runtime(runtime), qwen3_format=qwen3_format))
+
+    @property
+    def name(self) -> str:
+        """The catalog name, else the model file's absolute path."""
+        return self.handle.label
+
+    @property
+    def native_dim(self) -> int:
+        return self.handle.native_dim
+
+    @property
+    def loaded(self) -> bool:
+        return self.handle.loaded
+
+    def engine(self) -> Embedder:
+        """The loaded llama.cpp engine (loads it on the first call)."""
+        return self.handle.load()
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        input_type: InputType = "document",
+        instruct: str | None = None,
+        dims: int | None = None,
+    ) -> np.ndarray:
+        """Vectors of shape (len(texts), dims or native), in input order.
+
+        Documents are embedded as they are (+ EOS); queries get the model's instruction
+        (``instruct`` replaces its task sentence). Giving ``instruct`` implies a query.
+        """
+        if input_type not in INPUT_TYPES:
+            raise EdgeEmbedError(f"input_type must be one of {', '.join(INPUT_TYPES)}, got {input_type!r}")
+        self.handle.check_dims(dims)
+        if input_type == "query" or instruct:
+            return self.engine().embed_queries(list(texts), instruct=instruct, dims=dims)
+        return self.engine().embed_documents(list(texts), dims=dims)
+
+    def close(self) -> None:
+        """Free the model (VRAM goes back); the next embed loads it again."""
+        self.handle.close()
+
+
+# --------------------------------------------------------------------------- index
+@dataclass
+class Index:
+    """One index file: index folders into it, search it, describe it.
+
+    >>> with Index.open("notes.db") as index:
+    ...     index.index(["~/notes"])
+    ...     for hit in index.search("rotate the API keys"):
+    ...         print(hit.chunk.path, hit.chunk.start_line, hit.score)
+    """
+
+    path: Path
+    runtime: RuntimeSettings | None = None
+    embed_url: str | None = None  # vectors from this OpenAI-compatible server, not the local model
+    _query_model: TextEmbedder | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        runtime: RuntimeSettings | None = None,
+        *,
+        embed_url: str | None = None,
+    ) -> Index:
+        """``path`` None: $EDGE_EMBED_DB, else index.db in the data directory."""
+        return cls(resolve_db(path), runtime, embed_url)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def store(self) -> Store:
+        """The store of an index that must already exist (query, status, remove)."""
+        from edge_embed.store import Store
+
+        if not self.exists:
+            raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
+        return Store.open(self.path, create=False)
+
+    def store_settings(self) -> IndexSettings | None:
+        """What the index was built with; None before its first files."""
+        with self.store() as store:
+            return store.settings()
+
+    def settings(self) -> IndexSettings:
+        """What the index was built with; an index without files yet is an error here."""
+        settings = self.store_settings()
+        if settings is None:
+            raise EdgeEmbedError(f"{self.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+        return settings
+
+    # ------------------------------------------------------------------ index
+    def index(
+        self,
+        folders: Sequence[str | os.PathLike[str]],
+        options: IndexOptions | None = None,
+        *,
+        model: str | None = None,
+        progress: Progress | None = None,
+    ) -> IndexSummary:
+        """Index ``folders`` incrementally (the index's model, else ``model``/the default)."""
+        from edge_embed.indexer import IndexOptions, Indexer, NoProgress
+        from edge_embed.runtime.loader import prepare_model
+        from edge_embed.store import Store
+
+        existing = self.store_settings() if self.exists else None
+        if self.embed_url:
+            handle = remote_index_handle(self.embed_url, existing, model, _runtime(self.runtime))
+        else:
+            handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
+        options = options or IndexOptions(
+            dims=existing.dims if existing else None,
+            chunk_tokens=existing.chunk_tokens if existing else IndexOptions.chunk_tokens,
+            overlap=existing.overlap if existing else IndexOptions.overlap,
+            instruction=existing.instruction if existing else None,
+        )
+        try:
+            with Store.open(self.path) as store, store.writer_lock():
+                indexer = Indexer(store, handle, options, progress=progress or NoProgress())
+                return indexer.run([Path(folder).expanduser() for folder in folders])
+        finally:
+            handle.close()
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        text: str,
+        options: SearchOptions | None = None,
+        *,
+        instruct: str | None = None,
+        embed_query: EmbedQuery | None = None,
+    ) -> list[Hit]:
+        """Hits for ``text``, best first (``options``: mode, k, --in, --glob, ...).
+
+        Vector and hybrid searches embed the query with the index's own model, loaded on
+        the first such search and kept for the next ones (``close()`` frees it), unless
+        ``embed_query`` is given (the server passes its shared engine).
+        """
+        from edge_embed.search import SearchOptions, search
+
+        options = options or SearchOptions()
+        with self.store() as store:
+            if options.uses_vectors and embed_query is None:
+                embed_query = self.query_embedder(store, instruct)
+            return search(store, text, options, embed_query=embed_query)
+
+    def query_embedder(self, store: Store, instruct: str | None) -> EmbedQuery:
+        """``embed_query`` with the index's own model, at the index's dimension.
+
+        The model loads on the first call, which search() makes only after checking the
+        query and the --in paths: a typo is reported at once, not after seconds of loading.
+        """
+        settings = store.settings()
+        if settings is None:
+            raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+
+        def embed_query(text: str) -> np.ndarray:
+            model = self.query_model(settings)
+            return model.embed([text], input_type="query", instruct=instruct, dims=settings.dims)[0]
+
+        return embed_query
+
+    def query_model(self, settings: IndexSettings | None = None) -> TextEmbedder:
+        """The model the index was built with (kept once loaded); a missing one says what to do."""
+        if self._query_model is None:
+            settings = settings or self.settings()
+            if self.embed_url:
+                handle = remote_index_handle(self.embed_url, settings, None, None)
+            else:
+                handle = index_model_handle(settings, _runtime(self.runtime))
+            self._query_model = TextEmbedder(handle)
+        return self._query_model
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, object]:
+        """Folders, files, chunks, model, settings and size (what `edge-embed status` shows)."""
+        with self.store() as store:
+            stats = store.stats()
+            roots = store.roots()
+        return {**stats, "roots": [root_dict(root) for root in roots]}
+
+    def close(self) -> None:
+        if self._query_model is not None:
+            self._query_model.close()
+            self._query_model = None
+
+
+def root_dict(root) -> dict[str, object]:
+    return {"path": root.path, "files": root.files, "chunks": root.chunks, "last_indexed_at": root.last_indexed_at}
+
+
+def index_model_handle(settings: IndexSettings, runtime: RuntimeSettings) -> ModelHandle:
+    """Exactly the model an index was built with (not loaded yet); a missing one says how to get it back."""
+    from edge_embed.runtime.loader import index_model
+
+    try:
+        return index_model(settings, runtime)
+    except ModelNotFound as exc:
+        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword", exc.model_name) from None
+    except ModelFileError as exc:
+        raise ModelFileError(
+            f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "
+            "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
+            "NAME FOLDER`), or search without the model: --mode keyword"
+        ) from None
+
+
+def remote_index_handle(url: str, existing: IndexSettings | None, tokenizer_model: str | None, runtime):
+    """The remote model for an index: the one it was built with (by name), else the first
+    the server lists; ``runtime`` given (indexing): a local GGUF for the tokenizer."""
+    from edge_embed.catalog import find_entry
+    from edge_embed.runtime.engine import DEFAULT_INSTRUCTION
+    from edge_embed.runtime.loader import prepare_model
+    from edge_embed.runtime.remote import RemoteEmbedder, RemoteHandle
+
+    name = existing.model_label if existing else None
+    entry = find_entry(name) if name else None
+    instruction = (existing.instruction if existing else None) or (entry.query_instruction if entry else DEFAULT_INSTRUCTION)
+    tokenizer = None
+    if runtime is not None:
+        tokenizer = prepare_model(tokenizer_model or (name if entry else None), runtime)
+    return RemoteHandle(RemoteEmbedder(url, model=name, tokenizer=tokenizer, instruction=instruction))

@@ -1,0 +1,144 @@
+"""``edge-embed serve``: one warm engine for the CLI, Open WebUI, scripts and agents."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import click
+
+from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.errors import EdgeEmbedError
+
+DEFAULT_PORT = 8377
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """'10m', '90s', '1h', '0' (unload at once); 'never' or '-1' keep the model forever."""
+    if text.strip().lower() in ("never", "-1", "forever"):
+        return None
+    match = DURATION.match(text)
+    if match is None:
+        raise EdgeEmbedError(f"--keep-alive {text!r} is not a duration: use e.g. 30s, 10m, 1h, 0 or never")
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires --api-key.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="TCP port (0 = any free port; the discovery file tells the CLI which).")
+@db_option
+@click.option("--api-key", envvar="EDGE_EMBED_API_KEY", show_envvar=True, default=None, metavar="KEY",
+              help="Require 'Authorization: Bearer KEY' on every request.")
+@click.option("--keep-alive", default="10m", show_default=True, metavar="DURATION",
+              help="Unload the model after this long without requests (30s, 10m, 1h, 0, never); "
+                   "the next request loads it again.")
+@click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
+@click.option("--cors", multiple=True, metavar="ORIGIN",
+              help="Allow browser requests from ORIGIN, e.g. http://localhost:3000 (repeatable). "
+                   "Other browser origins are refused.")
+@runtime_options
+def serve(host, port, db, api_key, keep_alive, preload, cors, **runtime) -> None:
+    """Serve embeddings and search over HTTP from one warm model.
+
+    \b
+    Endpoints (OpenAPI document at /openapi.json):
+      POST /v1/embeddings   OpenAI-compatible (Open WebUI, LangChain, the openai SDK)
+      POST /v1/search       `edge-embed query` as JSON (answer: docs/query-json.md)
+      GET  /v1/models, /health
+      /mcp                  the MCP tools (search, get, status) over streamable HTTP
+
+    \b
+    Examples:
+      edge-embed serve                                  index + default model on 127.0.0.1:8377
+      edge-embed serve --model qwen3-embedding-0.6b     embeddings only, no index needed
+      edge-embed serve --host 0.0.0.0 --api-key "$KEY"  for other machines (key required)
+      curl -s localhost:8377/v1/embeddings -d '{"input": ["hello"], "model": "qwen3-embedding-0.6b"}'
+
+    While it runs, `edge-embed query` and `embed` on this machine use it (same output,
+    no model loading); --no-server makes them work alone.
+    """
+    import uvicorn
+
+    from edge_embed.server.app import Service, create_app
+    from edge_embed.server.discovery import ServerInfo, publish, withdraw
+    from edge_embed.server.security import is_loopback
+
+    warnings_to_stderr()
+    if not is_loopback(host) and not api_key:
+        raise EdgeEmbedError(
+            f"listening on {host} makes the server reachable from other machines: give --api-key KEY "
+            "(or EDGE_EMBED_API_KEY)"
+        )
+    service = Service.create(db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive))
+    from edge_embed.server.mcp_tools import mcp_http_app
+
+    mcp_route, mcp_lifespan = mcp_http_app(service)
+    app = create_app(service, bind_host=host, api_key=api_key, cors=tuple(cors), preload=preload,
+                     extra_routes=[mcp_route], lifespans=[mcp_lifespan])
+    sock = bind(host, port)
+    actual_port = sock.getsockname()[1]
+    index_path = str(service.index.path) if service.index is not None else None
+    info = ServerInfo(host, actual_port, os.getpid(), index_path, service.embedder.name)
+    discovery = publish(info)
+    click.echo(f"edge-embed serve: {info.base_url} (model {service.model_id}"
+               + (f", index {index_path})" if index_path else ", no index)"), err=True)
+    click.echo(f"  OpenAI base URL: {info.base_url}/v1   MCP: {info.base_url}/mcp", err=True)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+    finally:
+        withdraw(discovery, info.pid)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 picks a free one); a port in use is a one-line error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise EdgeEmbedError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port") from None
+    sock.listen(128)
+    return sock
+
+
+@click.command()
+@db_option
+@click.option("--keep-alive", default="10m", show_default=True, metavar="DURATION",
+              help="Unload the model after this long without a search (it reloads on the next).")
+@runtime_options
+def mcp(db, keep_alive, **runtime) -> None:
+    """Serve the index to an agent over MCP on stdin/stdout.
+
+    Tools: search (query, k, mode, in_paths, glob), get (a file or line range, only inside
+    the indexed folders), status.
+
+    \b
+    Register it, e.g. with Claude Code or Codex:
+      claude mcp add edge-embed -- edge-embed mcp --db ~/notes.db
+      codex mcp add edge-embed -- edge-embed mcp --db ~/notes.db
+    Or, with `edge-embed serve` running, point an MCP client at http://127.0.0.1:8377/mcp.
+    """
+    from edge_embed.cli.query import refuse_model_option
+    from edge_embed.server.app import Service
+    from edge_embed.server.mcp_tools import build_mcp
+
+    refuse_model_option(click.get_current_context())
+    runtime.pop("model")  # the index's own model, always
+    service = Service.create(db, None, settings_from_options(**runtime), parse_duration(keep_alive))
+    if service.index is None:
+        raise EdgeEmbedError("no index to serve: build one with `edge-embed index FOLDER` or give --db FILE")
+    server = build_mcp(service)
+    service.worker.start()
+    try:
+        server.run("stdio")
+    finally:
+        service.worker.stop()

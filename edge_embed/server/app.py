@@ -1,0 +1,334 @@
+"""The HTTP face of `edge-embed serve`: Starlette routes over the façade and one engine.
+
+Why Starlette and not FastAPI: the request shapes are OpenAI's, with unions (a string, an
+array of strings, token ids...) whose validation errors must come back in OpenAI's error
+shape; hand-written validation (``protocol.py``) gives exactly that with two small
+dependencies, where FastAPI would add pydantic models plus overriding its own 422
+answers. The OpenAPI document is Starlette's SchemaGenerator over the route docstrings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from edge_embed import __version__
+from edge_embed.api import Index, TextEmbedder, index_model_handle
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.server.protocol import (
+    MAX_BODY_BYTES,
+    ApiError,
+    SearchRequest,
+    embeddings_response,
+    parse_embedding_request,
+    parse_search_request,
+)
+from edge_embed.server.security import Guard, allowed_host_names
+from edge_embed.server.worker import EmbedJob, EngineWorker, InputRejected
+
+log = logging.getLogger("edge_embed")
+
+
+@dataclass
+class Service:
+    """What the routes share: the engine thread, its model's names, the index (if any)."""
+
+    worker: EngineWorker
+    index: Index | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def create(cls, db: str | Path | None, model: str | None, runtime, keep_alive_s: float | None) -> Service:
+        """The model: ``model``, else the index's own, else the default one.
+
+        ``db`` None means the default index file, used only when it exists: a server for
+        embeddings alone needs no index.
+        """
+        index = Index.open(db, runtime)
+        if not index.exists:
+            if db is not None:
+                raise EdgeEmbedError(f"no index at {index.path} yet: build one with `edge-embed index FOLDER`")
+            index = None
+        settings = index.store_settings() if index is not None and model is None else None
+        if settings is not None:
+            embedder = TextEmbedder(index_model_handle(settings, runtime))
+        else:
+            embedder = TextEmbedder.open(model, runtime)
+        return cls(EngineWorker(embedder, keep_alive_s), index)
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        return self.worker.embedder
+
+    @property
+    def model_id(self) -> str:
+        """The catalog name, else the model file's name without .gguf."""
+        label = self.embedder.name
+        return Path(label).stem if label.endswith(".gguf") else label
+
+    def model_names(self) -> set[str]:
+        """Every name a client may use for this model in ``model``."""
+        path = self.embedder.handle.info.path
+        return {self.model_id, self.embedder.name, path.name, path.stem}
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name not in self.model_names():
+            raise ApiError(
+                404, f"The model '{name}' does not exist on this server; it serves '{self.model_id}' (see /v1/models)",
+                param="model", code="model_not_found",
+            )
+
+    def health(self) -> dict[str, Any]:
+        plan = self.embedder.handle.plan
+        return {
+            "status": "ok",
+            "version": __version__,
+            "model": self.model_id,
+            "device": plan.gpu.name if plan.gpu is not None and plan.n_gpu_layers > 0 else "cpu",
+            "loaded": self.worker.loaded,
+            "queue_depth": self.worker.queue_depth,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "index": str(self.index.path) if self.index is not None else None,
+        }
+
+    def search(self, request: SearchRequest) -> dict[str, Any]:
+        """Runs on a thread of the pool: the store is read here, the query embedded by the engine."""
+        from edge_embed.render import search_document
+        from edge_embed.search import DEFAULT_PER_FILE, SearchOptions
+
+        if self.index is None:
+            raise ApiError(404, "this server has no index: start it with --db FILE to search", code="no_index")
+        options = SearchOptions(
+            mode=request.mode,
+            k=request.k,
+            in_paths=request.in_paths,
+            globs=request.globs,
+            min_score=request.min_score,
+            per_file=DEFAULT_PER_FILE if request.per_file is None else request.per_file,
+        )
+        embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
+        hits = self.index.search(request.query, options, embed_query=embed_query)
+        return search_document(request.query, request.mode, hits)
+
+    def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
+        settings = self.index.settings()
+        if settings.model_hash != self.embedder.handle.info.header_hash:
+            raise ApiError(
+                409, f"the index was built with {settings.model_label} but this server runs {self.model_id}: "
+                "start it without --model to search (or use mode 'keyword')", code="model_mismatch",
+            )
+
+        def embed_query(text: str):
+            job = EmbedJob(texts=[text], dims=settings.dims, as_query=True, instruct=instruct, truncate=True)
+            return self.worker.embed(job).vectors[0]
+
+        return embed_query
+
+
+# ------------------------------------------------------------------------ plumbing
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def answers_errors(handler: Handler) -> Handler:
+    """Every failure becomes an answer in OpenAI's error shape; the server keeps serving."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+        except InputRejected as exc:
+            return JSONResponse(ApiError(400, str(exc), param=exc.param).body(), status_code=400)
+        except EdgeEmbedError as exc:
+            return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+        except Exception as exc:  # a bug or llama.cpp failure: logged, answered, not fatal
+            log.exception("request failed")
+            return JSONResponse(ApiError(500, f"internal error: {exc}").body(), status_code=500)
+
+    wrapped.__doc__ = handler.__doc__
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+
+
+# ------------------------------------------------------------------------ routes
+def routes(service: Service) -> list[Route]:
+    @answers_errors
+    async def embeddings(request: Request) -> Response:
+        """OpenAI-compatible embeddings, plus input_type (document|query) and instruct.
+        ---
+        summary: Embed texts or token ids (OpenAI /v1/embeddings)
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [input]
+                properties:
+                  input:
+                    description: a string, an array of strings (at most 2048), an array of token ids, or an array of such arrays
+                    oneOf:
+                      - {type: string}
+                      - {type: array, items: {type: string}}
+                      - {type: array, items: {type: integer}}
+                      - {type: array, items: {type: array, items: {type: integer}}}
+                  model: {type: string, description: the catalog name or model file name (see /v1/models)}
+                  encoding_format: {type: string, enum: [float, base64], default: float}
+                  dimensions: {type: integer, minimum: 32, description: Matryoshka size (at most the native one)}
+                  input_type: {type: string, enum: [document, query], default: document}
+                  instruct: {type: string, description: the task sentence of a query (implies input_type query)}
+        responses:
+          200: {description: "{object: list, data: [{object: embedding, index, embedding}], model, usage}"}
+          400: {description: invalid input, too many inputs, too long an input, dimensions out of range}
+          401: {description: missing or wrong API key}
+          404: {description: unknown model}
+          413: {description: body larger than 8 MiB}
+        """
+        body = await read_json(request)
+        parsed = parse_embedding_request(body, service.embedder.native_dim)
+        service.check_model(parsed.model)
+        job = EmbedJob(
+            texts=parsed.texts, token_ids=parsed.token_ids, dims=parsed.dims,
+            as_query=parsed.as_query, instruct=parsed.instruct,
+        )
+        result = await asyncio.wrap_future(service.worker.submit(job))
+        return JSONResponse(
+            embeddings_response(result.vectors, service.model_id, parsed.encoding_format, result.prompt_tokens)
+        )
+
+    @answers_errors
+    async def search(request: Request) -> Response:
+        """Search the index: `edge-embed query`'s options, `query --json`'s answer.
+        ---
+        summary: Search the index (answer schema docs/query-json.md)
+        requestBody:
+          required: true
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [query]
+                properties:
+                  query: {type: string}
+                  k: {type: integer, default: 10}
+                  mode: {type: string, enum: [hybrid, vector, keyword], default: hybrid}
+                  in: {type: array, items: {type: string}, description: only files under these absolute paths}
+                  glob: {type: array, items: {type: string}}
+                  min_score: {type: number}
+                  per_file: {type: integer, default: 2}
+                  instruct: {type: string}
+        responses:
+          200: {description: "{schema_version, query, mode, results: [...]}"}
+          400: {description: invalid options or unknown --in path}
+          404: {description: the server has no index}
+          409: {description: the server runs another model than the index's}
+        """
+        parsed = parse_search_request(await read_json(request))
+        return JSONResponse(await run_in_threadpool(service.search, parsed))
+
+    @answers_errors
+    async def models(request: Request) -> Response:
+        """The served model, in OpenAI's list shape.
+        ---
+        summary: List models (OpenAI /v1/models)
+        responses:
+          200: {description: "{object: list, data: [{id, object: model, created, owned_by}]}"}
+        """
+        entry = {"id": service.model_id, "object": "model", "created": 0, "owned_by": "edge-embed"}
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    @answers_errors
+    async def health(request: Request) -> Response:
+        """Model, device, loaded or not, queue depth, uptime.
+        ---
+        summary: Server health
+        responses:
+          200: {description: "{status, model, device, loaded, queue_depth, uptime_s, index}"}
+        """
+        return JSONResponse(service.health())
+
+    return [
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/search", search, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+
+
+def openapi_route(app_routes: list[Route]) -> Route:
+    schemas = SchemaGenerator(
+        {"openapi": "3.0.0", "info": {"title": "edge-embed", "version": __version__}}
+    )
+    document = schemas.get_schema(app_routes)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    return Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)
+
+
+def create_app(
+    service: Service,
+    *,
+    bind_host: str = "127.0.0.1",
+    api_key: str | None = None,
+    cors: tuple[str, ...] = (),
+    preload: bool = False,
+    extra_routes: list = (),
+    lifespans: list = (),
+) -> Starlette:
+    """The ASGI app; the engine thread starts with it and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        service.worker.start(preload=preload)
+        try:
+            if lifespans:
+                async with lifespans[0](app):
+                    yield
+            else:
+                yield
+        finally:
+            await run_in_threadpool(service.worker.stop)
+
+    api_routes = routes(service)
+    middleware = [Middleware(Guard, hosts=allowed_host_names(bind_host), api_key=api_key, cors=cors)]
+    if cors:  # outermost, so allowed preflights are answered before the guard
+        middleware.insert(
+            0, Middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])
+        )
+    return Starlette(
+        routes=[*api_routes, openapi_route(api_routes), *extra_routes], middleware=middleware, lifespan=lifespan
+    )

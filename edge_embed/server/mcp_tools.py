@@ -1,0 +1,135 @@
+"""MCP tools for agents: search the index, read indexed files, describe the index.
+
+The same three tools run over stdio (`edge-embed mcp`, one process per agent session) and
+over streamable HTTP at ``/mcp`` on `edge-embed serve` (one warm model for every agent),
+both on the official ``mcp`` SDK and both through the same ``Service`` as the HTTP API.
+
+``get`` reads only files inside the indexed folders: the path is resolved (``..`` and
+symlinks followed) *before* the check, so neither can lead outside.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.server.protocol import parse_search_request
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from edge_embed.server.app import Service
+
+MAX_GET_BYTES = 2 * 1024 * 1024  # an agent reading a whole huge file is a mistake; ranges work
+INSTRUCTIONS = (
+    "Semantic + keyword search over the user's indexed folders (edge-embed). Use `search` "
+    "to find passages, `get` to read a file or a line range around a result, `status` to see "
+    "which folders are indexed."
+)
+
+
+def build_mcp(service: Service) -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name="edge-embed", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    @server.tool()
+    def search(
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        in_paths: list[str] | None = None,
+        glob: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Search the indexed files by meaning and exact words (hybrid), or mode 'vector' /
+        'keyword'. in_paths: only files under these absolute paths; glob: e.g. '*.md'.
+        Each result: path, lines (first-last), heading, score, text."""
+        request = parse_search_request(
+            {"query": query, "k": k, "mode": mode, "in": in_paths or [], "glob": glob or []}
+        )
+        document = service.search(request)
+        return [
+            {
+                "path": result["path"],
+                "lines": f"{result['start_line']}-{result['end_line']}",
+                "heading": result["heading"],
+                "score": result["score"],
+                "text": result["text"],
+            }
+            for result in document["results"]
+        ]
+
+    @server.tool()
+    def get(path: str, start_line: int | None = None, end_line: int | None = None) -> str:
+        """Read an indexed file, or lines start_line..end_line of it (1-based, inclusive).
+        Only files inside the indexed folders can be read."""
+        return read_indexed_file(service, path, start_line, end_line)
+
+    @server.tool()
+    def status() -> dict[str, Any]:
+        """The index: folders, file and chunk counts, model, settings, size."""
+        if service.index is None:
+            raise EdgeEmbedError("this server has no index: start it with --db FILE")
+        return service.index.status()
+
+    return server
+
+
+def read_indexed_file(service: Service, path: str, start_line: int | None, end_line: int | None) -> str:
+    """The file's text (or a line range) when it lies inside an indexed folder."""
+    if service.index is None:
+        raise EdgeEmbedError("this server has no index: start it with --db FILE")
+    with service.index.store() as store:
+        roots = [Path(root) for root in store.root_paths()]
+    target = inside_roots(path, roots)
+    if target.stat().st_size > MAX_GET_BYTES and start_line is None:
+        raise EdgeEmbedError(f"{path} is larger than {MAX_GET_BYTES} bytes: ask for a line range")
+    lines = target.read_bytes().decode("utf-8", errors="replace").splitlines()
+    first = max(start_line or 1, 1)
+    last = min(end_line or len(lines), len(lines))
+    if first > last and lines:
+        raise EdgeEmbedError(f"no lines {first}-{end_line} in {path} (it has {len(lines)})")
+    return "\n".join(lines[first - 1 : last])
+
+
+def inside_roots(path: str, roots: list[Path]) -> Path:
+    """``path`` fully resolved, if it is a file inside one of ``roots``; else an error."""
+    given = Path(path).expanduser()
+    if not given.is_absolute():
+        raise EdgeEmbedError(f"give an absolute path (as search results show), not {path!r}")
+    try:
+        resolved = given.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise EdgeEmbedError(f"{path} does not exist") from None
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise EdgeEmbedError(f"{path} is not inside an indexed folder: only indexed files can be read")
+    if not resolved.is_file():
+        raise EdgeEmbedError(f"{path} is not a file")
+    return resolved
+
+
+def mcp_http_app(service: Service):
+    """The /mcp route and the lifespan its session manager needs, for `serve`'s app.
+
+    The SDK's own Host/Origin checks are off here: `serve`'s Guard applies the same
+    rules (and the API key) to every route, /mcp included.
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    server = build_mcp(service)
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    route = next(route for route in app.routes if getattr(route, "path", None) == "/mcp")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        async with server.session_manager.run():
+            yield
+
+    return route, lifespan

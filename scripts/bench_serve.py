@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""What `edge-embed serve` buys: query latency through a warm server, and packing.
+
+1. ``query``: wall time of real `edge-embed query` processes (start to exit), each model:
+   * cold: ``--no-server``, the model loaded by every process (today's path);
+   * warm: the same command while `edge-embed serve --preload` runs for the index;
+   p50/p95 of each and the ratio cold/warm. The warm client's own overhead is the warm
+   wall time minus the server's time for the same search (a direct POST /v1/search from
+   this process, measured in the same run): process start, imports, HTTP, rendering;
+   and, robust to a busy machine, the client process's own CPU time.
+2. ``throughput``: 16 concurrent clients each sending single texts to /v1/embeddings,
+   against the engine embedding the same texts in-process in one call: tokens/s ratio
+   (the server packs concurrent requests into shared decodes).
+
+Models: the tiny test model and the shape-true random Qwen3-Embedding-0.6B (Q8_0, or F16
+with --f16) from edge_embed.testing, both on the CPU.
+
+Usage:
+    python scripts/bench_serve.py                 # both models, 20 queries each
+    python scripts/bench_serve.py --quick         # tiny model only, fewer runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from edge_embed.api import Index, TextEmbedder
+from edge_embed.indexer import IndexOptions
+from edge_embed.runtime.plan import RuntimeSettings
+from edge_embed.server.discovery import find_server
+from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
+
+QUERY = "how do I rotate the API keys"
+CLIENTS = 16
+RUNTIME = RuntimeSettings(force_cpu=True, ctx=512)
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=20) if len(values) > 1 else [values[0]] * 19
+    return statistics.median(values), cuts[18]
+
+
+def write_corpus(folder: Path, files: int = 50) -> None:
+    folder.mkdir(parents=True)
+    for i in range(files):
+        lines = [f"# Note {i}", f"Rotate the API keys of service {i} every {i + 30} days."]
+        lines += [f"Line {j} of note {i} talks about topic {(i * j) % 17}." for j in range(20)]
+        (folder / f"note{i}.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def build_index(base: Path, model: Path, files: int) -> Path:
+    write_corpus(base / "notes", files)
+    db = base / "index.db"
+    with Index.open(db, RUNTIME) as index:
+        index.index([base / "notes"], IndexOptions(chunk_tokens=256, overlap=0), model=str(model))
+    return db
+
+
+def run_query(db: Path, *extra: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `edge-embed query` process.
+
+    The CPU time (user + system of the child) is the client's own cost whatever else
+    the machine is doing; wall time includes waiting for the CPU on a busy machine.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_embed", "query", QUERY, "--db", str(db), "--json", *extra],
+        capture_output=True, text=True, env=os.environ,
+    )
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"query failed: {result.stderr}")
+    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def start_server(db: Path | None, model: Path | None) -> tuple[subprocess.Popen, str]:
+    """`edge-embed serve --preload` in a subprocess; returns once its model is loaded."""
+    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload"]
+    args += ["--db", str(db)] if db else ["--model", str(model)]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        info = find_server(db=str(db.resolve())) if db else find_server(model=str(model.resolve()))
+        if info is not None and info.pid == process.pid:
+            try:
+                if httpx.get(info.base_url + "/health", timeout=5).json()["loaded"]:
+                    return process, info.base_url
+            except httpx.HTTPError:
+                pass
+        if process.poll() is not None:
+            raise SystemExit(f"serve exited: {process.stderr.read()}")
+        time.sleep(0.2)
+    raise SystemExit("serve did not become ready")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+def bench_query(name: str, model: Path, runs: int, workdir: Path, files: int) -> dict:
+    db = build_index(workdir / f"{name}-index", model, files)
+    cold = [run_query(db, "--no-server")[0] for _ in range(runs)]
+    server, base_url = start_server(db, None)
+    try:
+        run_query(db)  # first request warms the server's caches
+        warm, warm_cpu = zip(*(run_query(db) for _ in range(runs)))
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            direct = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                http.post("/v1/search", json={"query": QUERY}).raise_for_status()
+                direct.append(time.perf_counter() - started)
+    finally:
+        stop_server(server)
+    cold_p50, cold_p95 = percentiles(cold)
+    warm_p50, warm_p95 = percentiles(list(warm))
+    server_p50, _ = percentiles(direct)
+    return {
+        "model": name, "cold_p50_ms": cold_p50 * 1e3, "cold_p95_ms": cold_p95 * 1e3,
+        "warm_p50_ms": warm_p50 * 1e3, "warm_p95_ms": warm_p95 * 1e3, "ratio": cold_p50 / warm_p50,
+        "server_p50_ms": server_p50 * 1e3, "client_overhead_ms": (warm_p50 - server_p50) * 1e3,
+        "client_cpu_p50_ms": statistics.median(warm_cpu) * 1e3,
+    }
+
+
+def bench_throughput(name: str, model: Path, per_client: int) -> dict:
+    texts = [f"client {c} text {t}: rotate the API keys of service {c * t} every quarter" for c in range(CLIENTS) for t in range(per_client)]
+    embedder = TextEmbedder.open(str(model), RUNTIME)
+    engine = embedder.engine()
+    embedder.embed(texts[:4])  # warm-up
+    before_tokens, started = engine.stats.tokens, time.perf_counter()
+    embedder.embed(texts)
+    local_s = time.perf_counter() - started
+    tokens = engine.stats.tokens - before_tokens
+    embedder.close()
+    server, base_url = start_server(None, model)
+    try:
+        shares = [texts[c * per_client:(c + 1) * per_client] for c in range(CLIENTS)]
+
+        def client(mine: list[str]) -> int:
+            used = 0
+            with httpx.Client(base_url=base_url, timeout=300) as http:
+                for text in mine:
+                    answer = http.post("/v1/embeddings", json={"input": text})
+                    answer.raise_for_status()
+                    used += answer.json()["usage"]["prompt_tokens"]
+            return used
+
+        client([texts[0]])  # warm-up
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+            served_tokens = sum(pool.map(client, shares))
+        served_s = time.perf_counter() - started
+    finally:
+        stop_server(server)
+    assert served_tokens == tokens, (served_tokens, tokens)
+    return {
+        "model": name, "texts": len(texts), "tokens": tokens,
+        "in_process_tok_s": tokens / local_s, "served_tok_s": tokens / served_s,
+        "ratio": (tokens / served_s) / (tokens / local_s),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model only, 8 queries")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--f16", action="store_true", help="the 0.6B shape as F16 instead of Q8_0")
+    parser.add_argument("--no-tiny", action="store_true", help="only the shape-true 0.6B model")
+    parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
+    parser.add_argument("--texts-per-client", type=int, default=8)
+    args = parser.parse_args()
+    runs = 8 if args.quick else args.runs
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(workdir / "run"))
+        os.environ["EDGE_EMBED_CPU"] = "1"
+        models = {} if args.no_tiny else {"tiny": write_tiny_qwen3(workdir / "tiny.gguf").path}
+        if not args.quick:
+            quant = "F16" if args.f16 else "Q8_0"
+            models[f"0.6b-{quant}"] = write_shape_true_qwen3(workdir / "shape-0.6b.gguf", "0.6b", quant)
+        for name, model in models.items():
+            row = bench_query(name, model, runs, workdir, args.files)
+            print(json.dumps({"bench": "query", **{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}}))
+            row = bench_throughput(name, model, args.texts_per_client)
+            print(json.dumps({"bench": "throughput", **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""A real `edge-embed serve` (uvicorn + the Starlette app) on 127.0.0.1, in a thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from edge_embed.cli.serve import bind
+from edge_embed.runtime.plan import RuntimeSettings
+from edge_embed.server.app import Service, create_app
+from edge_embed.server.discovery import ServerInfo, publish, withdraw
+from edge_embed.server.mcp_tools import mcp_http_app
+
+CPU = RuntimeSettings(force_cpu=True, ctx=256)
+
+
+@contextmanager
+def running_server(
+    db: Path | None,
+    model: str | None,
+    *,
+    keep_alive_s: float | None = 600,
+    api_key: str | None = None,
+    cors: tuple[str, ...] = (),
+    runtime: RuntimeSettings = CPU,
+    discoverable: bool = False,
+) -> Iterator[tuple[str, Service]]:
+    """(base URL, service) of a server that stops when the block ends."""
+    service = Service.create(db, model, runtime, keep_alive_s)
+    mcp_route, mcp_lifespan = mcp_http_app(service)
+    app = create_app(service, api_key=api_key, cors=cors, extra_routes=[mcp_route], lifespans=[mcp_lifespan])
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    info = ServerInfo("127.0.0.1", port, os.getpid(), str(service.index.path) if service.index else None, service.embedder.name)
+    published = publish(info) if discoverable else None
+    try:
+        yield f"http://127.0.0.1:{port}", service
+    finally:
+        if published is not None:
+            withdraw(published, info.pid)
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,94 @@
+"""The MCP tools through the official `mcp` SDK's client: over stdio and over HTTP (/mcp)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from serving import CPU, running_server
+
+from edge_embed.api import Index
+from edge_embed.indexer import IndexOptions
+
+NOTES = {"keys.md": "# Keys\nRotate the API keys every ninety days.\nline three\nline four", "pets.txt": "The cat sat."}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_model) -> Path:
+    base = tmp_path_factory.mktemp("mcp")
+    shutil.copy(tiny_model.path, base / "model.gguf")
+    notes = base / "notes"
+    notes.mkdir()
+    for name, text in NOTES.items():
+        (notes / name).write_text(text, encoding="utf-8")
+    (base / "secret.txt").write_text("outside", encoding="utf-8")
+    with Index.open(base / "index.db", CPU) as index:
+        index.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(base / "model.gguf"))
+    (notes / "escape.txt").symlink_to(base / "secret.txt")  # after indexing: a link planted later
+    return base
+
+
+def text_of(result) -> str:
+    assert not result.is_error, result
+    return "".join(block.text for block in result.content if getattr(block, "text", None))
+
+
+async def exercise(client: Client, base: Path) -> None:
+    """What an agent does: list tools, search, read a hit, try to read outside."""
+    tools = {tool.name for tool in (await client.list_tools()).tools}
+    assert tools == {"search", "get", "status"}
+    found = await client.call_tool("search", {"query": "rotate keys", "k": 5, "mode": "keyword"})
+    hits = found.structured_content["result"] if found.structured_content else json.loads(text_of(found))
+    assert hits[0]["path"] == str(base / "notes" / "keys.md") and hits[0]["lines"] == "1-4"
+    assert {"path", "lines", "heading", "score", "text"} <= set(hits[0])
+    glob = await client.call_tool("search", {"query": "cat", "mode": "hybrid", "glob": ["*.txt"]})
+    assert "pets.txt" in text_of(glob) and "keys.md" not in text_of(glob)
+    lines = await client.call_tool("get", {"path": hits[0]["path"], "start_line": 2, "end_line": 3})
+    assert text_of(lines) == "Rotate the API keys every ninety days.\nline three"
+    status = await client.call_tool("status", {})
+    assert str(base / "notes") in text_of(status)
+    for outside in (
+        str(base / "secret.txt"),
+        str(base / "notes" / ".." / "secret.txt"),
+        str(base / "notes" / "escape.txt"),
+        "/etc/passwd",
+        "notes/keys.md",
+    ):
+        refused = await client.call_tool("get", {"path": outside})
+        assert refused.is_error, outside
+        assert "outside" not in text_of_error(refused)
+
+
+def text_of_error(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+def test_mcp_over_stdio(indexed, tmp_path):
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "edge_embed", "mcp", "--db", str(indexed / "index.db")],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "EDGE_EMBED_CPU": "1"},
+    )
+
+    async def main() -> None:
+        async with Client(params) as client:
+            await exercise(client, indexed)
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_mcp_over_http_on_serve(indexed):
+    with running_server(indexed / "index.db", None) as (url, _):
+
+        async def main() -> None:
+            async with Client(url + "/mcp") as client:
+                await exercise(client, indexed)
+
+        asyncio.run(asyncio.wait_for(main(), 120))
