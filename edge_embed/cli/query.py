@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -230,8 +231,12 @@ def load_query_embedder(store: Store, instruct: str | None, runtime: dict) -> Em
     if settings is None:
         raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
 
+    @cache
+    def embedder() -> EmbedQuery:  # loaded once, however many queries (eval runs hundreds)
+        return query_embedder(load_index_model(settings, runtime), settings.dims, instruct)
+
     def embed_query(text: str) -> np.ndarray:
-        return query_embedder(load_index_model(settings, runtime), settings.dims, instruct)(text)
+        return embedder()(text)
 
     return embed_query
 
