@@ -39,8 +39,8 @@ DOC_SOURCES = {"pip": Path("/usr/share/doc/python3-pip/html"), "nodejs": Path("/
 DOC_SKIP = re.compile(r"(CHANGELOG|changelogs/|LICENSE|CODE_OF_CONDUCT|/api/|api_assets/|news\.rst)", re.I)
 CODE_PACKAGES = ("httpx", "pathspec", "attr", "httpcore", "anyio")
 MAX_FILE_BYTES = 30_000  # a few very long files would dominate the indexing time
-CORPUS_BYTES = 420_000  # per set: a few minutes of indexing with MiniLM on two busy cores
-MIN_WORDS = 4
+CORPUS_BYTES = 200_000  # per set, as indexed: ~50k MiniLM tokens, ~10 minutes on two busy cores
+MIN_WORDS = 3
 QUESTION_TEMPLATES = (
     "how do I {}?",
     "where is {} explained",
@@ -63,15 +63,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(".bench/devsets"))
     parser.add_argument("--max-queries", type=int, default=300)
+    parser.add_argument("--corpus-bytes", type=int, default=CORPUS_BYTES, help="size of each corpus")
     args = parser.parse_args()
-    build_docs_set(args.out / "docs", args.max_queries)
-    build_code_set(args.out / "code", args.max_queries)
+    build_docs_set(args.out / "docs", args.max_queries, args.corpus_bytes)
+    build_code_set(args.out / "code", args.max_queries, args.corpus_bytes)
 
 
 # ---- prose documentation -------------------------------------------------------------
 
 
-def doc_files() -> Iterator[tuple[Path, str]]:
+def doc_files(budget: int) -> Iterator[tuple[Path, str]]:
     """(file, path relative to the set) of the prose documents, sorted, within budget."""
     total = 0
     for label, source in DOC_SOURCES.items():
@@ -80,7 +81,7 @@ def doc_files() -> Iterator[tuple[Path, str]]:
             size = path.stat().st_size
             if DOC_SKIP.search(rel) or size > MAX_FILE_BYTES or size < 500:
                 continue
-            if total + size > CORPUS_BYTES:
+            if total + size > budget:
                 return
             total += size
             yield path, rel
@@ -108,8 +109,8 @@ def clean_markup(text: str) -> str:
     return text.strip().rstrip(":.").strip()
 
 
-def build_docs_set(out: Path, max_queries: int) -> None:
-    documents = {rel: path.read_text(encoding="utf-8").splitlines() for path, rel in doc_files()}
+def build_docs_set(out: Path, max_queries: int, budget: int) -> None:
+    documents = {rel: path.read_text(encoding="utf-8").splitlines() for path, rel in doc_files(budget)}
     found = [(rel, lines_at, clean_markup(text)) for rel, lines in documents.items() for lines_at, text in headings(lines)]
     counts = Counter(title.lower() for _, _, title in found)
     usable = [(rel, at, title) for rel, at, title in found if counts[title.lower()] == 1 and len(title.split()) >= MIN_WORDS]
@@ -128,8 +129,7 @@ def build_docs_set(out: Path, max_queries: int) -> None:
 
 
 def code_files() -> Iterator[tuple[Path, str]]:
-    """(file, path relative to the set) of the packages' .py sources, sorted, within budget."""
-    total = 0
+    """(file, path relative to the set) of the packages' .py sources, sorted."""
     for package in CODE_PACKAGES:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
@@ -137,12 +137,8 @@ def code_files() -> Iterator[tuple[Path, str]]:
         root = Path(next(iter(spec.submodule_search_locations)))
         for path in sorted(root.rglob("*.py")):
             size = path.stat().st_size
-            if size > MAX_FILE_BYTES or size < 300:
-                continue
-            if total + size > CORPUS_BYTES:
-                return
-            total += size
-            yield path, f"{package}/{path.relative_to(root)}"
+            if MAX_FILE_BYTES >= size >= 300:
+                yield path, f"{package}/{path.relative_to(root)}"
 
 
 def docstring_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.Expr]]:
@@ -177,7 +173,7 @@ def strip_docstrings(source: str, tree: ast.AST) -> str:
     return "\n".join(kept) + "\n"
 
 
-def build_code_set(out: Path, max_queries: int) -> None:
+def build_code_set(out: Path, max_queries: int, budget: int) -> None:
     corpus: dict[str, str] = {}
     found: list[tuple[str, str]] = []
     for path, rel in code_files():
@@ -186,7 +182,10 @@ def build_code_set(out: Path, max_queries: int) -> None:
             tree = ast.parse(source)
         except SyntaxError:
             continue
-        corpus[rel] = strip_docstrings(source, tree)
+        stripped = strip_docstrings(source, tree)
+        if sum(map(len, corpus.values())) + len(stripped) > budget:
+            break
+        corpus[rel] = stripped
         for owner, expr in docstring_nodes(tree):
             if not isinstance(owner, ast.Module):
                 found.append((rel, summary(expr.value.value)))
