@@ -77,8 +77,10 @@ def main() -> None:
     embed = load_query_embedder(store, None, runtime)
     vectors: dict[str, object] = {}
 
-    def cached(text: str):
-        return vectors.setdefault(text, embed(text)) if text not in vectors else vectors[text]
+    def cached(text: str):  # one embedding per query for all variants
+        if text not in vectors:
+            vectors[text] = embed(text)
+        return vectors[text]
 
     variants = {
         "rrf60 (today)": make_fuse(store),
