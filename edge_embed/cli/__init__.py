@@ -21,6 +21,7 @@ COMMANDS = {
     "embed": "edge_embed.cli.embed:embed",
     "index": "edge_embed.cli.index:index",
     "query": "edge_embed.cli.query:query",
+    "eval": "edge_embed.cli.eval:eval_command",
     "status": "edge_embed.cli.index:status",
     "remove": "edge_embed.cli.index:remove",
     "config": "edge_embed.cli.index:config",

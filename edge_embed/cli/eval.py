@@ -1,0 +1,114 @@
+"""``edge-embed eval``: how well the index finds known answers (Recall, MRR, nDCG per mode)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.query import refuse_model_option
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.evaluate import METRICS, Scores, compare, evaluate, load_previous, load_queries, report_document
+from edge_embed.search import MODES
+from edge_embed.store import MAX_KNN_K
+
+METRIC_LABELS = {"recall": "Recall", "mrr": "MRR", "ndcg": "nDCG"}
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``hybrid,keyword`` -> ('hybrid', 'keyword'); an unknown name is a one-line error."""
+    modes = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        named = ",".join(unknown) or repr(text)
+        raise EdgeEmbedError(f"unknown --mode {named}: use one or more of {','.join(MODES)}")
+    return modes
+
+
+@click.command("eval")
+@click.argument("queries_file", type=click.Path(dir_okay=False, path_type=Path), metavar="QUERIES.jsonl")
+@click.option("-k", "k", type=click.IntRange(1, MAX_KNN_K), default=10, show_default=True,
+              help="Score the first K files of each ranking.")
+@click.option("--mode", "modes", default=",".join(MODES), show_default=True, metavar="MODES",
+              help="Comma-separated search modes to score (keyword alone needs no model).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document: the mean scores per mode and every query's files and scores.")
+@click.option("--compare", "previous", type=click.Path(dir_okay=False, path_type=Path), metavar="PREVIOUS.json",
+              help="Also show the change of each mean against an earlier `eval --json` run.")
+@click.option("--instruct", metavar="TASK", help="The query task sentence (default: the index's).")
+@db_option
+@runtime_options
+def eval_command(
+    queries_file: Path,
+    k: int,
+    modes: str,
+    as_json: bool,
+    previous: Path | None,
+    instruct: str | None,
+    db: Path | None,
+    **runtime,
+) -> None:
+    """Score the search on QUERIES.jsonl, questions whose answers you know.
+
+    Each line of QUERIES.jsonl is a JSON object: the query and the files that answer it
+    (a path, or its last components: "setup.md", "docs/setup.md"):
+
+    \b
+      {"query": "how do I rotate the API keys", "relevant": ["docs/keys.md"]}
+      {"query": "retry with backoff", "relevant": ["src/http.py", "src/retry.py"]}
+
+    Each mode ranks files as `query --files` does (a file counts once), and the first K
+    are scored: Recall@K (share of the answers found), MRR@K (1 / rank of the first
+    answer) and nDCG@K (answers near the top count more). Means over all queries.
+
+    \b
+    Examples:
+      edge-embed eval queries.jsonl                         all three modes, k = 10
+      edge-embed eval queries.jsonl --mode keyword -k 5     no model needed
+      edge-embed eval queries.jsonl --json > before.json    keep a run ...
+      edge-embed eval queries.jsonl --compare before.json   ... and see what changed
+    """
+    refuse_model_option(click.get_current_context())
+    runtime.pop("model")
+    warnings_to_stderr()
+    chosen = parse_modes(modes)
+    queries = load_queries(queries_file)
+    earlier = load_previous(previous) if previous is not None else None
+    from edge_embed.api import Index
+
+    with Index.open(db, settings_from_options(**runtime)) as index, index.store() as store:
+        needs_model = any(mode != "keyword" for mode in chosen)
+        embed_query = index.query_embedder(store, instruct) if needs_model else None  # loads the model once
+        report = evaluate(store, queries, chosen, k, embed_query=embed_query)
+    summary = report.summary()
+    deltas = compare(summary, earlier) if earlier is not None else None
+    if as_json:
+        document = report_document(report, per_query=True)
+        if deltas is not None:
+            document["compare"] = {"previous": str(previous), "change": deltas}
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    for line in summary_lines(summary, k, report.query_count, deltas):
+        click.echo(line)
+
+
+def summary_lines(
+    summary: dict[str, Scores], k: int, query_count: int, deltas: dict[str, dict[str, float]] | None
+) -> list[str]:
+    """The table: one row per mode, one column per metric (with the change when comparing)."""
+    width = 18 if deltas is not None else 9
+    header = "mode     " + "".join(f"{METRIC_LABELS[name]}@{k}".rjust(width) for name in METRICS)
+    lines = [f"{query_count} queries, first {k} files of each ranking", header]
+    for mode, scores in summary.items():
+        cells = []
+        for name in METRICS:
+            cell = f"{getattr(scores, name):.3f}"
+            if deltas is not None:
+                change = deltas.get(mode, {}).get(name)
+                cell += f" ({change:+.3f})" if change is not None else " (   n/a)"
+            cells.append(cell.rjust(width))
+        lines.append(f"{mode:<9}" + "".join(cells))
+    return lines

@@ -1,0 +1,243 @@
+"""Retrieval quality on known-answer queries: Recall@k, MRR@k and nDCG@k per search mode.
+
+Users check the search on their own corpus (``edge-embed eval``); developers measure a
+change (chunk size, fusion) before keeping it. The unit is the *file*: each query lists
+the files that answer it, and a search's ranking is the ``--files`` ranking (one entry
+per file, ``per_file=1``), so a long relevant file that fills several result slots counts
+once, as a user reading the list would count it.
+
+A relevant entry ("docs/setup.md", or just "setup.md") matches a result whose path ends
+with it as whole path components, so query files stay valid wherever the corpus lives.
+If one entry matches several result files, only the first counts: the scores stay in 0..1.
+
+This module never prints and never loads a model (the caller passes ``embed_query``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+from edge_embed.errors import EdgeEmbedError
+from edge_embed.search import EmbedQuery, Mode, SearchOptions, search
+from edge_embed.store import Store
+
+METRICS = ("recall", "mrr", "ndcg")
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """One line of the queries file: its number (for messages), the text, the answers."""
+
+    line: int
+    text: str
+    relevant: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Recall@k, MRR@k and nDCG@k of one ranking (or their means over queries)."""
+
+    recall: float
+    mrr: float
+    ndcg: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(getattr(self, name), 4) for name in METRICS}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one mode returned for one query, and how good it was."""
+
+    query: EvalQuery
+    mode: Mode
+    paths: tuple[str, ...]
+    first_hit: int | None  # 1-based rank of the first relevant file, None when none in the top k
+    scores: Scores
+
+
+@dataclass
+class EvalReport:
+    """All results of a run; ``summary()`` gives the mean scores per mode."""
+
+    k: int
+    modes: tuple[Mode, ...]
+    results: list[QueryResult] = field(default_factory=list)
+
+    def summary(self) -> dict[Mode, Scores]:
+        return {mode: mean_scores(r.scores for r in self.results if r.mode == mode) for mode in self.modes}
+
+    @property
+    def query_count(self) -> int:
+        return len({r.query.line for r in self.results})
+
+
+# ---- the queries file ------------------------------------------------------------------
+
+
+def load_queries(path: Path) -> list[EvalQuery]:
+    """The queries of a JSONL file; blank lines are skipped, a bad line is an error."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeEmbedError(f"cannot read the queries file {path}: {exc}") from None
+    queries = [parse_query_line(text, number, path) for number, text in enumerate(lines, 1) if text.strip()]
+    if not queries:
+        raise EdgeEmbedError(f"{path} has no queries: write one JSON object per line, e.g. "
+                             '{"query": "rotate the API keys", "relevant": ["docs/keys.md"]}')
+    return queries
+
+
+def parse_query_line(text: str, number: int, path: Path) -> EvalQuery:
+    """One ``{"query": str, "relevant": [str, ...]}`` line; errors name the line."""
+    where = f"{path} line {number}"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgeEmbedError(f"{where} is not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise EdgeEmbedError(f'{where} must be a JSON object with "query" and "relevant"')
+    query, relevant = record.get("query"), record.get("relevant")
+    if not isinstance(query, str) or not query.strip():
+        raise EdgeEmbedError(f'{where}: "query" must be a non-empty string')
+    if isinstance(relevant, str):
+        relevant = [relevant]
+    if not isinstance(relevant, list) or not relevant or not all(isinstance(r, str) and r.strip() for r in relevant):
+        raise EdgeEmbedError(f'{where}: "relevant" must be a non-empty list of paths or file names')
+    return EvalQuery(number, query, tuple(relevant))
+
+
+# ---- metrics ------------------------------------------------------------------------------
+
+
+def path_matches(path: str, relevant: str) -> bool:
+    """Whether ``path`` ends with ``relevant`` as whole components ("a/b.md" ends with "b.md",
+    not with "ab.md"); "./" and a leading "/" in ``relevant`` are ignored."""
+    wanted = [part for part in PurePosixPath(relevant.replace("\\", "/")).parts if part not in ("/", ".")]
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    return bool(wanted) and len(wanted) <= len(parts) and list(parts[-len(wanted):]) == wanted
+
+
+def gains(paths: Sequence[str], relevant: Sequence[str]) -> list[int]:
+    """1 for each result that answers a relevant entry no earlier result answered, else 0."""
+    unmatched = list(relevant)
+    out = []
+    for path in paths:
+        entry = next((r for r in unmatched if path_matches(path, r)), None)
+        if entry is not None:
+            unmatched.remove(entry)
+        out.append(int(entry is not None))
+    return out
+
+
+def recall_at_k(gain: Sequence[int], relevant_count: int, k: int) -> float:
+    """Share of the relevant files found in the first k results."""
+    return sum(gain[:k]) / relevant_count
+
+
+def reciprocal_rank(gain: Sequence[int], k: int) -> float:
+    """1 / rank of the first relevant result in the first k, 0 when there is none."""
+    return next((1.0 / rank for rank, g in enumerate(gain[:k], 1) if g), 0.0)
+
+
+def ndcg_at_k(gain: Sequence[int], relevant_count: int, k: int) -> float:
+    """Binary-gain nDCG: DCG of the ranking over the DCG of the ideal one (all relevant first)."""
+    dcg = sum(g / math.log2(rank + 1) for rank, g in enumerate(gain[:k], 1))
+    ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(relevant_count, k) + 1))
+    return dcg / ideal
+
+
+def score_ranking(paths: Sequence[str], relevant: Sequence[str], k: int) -> tuple[Scores, int | None]:
+    """(scores, rank of the first relevant result or None) of one ranked list of files."""
+    gain = gains(paths[:k], relevant)
+    first = next((rank for rank, g in enumerate(gain, 1) if g), None)
+    scores = Scores(recall_at_k(gain, len(relevant), k), reciprocal_rank(gain, k), ndcg_at_k(gain, len(relevant), k))
+    return scores, first
+
+
+def mean_scores(scores: Iterable[Scores]) -> Scores:
+    """The mean of each metric (0 for no scores)."""
+    items = list(scores)
+    if not items:
+        return Scores(0.0, 0.0, 0.0)
+    return Scores(*(sum(getattr(s, name) for s in items) / len(items) for name in METRICS))
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+def evaluate(
+    store: Store,
+    queries: Sequence[EvalQuery],
+    modes: Sequence[Mode],
+    k: int,
+    *,
+    embed_query: EmbedQuery | None,
+) -> EvalReport:
+    """Search every query in every mode (file ranking, ``per_file=1``) and score the results.
+
+    Each query text is embedded once, however many modes use its vector.
+    """
+    cached = lru_cache(maxsize=None)(embed_query) if embed_query is not None else None
+    report = EvalReport(k, tuple(modes))
+    for query in queries:
+        for mode in modes:
+            hits = search(store, query.text, SearchOptions(mode=mode, k=k, per_file=1), embed_query=cached)
+            paths = tuple(hit.chunk.path for hit in hits)
+            scores, first = score_ranking(paths, query.relevant, k)
+            report.results.append(QueryResult(query, mode, paths, first, scores))
+    return report
+
+
+# ---- JSON documents and comparison ----------------------------------------------------------
+
+
+def report_document(report: EvalReport, *, per_query: bool) -> dict:
+    """The --json document: k, query count, mean scores per mode, optionally each query."""
+    document: dict = {
+        "k": report.k,
+        "queries": report.query_count,
+        "modes": {mode: scores.as_dict() for mode, scores in report.summary().items()},
+    }
+    if per_query:
+        document["per_query"] = [
+            {
+                "line": r.query.line,
+                "query": r.query.text,
+                "relevant": list(r.query.relevant),
+                "mode": r.mode,
+                "first_hit": r.first_hit,
+                **r.scores.as_dict(),
+                "files": list(r.paths),
+            }
+            for r in report.results
+        ]
+    return document
+
+
+def load_previous(path: Path) -> dict[str, dict[str, float]]:
+    """The mean scores per mode of an earlier ``eval --json`` run."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeEmbedError(f"cannot read --compare file {path}: {exc}") from None
+    except json.JSONDecodeError:
+        raise EdgeEmbedError(f"--compare file {path} is not JSON: give the output of `edge-embed eval --json`") from None
+    modes = document.get("modes") if isinstance(document, dict) else None
+    if not isinstance(modes, dict):
+        raise EdgeEmbedError(f'--compare file {path} has no "modes": give the output of `edge-embed eval --json`')
+    return modes
+
+
+def compare(current: dict[Mode, Scores], previous: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Current minus previous mean, per mode and metric, for the modes both runs have."""
+    return {
+        mode: {name: round(getattr(scores, name) - previous[mode][name], 4) for name in METRICS if name in previous[mode]}
+        for mode, scores in current.items()
+        if isinstance(previous.get(mode), dict)
+    }

@@ -1,0 +1,66 @@
+"""Retrieval quality of each dev set at several chunk sizes: index, `edge-embed eval`, table.
+
+Run scripts/make_devsets.py first. For each set and chunk size this builds its own index
+file (.bench/retrieval/SET-cTOKENS.db; an existing one is reused, as `index` is
+incremental), runs `edge-embed eval --json` on the set's queries (kept beside the index
+for `eval --compare`), and prints one Markdown row per set, size and mode.
+
+Usage:
+  python scripts/bench_retrieval.py --model /work/shared/models/minilm-q8_0.gguf \
+      [--sets docs,code] [--chunk-tokens 128,256,512] [--out .bench/retrieval] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEVSETS = Path(".bench/devsets")
+
+
+def edge_embed(*args: str) -> str:
+    """Run the CLI as a user would; its stdout."""
+    done = subprocess.run([sys.executable, "-m", "edge_embed", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"edge-embed {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def run_one(name: str, tokens: int, model: str, out: Path, threads: str) -> tuple[dict, float]:
+    """(eval --json document, seconds the indexing took) for one set at one chunk size."""
+    db = out / f"{name}-c{tokens}.db"
+    started = time.perf_counter()
+    edge_embed("index", str(DEVSETS / name / "corpus"), "--db", str(db), "--model", model,
+               "--chunk-tokens", str(tokens), "--overlap", str(tokens // 10), "--threads", threads, "--quiet")
+    seconds = time.perf_counter() - started
+    queries = str(DEVSETS / name / "queries.jsonl")
+    document = json.loads(edge_embed("eval", queries, "--db", str(db), "--threads", threads, "--json"))
+    (out / f"{name}-c{tokens}.json").write_text(json.dumps(document, indent=1), encoding="utf-8")
+    return document, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--sets", default="docs,code")
+    parser.add_argument("--chunk-tokens", default="128,256,512")
+    parser.add_argument("--out", type=Path, default=Path(".bench/retrieval"))
+    parser.add_argument("--threads", default="1", help="llama.cpp threads (1 on an oversubscribed machine)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print("| set | chunk tokens | mode | Recall@10 | MRR@10 | nDCG@10 | index s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.sets.split(","):
+        for tokens in (int(t) for t in args.chunk_tokens.split(",")):
+            document, seconds = run_one(name, tokens, args.model, args.out, args.threads)
+            for mode, scores in document["modes"].items():
+                print(f"| {name} ({document['queries']} q) | {tokens} | {mode} | {scores['recall']:.3f} | "
+                      f"{scores['mrr']:.3f} | {scores['ndcg']:.3f} | {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
