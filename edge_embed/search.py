@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, as_stored, keyword_terms, under_prefix
@@ -37,6 +37,7 @@ MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap betwe
 CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
 DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
 EmbedQuery = Callable[[str], "np.ndarray"]
+_Item = TypeVar("_Item")  # a Hit, or a candidate before its record is read
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,20 @@ def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float
     return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
 
 
-def limit_per_file(hits: Sequence[Hit], per_file: int, k: int) -> list[Hit]:
-    """The first ``k`` hits, keeping at most ``per_file`` per file (0 = no limit), in order."""
-    kept: list[Hit] = []
-    per_path: dict[str, int] = defaultdict(int)
+def limit_per_file(
+    hits: Sequence[_Item], per_file: int, k: int, key: Callable[[_Item], object] = lambda hit: hit.chunk.path
+) -> list[_Item]:
+    """The first ``k`` hits, keeping at most ``per_file`` per file (0 = no limit), in order.
+
+    ``key`` names an item's file: a Hit's path, or a candidate's file id (so grouping
+    needs no chunk texts).
+    """
+    kept: list[_Item] = []
+    per_path: dict[object, int] = defaultdict(int)
     for hit in hits:
-        if per_file and per_path[hit.chunk.path] >= per_file:
+        if per_file and per_path[key(hit)] >= per_file:
             continue
-        per_path[hit.chunk.path] += 1
+        per_path[key(hit)] += 1
         kept.append(hit)
         if len(kept) == k:
             break
@@ -166,11 +173,24 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
     depth = min(max(options.k * CANDIDATE_FACTOR, MIN_CANDIDATES), MAX_KNN_K)
     while True:
         vector, keyword = _candidate_lists(store, query, query_vec, depth, options, prefixes)
-        hits = limit_per_file(_hits(store, _score(vector, keyword, options)), options.per_file, options.k)
+        candidates = _score(vector, keyword, options)
+        files = store.chunk_files(c.chunk_id for c in candidates)  # a chunk deleted meanwhile is missing
+        page = limit_per_file(
+            [c for c in candidates if c.chunk_id in files], options.per_file, options.k, key=lambda c: files[c.chunk_id]
+        )
         lists_were_full = max(len(vector), len(keyword)) >= depth
-        if len(hits) == options.k or not lists_were_full or depth >= MAX_KNN_K:
-            return hits
+        if len(page) == options.k or not lists_were_full or depth >= MAX_KNN_K or _below_floor(vector, keyword, options):
+            return _hits(store, page)  # records (texts) are read for the page only
         depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
+
+
+def _below_floor(vector: list[tuple[int, float]], keyword: list[tuple[int, float]], options: SearchOptions) -> bool:
+    """Whether no deeper candidate can pass --min-score: the list it is compared with is
+    ranked by that very score, so once its last entry is under the floor, so is the rest."""
+    if options.min_score is None:
+        return False
+    ranked = keyword if options.mode == "keyword" else vector
+    return bool(ranked) and ranked[-1][1] < options.min_score
 
 
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:

@@ -272,3 +272,42 @@ def test_exact_document_text_finds_its_own_chunk_first(tmp_path: Path, tiny_mode
             assert hits[0].chunk.text == text
             assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     embedder.close()
+
+
+class CountingStore:
+    """Wraps a Store and records the calls search() makes (depths asked, records read)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.vector_depths: list[int] = []
+        self.records_read = 0
+
+    def vector_search(self, query_vec, k, **filters):
+        self.vector_depths.append(k)
+        return self._store.vector_search(query_vec, k, **filters)
+
+    def chunks_by_id(self, ids):
+        ids = list(ids)
+        self.records_read += len(ids)
+        return self._store.chunks_by_id(ids)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_min_score_stops_deepening_once_the_list_is_below_the_floor(corpus: Corpus) -> None:
+    """Issue 7 item 16: a floor no candidate can reach must not deepen the lists to 4096."""
+    counting = CountingStore(corpus.store)
+    options = SearchOptions(mode="vector", k=10, per_file=0, min_score=0.999)  # no random vector gets there
+    hits = search(counting, "q", options, embed_query=by_vector(query_vector(corpus.rng)))
+    assert hits == []
+    assert counting.vector_depths == [50]  # the 50th candidate is already below the floor
+
+
+def test_files_mode_reads_only_the_records_it_returns(corpus: Corpus) -> None:
+    """-k N --files must cost about N records, not the k * 5 candidates fetched for grouping."""
+    counting = CountingStore(corpus.store)
+    options = SearchOptions(mode="vector", k=5, per_file=1)
+    hits = search(counting, "q", options, embed_query=by_vector(query_vector(corpus.rng)))
+    assert len(hits) == 5 and len({h.chunk.path for h in hits}) == 5
+    assert counting.records_read == 5

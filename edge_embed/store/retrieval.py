@@ -123,6 +123,14 @@ class StoreRetrieval(StoreBase):
         return self._fts_scores("chunks_cjk_bigrams", str(cjk_bigram_query(terms.cjk_short)), pool, file_ids)
 
     # ---------------------------------------------------------------- reading back
+    def chunk_files(self, ids: Iterable[int]) -> dict[int, int]:
+        """chunk id -> file id: enough for per-file grouping, without reading chunk texts."""
+        rows = self._conn.execute(
+            "SELECT id, file_id FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        )
+        return {int(chunk_id): int(file_id) for chunk_id, file_id in rows}
+
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRecord]:
         rows = self._conn.execute(
             """
