@@ -203,8 +203,12 @@ def _under_any(relpath: str, prefixes: set[str]) -> bool:
     return any(relpath == prefix or relpath.startswith(prefix + "/") for prefix in prefixes)
 
 
-def _unavailable_state(root: Path) -> str | None:
-    """None for a folder with something in it; else "empty", "missing" or "not-a-folder"."""
+def unavailable_state(root: Path) -> str | None:
+    """None for a folder with something in it; else "empty", "missing" or "not-a-folder".
+
+    An unplugged drive or an unmounted share looks exactly like an empty or missing
+    folder, so callers keep such a folder's indexed files instead of deleting them.
+    """
     if root.is_dir():
         try:
             with os.scandir(root) as entries:
@@ -305,7 +309,7 @@ class Indexer:
         available = []
         for given in roots:
             root = given.resolve()
-            state = _unavailable_state(root)
+            state = unavailable_state(root)
             if state is None:
                 available.append(root)
                 continue

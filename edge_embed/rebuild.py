@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.indexer import IndexOptions, Indexer, IndexSummary, NoProgress, Progress, resolve_options
+from edge_embed.indexer import IndexOptions, Indexer, IndexSummary, NoProgress, Progress, resolve_options, unavailable_state
 from edge_embed.store import Store
 
 if TYPE_CHECKING:
@@ -48,12 +48,14 @@ def rebuild_roots(indexed: Sequence[str], named: Sequence[Path]) -> list[Path]:
     roots += [path.resolve() for path in named if path.resolve() not in roots]
     if not roots:
         raise EdgeEmbedError("nothing to rebuild: the index has no folders yet; name the folders to index")
-    missing = [root for root in roots if not root.is_dir()]
-    if missing:
-        raise EdgeEmbedError(
-            f"{missing[0]}, a folder of this index, is not there: plug it back in, or forget it with "
-            f"`edge-embed remove {missing[0]}`, before --rebuild"
-        )
+    for root in roots:
+        state = unavailable_state(root)
+        if state is not None and (state != "empty" or str(root) in indexed):
+            where = "is not there" if state != "empty" else "is empty (an unmounted share?)"
+            raise EdgeEmbedError(
+                f"{root}, a folder of this index, {where}: plug it back in, or forget it with "
+                f"`edge-embed remove {root}`, before --rebuild"
+            )
     return roots
 
 
@@ -72,6 +74,11 @@ def rebuild_index(
     """
     if not roots and not index.exists():
         raise EdgeEmbedError(f"no index at {index} to rebuild: name the folders to index")
+    if options.include or options.exclude:
+        raise EdgeEmbedError(
+            "--include/--exclude narrow one run and keep the indexed files they leave out, which a "
+            "--rebuild would drop: rebuild without them (list files in .edgeembedignore to drop them for good)"
+        )
     model.load()  # a model llama.cpp cannot load (or that does not fit) fails before anything is written
     with Store.open(index) as current, current.writer_lock():
         remove_partial_rebuilds(index)

@@ -110,3 +110,21 @@ def test_a_rebuild_refuses_a_folder_of_the_index_that_is_gone(index, handle, not
     with pytest.raises(EdgeEmbedError, match="edge-embed remove"):
         rebuild_index(index, handle, IndexOptions())
     assert snapshot(index) == before
+
+
+def test_a_rebuild_refuses_an_indexed_folder_that_is_empty_now(index, notes, handle) -> None:
+    """An unmounted share looks empty: a rebuild must not replace its files with nothing."""
+    before = snapshot(index)
+    for note in notes.iterdir():
+        note.unlink()
+    with pytest.raises(EdgeEmbedError, match="is empty"):
+        rebuild_index(index, handle, IndexOptions())
+    assert snapshot(index) == before
+
+
+def test_a_rebuild_refuses_include_and_exclude(index, notes, handle) -> None:
+    """--include/--exclude keep what they leave out; a rebuild would silently drop it."""
+    before = snapshot(index)
+    with pytest.raises(EdgeEmbedError, match="--include"):
+        rebuild_index(index, handle, IndexOptions(include=("note-1.md",)))
+    assert snapshot(index) == before
