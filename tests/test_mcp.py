@@ -32,6 +32,7 @@ def indexed(tmp_path_factory, tiny_model) -> Path:
     with Index.open(base / "index.db", CPU) as index:
         index.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(base / "model.gguf"))
     (notes / "escape.txt").symlink_to(base / "secret.txt")  # after indexing: a link planted later
+    (notes / ".env").write_text("TOKEN=outside", encoding="utf-8")  # inside the folder, never indexed (hidden)
     return base
 
 
@@ -58,6 +59,7 @@ async def exercise(client: Client, base: Path) -> None:
         str(base / "secret.txt"),
         str(base / "notes" / ".." / "secret.txt"),
         str(base / "notes" / "escape.txt"),
+        str(base / "notes" / ".env"),
         "/etc/passwd",
         "notes/keys.md",
     ):

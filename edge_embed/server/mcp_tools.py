@@ -10,6 +10,7 @@ symlinks followed) *before* the check, so neither can lead outside.
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,11 @@ def read_indexed_file(service: Service, path: str, start_line: int | None, end_l
         raise EdgeEmbedError("this server has no index: start it with --db FILE")
     with service.index.store() as store:
         roots = [Path(root) for root in store.root_paths()]
-    target = inside_roots(path, roots)
+        target = inside_roots(path, roots)
+        # Inside a folder is not enough: hidden files, .git/, ignored files (.env, keys) are
+        # never indexed, and an agent must not read them through us.
+        if not (store.has_file(os.path.normpath(Path(path).expanduser())) or store.has_file(str(target))):
+            raise EdgeEmbedError(f"{path} is not an indexed file: only indexed files can be read")
     if target.stat().st_size > MAX_GET_BYTES and start_line is None:
         raise EdgeEmbedError(f"{path} is larger than {MAX_GET_BYTES} bytes: ask for a line range")
     lines = target.read_bytes().decode("utf-8", errors="replace").splitlines()

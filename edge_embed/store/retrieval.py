@@ -123,6 +123,10 @@ class StoreRetrieval(StoreBase):
         return self._fts_scores("chunks_cjk_bigrams", str(cjk_bigram_query(terms.cjk_short)), pool, file_ids)
 
     # ---------------------------------------------------------------- reading back
+    def has_file(self, path: str) -> bool:
+        """Whether ``path`` (as stored: the root resolved, the rest as walked) is an indexed file."""
+        return self._scalar("SELECT 1 FROM files WHERE path = ? LIMIT 1", (path,)) is not None
+
     def chunk_files(self, ids: Iterable[int]) -> dict[int, int]:
         """chunk id -> file id: enough for per-file grouping, without reading chunk texts."""
         rows = self._conn.execute(
