@@ -455,7 +455,7 @@ class Indexer:
             self.progress.file_done(found.relpath, found.size)
             return
         if isinstance(content, DocumentFile):
-            content = self._extract(root_id, found, content, state)
+            content = self._extract(root_id, found, content)
             if content is None:
                 return
         if content.lossy:
@@ -470,12 +470,13 @@ class Indexer:
         if self._pending_chunks >= BATCH_CHUNKS:
             self._flush()
 
-    def _extract(self, root_id: int, found: FoundFile, document: DocumentFile, state) -> FileContent | None:
+    def _extract(self, root_id: int, found: FoundFile, document: DocumentFile) -> FileContent | None:
         """A PDF or Word file's text from the sandboxed worker; None when it has none.
 
         A file without text is stored without chunks (its old ones go): the same bytes
-        would fail the same way, so an unchanged re-run does not parse it again. Only a
-        timeout or a worker crash (``RETRIED_SKIPS``) is tried again by the next run.
+        would fail the same way, so an unchanged re-run does not parse it again. A timeout
+        or a worker crash (``RETRIED_SKIPS``) may pass: the file keeps its old chunks and
+        stat, so the next run tries again.
         """
         if self.sandbox is None:
             self.sandbox = Sandbox(self.options.document_limits)
@@ -487,8 +488,6 @@ class Indexer:
                 self.store.write_file(
                     root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
                 )
-            elif state is not None:
-                self._delete(state)
             return None
         return FileContent(
             extracted.text, document.content_hash, document.document_format, False, "document", layout=extracted.layout

@@ -112,3 +112,19 @@ def test_a_worker_crash_is_not_remembered_and_the_next_run_tries_again(store, en
     assert dict(first.skipped) == {"crashed": 1} and first.indexed == 0
     second = run(store, engine, root)
     assert second.indexed == 1 and stored_texts(store, "fine.pdf") == ["Indexed once the parser works."]
+
+
+def test_a_changed_document_whose_worker_crashes_keeps_its_old_chunks(store, engine, tmp_path):
+    """A crash or timeout may pass (load, a hiccup): like an unreadable text file, the
+    document keeps what it had until a run extracts the new version."""
+    root = tmp_path / "changing"
+    root.mkdir()
+    (root / "fine.pdf").write_bytes(pdf_bytes([["The first version."]]))
+    run(store, engine, root)
+    (root / "fine.pdf").write_bytes(pdf_bytes([["The second version."]]))
+    with Sandbox(extractor=crashing_extractor) as sandbox:
+        crashed = run(store, engine, root, sandbox=sandbox)
+    assert dict(crashed.skipped) == {"crashed": 1} and crashed.removed == 0
+    assert stored_texts(store, "fine.pdf") == ["The first version."]
+    again = run(store, engine, root)
+    assert again.indexed == 1 and stored_texts(store, "fine.pdf") == ["The second version."]
