@@ -235,9 +235,18 @@ def load_previous(path: Path) -> dict[str, dict[str, float]]:
 
 
 def compare(current: dict[Mode, Scores], previous: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Current minus previous mean, per mode and metric, for the modes both runs have."""
+    """Current minus previous mean, per mode and metric, for the modes and numbers both runs have."""
     return {
-        mode: {name: round(getattr(scores, name) - previous[mode][name], 4) for name in METRICS if name in previous[mode]}
+        mode: {
+            name: round(getattr(scores, name) - previous[mode][name], 4)
+            for name in METRICS
+            if _is_number(previous[mode].get(name))
+        }
         for mode, scores in current.items()
         if isinstance(previous.get(mode), dict)
     }
+
+
+def _is_number(value: object) -> bool:
+    """A metric value from a --compare file (JSON: bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -57,3 +57,10 @@ def test_compare_subtracts_only_shared_modes_and_metrics():
     current = {"hybrid": Scores(0.8, 0.6, 0.7), "vector": Scores(0.5, 0.5, 0.5)}
     previous = {"hybrid": {"recall": 0.75, "mrr": 0.7}, "keyword": {"recall": 1.0}}
     assert compare(current, previous) == {"hybrid": {"recall": 0.05, "mrr": -0.1}}
+
+
+def test_compare_skips_values_that_are_not_numbers() -> None:
+    """A hand-edited or foreign --compare file must not end in a TypeError traceback."""
+    current = {"hybrid": Scores(recall=0.5, mrr=0.25, ndcg=0.4)}
+    previous = {"hybrid": {"recall": None, "mrr": "high", "ndcg": 0.3, "extra": 1.0}}
+    assert compare(current, previous) == {"hybrid": {"ndcg": 0.1}}
