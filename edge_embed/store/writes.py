@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edge_embed.store.base import StoreBase
+from edge_embed.store.coarse import append_codes, delete_codes
 from edge_embed.store.filters import absolute
 from edge_embed.store.keywords import has_cjk
 from edge_embed.store.records import NewChunk, vector_blob
@@ -66,10 +67,11 @@ class StoreWrites(StoreBase):
                 )
             )
             self._delete_chunk_rows(file_id)
-            for chunk, blob in zip(chunks, blobs):
-                self._insert_chunk(file_id, relpath, chunk, blob)
+            ids = [self._insert_chunk(file_id, relpath, chunk, blob) for chunk, blob in zip(chunks, blobs)]
+            if ids:
+                append_codes(self._conn, ids, np.stack([np.frombuffer(blob, dtype=np.float32) for blob in blobs]))
 
-    def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> None:
+    def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> int:
         self._conn.execute(
             "INSERT INTO chunks(file_id, seq, start_line, end_line, heading, text, text_hash) VALUES(?, ?, ?, ?, ?, ?, ?)",
             (file_id, chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.text_hash),
@@ -82,6 +84,7 @@ class StoreWrites(StoreBase):
         )
         if has_cjk(chunk.text):
             self._conn.execute("INSERT INTO chunks_cjk(rowid, text) VALUES(?, ?)", (chunk_id, chunk.text))
+        return chunk_id
 
     def delete_file(self, file_id: int) -> None:
         with self.transaction():
@@ -97,6 +100,7 @@ class StoreWrites(StoreBase):
         if not ids:
             return
         self._conn.executemany("DELETE FROM chunk_vectors WHERE chunk_id = ?", ids)
+        delete_codes(self._conn, (chunk_id for (chunk_id,) in ids))
         self._conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", ids)
         self._conn.executemany("DELETE FROM chunks_cjk WHERE rowid = ?", ids)
         self._conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
