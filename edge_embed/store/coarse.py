@@ -27,6 +27,7 @@ import numpy as np
 BLOCK_ROWS = 256  # chunks per block: small enough that rewriting one per file write is cheap
 SCAN_BATCH_ROWS = 16_384  # codes scored per numpy step: a few MB of temporaries
 Progress = Callable[[int, int], None]  # (done, total)
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).T.astype(np.float32)  # 8 x 256
 
 
 def code_bytes(dims: int) -> int:
@@ -134,24 +135,53 @@ def coarse_count(conn: apsw.Connection) -> int:
 
 def nearest_codes(
     conn: apsw.Connection, query_vec: np.ndarray, limit: int, allowed: np.ndarray | None = None
-) -> np.ndarray:
-    """Chunk ids of the ``limit`` codes nearest the query's in Hamming distance, nearest first.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk ids, codes) of the ``limit`` codes nearest the query's in Hamming distance,
+    nearest first.
 
     ``allowed`` (sorted chunk ids) restricts the scan to those chunks, so a filter that keeps
     1% of the index still yields ``limit`` candidates when that many exist. Ties are broken
     by chunk id, so the order is the same on every run.
     """
     query = sign_codes(query_vec)[0].view(np.uint64)
+    width = len(query)
     best_ids = np.empty(0, dtype=np.int64)
-    best_dist = np.empty(0, dtype=np.uint16)
-    for ids, codes in _batches(conn, len(query) * 8):
+    best_codes = np.empty((0, width), dtype=np.uint64)
+    best_dist = np.empty(0, dtype=np.float32)
+    for ids, codes in _batches(conn, width * 8):
         if allowed is not None:
             mask = np.isin(ids, allowed, assume_unique=True)
             ids, codes = ids[mask], codes[mask]
-        dist = np.bitwise_count(codes ^ query).sum(axis=1, dtype=np.uint16)
-        best_ids, best_dist = _keep_best(np.concatenate([best_ids, ids]), np.concatenate([best_dist, dist]), limit)
+        dist = _hamming(codes, query)
+        keep = _best(np.concatenate([best_ids, ids]), np.concatenate([best_dist, dist]), limit)
+        best_ids, best_dist, best_codes = (
+            np.concatenate([best_ids, ids])[keep],
+            np.concatenate([best_dist, dist])[keep],
+            np.concatenate([best_codes, codes])[keep],
+        )
     order = np.lexsort((best_ids, best_dist))
-    return best_ids[order]
+    return best_ids[order], best_codes[order].view(np.uint8)
+
+
+def _hamming(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Hamming distances (as float32: exact small integers). The per-row sum of the word
+    counts is a matrix-vector product because numpy's reduction over short rows is 4x slower."""
+    counts = np.bitwise_count(codes ^ query)
+    return counts.astype(np.float32) @ np.ones(counts.shape[1], dtype=np.float32)
+
+
+def asymmetric_order(codes: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
+    """Positions of ``codes`` best first by the float query's dot product with each code's
+    signs (+1/-1): a much closer estimate of the cosine than the Hamming distance of the two
+    codes, so fewer candidates need their float vector read back (on embedding-like vectors
+    100 re-scored candidates reach the recall that 400 need in Hamming order)."""
+    query = np.zeros(codes.shape[1] * 8, dtype=np.float32)
+    query[: len(query_vec)] = query_vec
+    # byte_sums[j, b]: the sum of the query components whose bits are set in byte value b at
+    # byte j; one gather per code byte instead of unpacking every bit (3.5x faster)
+    byte_sums = query.reshape(-1, 8) @ _BYTE_BITS
+    scores = byte_sums[np.arange(codes.shape[1]), codes].sum(axis=1)  # = (q.signs + sum q) / 2
+    return np.argsort(-scores, kind="stable")
 
 
 def _batches(conn: apsw.Connection, width: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -176,11 +206,9 @@ def _decode(ids_parts: list[bytes], code_parts: list[bytes], width: int) -> tupl
     return ids, codes
 
 
-def _keep_best(ids: np.ndarray, dist: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``limit`` smallest distances (ties at the cut: smaller ids win)."""
+def _best(ids: np.ndarray, dist: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` smallest distances (ties at the cut: smaller ids win)."""
     if len(ids) <= limit:
-        return ids, dist
-    # distance and id in one sortable key: exact, ids stay far below 2**48
-    key = (dist.astype(np.int64) << 48) | ids
-    keep = np.argpartition(key, limit - 1)[:limit]
-    return ids[keep], dist[keep]
+        return np.arange(len(ids))
+    key = (dist.astype(np.int64) << 48) | ids  # distance and id in one sortable key; ids < 2**48
+    return np.argpartition(key, limit - 1)[:limit]

@@ -9,16 +9,17 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edge_embed.store.base import StoreBase
-from edge_embed.store.coarse import BLOCK_ROWS, nearest_codes
+from edge_embed.store.coarse import BLOCK_ROWS, asymmetric_order, nearest_codes
 from edge_embed.store.filters import absolute, chunk_filter, matches_glob, under_prefix
 from edge_embed.store.keywords import BM25_K1, KeywordTerms, bm25_idf, fts5_phrases, keyword_terms
 from edge_embed.store.records import ChunkRecord, vector_blob
 
 MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
 EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
-COARSE_MIN_CANDIDATES = 400  # candidates re-scored with the floats, at least ...
-COARSE_OVERSAMPLE = 2  # ... and this many per result asked for
-COARSE_SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
+RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
+RESCORE_PER_RESULT = 2  # ... and this many per result asked for
+POOL_FACTOR = 4  # Hamming candidates ranked by the asymmetric estimate, per re-scored one
+SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
 KEYWORD_POOL_FACTOR = 4  # candidates per keyword source when several are summed
 
 
@@ -79,8 +80,8 @@ class StoreRetrieval(StoreBase):
             rows = self._conn.execute(sql, [blob, *params, k]).fetchall()
         return [(int(chunk_id), float(distance)) for chunk_id, distance in rows]
 
-    def _coarse_candidates(self, blob: bytes, limit: int, file_ids: list[int] | None) -> np.ndarray:
-        """Chunk ids of the ``limit`` nearest sign-bit codes, nearest first, filters applied."""
+    def _coarse_candidates(self, blob: bytes, limit: int, file_ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, codes) of the ``limit`` nearest sign-bit codes, nearest first, filters applied."""
         query = np.frombuffer(blob, dtype=np.float32)
         with self._conn:  # one snapshot for the filter's chunks and the scan
             allowed = None
@@ -196,10 +197,13 @@ class StoreRetrieval(StoreBase):
 class VectorRanking:
     """One query's vector list, deepened on demand without redoing what was done.
 
-    On the two-stage path the coarse scan runs once for candidates enough for
-    ``COARSE_SCAN_HEADROOM`` times the first depth asked, and each deeper ``top`` only
-    re-scores the candidates not yet scored; the scan is redone only past that headroom.
-    The exact path re-runs sqlite-vec's scan (small indexes only).
+    The two-stage path: (1) a scan of every sign-bit code keeps the nearest in Hamming
+    distance, (2) these are ordered by the asymmetric estimate (float query against the
+    code's signs), (3) the best ones by that estimate get their exact distance from the
+    float vectors, and the result is ranked by that. The scan keeps enough candidates for
+    ``SCAN_HEADROOM`` times the first depth asked, so a deeper ``top`` re-scores only the
+    candidates not scored yet; the scan is redone only past that headroom. The exact path
+    re-runs sqlite-vec's scan (small indexes only).
     """
 
     def __init__(self, store: StoreRetrieval, blob: bytes, file_ids: list[int] | None, exact: bool) -> None:
@@ -207,10 +211,11 @@ class VectorRanking:
         self._blob = blob
         self._file_ids = file_ids
         self.exact = exact
-        self._candidates = np.empty(0, dtype=np.int64)
+        self._ids = np.empty(0, dtype=np.int64)  # Hamming candidates, nearest first
+        self._codes = np.empty((0, 0), dtype=np.uint8)
         self._scan_limit = 0  # how many candidates the last scan was asked for
         self._scored: dict[int, float] = {}  # chunk_id -> exact distance
-        self.rescored = 0  # floats read back so far (what the deepening costs)
+        self.rescored = 0  # float vectors read back so far (what the deepening costs)
 
     def top(self, depth: int) -> list[tuple[int, float]]:
         """The ``depth`` nearest chunks as (chunk_id, L2 distance), nearest first."""
@@ -218,11 +223,13 @@ class VectorRanking:
             return []
         if self.exact:
             return self._store._exact_nearest(self._blob, depth, self._file_ids)
-        wanted = max(COARSE_MIN_CANDIDATES, depth * COARSE_OVERSAMPLE)
-        if wanted > self._scan_limit and len(self._candidates) == self._scan_limit:
-            self._scan_limit = wanted * COARSE_SCAN_HEADROOM
-            self._candidates = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
-        fresh = [int(i) for i in self._candidates[:wanted] if int(i) not in self._scored]
+        wanted = max(RESCORE_MIN, depth * RESCORE_PER_RESULT)
+        pool = wanted * POOL_FACTOR
+        if pool > self._scan_limit and len(self._ids) == self._scan_limit:
+            self._scan_limit = pool * SCAN_HEADROOM
+            self._ids, self._codes = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
+        order = asymmetric_order(self._codes[:pool], np.frombuffer(self._blob, dtype=np.float32))
+        fresh = [int(i) for i in self._ids[order[:wanted]] if int(i) not in self._scored]
         self._scored.update(self._store._exact_distances(self._blob, fresh))
         self.rescored += len(fresh)
         ranked = sorted(self._scored.items(), key=lambda item: (item[1], item[0]))
