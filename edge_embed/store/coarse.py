@@ -104,12 +104,10 @@ def _write_block(conn: apsw.Connection, first_id: int, ids: np.ndarray, codes: n
     )
 
 
-def rebuild_coarse_table(
+def fill_coarse_table(
     conn: apsw.Connection, rows: Iterator[tuple[int, bytes]], total: int, progress: Progress | None = None
 ) -> None:
-    """(Re)create ``chunk_bits`` from (chunk_id, float32 blob) rows in ascending id order."""
-    conn.execute("DROP TABLE IF EXISTS chunk_bits")
-    create_coarse_table(conn)
+    """Fill an empty ``chunk_bits`` from (chunk_id, float32 blob) rows in ascending id order."""
     ids: list[int] = []
     vectors: list[np.ndarray] = []
     done = 0

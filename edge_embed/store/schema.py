@@ -15,7 +15,7 @@ import apsw
 import sqlite_vec
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store.coarse import Progress, create_coarse_table, rebuild_coarse_table
+from edge_embed.store.coarse import Progress, create_coarse_table, fill_coarse_table
 
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
@@ -112,7 +112,7 @@ def rebuild_vector_tables(conn: apsw.Connection, dims: int, progress: Progress |
     conn.execute("DROP TABLE IF EXISTS chunk_bits")
     create_vector_table(conn, dims)
     conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) SELECT chunk_id, embedding FROM temp.vector_copy ORDER BY chunk_id")
-    rebuild_coarse_table(conn, iter(conn.execute("SELECT chunk_id, embedding FROM temp.vector_copy ORDER BY chunk_id")), total, progress)
+    fill_coarse_table(conn, iter(conn.execute("SELECT chunk_id, embedding FROM temp.vector_copy ORDER BY chunk_id")), total, progress)
     conn.execute("DROP TABLE temp.vector_copy")
 
 
