@@ -17,6 +17,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
+from edge_embed.store.coarse import code_bytes
 from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
 
 _Self = TypeVar("_Self", bound="StoreBase")
@@ -250,13 +251,17 @@ class StoreBase:
             for candidate in (self.path, Path(f"{self.path}-wal"))
             if os.path.exists(candidate)
         )
+        chunks = self._count("chunks")
         return {
             "path": str(self.path),
             "roots": self._count("roots"),
             "files": self._count("files"),
-            "chunks": self._count("chunks"),
+            "chunks": chunks,
             "vectors": self._count("chunk_vectors"),
             "db_bytes": db_bytes,
+            # what one chunk costs on disk, and what of it a vector query's first stage reads
+            "bytes_per_chunk": round(db_bytes / chunks) if chunks else None,
+            "coarse_bytes_per_chunk": code_bytes(settings.dims) + 8 if settings else None,
             "settings": asdict(settings) if settings else None,
             "schema_version": self.schema_version(),
         }
