@@ -98,6 +98,9 @@ def test_codes_follow_writes_rewrites_and_deletes(tmp_path: Path) -> None:
         store.delete_file(int(store._scalar("SELECT id FROM files WHERE relpath = 'f00002.md'")))
         assert stored_codes(store) == expected_codes(store)
         assert len(stored_codes(store)) == int(store._scalar("SELECT count(*) FROM chunks")) == 700 - 3 * 70 + 15 - 70
+        assert store.integrity_check() == "ok"
+        store._conn.execute("DELETE FROM chunk_bits WHERE first_id = (SELECT max(first_id) FROM chunk_bits)")
+        assert "chunk_bits has" in store.integrity_check()
         store.remove_root(tmp_path)
         assert store._scalar("SELECT count(*) FROM chunk_bits") == 0  # emptied blocks are deleted
 

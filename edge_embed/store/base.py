@@ -17,7 +17,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
 from edge_embed.store.lock import writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
-from edge_embed.store.coarse import code_bytes
+from edge_embed.store.coarse import code_bytes, coarse_count
 from edge_embed.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table
 
 _Self = TypeVar("_Self", bound="StoreBase")
@@ -282,5 +282,7 @@ class StoreBase:
         for table in ("chunk_vectors", "chunks_fts"):
             if self._count(table) != chunks:
                 problems.append(f"{table} has {self._count(table)} rows for {chunks} chunks")
+        if self._has_table("chunk_bits") and coarse_count(self._conn) != chunks:
+            problems.append(f"chunk_bits has {coarse_count(self._conn)} codes for {chunks} chunks")
         return "; ".join(problems) or "ok"
 
