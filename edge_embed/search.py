@@ -36,7 +36,8 @@ MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
 RRF_K = 60  # the constant of reciprocal rank fusion
 DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third rarely adds more
 MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
-CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
+CANDIDATE_FACTOR = 5  # ... and k * this many in hybrid mode, where the depth changes the fused ranks
+SINGLE_LIST_FACTOR = 2  # one list's order does not depend on its depth: start shallower, deepen if short
 DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
 EmbedQuery = Callable[[str], np.ndarray]
 T = TypeVar("T")
@@ -186,7 +187,8 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
     filters = {"path_prefixes": prefixes, "globs": options.globs}
     ranking = store.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
     files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
-    depth = min(max(options.k * CANDIDATE_FACTOR, MIN_CANDIDATES), MAX_KNN_K)
+    factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
+    depth = min(max(options.k * factor, MIN_CANDIDATES), MAX_KNN_K)
     while True:
         vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []

@@ -17,7 +17,7 @@ from edge_embed.store.records import ChunkRecord, vector_blob
 MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
 EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
 RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
-RESCORE_PER_RESULT = 2  # ... and this many per result asked for
+RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for
 POOL_FACTOR = 4  # Hamming candidates ranked by the asymmetric estimate, per re-scored one
 SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
 KEYWORD_POOL_FACTOR = 4  # candidates per keyword source when several are summed
@@ -223,7 +223,7 @@ class VectorRanking:
             return []
         if self.exact:
             return self._store._exact_nearest(self._blob, depth, self._file_ids)
-        wanted = max(RESCORE_MIN, depth * RESCORE_PER_RESULT)
+        wanted = max(RESCORE_MIN, int(depth * RESCORE_PER_RESULT))
         pool = wanted * POOL_FACTOR
         if pool > self._scan_limit and len(self._ids) == self._scan_limit:
             self._scan_limit = pool * SCAN_HEADROOM
