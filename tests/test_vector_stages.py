@@ -15,7 +15,7 @@ import pytest
 from edge_embed.search import SearchOptions, search
 from edge_embed.store import SCHEMA_VERSION, IndexSettings, NewChunk, Store
 from edge_embed.store import schema as schema_module
-from edge_embed.store.coarse import BLOCK_ROWS, sign_codes
+from edge_embed.store.coarse import BLOCK_ROWS, bit_counts, sign_codes
 from edge_embed.store.retrieval import VectorRanking
 
 
@@ -103,6 +103,14 @@ def test_codes_follow_writes_rewrites_and_deletes(tmp_path: Path) -> None:
         assert "chunk_bits has" in store.integrity_check()
         store.remove_root(tmp_path)
         assert store._scalar("SELECT count(*) FROM chunk_bits") == 0  # emptied blocks are deleted
+
+
+def test_bit_counts_without_numpy_2_popcount(monkeypatch: pytest.MonkeyPatch) -> None:
+    words = np.random.default_rng(0).integers(0, 2**63, size=(50, 4), dtype=np.uint64)
+    want = [sum(bin(int(w)).count("1") for w in row) for row in words]
+    assert bit_counts(words).sum(axis=1).tolist() == want
+    monkeypatch.delattr(np, "bitwise_count", raising=False)  # numpy 1.26 has none
+    assert bit_counts(words).sum(axis=1).tolist() == want
 
 
 def test_forced_two_stage_path_is_taken(tmp_path: Path) -> None:

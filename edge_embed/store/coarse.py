@@ -27,6 +27,7 @@ import numpy as np
 BLOCK_ROWS = 256  # chunks per block: small enough that rewriting one per file write is cheap
 SCAN_BATCH_ROWS = 16_384  # codes scored per numpy step: a few MB of temporaries
 Progress = Callable[[int, int], None]  # (done, total)
+_BYTE_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).T.astype(np.float32)  # 8 x 256
 
 
@@ -164,8 +165,16 @@ def nearest_codes(
 def _hamming(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Hamming distances (as float32: exact small integers). The per-row sum of the word
     counts is a matrix-vector product because numpy's reduction over short rows is 4x slower."""
-    counts = np.bitwise_count(codes ^ query)
+    counts = bit_counts(codes ^ query)
     return counts.astype(np.float32) @ np.ones(counts.shape[1], dtype=np.float32)
+
+
+def bit_counts(words: np.ndarray) -> np.ndarray:
+    """Set bits per element (numpy >= 2's popcount ufunc) or, on numpy 1.26, per byte of
+    each row (a table lookup): either way a row's sum is its number of set bits."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return _BYTE_POPCOUNT[words.view(np.uint8)]
 
 
 def asymmetric_order(codes: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
