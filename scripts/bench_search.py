@@ -67,12 +67,12 @@ def made_up_vocabulary(rng: np.random.Generator) -> list[str]:
     return list(words)
 
 
-def zipf_texts(rng: np.random.Generator, vocabulary: list[str], n: int) -> list[str]:
+def zipf_texts(rng: np.random.Generator, vocabulary: list[str], n: int, words: int) -> list[str]:
     """n chunk texts whose word frequencies follow Zipf's law (p ~ 1/rank), as prose does."""
     weights = 1.0 / np.arange(1, len(vocabulary) + 1)
     texts = []
     for start in range(0, n, 100_000):
-        picks = rng.choice(len(vocabulary), size=(min(100_000, n - start), WORDS_PER_CHUNK), p=weights / weights.sum())
+        picks = rng.choice(len(vocabulary), size=(min(100_000, n - start), words), p=weights / weights.sum())
         texts.extend(" ".join(vocabulary[i] for i in row) for row in picks)
     return texts
 
@@ -145,7 +145,7 @@ def corpus(args: argparse.Namespace, n: int, dims: int) -> tuple[Path, list[str]
         from bench_minilm import minilm_corpus
 
         return minilm_corpus(args.cache, args.model, n)
-    texts = zipf_texts(rng, made_up_vocabulary(rng), n)
+    texts = zipf_texts(rng, made_up_vocabulary(rng), n, args.words)
     return write_synthetic(args.cache, n, dims, args.seed), texts
 
 
@@ -153,7 +153,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     vectors_path, texts = corpus(args, n, dims)
     vectors = np.load(vectors_path)
     n, dims = vectors.shape
-    db = args.cache / f"index-{args.corpus}-{n}x{dims}.db"
+    db = args.cache / f"index-{args.corpus}-{n}x{dims}{'' if args.words == WORDS_PER_CHUNK else f'-w{args.words}'}.db"
     meta_path = db.with_suffix(".json")
     if not meta_path.exists():
         db.unlink(missing_ok=True)
@@ -165,7 +165,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     query_texts = [" ".join(w[:3]) for w in words]
     numpy_times = timed_ms([lambda q=q: numpy_top_k(vectors, q) for q in queries])
     exact = [numpy_top_k(vectors, q) + 1 for q in queries]  # chunk ids are rows + 1
-    row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims}
+    row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims, "words_per_chunk": args.words}
     with Store.open(db, create=False) as store:
         def run(mode: str, k: int = K, per_file: int = 2) -> tuple[list[float], list[list[int]]]:
             options = SearchOptions(mode=mode, k=k, per_file=per_file)
@@ -235,6 +235,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--corpus", choices=("synthetic", "minilm"), default="synthetic")
     parser.add_argument("--model", type=Path, default=REPO.parent / "shared/models/minilm-q8_0.gguf")
     parser.add_argument("--cache", type=Path, default=REPO / ".bench", help="where vectors and indexes are kept")
+    parser.add_argument("--words", type=int, default=WORDS_PER_CHUNK, help="words per synthetic chunk text (keyword index size)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line and configuration")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
