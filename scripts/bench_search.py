@@ -167,6 +167,10 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     exact = [numpy_top_k(vectors, q) + 1 for q in queries]  # chunk ids are rows + 1
     row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims, "words_per_chunk": args.words}
     with Store.open(db, create=False) as store:
+        if args.two_stage:
+            store.exact_scan_max_floats = 0
+        row["path"] = "exact" if store.vector_ranking(queries[0]).exact else "two-stage"
+
         def run(mode: str, k: int = K, per_file: int = 2) -> tuple[list[float], list[list[int]]]:
             options = SearchOptions(mode=mode, k=k, per_file=per_file)
             found: list[list[int]] = []
@@ -190,7 +194,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     row.update(percentiles("files100", files_times))
     row["bytes_per_chunk"] = round(db.stat().st_size / n)
     row["insert_per_s"] = round(meta["insert_per_s"])
-    row["query_peak_rss_mb"] = query_peak_rss_mb(db, queries[:20])
+    row["query_peak_rss_mb"] = query_peak_rss_mb(db, queries[:20], args.two_stage)
     return row
 
 
@@ -198,8 +202,10 @@ def percentiles(name: str, times: list[float]) -> dict[str, float]:
     return {f"{name}_p50_ms": round(statistics.median(times), 2), f"{name}_p95_ms": round(float(np.percentile(times, 95)), 2)}
 
 
-def _rss_child(db: str, queries: np.ndarray, out: multiprocessing.Queue) -> None:
+def _rss_child(db: str, queries: np.ndarray, two_stage: bool, out: multiprocessing.Queue) -> None:
     with Store.open(db, create=False) as store:
+        if two_stage:
+            store.exact_scan_max_floats = 0
         for q in queries:
             search(store, "x", SearchOptions(mode="vector"), embed_query=lambda _, q=q: q)
     # VmHWM, not ru_maxrss: the latter keeps the parent's size from before the exec
@@ -207,11 +213,11 @@ def _rss_child(db: str, queries: np.ndarray, out: multiprocessing.Queue) -> None
     out.put(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
 
 
-def query_peak_rss_mb(db: Path, queries: np.ndarray) -> float:
+def query_peak_rss_mb(db: Path, queries: np.ndarray, two_stage: bool) -> float:
     """Peak RSS of a fresh process that opens the index and runs vector queries (MB)."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    child = context.Process(target=_rss_child, args=(str(db), queries, out))
+    child = context.Process(target=_rss_child, args=(str(db), queries, two_stage, out))
     child.start()
     peak = out.get()
     child.join()
@@ -236,6 +242,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=REPO.parent / "shared/models/minilm-q8_0.gguf")
     parser.add_argument("--cache", type=Path, default=REPO / ".bench", help="where vectors and indexes are kept")
     parser.add_argument("--words", type=int, default=WORDS_PER_CHUNK, help="words per synthetic chunk text (keyword index size)")
+    parser.add_argument("--two-stage", action="store_true", help="use the two-stage vector path whatever the size")
     parser.add_argument("--json", action="store_true", help="one JSON object per line and configuration")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
