@@ -218,9 +218,11 @@ def write_metadata(
     pooling: str | None,
     file_type: LlamaFileType,
     declared_eos: str = EOS_TEXT,
+    extra_control: Sequence[str] = (),
 ) -> None:
     """The ``general.*``, ``qwen3.*`` and ``tokenizer.*`` keys of a Qwen3-Embedding GGUF
-    (``declared_eos``: see ``write_tiny_qwen3``)."""
+    (``declared_eos``: see ``write_tiny_qwen3``; ``extra_control``: more control tokens,
+    placed after those, such as the chat markers a reranker's prompt needs)."""
     c = config
     write_transformer_shape(writer, c, name=name, file_type=file_type)
     writer.add_head_count_kv(c.n_head_kv)
@@ -230,7 +232,8 @@ def write_metadata(
     writer.add_layer_norm_rms_eps(c.rms_eps)
     if pooling is not None:
         writer.add_pooling_type(POOLING_TYPES[pooling])
-    tokens, types = vocabulary(c.n_vocab, () if declared_eos == EOS_TEXT else (declared_eos,))
+    declared = () if declared_eos == EOS_TEXT else (declared_eos,)
+    tokens, types = vocabulary(c.n_vocab, (*declared, *extra_control))
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(tokens)
