@@ -30,6 +30,7 @@ last in the user turn, so cutting the body's tail to fit the context cuts only i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -109,12 +110,17 @@ class Reranker:
 
 @dataclass
 class RerankerHandle:
-    """A verified reranker file and its plan; ``load()`` brings it into llama.cpp once."""
+    """A verified reranker file and its plan; ``load()`` brings it into llama.cpp once.
+
+    ``score`` holds a lock: a llama.cpp context serves one decode at a time, and the
+    server searches on several threads.
+    """
 
     info: ModelInfo
     plan: Plan
     label: str
     _reranker: Reranker | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def load(self) -> Reranker:
         if self._reranker is None:
@@ -122,7 +128,8 @@ class RerankerHandle:
         return self._reranker
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        return self.load().score(query, documents)
+        with self._lock:
+            return self.load().score(query, documents)
 
     def close(self) -> None:
         if self._reranker is not None:

@@ -123,7 +123,9 @@ class Service:
             per_file=DEFAULT_PER_FILE if request.per_file is None else request.per_file,
         )
         embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
-        hits = self.index.search(request.query, options, embed_query=embed_query)
+        hits = self.index.search(
+            request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
+        )
         return search_document(request.query, request.mode, hits)
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
