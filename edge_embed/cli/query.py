@@ -200,9 +200,10 @@ def query(
         per_file=1 if files_only else per_file,
     )
     reranking = {"rerank": rerank, "rerank_top": rerank_top, "reranker": reranker}
-    hits = None if no_server or embed_url else search_through_server(db, text, options, instruct, reranking)
-    rerank_reason = None
-    if hits is None:
+    served = None if no_server or embed_url else search_through_server(db, text, options, instruct, reranking)
+    if served is not None:
+        hits, rerank_reason = served
+    else:
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct, **reranking)
             rerank_reason = index.rerank_decision(rerank, reranker).reason
@@ -217,7 +218,7 @@ def query(
             click.echo(path)
     else:
         color = use_color(color_choice, isatty=sys.stdout.isatty(), environ=os.environ)
-        if explain and rerank_reason is not None:
+        if explain:
             click.echo(f"rerank: {rerank_reason}\n")
         for line in format_hits(hits, mode, highlight_terms(text), cwd=cwd, color=color, full=full, explain=explain):
             click.echo(line, color=color)
@@ -245,7 +246,8 @@ def refuse_model_option(ctx: click.Context) -> None:
 def search_through_server(
     db: Path | None, text: str, options: SearchOptions, instruct: str | None, reranking: dict[str, object]
 ):
-    """Hits from a running `edge-embed serve` of this index, or None when none answers.
+    """Hits from a running `edge-embed serve` of this index and why it did (not) rerank,
+    or None when none answers.
 
     --in paths are made absolute here: the server does not share our working directory.
     The server reranks with its own reranker: a local --reranker file is searched here.
@@ -269,4 +271,6 @@ def search_through_server(
         "rerank_top": reranking["rerank_top"],
     }
     answer = client.search(str(resolve_db(db)), body)
-    return None if answer is None else [hit_from_record(record) for record in answer["results"]]
+    if answer is None:
+        return None
+    return [hit_from_record(record) for record in answer["results"]], str(answer.get("rerank", "off"))

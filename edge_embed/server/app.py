@@ -126,7 +126,8 @@ class Service:
         hits = self.index.search(
             request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
         )
-        return search_document(request.query, request.mode, hits)
+        rerank = self.index.rerank_decision(request.rerank).reason  # query --explain prints it
+        return {**search_document(request.query, request.mode, hits), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()
