@@ -25,7 +25,6 @@ from edge_embed.extract import keeps_lines
 from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
-    from edge_embed.rerank import blend
     from edge_embed.search import Hit, ListRank
     from edge_embed.store import ChunkRecord
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge_embed.errors import ModelNotFound
-from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
 from edge_embed.render import explain_line, format_hit, hit_from_record, hit_record
+from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
 from edge_embed.runtime import plan as plan_module
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import Hit, ListRank

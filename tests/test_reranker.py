@@ -11,8 +11,17 @@ from edge_embed.errors import EdgeEmbedError, NotAnEmbeddingModel
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.engine import Embedder
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
-from edge_embed.runtime.reranker import PROMPT_PREFIX, PROMPT_SUFFIX, Reranker, prepare_reranker
-from edge_embed.testing.reranker import CARD_PREFIX, CARD_SUFFIX, write_tiny_qwen3_reranker
+from edge_embed.runtime.reranker import (
+    PROMPT_PREFIX,
+    PROMPT_SUFFIX,
+    Reranker,
+    prepare_reranker,
+)
+from edge_embed.testing.reranker import (
+    CARD_PREFIX,
+    CARD_SUFFIX,
+    write_tiny_qwen3_reranker,
+)
 
 MAX_SCORE_DIFFERENCE = 1e-3
 QUERY = "how do I rotate the API keys?"

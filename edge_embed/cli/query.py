@@ -14,7 +14,6 @@ from edge_embed.api import Index
 from edge_embed.cli.common import db_option, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.rerank import DEFAULT_RERANK_TOP
 from edge_embed.render import (
     COLOR_CHOICES,
     format_hits,
@@ -23,6 +22,7 @@ from edge_embed.render import (
     unique_paths,
     use_color,
 )
+from edge_embed.rerank import DEFAULT_RERANK_TOP
 from edge_embed.search import (
     DEFAULT_PER_FILE,
     MODES,

@@ -22,14 +22,19 @@ import numpy as np
 from gguf import GGUFWriter, LlamaFileType
 
 from edge_embed.testing import reference
-from edge_embed.testing.gguf_builder import ARCH, TINY_CONFIG, tiny_weights, write_metadata
+from edge_embed.testing.gguf_builder import (
+    ARCH,
+    CHAT_MARKERS,
+    CLASSIFIER_TENSOR,
+    RERANK_LABELS,
+    TINY_CONFIG,
+    finish_gguf,
+    tiny_weights,
+    write_metadata,
+)
 from edge_embed.testing.reference import Qwen3Config
 
-IM_START_TEXT = "<|im_start|>"
-IM_END_TEXT = "<|im_end|>"
-CHAT_MARKERS = (IM_START_TEXT, IM_END_TEXT)
 TINY_RERANKER_NAME = "Qwen3-Reranker tiny test"
-CLASSIFIER_TENSOR = "cls.output.weight"
 HEAD_SCALE = 0.2  # logits of a few units: scores mid-range, where documents differ most
 CARD_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 CARD_PREFIX = (
@@ -92,19 +97,15 @@ def write_tiny_qwen3_reranker(
     rng = np.random.default_rng(seed)
     weights = tiny_weights(config, rng)
     if classifier_head:
-        weights[CLASSIFIER_TENSOR] = (rng.standard_normal((2, config.n_embd)) * HEAD_SCALE).astype(np.float32)
+        head = rng.standard_normal((len(RERANK_LABELS), config.n_embd)) * HEAD_SCALE
+        weights[CLASSIFIER_TENSOR] = head.astype(np.float32)
     writer = GGUFWriter(path, ARCH)
     write_metadata(
         writer, config, name=name, add_eos_token=False, pooling="rank",
         file_type=LlamaFileType.ALL_F32, extra_control=CHAT_MARKERS,
     )
-    writer.add_classifier_output_labels(["yes", "no"])
-    for tensor_name, array in weights.items():
-        writer.add_tensor(tensor_name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    writer.add_classifier_output_labels(list(RERANK_LABELS))
+    finish_gguf(writer, weights)
     first_marker = reference.EOS_ID + 1
     marker_ids = {marker: first_marker + i for i, marker in enumerate(CHAT_MARKERS)}
     return TinyReranker(path=path, config=config, weights=weights, marker_ids=marker_ids)
