@@ -141,7 +141,7 @@ class Index:
     runtime: RuntimeSettings | None = None
     embed_url: str | None = None  # vectors from this OpenAI-compatible server, not the local model
     _query_model: TextEmbedder | None = None
-    _rerank_decisions: dict[tuple[bool | None, str | None], RerankDecision] = field(default_factory=dict)
+    _rerank_decisions: dict[tuple[bool | None, str | None, bool], RerankDecision] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -233,8 +233,8 @@ class Index:
         Vector and hybrid searches embed the query with the index's own model, loaded on
         the first such search and kept for the next ones (``close()`` frees it), unless
         ``embed_query`` is given (the server passes its shared engine).
-        ``rerank``: True/False, or None = on when the reranker fits whole on the GPU
-        (``rerank_decision``); the first ``rerank_top`` candidates are rescored by
+        ``rerank``: True/False, or None = on when the reranker fits whole on the GPU and the
+        search loads a model anyway (not keyword mode; see ``rerank_decision``); the first ``rerank_top`` candidates are rescored by
         ``reranker`` (a catalog name or GGUF path; None: qwen3-reranker-0.6b).
         """
         from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
@@ -247,18 +247,21 @@ class Index:
         with self.store() as store:
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
-            decision = self.rerank_decision(rerank, reranker)
+            decision = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors)
             step = RerankStep(decision.handle.score, top) if decision.on and decision.handle else None
             return search(store, text, options, embed_query=embed_query, rerank=step)
 
-    def rerank_decision(self, requested: bool | None = None, reranker: str | None = None) -> RerankDecision:
+    def rerank_decision(
+        self, requested: bool | None = None, reranker: str | None = None, *, uses_model: bool = True
+    ) -> RerankDecision:
         """Whether searches rerank and why (edge_embed.rerank.decide_rerank), decided once
         per Index: the GPU is probed and the reranker's header read only the first time."""
         from edge_embed.rerank import decide_rerank
 
-        key = (requested, reranker)
+        key = (requested, reranker, uses_model)
         if key not in self._rerank_decisions:
-            self._rerank_decisions[key] = decide_rerank(requested, _runtime(self.runtime), reranker)
+            runtime = _runtime(self.runtime)
+            self._rerank_decisions[key] = decide_rerank(requested, runtime, reranker, uses_model=uses_model)
         return self._rerank_decisions[key]
 
     def query_embedder(self, store: Store, instruct: str | None) -> EmbedQuery:

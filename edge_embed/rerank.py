@@ -91,8 +91,11 @@ class RerankDecision:
     handle: RerankerHandle | None = None
 
 
-def decide_rerank(requested: bool | None, runtime: RuntimeSettings, reranker: str | None = None) -> RerankDecision:
-    """``requested`` True/False is the user's word; None: on when the reranker fits the GPU whole.
+def decide_rerank(
+    requested: bool | None, runtime: RuntimeSettings, reranker: str | None = None, *, uses_model: bool = True
+) -> RerankDecision:
+    """``requested`` True/False is the user's word; None: on when the reranker fits the GPU whole,
+    except for a search that loads no model (keyword mode): that one stays instant.
 
     Nothing is loaded here: the header (or, not downloaded, the catalog) is enough to plan.
     An explicit request for a reranker that is not downloaded raises ModelNotFound, whose
@@ -102,6 +105,8 @@ def decide_rerank(requested: bool | None, runtime: RuntimeSettings, reranker: st
 
     if requested is False:
         return RerankDecision(False, "off (--no-rerank)")
+    if requested is None and not uses_model:
+        return RerankDecision(False, "off: keyword mode loads no model; --rerank turns it on")
     if requested:
         handle = prepare_reranker(reranker, runtime)
         return RerankDecision(True, f"on (--rerank): {handle.label} on {device_words(handle.plan)}", handle)

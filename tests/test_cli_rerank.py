@@ -144,3 +144,11 @@ def test_an_embedding_model_is_refused_as_reranker_and_a_reranker_as_embedding_m
     assert_one_line_error(run(db, "--rerank", "--reranker", str(tiny_model.path)), "is not a reranker")
     result = CliRunner().invoke(cli, ["embed", "hello", "--model", str(tiny_reranker.path)], env={"EDGE_EMBED_CPU": "1"})
     assert_one_line_error(result, "is a reranker (pooling RANK), not an embedding model")
+
+
+def test_keyword_mode_stays_model_free_unless_rerank_is_asked_for(db, tiny_reranker) -> None:
+    env = {"EDGE_EMBED_RERANKER": str(tiny_reranker.path)}
+    result = run(db, "--mode", "keyword", "--explain", env=env)
+    assert result.stdout.startswith("rerank: off: keyword mode loads no model; --rerank turns it on\n")
+    records = results(run(db, "--mode", "keyword", "--rerank", "--json", env=env))
+    assert records and all(r["rerank_score"] is not None for r in records)

@@ -206,7 +206,7 @@ def query(
     else:
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct, **reranking)
-            rerank_reason = index.rerank_decision(rerank, reranker).reason
+            rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits))

@@ -126,7 +126,7 @@ class Service:
         hits = self.index.search(
             request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
         )
-        rerank = self.index.rerank_decision(request.rerank).reason  # query --explain prints it
+        rerank = self.index.rerank_decision(request.rerank, uses_model=options.uses_vectors).reason  # for --explain
         return {**search_document(request.query, request.mode, hits), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
