@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""Reranker latency per candidate on this CPU, against embedding the same chunks, same run.
+"""Reranker latency per candidate on this CPU, against embedding inputs of the same length.
 
 The reranker is a shape-true random Qwen3-Reranker-0.6B Q8_0 GGUF (pooling RANK, the chat
 markers and a yes/no classifier head, written once into .bench/ by this script): speed
-depends on shapes, not on trained values, so the figures hold for the real model; its
-*quality* cannot be measured here (no real reranker weights offline). The baseline is the
-shape-true Qwen3-Embedding-0.6B Q8_0 (the same transformer) embedding the same chunks as
-documents: a reranker pass costs that plus the prompt around the chunk (~70 tokens) and
-the query. Runs alternate ABBA so a noisy shared machine hurts both alike; medians are
-compared.
+depends on shapes and token counts, not on trained values, so the figures hold for the
+real model; its *quality* cannot be measured here (no real reranker weights offline).
 
-    python scripts/bench_rerank.py                      # 20 candidates of ~200 tokens, 2 rounds
-    python scripts/bench_rerank.py --candidates 10 --chunk-tokens 500
+Each candidate's prompt is made ``--prompt-tokens`` long, at least the template and query
+(the test vocabulary spells text byte by byte, so those alone are ~350 tokens here; with
+the real tokenizer they are ~80, so a 350-token prompt costs here what the template, a
+query and a ~270-token chunk cost with the real model). The baseline is the
+shape-true Qwen3-Embedding-0.6B Q8_0 (the same transformer) embedding documents of the
+same token count: the ratio says what RANK pooling and the classifier head add. Runs
+alternate ABBA so a noisy shared machine hurts both alike; medians are compared.
+
+    python scripts/bench_rerank.py                         # 4 candidates of 300 tokens, 1 round
+    python scripts/bench_rerank.py --candidates 8 --prompt-tokens 600 --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import statistics
 import time
@@ -50,16 +53,18 @@ def cpu_plan(path: Path, threads: int):
     return info, make_plan(shape, RuntimeSettings(ctx=RERANK_CTX, threads=threads), gpu=None, offload_supported=False)
 
 
-def chunks(embedder: Embedder, count: int, tokens: int, seed: int = 0) -> list[str]:
-    """``count`` texts of about ``tokens`` tokens each (measured with the model)."""
-    rng = random.Random(seed)
-    texts = []
-    for _ in range(count):
-        words: list[str] = []
-        while embedder.count_tokens(" ".join(words)) < tokens:
-            words.extend(rng.choice(WORDS) for _ in range(8))
-        texts.append(" ".join(words))
-    return texts
+def text_of(count_tokens, tokens: int, rng: random.Random) -> str:
+    """Words until ``count_tokens`` of the text reaches ``tokens``."""
+    words: list[str] = []
+    while count_tokens(" ".join(words)) < tokens:
+        words.append(rng.choice(WORDS))
+    return " ".join(words)
+
+
+def rerank_chunks(reranker: Reranker, count: int, prompt_tokens: int, rng: random.Random) -> list[str]:
+    """Chunks whose whole prompt (template + query + chunk) is ``prompt_tokens`` long."""
+    template = len(reranker.prompt_tokens(QUERY, ""))
+    return [text_of(lambda t: len(reranker.prompt_tokens(QUERY, t)), max(prompt_tokens, template), rng) for _ in range(count)]
 
 
 def timed(run) -> float:
@@ -70,34 +75,35 @@ def timed(run) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candidates", type=int, default=20)
-    parser.add_argument("--chunk-tokens", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds")
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--prompt-tokens", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     info, plan = cpu_plan(bench_model("embedding"), args.threads)
     embedder = Embedder(info, plan)
     info, plan = cpu_plan(bench_model("reranker"), args.threads)
-    reranker = Reranker(info, dataclasses.replace(plan))
-    texts = chunks(embedder, args.candidates, args.chunk_tokens)
-    prompt_tokens = sum(len(reranker.prompt_tokens(QUERY, text)) for text in texts)
-    document_tokens = sum(len(embedder.input_tokens(text)) for text in texts)
-    runs = {"rerank": [], "embed": []}
-    jobs = {"rerank": lambda: reranker.score(QUERY, texts), "embed": lambda: embedder.embed_documents(texts)}
-    timed(jobs["rerank"])  # warm-up: first decodes allocate
-    timed(jobs["embed"])
+    reranker = Reranker(info, plan)
+    rng = random.Random(0)
+    chunks = rerank_chunks(reranker, args.candidates, args.prompt_tokens, rng)
+    documents = [text_of(lambda t: len(embedder.input_tokens(t)), args.prompt_tokens, rng) for _ in chunks]
+    rerank_tokens = sum(len(reranker.prompt_tokens(QUERY, chunk)) for chunk in chunks)
+    embed_tokens = sum(len(embedder.input_tokens(doc)) for doc in documents)
+    jobs = {"rerank": lambda: reranker.score(QUERY, chunks), "embed": lambda: embedder.embed_documents(documents)}
+    runs: dict[str, list[float]] = {"rerank": [], "embed": []}
     for _ in range(args.rounds):
         for name in ("rerank", "embed", "embed", "rerank"):
             runs[name].append(timed(jobs[name]))
+            print(f"  {name}: {runs[name][-1]:.1f} s", flush=True)
     rerank_s, embed_s = statistics.median(runs["rerank"]), statistics.median(runs["embed"])
     n = args.candidates
-    print(f"{n} candidates of ~{args.chunk_tokens} tokens, {args.threads} threads, batch {plan.n_batch}")
-    print(f"rerank: {rerank_s / n * 1000:.0f} ms per candidate ({prompt_tokens / n:.0f} prompt tokens each, "
-          f"{prompt_tokens / rerank_s:.0f} tokens/s); {rerank_s:.1f} s for all {n}")
-    print(f"embed the same chunks: {embed_s / n * 1000:.0f} ms per chunk ({document_tokens / n:.0f} tokens each, "
-          f"{document_tokens / embed_s:.0f} tokens/s)")
-    print(f"rerank / embed time: {rerank_s / embed_s:.2f}x (token ratio {prompt_tokens / document_tokens:.2f}x)")
+    print(f"{n} candidates, {args.threads} threads, batch {plan.n_batch}, ctx {plan.n_ctx}")
+    print(f"rerank: {rerank_s / n * 1000:.0f} ms per candidate ({rerank_tokens / n:.0f} prompt tokens each, "
+          f"{rerank_tokens / rerank_s:.1f} tokens/s)")
+    print(f"embed:  {embed_s / n * 1000:.0f} ms per input ({embed_tokens / n:.0f} tokens each, "
+          f"{embed_tokens / embed_s:.1f} tokens/s)")
+    print(f"rerank / embed, per token: {(rerank_s / rerank_tokens) / (embed_s / embed_tokens):.2f}x")
     reranker.close()
     embedder.close()
 
