@@ -4,11 +4,14 @@ tiny reranker through llama.cpp, checked against the reranker's numpy reference.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hubserver import fake_hub  # noqa: F401  (a fixture)
 
+from edge_embed.catalog import get_entry
 from edge_embed.cli import cli
 from edge_embed.rerank import RerankStep, blend
 from edge_embed.search import SearchOptions, search
@@ -152,3 +155,16 @@ def test_keyword_mode_stays_model_free_unless_rerank_is_asked_for(db, tiny_reran
     assert result.stdout.startswith("rerank: off: keyword mode loads no model; --rerank turns it on\n")
     records = results(run(db, "--mode", "keyword", "--rerank", "--json", env=env))
     assert records and all(r["rerank_score"] is not None for r in records)
+
+
+def test_the_pulled_catalog_reranker_is_the_default_reranker(db, fake_hub, tiny_reranker) -> None:
+    """`edge-embed pull qwen3-reranker-0.6b` (from the fake hub), then --rerank needs no --reranker."""
+    entry = get_entry("qwen3-reranker-0.6b")
+    fake_hub.add_file(entry.repo, entry.file, tiny_reranker.path.read_bytes())
+    assert_one_line_error(run(db, "--rerank"), "edge-embed pull qwen3-reranker-0.6b")
+    assert CliRunner().invoke(cli, ["pull", entry.name]).exit_code == 0
+    records = results(run(db, "--rerank", "--json", "-k", "2"))
+    expected = tiny_reranker.score(tiny_reranker.prompt_tokens(QUERY, records[0]["text"]))
+    assert abs(records[0]["rerank_score"] - expected) < 1e-3
+    listed = CliRunner().invoke(cli, ["models"]).stdout
+    assert re.search(r"qwen3-reranker-0.6b +Q8_0 +~0.6 GB +- +yes\n", listed), listed
