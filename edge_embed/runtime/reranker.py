@@ -59,16 +59,21 @@ PULL_HINT = f"`edge-embed pull {DEFAULT_RERANKER}` (ggml-org/Qwen3-Reranker-0.6B
 
 
 def check_reranker_model(model: ModelInfo) -> None:
-    """Refuse, from the header alone, a file that is not a reranker llama.cpp can score."""
+    """Refuse, from the header alone, a file that is not a reranker llama.cpp can score.
+
+    Community conversions of Qwen3-Reranker made before llama.cpp knew it lack the head and
+    often the RANK pooling key too; their name still says "Reranker".
+    """
+    looks_like_one = model.is_reranker or "rerank" in model.name.lower() or "rerank" in model.path.name.lower()
+    if model.n_cls_out == 0 and looks_like_one:
+        raise EdgeEmbedError(
+            f"{model.path.name} has no classifier head (cls.output.weight), so llama.cpp would score every"
+            f" document ~0: it is an older conversion; download the ggml-org one instead: {PULL_HINT}"
+        )
     if not model.is_reranker:
         raise EdgeEmbedError(
             f"{model.path.name} ({model.name}) is not a reranker (its pooling is {model.pooling or 'unspecified'},"
             f" not rank): use {DEFAULT_RERANKER}, which {PULL_HINT} downloads"
-        )
-    if model.n_cls_out == 0:
-        raise EdgeEmbedError(
-            f"{model.path.name} has no classifier head (cls.output.weight), so llama.cpp would score every"
-            f" document ~0: it is an older conversion; download the ggml-org one instead: {PULL_HINT}"
         )
 
 

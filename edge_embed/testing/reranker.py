@@ -83,12 +83,18 @@ class TinyReranker:
 
 
 def write_tiny_qwen3_reranker(
-    path: str | Path, *, seed: int = 0, classifier_head: bool = True, name: str = TINY_RERANKER_NAME
+    path: str | Path,
+    *,
+    seed: int = 0,
+    classifier_head: bool = True,
+    pooling: str | None = "rank",
+    name: str = TINY_RERANKER_NAME,
 ) -> TinyReranker:
     """Write a tiny F32 Qwen3-Reranker (pooling RANK, labels yes/no) and return it.
 
-    ``classifier_head=False`` leaves out ``cls.output.weight``, as conversions made before
-    llama.cpp learnt Qwen3-Reranker do: llama.cpp then scores everything ~0.
+    ``classifier_head=False`` leaves out ``cls.output.weight`` and ``pooling=None`` the
+    pooling key, as conversions made before llama.cpp learnt Qwen3-Reranker do: llama.cpp
+    then scores everything ~0.
     The head's rows are scaled up so that the two logits differ by a few units, and a
     score computed at the wrong token or without the head misses the reference clearly.
     """
@@ -101,7 +107,7 @@ def write_tiny_qwen3_reranker(
         weights[CLASSIFIER_TENSOR] = head.astype(np.float32)
     writer = GGUFWriter(path, ARCH)
     write_metadata(
-        writer, config, name=name, add_eos_token=False, pooling="rank",
+        writer, config, name=name, add_eos_token=False, pooling=pooling,
         file_type=LlamaFileType.ALL_F32, extra_control=CHAT_MARKERS,
     )
     writer.add_classifier_output_labels(list(RERANK_LABELS))
