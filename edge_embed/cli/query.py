@@ -127,7 +127,8 @@ def after_double_dash(text: str) -> str:
 @click.option("--rerank/--no-rerank", default=None,
               help="Rescore the best candidates with the reranker (qwen3-reranker-0.6b) and blend its "
                    "verdict with their rank. Default: on when the reranker fits whole on the GPU, off "
-                   "on the CPU, where it costs a model pass per candidate (`edge-embed doctor` says which).")
+                   "on the CPU, where it costs a model pass per candidate (`edge-embed doctor` says which), "
+                   "and off in keyword mode, which loads no model.")
 @click.option("--rerank-top", type=click.IntRange(1, MAX_KNN_K), default=DEFAULT_RERANK_TOP, show_default=True,
               metavar="N", help="How many candidates the reranker rescores (at least -k are).")
 @click.option("--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
