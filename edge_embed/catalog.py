@@ -9,7 +9,7 @@ real shape from its header.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,7 @@ class CatalogEntry:
     kv_heads: int
     head_dim: int
     ff: int
+    kind: str = "embedding"  # or "reranker": rescoring only, never for indexing
 
     @property
     def approx_size(self) -> str:
@@ -53,6 +54,7 @@ class CatalogEntry:
 
 
 ENTRY_FIELDS = frozenset(f.name for f in fields(CatalogEntry))
+REQUIRED_FIELDS = frozenset(f.name for f in fields(CatalogEntry) if f.default is MISSING)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _catalog_text() -> str:
 
 def _entry_from_toml(raw: dict) -> CatalogEntry:
     """Build an entry, naming the model and the keys when the TOML does not match the dataclass."""
-    missing = sorted(ENTRY_FIELDS - raw.keys())
+    missing = sorted(REQUIRED_FIELDS - raw.keys())
     unknown = sorted(raw.keys() - ENTRY_FIELDS)
     if missing or unknown:
         raise EdgeEmbedError(
@@ -123,4 +125,10 @@ def _entry_from_toml(raw: dict) -> CatalogEntry:
     return CatalogEntry(**raw)
 
 
+def reranker_entries() -> list[CatalogEntry]:
+    """The catalog's rerankers, the first being the default for ``query --rerank``."""
+    return [e for e in _read_catalog().entries if e.kind == "reranker"]
+
+
 DEFAULT_MODEL: str = _read_catalog().default
+DEFAULT_RERANKER: str = reranker_entries()[0].name
