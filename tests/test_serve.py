@@ -324,18 +324,29 @@ def test_embed_through_the_server_prints_exactly_the_in_process_output(model_pat
     assert served.stdout == alone.stdout and served_query.stdout == alone_query.stdout
 
 
-def test_the_client_path_imports_neither_numpy_nor_llama_cpp(indexed):
+# What `query` answered by a server must not import: each costs start-up time on every query.
+NOT_ON_THE_CLIENT_PATH = (
+    "numpy", "llama_cpp", "edge_embed.runtime",  # the model
+    "apsw", "sqlite_vec", "edge_embed.store.joined", "edge_embed.store.base",  # SQLite, the Store
+    "edge_embed.api", "edge_embed.files", "pathspec",  # the library's façade, indexing
+    "importlib.metadata",  # dependency_error's, needed only when an import fails
+)
+
+
+def test_the_client_path_imports_no_model_and_no_sqlite(indexed):
     """A real `edge-embed query` process through the server: fast path, nothing heavy loaded."""
     code = (
         "import sys, json\n"
         "from edge_embed.cli import cli\n"
-        "try:\n    cli(sys.argv[1:], prog_name='edge-embed')\n"
+        "try:\n    cli(sys.argv[2:], prog_name='edge-embed')\n"
         "except SystemExit as exit:\n    code = exit.code\n"
-        "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('numpy', 'llama_cpp', 'sqlite_vec') if m in sys.modules)}), file=sys.stderr)\n"
+        "heavy = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
     )
     args = ["query", "rotate keys", "--json", "--db", str(indexed / "index.db")]
     with running_server(indexed / "index.db", None, discoverable=True) as (_, service):
-        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=os.environ, timeout=120)
+        command = [sys.executable, "-c", code, json.dumps(NOT_ON_THE_CLIENT_PATH), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=os.environ, timeout=120)
         assert service.worker.loads == 1  # the server embedded the query
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}, result.stderr

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.api import Index
 from edge_embed.cli.common import db_option, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
@@ -187,6 +186,8 @@ def query(
     )
     hits = None if no_server or embed_url else search_through_server(db, text, options, instruct)
     if hits is None:
+        from edge_embed.api import Index  # the model, numpy and SQLite: only in this process's path
+
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct)
     cwd = Path.cwd()
@@ -228,7 +229,7 @@ def search_through_server(db: Path | None, text: str, options: SearchOptions, in
 
     --in paths are made absolute here: the server does not share our working directory.
     """
-    from edge_embed.api import resolve_db
+    from edge_embed.paths import resolve_db
     from edge_embed.render import hit_from_record
     from edge_embed.server import client
 
