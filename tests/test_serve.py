@@ -171,6 +171,13 @@ def test_limits_are_what_the_docs_say():
     assert MAX_INPUTS == 2048 and MAX_BODY_BYTES == 8 * 1024 * 1024
 
 
+def test_search_answer_says_how_long_the_server_took(server):
+    """Server-Timing: the server's own time, which a client's wall time is compared with."""
+    answer = httpx.post(server[0] + "/v1/search", json={"query": "rotate keys"})
+    name, _, duration = answer.headers["server-timing"].partition(";dur=")
+    assert answer.status_code == 200 and name == "search" and 0 < float(duration) < 60_000
+
+
 def test_search_errors_are_4xx(server):
     url = server[0] + "/v1/search"
     assert httpx.post(url, json={"query": ""}).status_code == 400
@@ -233,12 +240,15 @@ def test_concurrent_requests_share_decodes(server, local):
     url, service = server
     texts = [f"concurrent text {i}" for i in range(16)]
     engine = service.embedder.engine()
-    before = engine.stats.decodes
+    before, health_before = engine.stats.decodes, httpx.get(url + "/health").json()
     with httpx.Client(timeout=60) as http, concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda t: http.post(url + "/v1/embeddings", json={"input": t}).json(), texts))
     for answer, row in zip(answers, local.embed(texts)):
         assert cosine(answer["data"][0]["embedding"], row) >= MIN_COSINE
     assert engine.stats.decodes - before < len(texts)
+    health = httpx.get(url + "/health").json()  # what the benchmark reads: inputs per engine round
+    assert health["inputs_embedded"] - health_before["inputs_embedded"] == len(texts)
+    assert 0 < health["rounds"] - health_before["rounds"] < len(texts)
 
 
 def test_load_32_clients_x_50_requests_all_correct(server, local):
