@@ -313,6 +313,20 @@ def test_query_errors_through_the_server_are_the_same_one_liners(indexed, model_
     assert served.exit_code == alone.exit_code == 2 and served.stderr == alone.stderr
 
 
+def test_query_through_a_server_with_an_api_key_sends_the_key(indexed):
+    """The CLI's own HTTP client: EDGE_EMBED_API_KEY as a bearer token; without it the
+    server refuses (401) and the query runs in-process instead, with the same output."""
+    args = ["query", "rotate keys", "--json", "--db", str(indexed / "index.db")]
+    alone = CliRunner().invoke(cli, [*args, "--no-server"])
+    with running_server(indexed / "index.db", None, api_key="s3cret", discoverable=True) as (_, service):
+        refused = CliRunner().invoke(cli, args, env={"EDGE_EMBED_API_KEY": ""})
+        assert service.worker.loads == 0
+        served = CliRunner().invoke(cli, args, env={"EDGE_EMBED_API_KEY": "s3cret"})
+        assert service.worker.loads == 1
+    assert alone.exit_code == refused.exit_code == served.exit_code == 0
+    assert alone.stdout == refused.stdout == served.stdout
+
+
 def test_stale_discovery_file_is_ignored(indexed, tmp_path):
     from edge_embed.server.discovery import ServerInfo, publish
 
