@@ -5,24 +5,29 @@
    * cold: ``--no-server``, the model loaded by every process (today's path);
    * warm: the same command while `edge-embed serve --preload` runs for the index;
    p50/p95 of each and the ratio cold/warm. The warm client's own overhead is the warm
-   wall time minus the server's time for the same search (a direct POST /v1/search from
-   this process, measured in the same run): process start, imports, HTTP, rendering;
-   and, robust to a busy machine, the client process's own CPU time.
-2. ``throughput``: 16 concurrent clients each sending single texts to /v1/embeddings,
+   wall time minus the server's own time for the same search (its ``Server-Timing``
+   header: embedding + search), p50 against p50: process start, imports, HTTP, rendering;
+   and, robust to a busy machine, the client process's own CPU time (user + system).
+2. ``throughput``: concurrent clients (16) each sending single texts to /v1/embeddings,
    against the engine embedding the same texts in-process in one call: tokens/s ratio
-   (the server packs concurrent requests into shared decodes).
+   (the server packs concurrent requests into shared decodes; ``inputs_per_round`` from
+   /health says how many texts each engine round embedded on average).
 
 Models: the tiny test model and the shape-true random Qwen3-Embedding-0.6B (Q8_0, or F16
-with --f16) from edge_embed.testing, both on the CPU.
+with --f16) from edge_embed.testing, both on the CPU, written once into --cache (.bench/).
+Both sides of every ratio run in the same run; each row carries the load average, since
+on a shared machine wall times are mostly waiting for a core.
 
 Usage:
     python scripts/bench_serve.py                 # both models, 20 queries each
     python scripts/bench_serve.py --quick         # tiny model only, fewer runs
+    python scripts/bench_serve.py --no-tiny --runs 10 --files 6 --texts-per-client 2
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import concurrent.futures
 import json
 import os
@@ -37,6 +42,7 @@ from pathlib import Path
 
 import httpx
 
+import edge_embed
 from edge_embed.api import Index, TextEmbedder
 from edge_embed.indexer import IndexOptions
 from edge_embed.runtime.plan import RuntimeSettings
@@ -45,7 +51,13 @@ from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
 
 QUERY = "how do I rotate the API keys"
 CLIENTS = 16
-RUNTIME = RuntimeSettings(force_cpu=True, ctx=512)
+CTX = 512
+RUNTIME = RuntimeSettings(force_cpu=True, ctx=CTX)  # the server gets the same --ctx
+CACHE = Path(__file__).resolve().parent.parent / ".bench"
+# What a user runs: the console script next to this Python (PYTHONPATH still picks the
+# source tree), else `python -m edge_embed`, which also pays for runpy.
+SCRIPT = Path(sys.executable).with_name("edge-embed")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "edge_embed"]
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -78,7 +90,7 @@ def run_query(db: Path, *extra: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "edge_embed", "query", QUERY, "--db", str(db), "--json", *extra],
+        [*COMMAND, "query", QUERY, "--db", str(db), "--json", *extra],
         capture_output=True, text=True, env=os.environ,
     )
     elapsed = time.perf_counter() - started
@@ -88,9 +100,14 @@ def run_query(db: Path, *extra: str) -> tuple[float, float]:
     return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
+def load() -> float:
+    """The 1-minute load average: how busy the (shared) machine was."""
+    return round(os.getloadavg()[0], 2)
+
+
 def start_server(db: Path | None, model: Path | None) -> tuple[subprocess.Popen, str]:
     """`edge-embed serve --preload` in a subprocess; returns once its model is loaded."""
-    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload"]
+    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload", "--ctx", str(CTX)]
     args += ["--db", str(db)] if db else ["--model", str(model)]
     process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ)
     deadline = time.monotonic() + 300
@@ -113,34 +130,39 @@ def stop_server(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
+def server_time(http: httpx.Client) -> float:
+    """Seconds the server itself spent on one search (embed + search), from Server-Timing."""
+    answer = http.post("/v1/search", json={"query": QUERY})
+    answer.raise_for_status()
+    return float(answer.headers["server-timing"].partition(";dur=")[2]) / 1e3
+
+
 def bench_query(name: str, model: Path, runs: int, workdir: Path, files: int) -> dict:
     db = build_index(workdir / f"{name}-index", model, files)
+    load_before = load()
     cold = [run_query(db, "--no-server")[0] for _ in range(runs)]
     server, base_url = start_server(db, None)
     try:
         run_query(db)  # first request warms the server's caches
         warm, warm_cpu = zip(*(run_query(db) for _ in range(runs)))
-        with httpx.Client(base_url=base_url, timeout=60) as http:
-            direct = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                http.post("/v1/search", json={"query": QUERY}).raise_for_status()
-                direct.append(time.perf_counter() - started)
+        with httpx.Client(base_url=base_url, timeout=600) as http:
+            served = [server_time(http) for _ in range(runs)]
     finally:
         stop_server(server)
     cold_p50, cold_p95 = percentiles(cold)
     warm_p50, warm_p95 = percentiles(list(warm))
-    server_p50, _ = percentiles(direct)
+    server_p50, _ = percentiles(served)
     return {
         "model": name, "cold_p50_ms": cold_p50 * 1e3, "cold_p95_ms": cold_p95 * 1e3,
         "warm_p50_ms": warm_p50 * 1e3, "warm_p95_ms": warm_p95 * 1e3, "ratio": cold_p50 / warm_p50,
         "server_p50_ms": server_p50 * 1e3, "client_overhead_ms": (warm_p50 - server_p50) * 1e3,
-        "client_cpu_p50_ms": statistics.median(warm_cpu) * 1e3,
+        "client_cpu_p50_ms": statistics.median(warm_cpu) * 1e3, "load": [load_before, load()],
     }
 
 
-def bench_throughput(name: str, model: Path, per_client: int) -> dict:
-    texts = [f"client {c} text {t}: rotate the API keys of service {c * t} every quarter" for c in range(CLIENTS) for t in range(per_client)]
+def bench_throughput(name: str, model: Path, clients: int, per_client: int) -> dict:
+    texts = [f"client {c} text {t}: rotate the API keys of service {c * t} every quarter" for c in range(clients) for t in range(per_client)]
+    load_before = load()
     embedder = TextEmbedder.open(str(model), RUNTIME)
     engine = embedder.engine()
     embedder.embed(texts[:4])  # warm-up
@@ -151,11 +173,11 @@ def bench_throughput(name: str, model: Path, per_client: int) -> dict:
     embedder.close()
     server, base_url = start_server(None, model)
     try:
-        shares = [texts[c * per_client:(c + 1) * per_client] for c in range(CLIENTS)]
+        shares = [texts[c * per_client:(c + 1) * per_client] for c in range(clients)]
 
         def client(mine: list[str]) -> int:
             used = 0
-            with httpx.Client(base_url=base_url, timeout=300) as http:
+            with httpx.Client(base_url=base_url, timeout=600) as http:
                 for text in mine:
                     answer = http.post("/v1/embeddings", json={"input": text})
                     answer.raise_for_status()
@@ -163,18 +185,43 @@ def bench_throughput(name: str, model: Path, per_client: int) -> dict:
             return used
 
         client([texts[0]])  # warm-up
+        before = httpx.get(base_url + "/health").json()
         started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             served_tokens = sum(pool.map(client, shares))
         served_s = time.perf_counter() - started
+        after = httpx.get(base_url + "/health").json()
     finally:
         stop_server(server)
     assert served_tokens == tokens, (served_tokens, tokens)
+    rounds = after["rounds"] - before["rounds"]
     return {
-        "model": name, "texts": len(texts), "tokens": tokens,
+        "model": name, "clients": clients, "texts": len(texts), "tokens": tokens,
         "in_process_tok_s": tokens / local_s, "served_tok_s": tokens / served_s,
         "ratio": (tokens / served_s) / (tokens / local_s),
+        "inputs_per_round": (after["inputs_embedded"] - before["inputs_embedded"]) / max(rounds, 1),
+        "load": [load_before, load()],
     }
+
+
+def cached_models(cache: Path, tiny: bool, shape_true: str | None) -> dict[str, Path]:
+    """The benchmark's GGUF files, written on first use (the 0.6B takes a while) and kept."""
+    cache.mkdir(parents=True, exist_ok=True)
+    models = {}
+    if tiny:
+        path = cache / "tiny.gguf"
+        models["tiny"] = path if path.exists() else write_tiny_qwen3(path).path
+    if shape_true:
+        path = cache / f"shape-0.6b-{shape_true}.gguf"
+        models[f"0.6b-{shape_true}"] = path if path.exists() else write_shape_true_qwen3(path, "0.6b", shape_true)
+    return models
+
+
+def compile_sources() -> None:
+    """Byte-compile edge_embed as pip does at install: the processes timed here must not
+    compile its sources on every start (PYTHONDONTWRITEBYTECODE may be set), which no
+    installed copy does."""
+    compileall.compile_dir(Path(edge_embed.__file__).parent, quiet=1)
 
 
 def main() -> None:
@@ -184,22 +231,22 @@ def main() -> None:
     parser.add_argument("--f16", action="store_true", help="the 0.6B shape as F16 instead of Q8_0")
     parser.add_argument("--no-tiny", action="store_true", help="only the shape-true 0.6B model")
     parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput run")
     parser.add_argument("--texts-per-client", type=int, default=8)
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the model files are kept between runs")
     args = parser.parse_args()
     runs = 8 if args.quick else args.runs
+    compile_sources()
+    models = cached_models(args.cache, not args.no_tiny, None if args.quick else ("F16" if args.f16 else "Q8_0"))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(workdir / "run"))
         os.environ["EDGE_EMBED_CPU"] = "1"
-        models = {} if args.no_tiny else {"tiny": write_tiny_qwen3(workdir / "tiny.gguf").path}
-        if not args.quick:
-            quant = "F16" if args.f16 else "Q8_0"
-            models[f"0.6b-{quant}"] = write_shape_true_qwen3(workdir / "shape-0.6b.gguf", "0.6b", quant)
         for name, model in models.items():
             row = bench_query(name, model, runs, workdir, args.files)
-            print(json.dumps({"bench": "query", **{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}}))
-            row = bench_throughput(name, model, args.texts_per_client)
-            print(json.dumps({"bench": "throughput", **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}))
+            print(json.dumps({"bench": "query", **{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}}), flush=True)
+            row = bench_throughput(name, model, args.clients, args.texts_per_client)
+            print(json.dumps({"bench": "throughput", **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}), flush=True)
 
 
 if __name__ == "__main__":

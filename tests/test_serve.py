@@ -354,6 +354,7 @@ NOT_ON_THE_CLIENT_PATH = (
     "apsw", "sqlite_vec", "edge_embed.store.joined", "edge_embed.store.base",  # SQLite, the Store
     "edge_embed.api", "edge_embed.files", "pathspec",  # the library's façade, indexing
     "importlib.metadata",  # dependency_error's, needed only when an import fails
+    "http.client", "ssl", "email", "importlib.resources",  # the client speaks HTTP on a socket
 )
 
 
