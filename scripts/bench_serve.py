@@ -53,7 +53,7 @@ from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
 QUERY = "how do I rotate the API keys"
 CLIENTS = 16
 CTX = 512
-RUNTIME = RuntimeSettings(force_cpu=True, ctx=CTX)  # the server gets the same --ctx
+RUNTIME = RuntimeSettings(force_cpu=True, ctx=CTX)  # the throughput run's server gets the same --ctx
 CACHE = Path(__file__).resolve().parent.parent / ".bench"
 # What a user runs: the console script next to this Python (PYTHONPATH still picks the
 # source tree), else `python -m edge_embed`, which also pays for runpy.
@@ -115,9 +115,9 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def start_server(db: Path | None, model: Path | None) -> tuple[subprocess.Popen, str]:
+def start_server(db: Path | None, model: Path | None, *flags: str) -> tuple[subprocess.Popen, str]:
     """`edge-embed serve --preload` in a subprocess; returns once its model is loaded."""
-    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload", "--ctx", str(CTX)]
+    args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload", *flags]
     args += ["--db", str(db)] if db else ["--model", str(model)]
     process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ)
     deadline = time.monotonic() + 300
@@ -219,7 +219,7 @@ def bench_throughput(name: str, model: Path, clients: int, per_client: int, repe
     load_before = load()
     embedder = TextEmbedder.open(str(model), RUNTIME)
     embedder.embed(texts[:4])  # warm-up
-    server, base_url = start_server(None, model)
+    server, base_url = start_server(None, model, "--ctx", str(CTX))  # the in-process engine's settings
     local_passes, served_passes, counted = [], [], []
     try:
         served_pass(server, base_url, [texts[:1]])  # warm-up
@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--f16", action="store_true", help="the 0.6B shape as F16 instead of Q8_0")
     parser.add_argument("--no-tiny", action="store_true", help="only the shape-true 0.6B model")
     parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the throughput run")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients of the throughput run")
     parser.add_argument("--texts-per-client", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="passes of each throughput side, alternating")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the model files are kept between runs")
