@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
@@ -229,7 +229,6 @@ def search_through_server(db: Path | None, text: str, options: SearchOptions, in
 
     --in paths are made absolute here: the server does not share our working directory.
     """
-    from edge_embed.paths import resolve_db
     from edge_embed.render import hit_from_record
     from edge_embed.server import client
 
