@@ -274,8 +274,8 @@ def compile_sources() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny model only, 8 queries")
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="tiny model only, 8 queries (unless --runs)")
+    parser.add_argument("--runs", type=int, help="query processes of each kind (default 20)")
     parser.add_argument("--f16", action="store_true", help="the 0.6B shape as F16 instead of Q8_0")
     parser.add_argument("--no-tiny", action="store_true", help="only the shape-true 0.6B model")
     parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the model files are kept between runs")
     parser.add_argument("--only", choices=("query", "throughput"), help="run one of the two benchmarks")
     args = parser.parse_args()
-    runs = 8 if args.quick else args.runs
+    runs = args.runs or (8 if args.quick else 20)
     compile_sources()
     models = cached_models(args.cache, not args.no_tiny, None if args.quick else ("F16" if args.f16 else "Q8_0"))
     with tempfile.TemporaryDirectory() as tmp:
