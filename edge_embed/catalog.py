@@ -9,7 +9,7 @@ real shape from its header.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class CatalogEntry:
     kv_heads: int
     head_dim: int
     ff: int
+    kind: str = "embedding"  # or "reranker": rescoring only, never for indexing
 
     @property
     def approx_size(self) -> str:
@@ -51,6 +52,7 @@ class CatalogEntry:
 
 
 ENTRY_FIELDS = frozenset(f.name for f in fields(CatalogEntry))
+REQUIRED_FIELDS = frozenset(f.name for f in fields(CatalogEntry) if f.default is MISSING)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def _catalog_text() -> str:
 
 def _entry_from_toml(raw: dict) -> CatalogEntry:
     """Build an entry, naming the model and the keys when the TOML does not match the dataclass."""
-    missing = sorted(ENTRY_FIELDS - raw.keys())
+    missing = sorted(REQUIRED_FIELDS - raw.keys())
     unknown = sorted(raw.keys() - ENTRY_FIELDS)
     if missing or unknown:
         raise EdgeEmbedError(
@@ -124,4 +126,10 @@ def _entry_from_toml(raw: dict) -> CatalogEntry:
     return CatalogEntry(**raw)
 
 
+def reranker_entries() -> list[CatalogEntry]:
+    """The catalog's rerankers, the first being the default for ``query --rerank``."""
+    return [e for e in _read_catalog().entries if e.kind == "reranker"]
+
+
 DEFAULT_MODEL: str = _read_catalog().default
+DEFAULT_RERANKER: str = reranker_entries()[0].name

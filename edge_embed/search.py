@@ -29,6 +29,7 @@ from edge_embed.store import MAX_KNN_K, ChunkRecord, as_stored, keyword_terms, u
 if TYPE_CHECKING:  # neither numpy nor SQLite is imported by `query` answered by a server
     import numpy as np
 
+    from edge_embed.rerank import RerankInfo, RerankStep
     from edge_embed.store import Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
@@ -36,10 +37,11 @@ MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
 RRF_K = 60  # the constant of reciprocal rank fusion
 DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third rarely adds more
 MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
-CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
+CANDIDATE_FACTOR = 5  # ... and k * this many in hybrid mode, where the depth changes the fused ranks
+SINGLE_LIST_FACTOR = 2  # one list's order does not depend on its depth: start shallower, deepen if short
 DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
 EmbedQuery = Callable[[str], "np.ndarray"]
-_Item = TypeVar("_Item")  # a Hit, or a candidate before its record is read
+T = TypeVar("T")  # a Hit, or a candidate before its record is read
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class ListRank:
 class Hit:
     """One result: the chunk, its final score, and what --explain shows about it.
 
-    ``score`` is the cosine in vector mode, BM25 in keyword mode and the RRF sum in hybrid.
+    ``score`` is the cosine in vector mode, BM25 in keyword mode and the RRF sum in hybrid,
+    or, reranked, the blend of rank and reranker score (``rerank``, see edge_embed.rerank).
     ``vector`` / ``keyword`` are None when that list did not run or did not contain the chunk.
     """
 
@@ -97,6 +100,7 @@ class Hit:
     score: float
     vector: ListRank | None = None
     keyword: ListRank | None = None
+    rerank: RerankInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ class _Candidate:
     score: float
     vector: ListRank | None
     keyword: ListRank | None
+
+
+def _hit_path(hit: Hit) -> str:
+    return hit.chunk.path
 
 
 def rrf_term(rank: int) -> float:
@@ -134,20 +142,18 @@ def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float
     return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
 
 
-def limit_per_file(
-    hits: Sequence[_Item], per_file: int, k: int, key: Callable[[_Item], object] = lambda hit: hit.chunk.path
-) -> list[_Item]:
+def limit_per_file(hits: Sequence[T], per_file: int, k: int, file_of: Callable[[T], object] = _hit_path) -> list[T]:
     """The first ``k`` hits, keeping at most ``per_file`` per file (0 = no limit), in order.
 
-    ``key`` names an item's file: a Hit's path, or a candidate's file id (so grouping
-    needs no chunk texts).
+    ``file_of`` names a hit's file: the path of a Hit, or a file id for a bare candidate.
     """
-    kept: list[_Item] = []
+    kept: list[T] = []
     per_path: dict[object, int] = defaultdict(int)
     for hit in hits:
-        if per_file and per_path[key(hit)] >= per_file:
+        file = file_of(hit)
+        if per_file and per_path[file] >= per_file:
             continue
-        per_path[key(hit)] += 1
+        per_path[file] += 1
         kept.append(hit)
         if len(kept) == k:
             break
@@ -160,39 +166,54 @@ def highlight_terms(query: str) -> tuple[str, ...]:
     return terms.words + terms.cjk_grams + terms.cjk_short
 
 
-def search(store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None) -> list[Hit]:
+def search(
+    store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None, rerank: RerankStep | None = None
+) -> list[Hit]:
     """Up to ``options.k`` hits for ``query``, best first.
 
     ``embed_query`` turns the query into a unit vector of the index's dimension; it is
-    needed (and called once) in vector and hybrid modes only.
+    needed (and called once) in vector and hybrid modes only. ``rerank`` (the hook after
+    fusion) rescores the first ``rerank.top`` hits of the page, then the best k are kept.
+
+    When the page comes back short (per-file grouping, ``min_score``) the candidate lists
+    are deepened: the vector list continues where it stopped (``VectorRanking``), the file
+    of each new candidate is looked up without its text, and only the chunks on the final
+    page are read. The loop stops as soon as no deeper candidate can change the page.
     """
     if not query.strip():
         raise EdgeEmbedError("the query is empty: give some words to search for")
     if options.uses_vectors and embed_query is None:
         raise ValueError(f"{options.mode} search needs embed_query")
     prefixes = resolve_in_paths(store, options.in_paths)
-    query_vec = embed_query(query) if options.uses_vectors else None
-    depth = min(max(options.k * CANDIDATE_FACTOR, MIN_CANDIDATES), MAX_KNN_K)
+    filters = {"path_prefixes": prefixes, "globs": options.globs}
+    ranking = store.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
+    files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
+    factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
+    wanted = options.k if rerank is None else max(options.k, rerank.top)
+    depth = min(max(wanted * factor, MIN_CANDIDATES), MAX_KNN_K)
     while True:
-        vector, keyword = _candidate_lists(store, query, query_vec, depth, options, prefixes)
+        vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
+        keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
         candidates = _score(vector, keyword, options)
-        files = store.chunk_files(c.chunk_id for c in candidates)  # a chunk deleted meanwhile is missing
+        files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
         page = limit_per_file(
-            [c for c in candidates if c.chunk_id in files], options.per_file, options.k, key=lambda c: files[c.chunk_id]
+            [c for c in candidates if c.chunk_id in files], options.per_file, wanted, lambda c: files[c.chunk_id]
         )
-        lists_were_full = max(len(vector), len(keyword)) >= depth
-        if len(page) == options.k or not lists_were_full or depth >= MAX_KNN_K or _below_floor(vector, keyword, options):
-            return _hits(store, page)  # records (texts) are read for the page only
+        if len(page) == wanted or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
+            hits = _hits(store, page)
+            return hits if rerank is None else rerank(query, hits)[: options.k]
         depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
 
 
-def _below_floor(vector: list[tuple[int, float]], keyword: list[tuple[int, float]], options: SearchOptions) -> bool:
-    """Whether no deeper candidate can pass --min-score: the list it is compared with is
-    ranked by that very score, so once its last entry is under the floor, so is the rest."""
-    if options.min_score is None:
-        return False
-    ranked = keyword if options.mode == "keyword" else vector
-    return bool(ranked) and ranked[-1][1] < options.min_score
+def _deeper_can_add(
+    vector: list[tuple[int, float]], keyword: list[tuple[int, float]], depth: int, options: SearchOptions
+) -> bool:
+    """Whether deeper lists could bring a new result: some list was full and, under
+    ``min_score``, its last (lowest) score still passed; the scored list decides that."""
+    scored = keyword if options.mode == "keyword" else vector
+    if options.min_score is not None:
+        return len(scored) >= depth and scored[-1][1] >= options.min_score
+    return max(len(vector), len(keyword)) >= depth
 
 
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
@@ -211,25 +232,6 @@ def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str,
             )
         resolved.append(path)
     return tuple(resolved)
-
-
-def _candidate_lists(
-    store: Store,
-    query: str,
-    query_vec: np.ndarray | None,
-    depth: int,
-    options: SearchOptions,
-    prefixes: tuple[str, ...],
-) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """(vector list as (id, cosine), keyword list as (id, bm25)); a list not used is empty."""
-    filters = {"path_prefixes": prefixes, "globs": options.globs}
-    vector: list[tuple[int, float]] = []
-    keyword: list[tuple[int, float]] = []
-    if query_vec is not None:
-        vector = [(cid, cosine_from_l2(d)) for cid, d in store.vector_search(query_vec, depth, **filters)]
-    if options.mode != "vector":
-        keyword = store.keyword_search(query, depth, **filters)
-    return vector, keyword
 
 
 def _score(

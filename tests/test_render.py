@@ -170,6 +170,8 @@ SCHEMA_TYPES = {
     "vector_score": (float, type(None)),
     "keyword_rank": (int, type(None)),
     "keyword_score": (float, type(None)),
+    "rerank_score": (float, type(None)),
+    "rank_before_rerank": (int, type(None)),
     "text": str,
 }
 

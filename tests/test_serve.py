@@ -185,6 +185,18 @@ def test_search_errors_are_4xx(server):
     assert httpx.post(url, json={"query": "x", "mode": "fuzzy"}).status_code == 400
     unknown = httpx.post(url, json={"query": "x", "in": ["/nonexistent/folder"]})
     assert unknown.status_code == 400 and "unknown --in path" in unknown.json()["error"]["message"]
+    assert httpx.post(url, json={"query": "x", "rerank": "yes"}).status_code == 400
+    assert httpx.post(url, json={"query": "x", "rerank_top": 0}).status_code == 400
+
+
+def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
+    """The server's Index decides like a local one; the CLI prints the reason for --explain."""
+    url = server[0] + "/v1/search"
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    refused = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": True})
+    assert refused.status_code >= 400 and "edge-embed pull qwen3-reranker-0.6b" in refused.json()["error"]["message"]
+    answer = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": False}).json()
+    assert answer["rerank"] == "off (--no-rerank)"
 
 
 # --------------------------------------------------------------------------- security

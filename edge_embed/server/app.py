@@ -125,8 +125,11 @@ class Service:
             per_file=DEFAULT_PER_FILE if request.per_file is None else request.per_file,
         )
         embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
-        hits = self.index.search(request.query, options, embed_query=embed_query)
-        return search_document(request.query, request.mode, hits)
+        hits = self.index.search(
+            request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
+        )
+        rerank = self.index.rerank_decision(request.rerank, uses_model=options.uses_vectors).reason  # for --explain
+        return {**search_document(request.query, request.mode, hits), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()
