@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
-from edge_embed.paths import default_db_path
+from edge_embed.paths import resolve_db
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
 
 InputType = Literal["document", "query"]
 INPUT_TYPES: tuple[InputType, ...] = ("document", "query")
-
-
-def resolve_db(db: str | os.PathLike[str] | None) -> Path:
-    """The index file: ``db``, else $EDGE_EMBED_DB, else index.db in the data directory."""
-    return Path(db or default_db_path()).expanduser().resolve()
 
 
 def _runtime(runtime: RuntimeSettings | None) -> RuntimeSettings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from edge_embed.errors import EdgeEmbedError
@@ -21,7 +20,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-CATALOG_PACKAGE = "edge_embed.models"
 CATALOG_FILE = "catalog.toml"
 
 
@@ -105,13 +103,16 @@ def _read_catalog() -> _Catalog:
 def _catalog_text() -> str:
     """The shipped catalog.toml.
 
-    Installed, it is package data of ``edge_embed.models``; in a source checkout that was
-    never installed, ``models/`` sits next to the ``edge_embed`` package directory.
+    Installed, it is package data of ``edge_embed.models`` (``edge_embed/models/``); in a
+    source checkout (or an editable install), ``models/`` sits next to the ``edge_embed``
+    package directory. Read as a plain file: importing importlib.resources would cost
+    every command's start, `query` through a server included, more than the read.
     """
-    try:
-        return resources.files(CATALOG_PACKAGE).joinpath(CATALOG_FILE).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        return (Path(__file__).resolve().parent.parent / "models" / CATALOG_FILE).read_text(encoding="utf-8")
+    package_dir = Path(__file__).resolve().parent
+    for path in (package_dir / "models" / CATALOG_FILE, package_dir.parent / "models" / CATALOG_FILE):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise EdgeEmbedError(f"{CATALOG_FILE} is missing from {package_dir}; reinstall edge-embed")
 
 
 def _entry_from_toml(raw: dict) -> CatalogEntry:

@@ -263,9 +263,14 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
         rank = record.get(f"{prefix}_rank")
         return None if rank is None else ListRank(int(rank), float(record[f"{prefix}_score"]))
 
+    def page(key: str) -> int | None:
+        value = record.get(key)
+        return None if value is None else int(value)
+
     chunk = ChunkRecord(
         int(record["chunk_id"]), str(record["root"]), str(record["path"]), str(record["relpath"]),
         int(record["start_line"]), int(record["end_line"]), record.get("heading"), str(record["text"]),
+        page("page_start"), page("page_end"),
     )
     rank_before = record.get("rank_before_rerank")
     reranked = None if rank_before is None else blend(int(rank_before), float(record["rerank_score"]))

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, as_stored, keyword_terms, under_prefix
+from edge_embed.store import MAX_KNN_K, ChunkRecord, as_stored, keyword_terms, under_prefix
 
-if TYPE_CHECKING:  # numpy stays unimported until a vector exists: `query` via a server never needs it
+if TYPE_CHECKING:  # neither numpy nor SQLite is imported by `query` answered by a server
     import numpy as np
 
     from edge_embed.rerank import RerankInfo, RerankStep
+    from edge_embed.store import Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")

@@ -17,6 +17,7 @@ from edge_embed.render import (
     clip_line,
     explain_line,
     format_hit,
+    hit_from_record,
     hit_record,
     json_document,
     json_lines,
@@ -190,6 +191,14 @@ def test_json_record_of_a_pdf_chunk_has_its_pages() -> None:
     record = hit_record(make_hit("on page twelve", relpath="manual.pdf", pages=(12, 13)), 1)
     assert (record["page_start"], record["page_end"]) == (12, 13)
     assert (hit_record(make_hit("text file"), 1)["page_start"], hit_record(make_hit("x"), 1)["page_end"]) == (None, None)
+
+
+def test_a_hit_answered_by_a_server_is_the_hit_it_was_made_from() -> None:
+    """`query` through `edge-embed serve` renders what the server's JSON carries: a PDF's
+    pages must survive the trip, or the location reads 'manual.pdf:40-41' instead of p.12."""
+    paged = make_hit("on page twelve", relpath="manual.pdf", pages=(12, 13), vector=ListRank(2, 0.8))
+    plain = make_hit("text\nfile", heading=None, keyword=ListRank(1, 3.5))
+    assert [hit_from_record(json.loads(json.dumps(hit_record(hit, 1)))) for hit in (paged, plain)] == [paged, plain]
 
 
 @pytest.mark.parametrize(("pages", "where"), [((12, 12), "manual.pdf p.12"), ((12, 13), "manual.pdf p.12-13")])

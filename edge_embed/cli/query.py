@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.api import Index
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
@@ -205,6 +204,8 @@ def query(
     if served is not None:
         hits, rerank_reason = served
     else:
+        from edge_embed.api import Index  # the model, numpy and SQLite: only in this process's path
+
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct, **reranking)
             rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
@@ -255,7 +256,6 @@ def search_through_server(
     """
     if reranking["reranker"] is not None:
         return None
-    from edge_embed.api import resolve_db
     from edge_embed.render import hit_from_record
     from edge_embed.server import client
 

@@ -12,12 +12,11 @@ from edge_embed.files import gitignore_spec
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import KeywordTerms, cjk_bigram_query, fts5_phrases, keyword_terms
-from edge_embed.store.records import ChunkRecord, vector_blob
+from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
 
 if TYPE_CHECKING:
     import numpy as np
 
-MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
 EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
 RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
 RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for ...
