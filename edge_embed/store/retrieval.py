@@ -17,7 +17,7 @@ from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
 if TYPE_CHECKING:
     import numpy as np
 
-EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
+EXACT_SCAN_MAX_FLOATS = 5_000_000  # chunks x dims searched exactly (~5k chunks at 1024 dims, 2k at 2560): below it sqlite-vec's scan is as fast as two stages
 RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
 RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for ...
 CHUNKS_PER_RESCORED = 3000  # ... and one per this many chunks: near-ties grow with the corpus
