@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import asdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,10 +23,9 @@ from typing import TYPE_CHECKING
 import click
 
 from edge_embed.extract import keeps_lines
-from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
-    from edge_embed.search import Hit, ListRank
+    from edge_embed.search import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
 SCHEMA_VERSION = 1
@@ -140,22 +140,34 @@ def location(chunk: ChunkRecord, cwd: Path) -> str:
 
 
 def explain_line(hit: Hit, mode: str) -> str:
-    """'vector #3 (cos 0.812) -> 1/(60+3) = 0.01587; keyword #1 (bm25 7.31) -> ...; fused 0.03226'."""
+    """'vector #3 (cos 0.812) -> 0.812; keyword #1 (bm25 7.31) -> 7.31/24.40 = 0.300; fused 1.112 (...)'."""
     if mode == "vector":
         return _list_part("vector", hit.vector, "cos", "{:.3f}")
     if mode == "keyword":
         return _list_part("keyword", hit.keyword, "bm25", "{:.2f}")
-    parts = []
-    for name, position, label, fmt in (
-        ("vector", hit.vector, "cos", "{:.3f}"),
-        ("keyword", hit.keyword, "bm25", "{:.2f}"),
-    ):
-        if position is None:
-            parts.append(f"{name}: not among the candidates -> 0")
-        else:
-            term = f" -> 1/({RRF_K}+{position.rank}) = {position.rrf:.5f}"
-            parts.append(_list_part(name, position, label, fmt) + term)
-    return "; ".join(parts) + f"; fused {hit.score:.5f}"
+    fusion = hit.fusion
+    if fusion is None:  # a server that does not report its fusion: the lists' own figures
+        parts = [_list_part(name, p, label, fmt) for name, p, label, fmt in
+                 (("vector", hit.vector, "cos", "{:.3f}"), ("keyword", hit.keyword, "bm25", "{:.2f}")) if p is not None]
+        return "; ".join(parts) + f"; fused {hit.score:.3f}"
+    if hit.vector is None:
+        vector = f"vector: not a candidate -> the last candidate's cos {fusion.vector_floor:.3f}"
+    else:
+        vector = _list_part("vector", hit.vector, "cos", "{:.3f}") + f" -> {hit.vector.score:.3f}"
+    keyword = _keyword_term(hit.keyword, fusion)
+    return f"{vector}; {keyword}; fused {hit.score:.3f} (cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words)"
+
+
+def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
+    """The keyword list's part of a hybrid explain line: its BM25 over the query's ceiling."""
+    if fusion.keyword_ceiling <= 0:
+        return "keyword: no words to search -> 0"
+    term = fusion.keyword_term(position)
+    if position is None:
+        if not fusion.keyword_floor:
+            return "keyword: no match -> 0"
+        return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}/{fusion.keyword_ceiling:.2f} = {term:.3f}"
+    return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}/{fusion.keyword_ceiling:.2f} = {term:.3f}"
 
 
 def _list_part(name: str, position: ListRank | None, label: str, fmt: str) -> str:
@@ -230,13 +242,14 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
         "vector_score": hit.vector.score if hit.vector else None,
         "keyword_rank": hit.keyword.rank if hit.keyword else None,
         "keyword_score": hit.keyword.score if hit.keyword else None,
+        "fusion": asdict(hit.fusion) if hit.fusion else None,
         "text": chunk.text,
     }
 
 
 def hit_from_record(record: Mapping[str, object]) -> Hit:
     """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
-    from edge_embed.search import Hit, ListRank
+    from edge_embed.search import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
     def position(prefix: str) -> ListRank | None:
@@ -247,7 +260,9 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
         int(record["chunk_id"]), str(record["root"]), str(record["path"]), str(record["relpath"]),
         int(record["start_line"]), int(record["end_line"]), record.get("heading"), str(record["text"]),
     )
-    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"))
+    fusion = record.get("fusion")
+    fused = Fusion(**{key: float(value) for key, value in fusion.items()}) if isinstance(fusion, dict) else None
+    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), fused)
 
 
 def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, object]:
