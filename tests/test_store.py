@@ -475,6 +475,20 @@ def test_keyword_search_finds_chinese_and_japanese(store: Store, corpus: dict[st
     assert top(store, query)[0] == corpus[relpath]
 
 
+def test_a_word_in_a_heading_or_file_name_outweighs_more_of_it_in_the_text(store: Store, root: Path) -> None:
+    """BM25 column weights text 1, heading 4, path 4: a section titled "Walrus" or a file
+    named walrus.md is about walruses more than a text that says it three times."""
+    root_id = store.add_root(root)
+    vectors = unit_vectors(np.random.default_rng(21), 4)
+    write(store, root_id, root, "a/text.md", ["walrus walrus walrus seen"], vectors[0:1])
+    titled = [make_chunk(0, "seen from the boat", vectors[1], heading="Walrus")]
+    store.write_file(root_id, "b/titled.md", str(root / "b/titled.md"), 1, 1, "h", titled)
+    write(store, root_id, root, "c/walrus.md", ["seen on the ice"], vectors[2:3])
+    write(store, root_id, root, "d/other.md", ["nothing to see here"], vectors[3:4])
+    paths = {chunk_id: record.relpath for chunk_id, record in store.chunks_by_id(range(1, 10)).items()}
+    assert [paths[i] for i in top(store, "walrus")][-1] == "a/text.md"
+
+
 def test_keyword_ceiling_is_k1_plus_1_times_the_terms_fts5_idf(store: Store, corpus: dict[str, int]) -> None:
     rows = len(CORPUS)
     idf = lambda matching: max(math.log((rows - matching + 0.5) / (matching + 0.5)), 1e-6)  # noqa: E731

@@ -17,7 +17,9 @@ from edge_embed.store.keywords import cjk_bigram_document, has_cjk
 
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
-FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)  # text, heading, relpath: a heading hit says more
+# text, heading, relpath: the rank default the FTS5 tables are created with. Queries
+# override it with retrieval.BM25_COLUMN_WEIGHTS, so changing weights needs no migration.
+FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)
 KEYWORD_TABLES = ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
 
 
