@@ -43,10 +43,11 @@ Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
 DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third rarely adds more
 MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
-CANDIDATE_FACTOR = 5  # ... and k * this many, so per-file grouping can still fill k
+CANDIDATE_FACTOR = 5  # ... and k * this many in hybrid mode, where the depth changes the fused ranks
+SINGLE_LIST_FACTOR = 2  # one list's order does not depend on its depth: start shallower, deepen if short
 DEEPEN_FACTOR = 4  # how much deeper the lists go when a page comes back short
 EmbedQuery = Callable[[str], "np.ndarray"]
-_Item = TypeVar("_Item")  # a Hit, or a candidate before its record is read
+T = TypeVar("T")  # a Hit, or a candidate before its record is read
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ class _Candidate:
     keyword: ListRank | None
 
 
+def _hit_path(hit: Hit) -> str:
+    return hit.chunk.path
+
+
 def cosine_from_l2(distance: float) -> float:
     """Cosine similarity of two unit vectors from their L2 distance: 1 - d^2 / 2."""
     return 1.0 - distance * distance / 2.0
@@ -161,20 +166,18 @@ def list_floor(ranked: Sequence[tuple[int, float]], depth: int) -> float:
     return ranked[-1][1] if ranked and len(ranked) >= depth else 0.0
 
 
-def limit_per_file(
-    hits: Sequence[_Item], per_file: int, k: int, key: Callable[[_Item], object] = lambda hit: hit.chunk.path
-) -> list[_Item]:
+def limit_per_file(hits: Sequence[T], per_file: int, k: int, file_of: Callable[[T], object] = _hit_path) -> list[T]:
     """The first ``k`` hits, keeping at most ``per_file`` per file (0 = no limit), in order.
 
-    ``key`` names an item's file: a Hit's path, or a candidate's file id (so grouping
-    needs no chunk texts).
+    ``file_of`` names a hit's file: the path of a Hit, or a file id for a bare candidate.
     """
-    kept: list[_Item] = []
+    kept: list[T] = []
     per_path: dict[object, int] = defaultdict(int)
     for hit in hits:
-        if per_file and per_path[key(hit)] >= per_file:
+        file = file_of(hit)
+        if per_file and per_path[file] >= per_file:
             continue
-        per_path[key(hit)] += 1
+        per_path[file] += 1
         kept.append(hit)
         if len(kept) == k:
             break
@@ -192,36 +195,46 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
 
     ``embed_query`` turns the query into a unit vector of the index's dimension; it is
     needed (and called once) in vector and hybrid modes only.
+
+    When the page comes back short (per-file grouping, ``min_score``) the candidate lists
+    are deepened: the vector list continues where it stopped (``VectorRanking``), the file
+    of each new candidate is looked up without its text, and only the chunks on the final
+    page are read. The loop stops as soon as no deeper candidate can change the page.
     """
     if not query.strip():
         raise EdgeEmbedError("the query is empty: give some words to search for")
     if options.uses_vectors and embed_query is None:
         raise ValueError(f"{options.mode} search needs embed_query")
     prefixes = resolve_in_paths(store, options.in_paths)
-    query_vec = embed_query(query) if options.uses_vectors else None
+    filters = {"path_prefixes": prefixes, "globs": options.globs}
+    ranking = store.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
     ceiling = store.keyword_ceiling(query) if options.mode == "hybrid" else 0.0
-    depth = min(max(options.k * CANDIDATE_FACTOR, MIN_CANDIDATES), MAX_KNN_K)
+    files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
+    factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
+    depth = min(max(options.k * factor, MIN_CANDIDATES), MAX_KNN_K)
     while True:
-        vector, keyword = _candidate_lists(store, query, query_vec, depth, options, prefixes)
+        vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
+        keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
         fusion = Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth)) if options.mode == "hybrid" else None
         candidates = _score(vector, keyword, fusion, options)
-        files = store.chunk_files(c.chunk_id for c in candidates)  # a chunk deleted meanwhile is missing
+        files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
         page = limit_per_file(
-            [c for c in candidates if c.chunk_id in files], options.per_file, options.k, key=lambda c: files[c.chunk_id]
+            [c for c in candidates if c.chunk_id in files], options.per_file, options.k, lambda c: files[c.chunk_id]
         )
-        lists_were_full = max(len(vector), len(keyword)) >= depth
-        if len(page) == options.k or not lists_were_full or depth >= MAX_KNN_K or _below_floor(vector, keyword, options):
+        if len(page) == options.k or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
             return _hits(store, page, fusion)  # records (texts) are read for the page only
         depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
 
 
-def _below_floor(vector: list[tuple[int, float]], keyword: list[tuple[int, float]], options: SearchOptions) -> bool:
-    """Whether no deeper candidate can pass --min-score: the list it is compared with is
-    ranked by that very score, so once its last entry is under the floor, so is the rest."""
-    if options.min_score is None:
-        return False
-    ranked = keyword if options.mode == "keyword" else vector
-    return bool(ranked) and ranked[-1][1] < options.min_score
+def _deeper_can_add(
+    vector: list[tuple[int, float]], keyword: list[tuple[int, float]], depth: int, options: SearchOptions
+) -> bool:
+    """Whether deeper lists could bring a new result: some list was full and, under
+    ``min_score``, its last (lowest) score still passed; the scored list decides that."""
+    scored = keyword if options.mode == "keyword" else vector
+    if options.min_score is not None:
+        return len(scored) >= depth and scored[-1][1] >= options.min_score
+    return max(len(vector), len(keyword)) >= depth
 
 
 def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str, ...]:
@@ -240,25 +253,6 @@ def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str,
             )
         resolved.append(path)
     return tuple(resolved)
-
-
-def _candidate_lists(
-    store: Store,
-    query: str,
-    query_vec: np.ndarray | None,
-    depth: int,
-    options: SearchOptions,
-    prefixes: tuple[str, ...],
-) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """(vector list as (id, cosine), keyword list as (id, bm25)); a list not used is empty."""
-    filters = {"path_prefixes": prefixes, "globs": options.globs}
-    vector: list[tuple[int, float]] = []
-    keyword: list[tuple[int, float]] = []
-    if query_vec is not None:
-        vector = [(cid, cosine_from_l2(d)) for cid, d in store.vector_search(query_vec, depth, **filters)]
-    if options.mode != "vector":
-        keyword = store.keyword_search(query, depth, **filters)
-    return vector, keyword
 
 
 def _score(

@@ -17,7 +17,7 @@ own arithmetic. Variants (``VARIANTS``):
   candidates (distribution-based score fusion), summed;
 - ``... per-file``: the same after the per-file reduction.
 
-Usage: python scripts/bench_fusion.py SET-DB QUERIES [SET-DB QUERIES ...]
+Usage: python scripts/bench_fusion.py [--bm25-weights 1,2,1] SET-DB QUERIES [SET-DB QUERIES ...]
   e.g. python scripts/bench_fusion.py .bench/retrieval/docs-c256.db .bench/devsets/docs/queries.jsonl \
            .bench/retrieval/code-c256.db .bench/devsets/code/queries.jsonl
 Prints one Markdown table: Recall@10 / MRR@10 per variant and index.
@@ -25,6 +25,7 @@ Prints one Markdown table: Recall@10 / MRR@10 per variant and index.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 from collections import defaultdict
@@ -32,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import edge_embed.search as search_module
+import edge_embed.store.retrieval as retrieval
 from edge_embed.api import Index
 from edge_embed.cli.options import settings_from_options
 from edge_embed.evaluate import evaluate, load_queries
@@ -157,23 +159,40 @@ def variants(store: Store) -> dict[str, Fuse]:
     }
 
 
-def cache_candidate_lists() -> None:
-    """Memoise search._candidate_lists per (query, depth, filters): every variant sees the same lists."""
-    original = search_module._candidate_lists
-    memo: dict[tuple, tuple] = {}
+class _CachedRanking:
+    """A VectorRanking whose ``top`` is read once per depth."""
 
-    def cached(store, query, query_vec, depth, options, prefixes):
-        key = (id(store), query, depth, options.mode, options.globs, prefixes)
+    def __init__(self, ranking, key: tuple, memo: dict) -> None:
+        self.ranking, self.key, self.memo = ranking, key, memo
+
+    def top(self, depth: int) -> list[tuple[int, float]]:
+        if (self.key, depth) not in self.memo:
+            self.memo[(self.key, depth)] = self.ranking.top(depth)
+        return self.memo[(self.key, depth)]
+
+
+def cache_searches(store: Store) -> None:
+    """Memoise this store's vector and keyword searches: every variant sees the same lists."""
+    keyword_search, vector_ranking = store.keyword_search, store.vector_ranking
+    memo: dict = {}
+
+    def cached_keyword(text: str, k: int, **filters):
+        key = ("keyword", text, k, repr(sorted(filters.items())))
         if key not in memo:
-            memo[key] = original(store, query, query_vec, depth, options, prefixes)
+            memo[key] = keyword_search(text, k, **filters)
         return memo[key]
 
-    search_module._candidate_lists = cached
+    def cached_ranking(query_vec, **filters):
+        key = ("vector", query_vec.tobytes(), repr(sorted(filters.items())))
+        return _CachedRanking(vector_ranking(query_vec, **filters), key, memo)
+
+    store.keyword_search, store.vector_ranking = cached_keyword, cached_ranking
 
 
 def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
     queries = load_queries(queries_path)
     store = Store.open(db, create=False)
+    cache_searches(store)
     runtime = {"gpu_layers": None, "ctx": None, "batch": None, "threads": 1, "force_cpu": False}
     embed = Index.open(db, settings_from_options(**runtime)).query_embedder(store, None)
     vectors: dict[str, object] = {}
@@ -194,8 +213,14 @@ def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
 
 
 def main() -> None:
-    pairs = list(zip(sys.argv[1::2], sys.argv[2::2]))
-    cache_candidate_lists()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries file, repeated")
+    parser.add_argument("--bm25-weights", metavar="T,H,P", help="BM25 column weights for the run "
+                        f"(text, heading, path; default the library's {retrieval.BM25_COLUMN_WEIGHTS})")
+    args = parser.parse_args()
+    if args.bm25_weights:
+        retrieval._RANK_FUNCTION = f"bm25({args.bm25_weights})"
+    pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
     table: dict[str, list[str]] = {}
     for db, queries in pairs:
         run_set(Path(db), Path(queries), table)

@@ -1,12 +1,13 @@
 """Keyword-side levers on existing dev-set indexes: BM25 field weights and Porter stemming.
 
-Each variant is a scratch copy of the index (.bench/levers/, VACUUM INTO) changed in its
-keyword tables only, so the vectors, chunks and query embeddings stay the same and only
-the keyword list (and through it hybrid) can move:
+Each variant changes the keyword side only (stemming on a scratch copy of the index in
+.bench/levers/, made by VACUUM INTO), so the vectors, chunks and query embeddings stay
+the same and only the keyword list (and through it hybrid) can move:
 
 - ``weights T,H,P``: FTS5's bm25() column weights for chunk text, heading and file path
-  (the index has ``schema.FTS_COLUMN_WEIGHTS``); ``1,0,0`` leaves headings and file names
-  out of keyword search, the keyword half of the chunk-header lever;
+  (``retrieval.BM25_COLUMN_WEIGHTS``, which queries pass to FTS5, swapped for the run);
+  ``1,0,0`` leaves headings and file names out of keyword search, the keyword half of the
+  chunk-header lever;
 - ``porter``: ``chunks_fts`` rebuilt with ``tokenize='porter unicode61 remove_diacritics 2'``
   from the stored chunk texts, headings and paths (what a stemming migration would do).
 
@@ -16,61 +17,56 @@ Prints one Markdown table: Recall@10 / MRR@10 of keyword and hybrid per variant 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import apsw
 
+import edge_embed.store.retrieval as retrieval
 from edge_embed.api import Index
 from edge_embed.cli.options import settings_from_options
 from edge_embed.evaluate import evaluate, load_queries
 from edge_embed.store import Store
-from edge_embed.store.schema import FTS_COLUMN_WEIGHTS, connect
+from edge_embed.store.schema import connect
 
 SCRATCH = Path(".bench/levers")
 Change = Callable[[apsw.Connection], None]
 
 
-def set_weights(weights: tuple[float, ...]) -> Change:
-    def change(conn: apsw.Connection) -> None:
-        spec = ", ".join(map(str, weights))
-        conn.execute(f"INSERT INTO chunks_fts(chunks_fts, rank) VALUES('rank', 'bm25({spec})')")
-
-    return change
 
 
 def porter(conn: apsw.Connection) -> None:
     """chunks_fts again, stemmed, filled from the chunks and their files' relpaths."""
-    spec = ", ".join(map(str, FTS_COLUMN_WEIGHTS))
     conn.execute(
-        f"""
+        """
         DROP TABLE chunks_fts;
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, heading, path, content='', contentless_delete=1,
             tokenize='porter unicode61 remove_diacritics 2'
         );
-        INSERT INTO chunks_fts(chunks_fts, rank) VALUES('rank', 'bm25({spec})');
         INSERT INTO chunks_fts(rowid, text, heading, path)
             SELECT c.id, c.text, coalesce(c.heading, ''), f.relpath FROM chunks c JOIN files f ON f.id = c.file_id;
         """
     )
 
 
-VARIANTS: dict[str, Change | None] = {
-    f"as indexed (weights {','.join(f'{w:g}' for w in FTS_COLUMN_WEIGHTS)})": None,
-    "weights 1,1,1": set_weights((1.0, 1.0, 1.0)),
-    "weights 1,2,2": set_weights((1.0, 2.0, 2.0)),
-    "weights 1,4,4": set_weights((1.0, 4.0, 4.0)),
-    "weights 1,0,0 (no headings, no file names)": set_weights((1.0, 0.0, 0.0)),
-    "porter stemming": porter,
+# name -> (BM25 column weights for text, heading, path; change to a scratch copy or None)
+VARIANTS: dict[str, tuple[tuple[float, ...], Change | None]] = {
+    "weights 1,2,1 (the old default)": ((1.0, 2.0, 1.0), None),
+    "weights 1,1,1": ((1.0, 1.0, 1.0), None),
+    "weights 1,2,2": ((1.0, 2.0, 2.0), None),
+    "weights 1,4,4 (the new default)": ((1.0, 4.0, 4.0), None),
+    "weights 1,0,0 (no headings, no file names)": ((1.0, 0.0, 0.0), None),
+    "weights 1,4,4 + porter stemming": ((1.0, 4.0, 4.0), porter),
 }
 
 
 def scratch_copy(db: Path, name: str, change: Change) -> Path:
     """A copy of ``db`` with ``change`` applied; an old copy is replaced."""
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    target = SCRATCH / f"{db.stem}-{abs(hash(name)) % 10**8}.db"
+    target = SCRATCH / f"{db.stem}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.db"
     target.unlink(missing_ok=True)
     conn = connect(db, create=False)
     conn.execute("VACUUM INTO ?", (str(target),))
@@ -94,7 +90,8 @@ def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
             vectors[text] = embed(text)
         return vectors[text]
 
-    for name, change in VARIANTS.items():
+    for name, (weights, change) in VARIANTS.items():
+        retrieval._RANK_FUNCTION = f"bm25({', '.join(map(str, weights))})"  # what queries rank by
         path = db if change is None else scratch_copy(db, name, change)
         with Store.open(path, create=False) as store:
             summary = evaluate(store, queries, ("keyword", "hybrid"), 10, embed_query=embed_once).summary()

@@ -61,6 +61,10 @@ def test_index_then_status_then_reindex(runner, notes, tiny_model, tmp_path):
     assert tiny_model.path.name in status.output
     as_json = json.loads(invoke(runner, "status", "--db", db, "--json").output)
     assert as_json["files"] == 2 and as_json["roots"][0]["path"] == str(notes.resolve())
+    assert as_json["bytes_per_chunk"] == round(as_json["db_bytes"] / as_json["chunks"])
+    dims = as_json["settings"]["dims"]
+    assert as_json["coarse_bytes_per_chunk"] == (dims + 63) // 64 * 8 + 8  # sign bits + chunk id
+    assert f"per chunk: {as_json['bytes_per_chunk'] / 1e3:.1f} KB on disk" in status.output
 
 
 def test_index_uses_env_db_by_default(runner, notes, tiny_model, tmp_path):

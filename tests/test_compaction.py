@@ -1,7 +1,8 @@
 """Edits in place, wasted space, and compaction (issue 7 item 3).
 
-sqlite-vec 0.1.x never reuses a freed vector slot outside its newest chunk of 1024 slots,
-so these tests use indexes of more than 1024 vectors, with the edited rows in the first.
+sqlite-vec 0.1.x never reuses a freed vector slot outside its newest chunk of slots
+(``VEC_CHUNK_SIZE`` per chunk in our vec0 table), so these tests use indexes of many chunks,
+with the edited rows in the first ones. Counts are written in terms of the chunk size.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ import pytest
 
 from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChunk, SpaceUsage, Store
 from edge_embed.store.maintenance import MB
+from edge_embed.store.schema import VEC_CHUNK_SIZE
 
 DIMS = 16
 SETTINGS = IndexSettings("test-model", "/models/test.gguf", 1, "b" * 64, DIMS, chunk_tokens=128, overlap=0)
-SLOTS_PER_CHUNK = 1024  # sqlite-vec's default chunk of slots
+SLOTS_PER_CHUNK = VEC_CHUNK_SIZE
+
+
+def chunks_for(vectors: int) -> int:
+    """Chunks of slots that ``vectors`` rows written in one go occupy."""
+    return -(-vectors // SLOTS_PER_CHUNK)
 
 
 class Notes:
@@ -120,28 +127,29 @@ def test_a_kept_row_whose_heading_changed_is_found_by_the_new_heading(notes: Not
 
 
 def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
-    """200 edits of one paragraph, in 50 files in turn; before in-place writes each edit
-    left the file's 20 old slots dead outside the newest chunk: 4,000 slots, 4 chunks more."""
+    """200 edits of one paragraph, in 50 files in turn: only the 200 changed paragraphs
+    take new slots. Before in-place writes each edit rewrote all 20 of the file's rows,
+    leaving 4,000 dead slots."""
     files = {f"note-{n:02d}.md": paragraphs(f"note {n}", 20) for n in range(50)}
     for relpath, texts in files.items():  # their rows fill the first chunk of slots
         notes.write(relpath, texts)
     notes.write("big.md", paragraphs("big", 1100))
-    chunks_before = notes.store.space_usage().vector_chunks
-    assert chunks_before == 3
+    [before] = notes.store.space_usage().vector_tables
+    assert before.slots == chunks_for(2100) * SLOTS_PER_CHUNK
     for cycle in range(200):
         relpath = f"note-{cycle % 50:02d}.md"
         files[relpath][cycle % 20] = f"edit {cycle}"
         notes.write(relpath, files[relpath])
     usage = notes.store.space_usage()
     assert usage.vectors == 2100
-    assert usage.vector_chunks == chunks_before
+    assert usage.vector_tables[0].slots <= before.slots + 200 + SLOTS_PER_CHUNK
     assert notes.store.integrity_check() == "ok"
 
 
 # ---------------------------------------------------------------------- wasted space and compaction
 def wasteful_index(notes: Notes) -> None:
     """A big file cut to every 4th paragraph after 50 notes were written: its kept rows
-    pin 3 chunks of slots; 1,750 live vectors in 4 chunks where 2 would do."""
+    keep 4,000 slots allocated for 1,750 live vectors."""
     big = paragraphs("big", 3000)
     notes.write("big.md", big)
     for n in range(50):
@@ -178,11 +186,11 @@ def search_results(store: Store, notes: Notes) -> list[object]:
 def test_status_numbers_say_what_compaction_gives_back(wasted: Notes) -> None:
     notes = wasted
     usage = notes.store.space_usage()
-    assert usage.vectors == 1750 and usage.needed_vector_chunks == 2
-    assert usage.vector_chunks == 4
+    assert usage.vectors == 1750 and usage.needed_vector_chunks == chunks_for(1750)
+    assert usage.vector_chunks == chunks_for(4000)
     assert usage.reclaimable_bytes > 0 and 0 < usage.reclaimable_fraction < 1
     [vectors] = usage.vector_tables
-    assert vectors.dead_bytes == 2 * vectors.chunk_bytes
+    assert vectors.dead_bytes == (chunks_for(4000) - chunks_for(1750)) * vectors.chunk_bytes
     assert vectors.chunk_bytes >= SLOTS_PER_CHUNK * DIMS * 4
 
 
@@ -195,7 +203,7 @@ def test_compact_gives_back_the_space_and_keeps_ids_vectors_and_results(wasted: 
     result = store.compact()
 
     assert result.before == before
-    assert result.after.vector_chunks == result.after.needed_vector_chunks == 2
+    assert result.after.vector_chunks == result.after.needed_vector_chunks == chunks_for(1750)
     assert result.after.free_bytes == 0 and result.after.reclaimable_bytes == 0
     assert result.after.database_bytes < before.database_bytes and result.freed_bytes > 0
     assert search_results(store, notes) == expected
@@ -266,19 +274,20 @@ def test_status_reports_the_space_and_compact_gives_it_back(wasted: Notes) -> No
     db = wasted.store.path
     wasted.store.close()
     usage_line = next(line for line in invoke("status", "--db", db).output.splitlines() if line.startswith("space:"))
-    assert "reclaimable" in usage_line and "2 needed" in usage_line and "edge-embed compact" in usage_line
+    needed = chunks_for(1750)
+    assert "reclaimable" in usage_line and f"{needed} needed" in usage_line and "edge-embed compact" in usage_line
     space = json.loads(invoke("status", "--db", db, "--json").output)["space"]
-    assert space["vector_chunks"] > space["needed_vector_chunks"] == 2 and space["reclaimable_bytes"] > 0
+    assert space["vector_chunks"] > space["needed_vector_chunks"] == needed and space["reclaimable_bytes"] > 0
 
     result = invoke("compact", "--db", db)
 
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"Compacted {db}: ") and f"vector chunks {space['vector_chunks']} -> 2" in result.output
+    assert result.output.startswith(f"Compacted {db}: ") and f"vector chunks {space['vector_chunks']} -> {needed}" in result.output
     after = json.loads(invoke("status", "--db", db, "--json").output)["space"]
-    assert after["reclaimable_bytes"] == 0 and after["vector_chunks"] == 2
+    assert after["reclaimable_bytes"] == 0 and after["vector_chunks"] == needed
     assert "edge-embed compact" not in invoke("status", "--db", db).output
     report = json.loads(invoke("compact", "--db", db, "--json").output)
-    assert report["after"]["vector_chunks"] == 2 and report["freed_bytes"] >= 0
+    assert report["after"]["vector_chunks"] == needed and report["freed_bytes"] >= 0
 
 
 def test_compact_refuses_a_missing_index_and_a_busy_one(tmp_path: Path, notes: Notes) -> None:
@@ -298,7 +307,7 @@ def test_compact_help_says_when_to_use_it_and_when_index_does_it() -> None:
 
 @pytest.fixture(scope="module")
 def fragmented_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """8 big files cut to every 4th paragraph: 6,000 vectors in 24 chunks of slots, 6 needed."""
+    """8 big files cut to every 4th paragraph: 6,000 vectors in 24,000 slots."""
     folder = tmp_path_factory.mktemp("fragmented")
     (folder / "notes").mkdir()
     rng = np.random.default_rng(11)
@@ -340,7 +349,7 @@ def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db:
     db, root = fragmented_db
     with Store.open(db, create=False) as store:
         expected = search_results(store, Notes(store, root))
-        assert store.space_usage().vector_chunks == 24
+        assert store.space_usage().vector_chunks == chunks_for(24_000)
     timing = start_compaction(Path(shutil.copy(db, tmp_path / "timing.db")))
     duration = float(timing.communicate()[0])
     rng = random.Random(7)
@@ -356,8 +365,8 @@ def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db:
             assert search_results(store, Notes(store, root)) == expected
             outcomes.add(store.space_usage().vector_chunks)
             store.compact()
-            assert store.space_usage().vector_chunks == 6 and store.integrity_check() == "ok"
-    assert outcomes <= {24, 6}
+            assert store.space_usage().vector_chunks == chunks_for(6000) and store.integrity_check() == "ok"
+    assert outcomes <= {chunks_for(24_000), chunks_for(6000)}
 
 
 # ---------------------------------------------------------------------- automatic compaction

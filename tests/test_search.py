@@ -142,9 +142,13 @@ class Corpus:
         return [(ids[j], float(cosines[j])) for j in order]
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Iterator[Corpus]:
+@pytest.fixture(params=["exact", "two-stage"])
+def corpus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Corpus]:
+    """Every search test runs on both vector paths: the two-stage one re-scores at least 160
+    candidates, so on this 72-chunk index it must give exactly the exact path's results."""
     with Store.open(tmp_path / "index.db") as store:
+        if request.param == "two-stage":
+            store.exact_scan_max_floats = 0
         store.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, DIMS, 256, 0))
         built = Corpus(tmp_path, store, np.random.default_rng(7))
         for i in range(30):
@@ -313,9 +317,16 @@ class CountingStore:
         self.vector_depths: list[int] = []
         self.records_read = 0
 
-    def vector_search(self, query_vec, k, **filters):
-        self.vector_depths.append(k)
-        return self._store.vector_search(query_vec, k, **filters)
+    def vector_ranking(self, query_vec, **filters):
+        ranking = self._store.vector_ranking(query_vec, **filters)
+        top = ranking.top
+
+        def counted_top(depth: int) -> list[tuple[int, float]]:
+            self.vector_depths.append(depth)
+            return top(depth)
+
+        ranking.top = counted_top
+        return ranking
 
     def chunks_by_id(self, ids):
         ids = list(ids)

@@ -24,7 +24,7 @@ from edge_embed.store import (
     Store,
     sqlite_vec_version,
 )
-from edge_embed.store.schema import MIGRATIONS
+from edge_embed.store.schema import MIGRATIONS, _migration_3_chunk_pages
 
 DIMS = 16
 SETTINGS = IndexSettings(
@@ -108,7 +108,7 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(tmp_path: Pa
 
 
 def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Path) -> None:
-    """Migration 2 adds nullable page columns: old chunks keep their rows and vectors
+    """Migration 3 adds nullable page columns: old chunks keep their rows and vectors
     (nothing is re-embedded), and pages of new chunks are stored and read back."""
     path = tmp_path / "index.db"
     vectors = unit_vectors(np.random.default_rng(1), 2)
@@ -116,8 +116,9 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
         store.init_settings(SETTINGS)
         root_id = store.add_root(tmp_path)
         write(store, root_id, tmp_path, "old.md", ["written before pages existed"], vectors[:1])
-    conn = apsw.Connection(str(path))  # turn it into a schema-1 file, as an older edge-embed left it
-    conn.execute(f"ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    before_pages = MIGRATIONS.index(_migration_3_chunk_pages)  # the version an older edge-embed left
+    conn = apsw.Connection(str(path))  # turn it into such a file
+    conn.execute(f"ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = {before_pages}")
     conn.close()
     with Store.open(path, create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION

@@ -316,12 +316,23 @@ def format_status(stats: dict, roots, space) -> list[str]:
         f"chunking: {settings.get('chunk_tokens', '-')} tokens, overlap {settings.get('overlap', '-')}",
         f"query task: {settings.get('instruction') or '(default)'}",
         f"totals:   {stats['files']} files, {stats['chunks']} chunks",
+        *per_chunk_line(stats),
         "folders:" if roots else "folders:  none yet (edge-embed index FOLDER)",
     ]
     for root in roots:
         when = format_time(root.last_indexed_at)
         lines.append(f"  {root.path}  {root.files} files, {root.chunks} chunks, last indexed {when}")
     return lines
+
+
+def per_chunk_line(stats: dict) -> list[str]:
+    """Bytes per chunk on disk and read by a vector query's coarse stage (none when empty)."""
+    if not stats.get("bytes_per_chunk"):
+        return []
+    return [
+        f"per chunk: {stats['bytes_per_chunk'] / 1e3:.1f} KB on disk, "
+        f"{stats['coarse_bytes_per_chunk']} bytes scanned by a vector query"
+    ]
 
 
 def format_time(timestamp) -> str:

@@ -6,6 +6,8 @@ many Pythons cannot load extensions. It holds:
 * ``roots`` / ``files`` / ``chunks``: what was indexed, where, and the chunk texts;
 * ``chunk_vectors``: a sqlite-vec ``vec0`` table keyed by chunk id. L2 distance on
   L2-normalised vectors ranks exactly like cosine and is sqlite-vec's fastest kernel;
+* ``chunk_bits``: one sign bit per dimension of every vector, packed in blocks, for the
+  coarse first stage of vector search on big indexes (see ``coarse``);
 * ``chunks_fts``: FTS5 (unicode61, diacritics folded) over text, heading and relpath for
   BM25 keyword search;
 * ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer over text, heading and relpath,
@@ -26,6 +28,7 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``records`` | the dataclasses read and written, settings comparison |
 | ``keywords`` | free text to quoted FTS5 terms, by script |
 | ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
+| ``coarse`` | the sign-bit codes: blocks, their upkeep, the Hamming scan |
 | ``base`` | open, identity, transactions, settings, roots, stats, integrity |
 | ``writes`` | files, chunks, vectors, keyword rows (unchanged texts keep their rows) |
 | ``maintenance`` | wasted space (dead vector slots, free pages) and compaction |

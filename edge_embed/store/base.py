@@ -255,19 +255,25 @@ class StoreBase:
         return int(self._scalar(f"SELECT count(*) FROM {table}")) if self._has_table(table) else 0
 
     def stats(self) -> dict[str, object]:
+        from edge_embed.store.coarse import code_bytes  # numpy: not on the server-client path
+
         settings = self.settings()
         db_bytes = sum(
             os.path.getsize(candidate)
             for candidate in (self.path, Path(f"{self.path}-wal"))
             if os.path.exists(candidate)
         )
+        chunks = self._count("chunks")
         return {
             "path": str(self.path),
             "roots": self._count("roots"),
             "files": self._count("files"),
-            "chunks": self._count("chunks"),
+            "chunks": chunks,
             "vectors": self._count("chunk_vectors"),
             "db_bytes": db_bytes,
+            # what one chunk costs on disk, and what of it a vector query's first stage reads
+            "bytes_per_chunk": round(db_bytes / chunks) if chunks else None,
+            "coarse_bytes_per_chunk": code_bytes(settings.dims) + 8 if settings else None,
             "settings": asdict(settings) if settings else None,
             "schema_version": self.schema_version(),
         }
@@ -298,6 +304,8 @@ class StoreBase:
 
     def integrity_check(self) -> str:
         """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
+        from edge_embed.store.coarse import coarse_count  # numpy: not on the server-client path
+
         problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
         for table in KEYWORD_TABLES:
             try:
@@ -308,5 +316,7 @@ class StoreBase:
         for table in ("chunk_vectors", "chunks_fts"):
             if self._count(table) != chunks:
                 problems.append(f"{table} has {self._count(table)} rows for {chunks} chunks")
+        if self._has_table("chunk_bits") and coarse_count(self._conn) != chunks:
+            problems.append(f"chunk_bits has {coarse_count(self._conn)} codes for {chunks} chunks")
         return "; ".join(problems) or "ok"
 

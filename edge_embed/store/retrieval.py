@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
+EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
+RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
+RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for
+POOL_FACTOR = 4  # Hamming candidates ranked by the asymmetric estimate, per re-scored one
+SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
 # BM25 weight of a query word found in a chunk's text, its heading, its file's path. A
 # heading or a file name says what a whole section or file is about: measured on the dev
 # sets (docs/benchmarks.md, "Keyword levers"), 4 lifted keyword MRR@10 on both, 2 less.
@@ -28,6 +33,8 @@ KEYWORD_POOL_FACTOR = 4  # candidates per keyword source when several are summed
 
 class StoreRetrieval(StoreBase):
     """Queries; each runs in one read snapshot, with the path filters inside the search."""
+
+    exact_scan_max_floats = EXACT_SCAN_MAX_FLOATS  # per instance, so tests can force either path
 
     def _filtered_file_ids(self, path_prefixes: Sequence[str], globs: Sequence[str]) -> list[int] | None:
         """Files passing the filters (prefixes OR'ed, AND'ed with the globs); None: no filter.
@@ -52,28 +59,74 @@ class StoreRetrieval(StoreBase):
     ) -> list[tuple[int, float]]:
         """The k chunks nearest the query: (chunk_id, L2 distance), nearest first.
 
-        Filters are applied inside the KNN (``chunk_id IN (...)``), so a filter that keeps
-        1% of the index still returns k results when k exist. sqlite-vec caps the KNN at
-        4096; a larger k is answered by an exact scan with ``vec_distance_l2``.
+        See ``vector_ranking``; this is its first ``k``.
+        """
+        return self.vector_ranking(query_vec, path_prefixes=path_prefixes, globs=globs).top(k)
+
+    def vector_ranking(
+        self, query_vec: np.ndarray, *, path_prefixes: Sequence[str] = (), globs: Sequence[str] = ()
+    ) -> VectorRanking:
+        """The chunks in order of distance to the query, read as deep as asked (``top``).
+
+        Filters apply inside the search, so a filter that keeps 1% of the index still
+        returns k results when k exist. An index of up to ``exact_scan_max_floats`` stored
+        floats is searched exactly by sqlite-vec's scan; a bigger one in two stages: the
+        nearest sign-bit codes (``coarse``), then the exact distance of those candidates.
         """
         blob = vector_blob(query_vec, self._dims())
-        if k <= 0:
-            return []
-        with self._conn:  # one snapshot for the filter and the search
+        with self._conn:  # one snapshot for the filter and the choice of path
             file_ids = self._filtered_file_ids(path_prefixes, globs)
-            if file_ids == []:
-                return []
-            where, params = chunk_filter(file_ids, "chunk_id")
-            if k <= MAX_KNN_K:
-                sql = f"SELECT chunk_id, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ? {where} ORDER BY distance"
-                rows = self._conn.execute(sql, [blob, k, *params]).fetchall()
-            else:
-                sql = (
-                    f"SELECT chunk_id, vec_distance_l2(embedding, ?) AS distance FROM chunk_vectors "
-                    f"WHERE 1 {where} ORDER BY distance, chunk_id LIMIT ?"
-                )
-                rows = self._conn.execute(sql, [blob, *params, k]).fetchall()
+            coarse = self._scalar("SELECT count(*) FROM chunk_bits") if self._has_table("chunk_bits") else None
+        from edge_embed.store.coarse import BLOCK_ROWS  # numpy: imported when a vector query runs
+
+        exact = coarse is None or int(coarse) * BLOCK_ROWS * self._dims() <= self.exact_scan_max_floats
+        return VectorRanking(self, blob, file_ids, exact)
+
+    def _exact_nearest(self, blob: bytes, k: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
+        """sqlite-vec's exhaustive KNN; beyond its limit of 4096 an exact vec_distance_l2 scan."""
+        where, params = chunk_filter(file_ids, "chunk_id")
+        if k <= MAX_KNN_K:
+            sql = f"SELECT chunk_id, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ? {where} ORDER BY distance"
+            rows = self._conn.execute(sql, [blob, k, *params]).fetchall()
+        else:
+            sql = (
+                f"SELECT chunk_id, vec_distance_l2(embedding, ?) AS distance FROM chunk_vectors "
+                f"WHERE 1 {where} ORDER BY distance, chunk_id LIMIT ?"
+            )
+            rows = self._conn.execute(sql, [blob, *params, k]).fetchall()
         return [(int(chunk_id), float(distance)) for chunk_id, distance in rows]
+
+    def _coarse_candidates(self, blob: bytes, limit: int, file_ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, codes) of the ``limit`` nearest sign-bit codes, nearest first, filters applied."""
+        import numpy as np
+
+        from edge_embed.store.coarse import nearest_codes
+
+        query = np.frombuffer(blob, dtype=np.float32)
+        with self._conn:  # one snapshot for the filter's chunks and the scan
+            allowed = None
+            if file_ids is not None:
+                where, params = chunk_filter(file_ids, "id")
+                allowed = np.array(
+                    [row[0] for row in self._conn.execute(f"SELECT id FROM chunks WHERE 1 {where} ORDER BY id", params)],
+                    dtype=np.int64,
+                )
+            return nearest_codes(self._conn, query, limit, allowed)
+
+    def _exact_distances(self, blob: bytes, ids: Sequence[int]) -> list[tuple[int, float]]:
+        """(chunk_id, L2 distance) for those of ``ids`` still stored, from the float vectors."""
+        import numpy as np
+
+        if not len(ids):
+            return []
+        rows = self._conn.executemany(
+            "SELECT chunk_id, embedding FROM chunk_vectors WHERE chunk_id = ?", [(int(i),) for i in ids]
+        ).fetchall()
+        if not rows:
+            return []
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+        distances = np.linalg.norm(vectors - np.frombuffer(blob, dtype=np.float32), axis=1)
+        return [(int(row[0]), float(d)) for row, d in zip(rows, distances)]
 
     def keyword_search(
         self, text: str, k: int, *, path_prefixes: Sequence[str] = (), globs: Sequence[str] = ()
@@ -153,3 +206,51 @@ class StoreRetrieval(StoreBase):
             (json.dumps([int(i) for i in ids]),),
         )
         return {row[0]: ChunkRecord(*row) for row in rows}
+
+
+class VectorRanking:
+    """One query's vector list, deepened on demand without redoing what was done.
+
+    The two-stage path: (1) a scan of every sign-bit code keeps the nearest in Hamming
+    distance, (2) these are ordered by the asymmetric estimate (float query against the
+    code's signs), (3) the best ones by that estimate get their exact distance from the
+    float vectors, and the result is ranked by that. The scan keeps enough candidates for
+    ``SCAN_HEADROOM`` times the first depth asked, so a deeper ``top`` re-scores only the
+    candidates not scored yet; the scan is redone only past that headroom. The exact path
+    re-runs sqlite-vec's scan (small indexes only).
+    """
+
+    def __init__(self, store: StoreRetrieval, blob: bytes, file_ids: list[int] | None, exact: bool) -> None:
+        self._store = store
+        self._blob = blob
+        self._file_ids = file_ids
+        self.exact = exact
+        import numpy as np
+
+        self._ids = np.empty(0, dtype=np.int64)  # Hamming candidates, nearest first
+        self._codes = np.empty((0, 0), dtype=np.uint8)
+        self._scan_limit = 0  # how many candidates the last scan was asked for
+        self._scored: dict[int, float] = {}  # chunk_id -> exact distance
+        self.rescored = 0  # float vectors read back so far (what the deepening costs)
+
+    def top(self, depth: int) -> list[tuple[int, float]]:
+        """The ``depth`` nearest chunks as (chunk_id, L2 distance), nearest first."""
+        if depth <= 0 or self._file_ids == []:
+            return []
+        if self.exact:
+            return self._store._exact_nearest(self._blob, depth, self._file_ids)
+        wanted = max(RESCORE_MIN, int(depth * RESCORE_PER_RESULT))
+        pool = wanted * POOL_FACTOR
+        if pool > self._scan_limit and len(self._ids) == self._scan_limit:
+            self._scan_limit = pool * SCAN_HEADROOM
+            self._ids, self._codes = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
+        import numpy as np
+
+        from edge_embed.store.coarse import asymmetric_order
+
+        order = asymmetric_order(self._codes[:pool], np.frombuffer(self._blob, dtype=np.float32))
+        fresh = [int(i) for i in self._ids[order[:wanted]] if int(i) not in self._scored]
+        self._scored.update(self._store._exact_distances(self._blob, fresh))
+        self.rescored += len(fresh)
+        ranked = sorted(self._scored.items(), key=lambda item: (item[1], item[0]))
+        return ranked[:depth]

@@ -102,8 +102,8 @@ class StoreWrites(StoreBase):
         self._delete_chunk_ids(vanished)  # first: vec0 reuses slots freed in its newest chunk
         for row, chunk in kept:
             self._update_chunk(row, relpath, chunk)
-        for chunk, blob in new:
-            self._insert_chunk(file_id, relpath, chunk, blob)
+        inserted = [self._insert_chunk(file_id, relpath, chunk, blob) for chunk, blob in new]
+        self._append_codes(inserted, [blob for _, blob in new])
         return ChunkChanges(inserted=len(new), kept=len(kept), deleted=len(vanished))
 
     def _update_chunk(self, row: StoredChunk, relpath: str, chunk: NewChunk) -> None:
@@ -120,7 +120,17 @@ class StoreWrites(StoreBase):
             self._delete_keyword_rows([(row.id,)])
             self._insert_keyword_rows(row.id, relpath, chunk)
 
-    def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> None:
+    def _append_codes(self, chunk_ids: list[int], blobs: list[bytes]) -> None:
+        """The coarse codes of newly inserted chunks (ids ascending, above every stored one)."""
+        if not chunk_ids:
+            return
+        import numpy as np
+
+        from edge_embed.store.coarse import append_codes
+
+        append_codes(self._conn, chunk_ids, np.stack([np.frombuffer(blob, dtype=np.float32) for blob in blobs]))
+
+    def _insert_chunk(self, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> int:
         self._conn.execute(
             "INSERT INTO chunks(file_id, seq, start_line, end_line, heading, text, text_hash, page_start, page_end)"
             " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -132,6 +142,7 @@ class StoreWrites(StoreBase):
         chunk_id = self._conn.last_insert_rowid()
         self._conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) VALUES(?, ?)", (chunk_id, blob))
         self._insert_keyword_rows(chunk_id, relpath, chunk)
+        return chunk_id
 
     def _insert_keyword_rows(self, chunk_id: int, relpath: str, chunk: NewChunk) -> None:
         self._conn.execute(
@@ -157,8 +168,11 @@ class StoreWrites(StoreBase):
 
     def _delete_chunk_ids(self, chunk_ids: list[int]) -> None:
         """One point delete per virtual table and chunk: vec0 would scan for an IN list."""
+        from edge_embed.store.coarse import delete_codes
+
         ids = [(chunk_id,) for chunk_id in chunk_ids]
         self._conn.executemany("DELETE FROM chunk_vectors WHERE chunk_id = ?", ids)
+        delete_codes(self._conn, chunk_ids)
         self._delete_keyword_rows(ids)
         self._conn.executemany("DELETE FROM chunks WHERE id = ?", ids)
 
