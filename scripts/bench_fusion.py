@@ -3,18 +3,24 @@
 Each variant replaces ``edge_embed.search.fuse`` for the run (candidate lists, per-file
 grouping, deepening and scoring are the library's), so a fusion idea is measured on the
 dev sets before anyone changes the library. The query vectors and the two candidate lists
-of every query are computed once and shared by all variants, so a variant costs only its
-own arithmetic. Variants (``VARIANTS``):
+of every query are computed once and shared by all variants (``cache_searches``), so a
+variant costs only its own arithmetic. Variants (``variants``):
 
 - ``rrf60``: reciprocal rank fusion, k = 60, per chunk, both lists weight 1 (the old default);
 - ``kw x1.5`` / ``vec x1.5``: weighted RRF;
 - ``bonus``: RRF + 0.05 for a #1 and + 0.02 for a #2-3 in either list (qmd's top-rank bonus);
 - ``per-file``: each list first reduced to its best chunk per file (ranks among files),
   then RRF; ``per-file + bonus``: both;
+- ``strong-signal shortcut``: RRF, but a decisive BM25 #1 (>= 0.5 of the query's BM25
+  ceiling and >= 0.15 above the #2) is put first (qmd's shortcut, on this scale);
 - ``minmax``: each list's scores scaled to 0..1 over its candidates (best = 1, worst = 0),
   summed (a convex combination with equal weights, "relative score fusion");
 - ``zscore``: each list's scores as (score - mean) / (3 * standard deviation) over its
   candidates (distribution-based score fusion), summed;
+- ``tmm``: each score over its list's best, the floor 0 (theoretical min-max);
+- ``borda``: (n - rank) / n per list, summed;
+- ``cos + bm25/ceiling``: the library's fusion (``search.fuse``): the cosine plus BM25
+  over the query's BM25 ceiling, a missing list's floor; ``no floors``: a missing list adds 0;
 - ``... per-file``: the same after the per-file reduction.
 
 Usage: python scripts/bench_fusion.py [--bm25-weights 1,2,1] SET-DB QUERIES [SET-DB QUERIES ...]
@@ -137,6 +143,24 @@ def without_floors(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion
     return LIBRARY_FUSE(vector, keyword, search_module.Fusion(fusion.keyword_ceiling))
 
 
+def strong_signal(fuse: Fuse, share: float = 0.5, gap: float = 0.15) -> Fuse:
+    """``fuse``, but a decisive BM25 first place (at least ``share`` of the query's ceiling and
+    ``gap`` more than the second's) goes first: qmd's strong-signal shortcut, on our scale."""
+
+    def fused(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
+        ranked = fuse(vector, keyword, fusion)
+        if not keyword or fusion is None or fusion.keyword_ceiling <= 0:
+            return ranked
+        first = keyword[0][1] / fusion.keyword_ceiling
+        second = keyword[1][1] / fusion.keyword_ceiling if len(keyword) > 1 else 0.0
+        if first < share or first - second < gap:
+            return ranked
+        top = next(c for c in ranked if c.chunk_id == keyword[0][0])
+        return [top] + [c for c in ranked if c is not top]
+
+    return fused
+
+
 def variants(store: Store) -> dict[str, Fuse]:
     return {
         "cos + bm25/ceiling (new default)": LIBRARY_FUSE,
@@ -148,6 +172,7 @@ def variants(store: Store) -> dict[str, Fuse]:
         "bonus .05/.02/.02": make_fuse(store, bonus=BONUS),
         "per-file RRF": make_fuse(store, per_file=True),
         "per-file + bonus": make_fuse(store, bonus=BONUS, per_file=True),
+        "rrf60 + strong-signal shortcut": strong_signal(make_fuse(store)),
         "minmax": make_fuse(store, minmax_scores),
         "minmax per-file": make_fuse(store, minmax_scores, per_file=True),
         "zscore": make_fuse(store, zscore_scores),
