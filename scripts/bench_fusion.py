@@ -214,10 +214,8 @@ def cache_searches(store: Store) -> None:
     store.keyword_search, store.vector_ranking = cached_keyword, cached_ranking
 
 
-def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
-    queries = load_queries(queries_path)
-    store = Store.open(db, create=False)
-    cache_searches(store)
+def embedder_once(db: Path, store: Store) -> Callable:
+    """The index's query embedder (one llama.cpp thread), each query text embedded once."""
     runtime = {"gpu_layers": None, "ctx": None, "batch": None, "threads": 1, "force_cpu": False}
     embed = Index.open(db, settings_from_options(**runtime)).query_embedder(store, None)
     vectors: dict[str, object] = {}
@@ -226,6 +224,15 @@ def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
         if text not in vectors:
             vectors[text] = embed(text)
         return vectors[text]
+
+    return embed_once
+
+
+def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
+    queries = load_queries(queries_path)
+    store = Store.open(db, create=False)
+    cache_searches(store)
+    embed_once = embedder_once(db, store)
 
     for mode, s in evaluate(store, queries, ("vector", "keyword"), 10, embed_query=embed_once).summary().items():
         table.setdefault(f"{mode} alone", []).append(f"{s.recall:.3f} / {s.mrr:.3f}")

@@ -25,8 +25,7 @@ from pathlib import Path
 import apsw
 
 import edge_embed.store.retrieval as retrieval
-from edge_embed.api import Index
-from edge_embed.cli.options import settings_from_options
+from bench_fusion import embedder_once  # scripts/ is on the path when a script runs
 from edge_embed.evaluate import evaluate, load_queries
 from edge_embed.store import Store
 from edge_embed.store.schema import connect
@@ -80,15 +79,7 @@ def scratch_copy(db: Path, name: str, change: Change) -> Path:
 
 def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
     queries = load_queries(queries_path)
-    runtime = {"gpu_layers": None, "ctx": None, "batch": None, "threads": 1, "force_cpu": False}
-    with Store.open(db, create=False) as store:
-        embed = Index.open(db, settings_from_options(**runtime)).query_embedder(store, None)
-    vectors: dict[str, object] = {}
-
-    def embed_once(text: str):
-        if text not in vectors:
-            vectors[text] = embed(text)
-        return vectors[text]
+    embed_once = embedder_once(db, Store.open(db, create=False))
 
     for name, (weights, change) in VARIANTS.items():
         retrieval._RANK_FUNCTION = f"bm25({', '.join(map(str, weights))})"  # what queries rank by
