@@ -101,13 +101,16 @@ class Fusion:
     keyword_floor: float = 0.0  # BM25 given to a chunk the keyword list did not return
 
     def vector_term(self, position: ListRank | None) -> float:
+        """The cosine where the vector list has the chunk, else its floor."""
         return self.vector_floor if position is None else position.score
 
     def keyword_term(self, position: ListRank | None) -> float:
+        """BM25 (or the floor) over the ceiling: 0..1; 0 when the query has no words to search."""
         bm25 = self.keyword_floor if position is None else position.score
         return bm25 / self.keyword_ceiling if self.keyword_ceiling > 0 else 0.0
 
     def score(self, vector: ListRank | None, keyword: ListRank | None) -> float:
+        """The hybrid score of a chunk at these places in the two lists (None: not in it)."""
         return self.vector_term(vector) + self.keyword_term(keyword)
 
 
@@ -144,7 +147,9 @@ def cosine_from_l2(distance: float) -> float:
     return 1.0 - distance * distance / 2.0
 
 
-def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]], fusion: Fusion) -> list[_Candidate]:
+def fuse(
+    vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]], fusion: Fusion
+) -> list[_Candidate]:
     """Two best-first lists of (chunk_id, score) fused into one, best first (``Fusion.score``).
 
     Ties are broken by chunk id, so the order is the same on every run.
@@ -153,10 +158,10 @@ def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float
     for name, ranked in (("vector", vector), ("keyword", keyword)):
         for rank, (chunk_id, score) in enumerate(ranked, 1):
             ranks[chunk_id][name] = ListRank(rank, score)
-    fused = [
-        _Candidate(chunk_id, fusion.score(by_list.get("vector"), by_list.get("keyword")), by_list.get("vector"), by_list.get("keyword"))
-        for chunk_id, by_list in ranks.items()
-    ]
+    fused = []
+    for chunk_id, by_list in ranks.items():
+        vector_rank, keyword_rank = by_list.get("vector"), by_list.get("keyword")
+        fused.append(_Candidate(chunk_id, fusion.score(vector_rank, keyword_rank), vector_rank, keyword_rank))
     return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
 
 
@@ -215,7 +220,7 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
     while True:
         vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
-        fusion = Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth)) if options.mode == "hybrid" else None
+        fusion = None if options.mode != "hybrid" else Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth))
         candidates = _score(vector, keyword, fusion, options)
         files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
         page = limit_per_file(
