@@ -100,8 +100,9 @@ def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: 
     """Fill the settings the caller left None from the index's own ``stored`` ones, else defaults.
 
     The chunking defaults are the model family's (``catalog.chunking_for``): an index
-    keeps its own chunking across model changes and rebuilds unless told otherwise. The dimension is kept only with the same model (by header hash): another model's
-    native width can differ, so a rebuild with a new model starts from its native width.
+    keeps its own chunking across model changes and rebuilds unless told otherwise. The
+    dimension is kept only with the same model (by header hash): another model's native
+    width can differ, so a rebuild with a new model starts from its native width.
     """
     same_model = stored is not None and bool(stored.model_hash) and stored.model_hash == model.info.header_hash
 

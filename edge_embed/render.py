@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -147,27 +147,27 @@ def explain_line(hit: Hit, mode: str) -> str:
         return _list_part("keyword", hit.keyword, "bm25", "{:.2f}")
     fusion = hit.fusion
     if fusion is None:  # a server that does not report its fusion: the lists' own figures
-        parts = [_list_part(name, p, label, fmt) for name, p, label, fmt in
-                 (("vector", hit.vector, "cos", "{:.3f}"), ("keyword", hit.keyword, "bm25", "{:.2f}")) if p is not None]
-        return "; ".join(parts) + f"; fused {hit.score:.3f}"
+        vector = _list_part("vector", hit.vector, "cos", "{:.3f}") if hit.vector else None
+        keyword = _list_part("keyword", hit.keyword, "bm25", "{:.2f}") if hit.keyword else None
+        return "; ".join(part for part in (vector, keyword) if part) + f"; fused {hit.score:.3f}"
     if hit.vector is None:
         vector = f"vector: not a candidate -> the last candidate's cos {fusion.vector_floor:.3f}"
     else:
         vector = _list_part("vector", hit.vector, "cos", "{:.3f}") + f" -> {hit.vector.score:.3f}"
-    keyword = _keyword_term(hit.keyword, fusion)
-    return f"{vector}; {keyword}; fused {hit.score:.3f} (cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words)"
+    method = f"cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words"
+    return f"{vector}; {_keyword_term(hit.keyword, fusion)}; fused {hit.score:.3f} ({method})"
 
 
 def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
     """The keyword list's part of a hybrid explain line: its BM25 over the query's ceiling."""
     if fusion.keyword_ceiling <= 0:
         return "keyword: no words to search -> 0"
-    term = fusion.keyword_term(position)
+    if position is None and not fusion.keyword_floor:
+        return "keyword: no match -> 0"
+    share = f"/{fusion.keyword_ceiling:.2f} = {fusion.keyword_term(position):.3f}"
     if position is None:
-        if not fusion.keyword_floor:
-            return "keyword: no match -> 0"
-        return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}/{fusion.keyword_ceiling:.2f} = {term:.3f}"
-    return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}/{fusion.keyword_ceiling:.2f} = {term:.3f}"
+        return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}{share}"
+    return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}{share}"
 
 
 def _list_part(name: str, position: ListRank | None, label: str, fmt: str) -> str:
