@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
-from edge_embed.paths import default_db_path
+from edge_embed.paths import resolve_db
 
 if TYPE_CHECKING:
     import numpy as np
 
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
+    from edge_embed.rerank import RerankDecision
     from edge_embed.runtime.engine import Embedder
     from edge_embed.runtime.loader import ModelHandle
     from edge_embed.runtime.plan import RuntimeSettings
@@ -36,11 +37,6 @@ if TYPE_CHECKING:
 
 InputType = Literal["document", "query"]
 INPUT_TYPES: tuple[InputType, ...] = ("document", "query")
-
-
-def resolve_db(db: str | os.PathLike[str] | None) -> Path:
-    """The index file: ``db``, else $EDGE_EMBED_DB, else index.db in the data directory."""
-    return Path(db or default_db_path()).expanduser().resolve()
 
 
 def _runtime(runtime: RuntimeSettings | None) -> RuntimeSettings:
@@ -140,6 +136,7 @@ class Index:
     runtime: RuntimeSettings | None = None
     embed_url: str | None = None  # vectors from this OpenAI-compatible server, not the local model
     _query_model: TextEmbedder | None = None
+    _rerank_decisions: dict[tuple[bool | None, str | None, bool], RerankDecision] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -222,20 +219,45 @@ class Index:
         *,
         instruct: str | None = None,
         embed_query: EmbedQuery | None = None,
+        rerank: bool | None = None,
+        rerank_top: int | None = None,
+        reranker: str | None = None,
     ) -> list[Hit]:
         """Hits for ``text``, best first (``options``: mode, k, --in, --glob, ...).
 
         Vector and hybrid searches embed the query with the index's own model, loaded on
         the first such search and kept for the next ones (``close()`` frees it), unless
         ``embed_query`` is given (the server passes its shared engine).
+        ``rerank``: True/False, or None = on when the reranker fits whole on the GPU and the
+        search loads a model anyway (not keyword mode; see ``rerank_decision``); the first ``rerank_top`` candidates are rescored by
+        ``reranker`` (a catalog name or GGUF path; None: qwen3-reranker-0.6b).
         """
+        from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
         from edge_embed.search import SearchOptions, search
 
         options = options or SearchOptions()
+        top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
+        if top < 1:
+            raise EdgeEmbedError(f"--rerank-top must be at least 1, got {top}")
         with self.store() as store:
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
-            return search(store, text, options, embed_query=embed_query)
+            decision = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors)
+            step = RerankStep(decision.handle.score, top) if decision.on and decision.handle else None
+            return search(store, text, options, embed_query=embed_query, rerank=step)
+
+    def rerank_decision(
+        self, requested: bool | None = None, reranker: str | None = None, *, uses_model: bool = True
+    ) -> RerankDecision:
+        """Whether searches rerank and why (edge_embed.rerank.decide_rerank), decided once
+        per Index: the GPU is probed and the reranker's header read only the first time."""
+        from edge_embed.rerank import decide_rerank
+
+        key = (requested, reranker, uses_model)
+        if key not in self._rerank_decisions:
+            runtime = _runtime(self.runtime)
+            self._rerank_decisions[key] = decide_rerank(requested, runtime, reranker, uses_model=uses_model)
+        return self._rerank_decisions[key]
 
     def query_embedder(self, store: Store, instruct: str | None) -> EmbedQuery:
         """``embed_query`` with the index's own model, at the index's dimension.
@@ -276,6 +298,10 @@ class Index:
         if self._query_model is not None:
             self._query_model.close()
             self._query_model = None
+        for decision in self._rerank_decisions.values():
+            if decision.handle is not None:
+                decision.handle.close()
+        self._rerank_decisions.clear()
 
 
 def root_dict(root) -> dict[str, object]:

@@ -9,9 +9,8 @@ real shape from its header.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from edge_embed.errors import EdgeEmbedError
@@ -21,7 +20,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-CATALOG_PACKAGE = "edge_embed.models"
 CATALOG_FILE = "catalog.toml"
 
 
@@ -45,6 +43,7 @@ class CatalogEntry:
     kv_heads: int
     head_dim: int
     ff: int
+    kind: str = "embedding"  # or "reranker": rescoring only, never for indexing
 
     @property
     def approx_size(self) -> str:
@@ -53,6 +52,7 @@ class CatalogEntry:
 
 
 ENTRY_FIELDS = frozenset(f.name for f in fields(CatalogEntry))
+REQUIRED_FIELDS = frozenset(f.name for f in fields(CatalogEntry) if f.default is MISSING)
 
 
 @dataclass(frozen=True)
@@ -147,18 +147,21 @@ def _read_catalog() -> _Catalog:
 def _catalog_text() -> str:
     """The shipped catalog.toml.
 
-    Installed, it is package data of ``edge_embed.models``; in a source checkout that was
-    never installed, ``models/`` sits next to the ``edge_embed`` package directory.
+    Installed, it is package data of ``edge_embed.models`` (``edge_embed/models/``); in a
+    source checkout (or an editable install), ``models/`` sits next to the ``edge_embed``
+    package directory. Read as a plain file: importing importlib.resources would cost
+    every command's start, `query` through a server included, more than the read.
     """
-    try:
-        return resources.files(CATALOG_PACKAGE).joinpath(CATALOG_FILE).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        return (Path(__file__).resolve().parent.parent / "models" / CATALOG_FILE).read_text(encoding="utf-8")
+    package_dir = Path(__file__).resolve().parent
+    for path in (package_dir / "models" / CATALOG_FILE, package_dir.parent / "models" / CATALOG_FILE):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise EdgeEmbedError(f"{CATALOG_FILE} is missing from {package_dir}; reinstall edge-embed")
 
 
 def _entry_from_toml(raw: dict) -> CatalogEntry:
     """Build an entry, naming the model and the keys when the TOML does not match the dataclass."""
-    missing = sorted(ENTRY_FIELDS - raw.keys())
+    missing = sorted(REQUIRED_FIELDS - raw.keys())
     unknown = sorted(raw.keys() - ENTRY_FIELDS)
     if missing or unknown:
         raise EdgeEmbedError(
@@ -167,4 +170,10 @@ def _entry_from_toml(raw: dict) -> CatalogEntry:
     return CatalogEntry(**raw)
 
 
+def reranker_entries() -> list[CatalogEntry]:
+    """The catalog's rerankers, the first being the default for ``query --rerank``."""
+    return [e for e in _read_catalog().entries if e.kind == "reranker"]
+
+
 DEFAULT_MODEL: str = _read_catalog().default
+DEFAULT_RERANKER: str = reranker_entries()[0].name

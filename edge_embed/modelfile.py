@@ -22,7 +22,7 @@ from edge_embed.paths import cache_dir
 GGUF_MAGIC = b"GGUF"
 POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 HEADER_HASH_BYTES = 1 << 20
-SIDECAR_VERSION = 1  # bump when ModelInfo changes
+SIDECAR_VERSION = 2  # bump when ModelInfo changes
 _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -49,6 +49,12 @@ class ModelInfo:
     other_bytes: int = 0
     output_bytes: int = 0
     header_hash: str = ""
+    n_cls_out: int = 0  # rows of the classifier head cls.output.weight (a reranker's yes/no); 0 = none
+
+    @property
+    def is_reranker(self) -> bool:
+        """A reranker declares RANK pooling (Qwen3-Reranker as converted by llama.cpp)."""
+        return self.pooling == "rank"
 
     @property
     def is_qwen3_embedding(self) -> bool:
@@ -163,6 +169,7 @@ def _parse_model_info(path: Path, size: int) -> ModelInfo:
         other_bytes=other_bytes,
         output_bytes=output_bytes,
         header_hash=_header_hash(path),
+        n_cls_out=_classifier_rows(reader),
     )
 
 
@@ -179,6 +186,14 @@ def _vocab_size(reader) -> int:
     for tensor in reader.tensors:
         if tensor.name == "token_embd.weight":
             return int(tensor.shape[-1]) if len(tensor.shape) > 1 else 0
+    return 0
+
+
+def _classifier_rows(reader) -> int:
+    """Outputs of the classifier head ``cls.output.weight`` (2 for Qwen3-Reranker), 0 when absent."""
+    for tensor in reader.tensors:
+        if tensor.name == "cls.output.weight":
+            return int(tensor.shape[-1]) if len(tensor.shape) > 1 else 1
     return 0
 
 

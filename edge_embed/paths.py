@@ -38,6 +38,11 @@ def default_db_path() -> Path:
     return Path(configured).expanduser() if configured else data_dir() / "index.db"
 
 
+def resolve_db(db: str | os.PathLike[str] | None) -> Path:
+    """The index file: ``db``, else $EDGE_EMBED_DB, else index.db in the data directory."""
+    return Path(db or default_db_path()).expanduser().resolve()
+
+
 def runtime_dir() -> Path:
     """Where running servers leave their discovery files: XDG_RUNTIME_DIR (per user, cleared
     at logout) when there is one, else a ``run`` folder in the cache directory."""

@@ -33,6 +33,7 @@ SNIPPET_LINES = 3  # enough to recognise the passage, few enough to scan ten res
 MAX_LINE_CHARS = 200  # minified files have lines of megabytes; a snippet shows a window
 COLOR_CHOICES = ("auto", "always", "never")
 SCORE_LABELS = {"hybrid": "score", "vector": "cos", "keyword": "bm25"}
+RERANKED_LABEL = "blended"  # a reranked hit's score mixes its rank and the reranker's verdict
 
 
 # ------------------------------------------------------------------------ colour
@@ -140,7 +141,12 @@ def location(chunk: ChunkRecord, cwd: Path) -> str:
 
 
 def explain_line(hit: Hit, mode: str) -> str:
-    """'vector #3 (cos 0.812) -> 0.812; keyword #1 (bm25 7.31) -> 7.31/24.40 = 0.300; fused 1.112 (...)'."""
+    """'vector #3 (cos 0.812) -> 0.812; keyword #1 (bm25 7.31) -> 7.31/24.40 = 0.300; fused 1.112 (...)',
+    then, reranked, how the rank and the reranker's score were blended."""
+    return _retrieval_part(hit, mode) + (_rerank_part(hit) if hit.rerank is not None else "")
+
+
+def _retrieval_part(hit: Hit, mode: str) -> str:
     if mode == "vector":
         return _list_part("vector", hit.vector, "cos", "{:.3f}")
     if mode == "keyword":
@@ -149,13 +155,14 @@ def explain_line(hit: Hit, mode: str) -> str:
     if fusion is None:  # a server that does not report its fusion: the lists' own figures
         vector = _list_part("vector", hit.vector, "cos", "{:.3f}") if hit.vector else None
         keyword = _list_part("keyword", hit.keyword, "bm25", "{:.2f}") if hit.keyword else None
-        return "; ".join(part for part in (vector, keyword) if part) + f"; fused {hit.score:.3f}"
+        return "; ".join(part for part in (vector, keyword) if part)
     if hit.vector is None:
         vector = f"vector: not a candidate -> the last candidate's cos {fusion.vector_floor:.3f}"
     else:
         vector = _list_part("vector", hit.vector, "cos", "{:.3f}") + f" -> {hit.vector.score:.3f}"
+    fused = fusion.score(hit.vector, hit.keyword)  # hit.score, unless a reranker blended it since
     method = f"cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words"
-    return f"{vector}; {_keyword_term(hit.keyword, fusion)}; fused {hit.score:.3f} ({method})"
+    return f"{vector}; {_keyword_term(hit.keyword, fusion)}; fused {fused:.3f} ({method})"
 
 
 def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
@@ -168,6 +175,16 @@ def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
     if position is None:
         return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}{share}"
     return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}{share}"
+
+
+def _rerank_part(hit: Hit) -> str:
+    """'; rerank 0.912 at #4 -> 0.60 x 1/4 + 0.40 x 0.912 = 0.51480' (qmd's position-aware blend)."""
+    info = hit.rerank
+    assert info is not None
+    return (
+        f"; rerank {info.rerank_score:.3f} at #{info.rank} -> {info.weight:.2f} x 1/{info.rank} + "
+        f"{1 - info.weight:.2f} x {info.rerank_score:.3f} = {info.blended:.5f}"
+    )
 
 
 def _list_part(name: str, position: ListRank | None, label: str, fmt: str) -> str:
@@ -188,8 +205,9 @@ def format_hit(
     """One result for people: location and score, heading, snippet, optional explain."""
     chunk = hit.chunk
     where = _style(location(chunk, cwd), color, fg="magenta")
-    score_format = "{:.5f}" if mode == "hybrid" else "{:.3f}"
-    score = _style(f"{SCORE_LABELS[mode]} {score_format.format(hit.score)}", color, dim=True)
+    score_format = "{:.5f}" if mode == "hybrid" and hit.rerank is None else "{:.3f}"
+    label = SCORE_LABELS[mode] if hit.rerank is None else RERANKED_LABEL
+    score = _style(f"{label} {score_format.format(hit.score)}", color, dim=True)
     lines = [f"{where}  {score}"]
     if chunk.heading:
         lines.append("  " + _style(f"§ {chunk.heading}", color, bold=True))
@@ -243,12 +261,15 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
         "keyword_rank": hit.keyword.rank if hit.keyword else None,
         "keyword_score": hit.keyword.score if hit.keyword else None,
         "fusion": asdict(hit.fusion) if hit.fusion else None,
+        "rerank_score": hit.rerank.rerank_score if hit.rerank else None,
+        "rank_before_rerank": hit.rerank.rank if hit.rerank else None,
         "text": chunk.text,
     }
 
 
 def hit_from_record(record: Mapping[str, object]) -> Hit:
     """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
+    from edge_embed.rerank import blend
     from edge_embed.search import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
@@ -256,13 +277,20 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
         rank = record.get(f"{prefix}_rank")
         return None if rank is None else ListRank(int(rank), float(record[f"{prefix}_score"]))
 
+    def page(key: str) -> int | None:
+        value = record.get(key)
+        return None if value is None else int(value)
+
     chunk = ChunkRecord(
         int(record["chunk_id"]), str(record["root"]), str(record["path"]), str(record["relpath"]),
         int(record["start_line"]), int(record["end_line"]), record.get("heading"), str(record["text"]),
+        page("page_start"), page("page_end"),
     )
     fusion = record.get("fusion")
     fused = Fusion(**{key: float(value) for key, value in fusion.items()}) if isinstance(fusion, dict) else None
-    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), fused)
+    rank_before = record.get("rank_before_rerank")
+    reranked = None if rank_before is None else blend(int(rank_before), float(record["rerank_score"]))
+    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), reranked, fused)
 
 
 def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, object]:

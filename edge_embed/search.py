@@ -34,10 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store import MAX_KNN_K, ChunkRecord, Store, as_stored, keyword_terms, under_prefix
+from edge_embed.store import MAX_KNN_K, ChunkRecord, as_stored, keyword_terms, under_prefix
 
-if TYPE_CHECKING:  # numpy stays unimported until a vector exists: `query` via a server never needs it
+if TYPE_CHECKING:  # neither numpy nor SQLite is imported by `query` answered by a server
     import numpy as np
+
+    from edge_embed.rerank import RerankInfo, RerankStep
+    from edge_embed.store import Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
@@ -119,7 +122,8 @@ class Hit:
     """One result: the chunk, its final score, and what --explain shows about it.
 
     ``score`` is the cosine in vector mode, BM25 in keyword mode and the fused score in
-    hybrid, whose arithmetic ``fusion`` holds (None in the other modes).
+    hybrid, whose arithmetic ``fusion`` holds (None in the other modes), or, reranked, the
+    blend of rank and reranker score (``rerank``, see edge_embed.rerank).
     ``vector`` / ``keyword`` are None when that list did not run or did not contain the chunk.
     """
 
@@ -127,6 +131,7 @@ class Hit:
     score: float
     vector: ListRank | None = None
     keyword: ListRank | None = None
+    rerank: RerankInfo | None = None
     fusion: Fusion | None = None
 
 
@@ -195,11 +200,14 @@ def highlight_terms(query: str) -> tuple[str, ...]:
     return terms.words + terms.cjk_grams + terms.cjk_short
 
 
-def search(store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None) -> list[Hit]:
+def search(
+    store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None, rerank: RerankStep | None = None
+) -> list[Hit]:
     """Up to ``options.k`` hits for ``query``, best first.
 
     ``embed_query`` turns the query into a unit vector of the index's dimension; it is
-    needed (and called once) in vector and hybrid modes only.
+    needed (and called once) in vector and hybrid modes only. ``rerank`` (the hook after
+    fusion) rescores the first ``rerank.top`` hits of the page, then the best k are kept.
 
     When the page comes back short (per-file grouping, ``min_score``) the candidate lists
     are deepened: the vector list continues where it stopped (``VectorRanking``), the file
@@ -216,7 +224,8 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
     ceiling = store.keyword_ceiling(query) if options.mode == "hybrid" else 0.0
     files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
     factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
-    depth = min(max(options.k * factor, MIN_CANDIDATES), MAX_KNN_K)
+    wanted = options.k if rerank is None else max(options.k, rerank.top)
+    depth = min(max(wanted * factor, MIN_CANDIDATES), MAX_KNN_K)
     while True:
         vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
@@ -224,10 +233,11 @@ def search(store: Store, query: str, options: SearchOptions, *, embed_query: Emb
         candidates = _score(vector, keyword, fusion, options)
         files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
         page = limit_per_file(
-            [c for c in candidates if c.chunk_id in files], options.per_file, options.k, lambda c: files[c.chunk_id]
+            [c for c in candidates if c.chunk_id in files], options.per_file, wanted, lambda c: files[c.chunk_id]
         )
-        if len(page) == options.k or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
-            return _hits(store, page, fusion)  # records (texts) are read for the page only
+        if len(page) == wanted or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
+            hits = _hits(store, page, fusion)  # records (texts) are read for the page only
+            return hits if rerank is None else rerank(query, hits)[: options.k]
         depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
 
 
@@ -296,5 +306,5 @@ def _hits(store: Store, candidates: list[_Candidate], fusion: Fusion | None) -> 
     """Attach the chunk records; a chunk deleted by a concurrent re-index is skipped."""
     records = store.chunks_by_id(c.chunk_id for c in candidates)
     return [
-        Hit(records[c.chunk_id], c.score, c.vector, c.keyword, fusion) for c in candidates if c.chunk_id in records
+        Hit(records[c.chunk_id], c.score, c.vector, c.keyword, fusion=fusion) for c in candidates if c.chunk_id in records
     ]

@@ -8,7 +8,10 @@ kept under ``--cache`` (reused by later runs; the vectors too), then timed:
   per-file grouping, reading the chunk records), k = 10; ``files100``: vector mode,
   ``-k 100 --files`` (per file 1). The query's embedding is NOT included;
 * numpy: exact brute force (``matrix @ q`` + argpartition) over the same float32 vectors
-  held in RAM, in the same run: ``ratio`` = vector p50 / numpy p50;
+  held in RAM, in the same run: ``ratio`` = vector p50 / numpy p50; ``cpu_ratio`` the same
+  with each side's CPU time, the figure that holds when other jobs share the machine
+  (numpy's BLAS threads all count: run with OPENBLAS_NUM_THREADS=1 to compare one core
+  with one core);
 * recall@10 / recall@1 of the vector search against numpy's exact top 10 / top 1, and how
   often the planted document (the one the query was made from) is in the top 10;
 * bytes per chunk of the index file, the insert rate when it was written, and the peak
@@ -114,16 +117,19 @@ def check_ids_follow_insert_order(store: Store, texts: list[str]) -> None:
     assert all(records[i].text == texts[i - 1] for i in probe), "chunk ids do not follow insert order"
 
 
-def timed_ms(calls: list[Callable[[], object]]) -> list[float]:
-    """Milliseconds per call, after a few untimed warm-up calls (page cache, statements)."""
+def timed_ms(calls: list[Callable[[], object]]) -> tuple[list[float], list[float]]:
+    """(wall, CPU) milliseconds per call, after a few untimed warm-up calls (page cache,
+    statements). CPU time is this process's, all threads: on a machine shared with other
+    jobs it does not count the time spent waiting for a core, which wall time does."""
     for call in calls[:WARMUP_QUERIES]:
         call()
-    times = []
+    wall, cpu = [], []
     for call in calls:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         call()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    return wall, cpu
 
 
 def numpy_top_k(matrix: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
@@ -163,7 +169,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     rng = np.random.default_rng(args.seed + 2)
     words = [t.split() for t in rng.choice(texts, size=args.queries)]
     query_texts = [" ".join(w[:3]) for w in words]
-    numpy_times = timed_ms([lambda q=q: numpy_top_k(vectors, q) for q in queries])
+    numpy_times, numpy_cpu = timed_ms([lambda q=q: numpy_top_k(vectors, q) for q in queries])
     exact = [numpy_top_k(vectors, q) + 1 for q in queries]  # chunk ids are rows + 1
     row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims, "words_per_chunk": args.words}
     with Store.open(db, create=False) as store:
@@ -171,7 +177,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
             store.exact_scan_max_floats = 0
         row["path"] = "exact" if store.vector_ranking(queries[0]).exact else "two-stage"
 
-        def run(mode: str, k: int = K, per_file: int = 2) -> tuple[list[float], list[list[int]]]:
+        def run(mode: str, k: int = K, per_file: int = 2) -> tuple[tuple[list[float], list[float]], list[list[int]]]:
             options = SearchOptions(mode=mode, k=k, per_file=per_file)
             found: list[list[int]] = []
             calls = [
@@ -180,13 +186,16 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
             ]
             return timed_ms(calls), found[WARMUP_QUERIES:]
 
-        vector_times, _ = run("vector")
+        (vector_times, vector_cpu), _ = run("vector")
         _, vector_found = run("vector", per_file=0)
-        hybrid_times, _ = run("hybrid")
-        files_times, _ = run("vector", k=100, per_file=1)
+        (hybrid_times, _), _ = run("hybrid")
+        (files_times, _), _ = run("vector", k=100, per_file=1)
     row.update(percentiles("vector", vector_times))
     row.update(percentiles("numpy", numpy_times))
     row["ratio"] = round(row["vector_p50_ms"] / row["numpy_p50_ms"], 3)
+    row["vector_cpu_p50_ms"] = round(statistics.median(vector_cpu), 2)
+    row["numpy_cpu_p50_ms"] = round(statistics.median(numpy_cpu), 2)
+    row["cpu_ratio"] = round(row["vector_cpu_p50_ms"] / row["numpy_cpu_p50_ms"], 3)
     row["recall_at_10"] = float(np.mean([len(set(e) & set(f)) / K for e, f in zip(exact, vector_found)]))
     row["recall_at_1"] = float(np.mean([f[:1] == [e[0]] for e, f in zip(exact, vector_found)]))
     row["planted_in_top10"] = float(np.mean([p + 1 in f for p, f in zip(planted, vector_found)]))
@@ -194,7 +203,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     row.update(percentiles("files100", files_times))
     row["bytes_per_chunk"] = round(db.stat().st_size / n)
     row["insert_per_s"] = round(meta["insert_per_s"])
-    row["query_peak_rss_mb"] = query_peak_rss_mb(db, queries[:20], args.two_stage)
+    row.update(query_rss_mb(db, queries[:20], args.two_stage))
     return row
 
 
@@ -209,19 +218,26 @@ def _rss_child(db: str, queries: np.ndarray, two_stage: bool, out: multiprocessi
         for q in queries:
             search(store, "x", SearchOptions(mode="vector"), embed_query=lambda _, q=q: q)
     # VmHWM, not ru_maxrss: the latter keeps the parent's size from before the exec
-    status = Path("/proc/self/status").read_text()
-    out.put(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    out.put({key: int(status[key].split()[0]) / 1024 for key in ("VmHWM", "RssAnon", "RssFile")})
 
 
-def query_peak_rss_mb(db: Path, queries: np.ndarray, two_stage: bool) -> float:
-    """Peak RSS of a fresh process that opens the index and runs vector queries (MB)."""
+def query_rss_mb(db: Path, queries: np.ndarray, two_stage: bool) -> dict[str, float]:
+    """Memory of a fresh process that opens the index and runs vector queries (MB): the
+    peak RSS, and after the queries its own memory (anon) apart from the index file's
+    pages it has mapped (file: the OS's page cache, shared and reclaimable; SQLite reads
+    the index through mmap, see store/schema.py)."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     child = context.Process(target=_rss_child, args=(str(db), queries, two_stage, out))
     child.start()
-    peak = out.get()
+    memory = out.get()
     child.join()
-    return round(float(peak), 1)
+    return {
+        "query_peak_rss_mb": round(memory["VmHWM"], 1),
+        "query_rss_anon_mb": round(memory["RssAnon"], 1),
+        "query_rss_file_mb": round(memory["RssFile"], 1),
+    }
 
 
 def print_table(rows: list[dict[str, object]]) -> None:

@@ -17,9 +17,10 @@ EXPECTED_FILES = [
     ("qwen3-embedding-4b:q8_0", "Qwen/Qwen3-Embedding-4B-GGUF", "Qwen3-Embedding-4B-Q8_0.gguf", "Q8_0", 2560),
     ("qwen3-embedding-0.6b", "Qwen/Qwen3-Embedding-0.6B-GGUF", "Qwen3-Embedding-0.6B-Q8_0.gguf", "Q8_0", 1024),
     ("qwen3-embedding-8b", "Qwen/Qwen3-Embedding-8B-GGUF", "Qwen3-Embedding-8B-Q4_K_M.gguf", "Q4_K_M", 4096),
+    ("qwen3-reranker-0.6b", "ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF", "qwen3-reranker-0.6b-q8_0.gguf", "Q8_0", 1024),
 ]
 SHAPE_OF = {"qwen3-embedding-0.6b": "0.6b", "qwen3-embedding-4b": "4b", "qwen3-embedding-4b:q8_0": "4b",
-            "qwen3-embedding-8b": "8b"}  # fmt: skip
+            "qwen3-embedding-8b": "8b", "qwen3-reranker-0.6b": "0.6b"}  # fmt: skip
 # Parameters per model (hub model cards) and bits per weight of each llama.cpp quant, to
 # check that the approximate sizes are the right order of magnitude.
 PARAMS = {"0.6b": 0.6e9, "4b": 4.0e9, "8b": 7.6e9}
@@ -29,6 +30,13 @@ BITS_PER_WEIGHT = {"Q8_0": 8.5, "Q4_K_M": 4.85}
 def test_default_is_the_4b_q4_k_m() -> None:
     assert DEFAULT_MODEL == "qwen3-embedding-4b"
     assert get_entry(DEFAULT_MODEL).quant == "Q4_K_M"
+
+
+def test_the_reranker_is_the_ggml_org_conversion_and_never_the_default() -> None:
+    """ggml-org's file carries cls.output.weight; only it scores through llama.cpp's RANK pooling."""
+    assert catalog.DEFAULT_RERANKER == "qwen3-reranker-0.6b"
+    assert [e.name for e in catalog.reranker_entries()] == ["qwen3-reranker-0.6b"]
+    assert get_entry(DEFAULT_MODEL).kind == "embedding"
 
 
 def test_catalog_names_the_published_files() -> None:

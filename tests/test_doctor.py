@@ -12,7 +12,8 @@ from huggingface_hub.file_download import repo_folder_name
 from edge_embed.catalog import get_entry
 from edge_embed.cli import cli
 from edge_embed.cli import doctor as doctor_module
-from edge_embed.testing import write_tiny_qwen3
+from edge_embed.runtime import plan as plan_module
+from edge_embed.testing import write_tiny_qwen3, write_tiny_qwen3_reranker
 
 RTX_3060 = "NVIDIA GeForce RTX 3060:12288:11200"
 
@@ -163,3 +164,19 @@ def test_a_chat_model_is_reported_as_not_an_embedding_model(tiny_chat_model) -> 
     report = run_json("--model", str(tiny_chat_model.path))
     assert "not an embedding model: its pooling is NONE" in report["model"]["error"]
     assert report["plan"] is None
+
+
+def test_doctor_says_reranking_is_off_on_the_cpu() -> None:
+    text = run().stdout
+    assert "rerank      off: the reranker would run on the CPU (no usable GPU" in text
+    assert "`edge-embed pull qwen3-reranker-0.6b` and --rerank use it" in text
+
+
+def test_doctor_says_reranking_is_on_when_the_reranker_fits_the_gpu(
+    fake_cuda, isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_module, "build_supports_offload", lambda: True)
+    assert "rerank      off: qwen3-reranker-0.6b is not downloaded; `edge-embed pull" in run().stdout
+    put_in_hf_cache(isolated, "qwen3-reranker-0.6b", write_tiny_qwen3_reranker(tmp_path / "r.gguf").path)
+    assert "rerank      on: qwen3-reranker-0.6b fits whole on the GPU (NVIDIA GeForce RTX 3060)" in run().stdout
+    assert run_json()["rerank"]["default"] is True

@@ -49,6 +49,8 @@ async def exercise(client: Client, base: Path) -> None:
     hits = found.structured_content["result"] if found.structured_content else json.loads(text_of(found))
     assert hits[0]["path"] == str(base / "notes" / "keys.md") and hits[0]["lines"] == "1-4"
     assert {"path", "lines", "heading", "score", "text"} <= set(hits[0])
+    not_pulled = await client.call_tool("search", {"query": "rotate keys", "mode": "keyword", "rerank": True})
+    assert not_pulled.is_error, "rerank=True reaches the search: the reranker is not downloaded here"
     glob = await client.call_tool("search", {"query": "cat", "mode": "hybrid", "glob": ["*.txt"]})
     assert "pets.txt" in text_of(glob) and "keys.md" not in text_of(glob)
     lines = await client.call_tool("get", {"path": hits[0]["path"], "start_line": 2, "end_line": 3})
@@ -76,7 +78,7 @@ def test_mcp_over_stdio(indexed, tmp_path):
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "edge_embed", "mcp", "--db", str(indexed / "index.db")],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "EDGE_EMBED_CPU": "1"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "EDGE_EMBED_CPU": "1", "HF_HUB_CACHE": str(tmp_path / "hub")},
     )
 
     async def main() -> None:
@@ -86,7 +88,8 @@ def test_mcp_over_stdio(indexed, tmp_path):
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
-def test_mcp_over_http_on_serve(indexed):
+def test_mcp_over_http_on_serve(indexed, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with running_server(indexed / "index.db", None) as (url, _):
 
         async def main() -> None:

@@ -25,6 +25,7 @@ from edge_embed.render import (
     unique_paths,
     use_color,
 )
+from edge_embed.rerank import blend
 from edge_embed.search import Fusion, Hit, ListRank
 from edge_embed.store import ChunkRecord
 
@@ -50,7 +51,7 @@ def make_hit(
     chunk = ChunkRecord(
         chunk_id, ROOT, f"{ROOT}/{relpath}", relpath, start, start + lines - 1, heading, text, page_start, page_end
     )
-    return Hit(chunk, score, vector, keyword, fusion)
+    return Hit(chunk, score, vector, keyword, fusion=fusion)
 
 
 # ---------------------------------------------------------------------- colour
@@ -158,12 +159,14 @@ def test_explain_shows_the_fused_arithmetic() -> None:
     assert explain_line(make_hit("t", vector=vector, score=0.812), "vector") == "vector #3 (cos 0.812)"
     lines = format_hit(hit, "hybrid", None, cwd=Path("/"), explain=True)
     assert lines[-1] == "  explain: " + explain_line(hit, "hybrid")
+    reranked = replace(hit, score=0.978, rerank=blend(1, 0.912))  # the score is the blend now
+    assert explain_line(reranked, "hybrid").startswith(explain_line(hit, "hybrid") + "; rerank 0.912 at #1")
 
 
 def test_explain_of_a_hit_without_its_fusion_shows_the_lists() -> None:
     """A server of an older version reports no fusion: the lists' own figures, no traceback."""
     hit = make_hit("t", vector=ListRank(3, 0.812), keyword=ListRank(1, 7.31), score=0.03227)
-    assert explain_line(hit, "hybrid") == "vector #3 (cos 0.812); keyword #1 (bm25 7.31); fused 0.032"
+    assert explain_line(hit, "hybrid") == "vector #3 (cos 0.812); keyword #1 (bm25 7.31)"
 
 
 # ---------------------------------------------------------------------- programs
@@ -184,6 +187,8 @@ SCHEMA_TYPES = {
     "keyword_rank": (int, type(None)),
     "keyword_score": (float, type(None)),
     "fusion": (dict, type(None)),
+    "rerank_score": (float, type(None)),
+    "rank_before_rerank": (int, type(None)),
     "text": str,
 }
 
@@ -208,6 +213,14 @@ def test_json_record_of_a_pdf_chunk_has_its_pages() -> None:
     record = hit_record(make_hit("on page twelve", relpath="manual.pdf", pages=(12, 13)), 1)
     assert (record["page_start"], record["page_end"]) == (12, 13)
     assert (hit_record(make_hit("text file"), 1)["page_start"], hit_record(make_hit("x"), 1)["page_end"]) == (None, None)
+
+
+def test_a_hit_answered_by_a_server_is_the_hit_it_was_made_from() -> None:
+    """`query` through `edge-embed serve` renders what the server's JSON carries: a PDF's
+    pages must survive the trip, or the location reads 'manual.pdf:40-41' instead of p.12."""
+    paged = make_hit("on page twelve", relpath="manual.pdf", pages=(12, 13), vector=ListRank(2, 0.8))
+    plain = make_hit("text\nfile", heading=None, keyword=ListRank(1, 3.5))
+    assert [hit_from_record(json.loads(json.dumps(hit_record(hit, 1)))) for hit in (paged, plain)] == [paged, plain]
 
 
 @pytest.mark.parametrize(("pages", "where"), [((12, 12), "manual.pdf p.12"), ((12, 13), "manual.pdf p.12-13")])

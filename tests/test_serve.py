@@ -171,6 +171,13 @@ def test_limits_are_what_the_docs_say():
     assert MAX_INPUTS == 2048 and MAX_BODY_BYTES == 8 * 1024 * 1024
 
 
+def test_search_answer_says_how_long_the_server_took(server):
+    """Server-Timing: the server's own time, which a client's wall time is compared with."""
+    answer = httpx.post(server[0] + "/v1/search", json={"query": "rotate keys"})
+    name, _, duration = answer.headers["server-timing"].partition(";dur=")
+    assert answer.status_code == 200 and name == "search" and 0 < float(duration) < 60_000
+
+
 def test_search_errors_are_4xx(server):
     url = server[0] + "/v1/search"
     assert httpx.post(url, json={"query": ""}).status_code == 400
@@ -178,6 +185,18 @@ def test_search_errors_are_4xx(server):
     assert httpx.post(url, json={"query": "x", "mode": "fuzzy"}).status_code == 400
     unknown = httpx.post(url, json={"query": "x", "in": ["/nonexistent/folder"]})
     assert unknown.status_code == 400 and "unknown --in path" in unknown.json()["error"]["message"]
+    assert httpx.post(url, json={"query": "x", "rerank": "yes"}).status_code == 400
+    assert httpx.post(url, json={"query": "x", "rerank_top": 0}).status_code == 400
+
+
+def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
+    """The server's Index decides like a local one; the CLI prints the reason for --explain."""
+    url = server[0] + "/v1/search"
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    refused = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": True})
+    assert refused.status_code >= 400 and "edge-embed pull qwen3-reranker-0.6b" in refused.json()["error"]["message"]
+    answer = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": False}).json()
+    assert answer["rerank"] == "off (--no-rerank)"
 
 
 # --------------------------------------------------------------------------- security
@@ -233,12 +252,15 @@ def test_concurrent_requests_share_decodes(server, local):
     url, service = server
     texts = [f"concurrent text {i}" for i in range(16)]
     engine = service.embedder.engine()
-    before = engine.stats.decodes
+    before, health_before = engine.stats.decodes, httpx.get(url + "/health").json()
     with httpx.Client(timeout=60) as http, concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda t: http.post(url + "/v1/embeddings", json={"input": t}).json(), texts))
     for answer, row in zip(answers, local.embed(texts)):
         assert cosine(answer["data"][0]["embedding"], row) >= MIN_COSINE
     assert engine.stats.decodes - before < len(texts)
+    health = httpx.get(url + "/health").json()  # what the benchmark reads: inputs per engine round
+    assert health["inputs_embedded"] - health_before["inputs_embedded"] == len(texts)
+    assert 0 < health["rounds"] - health_before["rounds"] < len(texts)
 
 
 def test_load_32_clients_x_50_requests_all_correct(server, local):
@@ -303,6 +325,20 @@ def test_query_errors_through_the_server_are_the_same_one_liners(indexed, model_
     assert served.exit_code == alone.exit_code == 2 and served.stderr == alone.stderr
 
 
+def test_query_through_a_server_with_an_api_key_sends_the_key(indexed):
+    """The CLI's own HTTP client: EDGE_EMBED_API_KEY as a bearer token; without it the
+    server refuses (401) and the query runs in-process instead, with the same output."""
+    args = ["query", "rotate keys", "--json", "--db", str(indexed / "index.db")]
+    alone = CliRunner().invoke(cli, [*args, "--no-server"])
+    with running_server(indexed / "index.db", None, api_key="s3cret", discoverable=True) as (_, service):
+        refused = CliRunner().invoke(cli, args, env={"EDGE_EMBED_API_KEY": ""})
+        assert service.worker.loads == 0
+        served = CliRunner().invoke(cli, args, env={"EDGE_EMBED_API_KEY": "s3cret"})
+        assert service.worker.loads == 1
+    assert alone.exit_code == refused.exit_code == served.exit_code == 0
+    assert alone.stdout == refused.stdout == served.stdout
+
+
 def test_stale_discovery_file_is_ignored(indexed, tmp_path):
     from edge_embed.server.discovery import ServerInfo, publish
 
@@ -324,18 +360,30 @@ def test_embed_through_the_server_prints_exactly_the_in_process_output(model_pat
     assert served.stdout == alone.stdout and served_query.stdout == alone_query.stdout
 
 
-def test_the_client_path_imports_neither_numpy_nor_llama_cpp(indexed):
+# What `query` answered by a server must not import: each costs start-up time on every query.
+NOT_ON_THE_CLIENT_PATH = (
+    "numpy", "llama_cpp", "edge_embed.runtime",  # the model
+    "apsw", "sqlite_vec", "edge_embed.store.joined", "edge_embed.store.base",  # SQLite, the Store
+    "edge_embed.api", "edge_embed.files", "pathspec",  # the library's façade, indexing
+    "importlib.metadata",  # dependency_error's, needed only when an import fails
+    "http.client", "ssl", "email", "importlib.resources",  # the client speaks HTTP on a socket
+)
+
+
+def test_the_client_path_imports_no_model_and_no_sqlite(indexed):
     """A real `edge-embed query` process through the server: fast path, nothing heavy loaded."""
     code = (
         "import sys, json\n"
         "from edge_embed.cli import cli\n"
-        "try:\n    cli(sys.argv[1:], prog_name='edge-embed')\n"
+        "try:\n    cli(sys.argv[2:], prog_name='edge-embed')\n"
         "except SystemExit as exit:\n    code = exit.code\n"
-        "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('numpy', 'llama_cpp', 'sqlite_vec') if m in sys.modules)}), file=sys.stderr)\n"
+        "heavy = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
     )
     args = ["query", "rotate keys", "--json", "--db", str(indexed / "index.db")]
     with running_server(indexed / "index.db", None, discoverable=True) as (_, service):
-        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=os.environ, timeout=120)
+        command = [sys.executable, "-c", code, json.dumps(NOT_ON_THE_CLIENT_PATH), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=os.environ, timeout=120)
         assert service.worker.loads == 1  # the server embedded the query
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}, result.stderr

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 import click
 
 from edge_embed import __version__
-from edge_embed.dependencies import dependency_error
 from edge_embed.errors import EdgeEmbedError
 
 COMMANDS = {
@@ -92,6 +91,8 @@ def import_errors_explained() -> Iterator[None]:
     try:
         yield
     except ImportError as exc:
+        from edge_embed.dependencies import dependency_error  # importlib.metadata: only on failure
+
         error = dependency_error(exc)
         if error is None:
             raise

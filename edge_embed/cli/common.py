@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.paths import default_db_path
+from edge_embed.paths import default_db_path, resolve_db  # noqa: F401 (resolve_db: index, compact)
 
 
 def db_option(command):
@@ -19,12 +19,6 @@ def db_option(command):
         help="The index file. Default: $EDGE_EMBED_DB, else index.db in your data "
         f"directory ({default_db_path()}).",
     )(command)
-
-
-def resolve_db(db: Path | None) -> Path:
-    from edge_embed.api import resolve_db
-
-    return resolve_db(db)
 
 
 def open_existing_index(db: Path | None):

@@ -28,7 +28,7 @@ from edge_embed.runtime.hardware import (
     detect_gpus,
 )
 from edge_embed.runtime.engine import check_embedding_model
-from edge_embed.runtime.plan import ModelShape, RuntimeSettings, gib, make_plan
+from edge_embed.runtime.plan import ModelShape, RuntimeSettings, catalog_shape, gib, make_plan
 
 LABEL_WIDTH = 12
 
@@ -61,6 +61,7 @@ def gather_report(spec: str | None, settings: RuntimeSettings) -> dict[str, Any]
         "gpu_error": gpu_error,
         "model": model,
         "plan": plan.to_dict() if plan is not None else None,
+        "rerank": rerank_report(settings),
         "cached_models": cached_models(),
         "sqlite_vec": sqlite_vec_status(),
     }
@@ -85,7 +86,7 @@ def model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape | None]:
         check_embedding_model(info)
     except ModelNotFound:  # only catalog names are "not downloaded"
         entry = get_entry(name)
-        return not_downloaded_report(entry), estimated_shape(entry)
+        return not_downloaded_report(entry), catalog_shape(entry)
     except EdgeEmbedError as exc:
         return {"name": name, "error": str(exc)}, None
     return {
@@ -114,17 +115,15 @@ def not_downloaded_report(entry: CatalogEntry) -> dict[str, Any]:
     }
 
 
-def estimated_shape(entry: CatalogEntry) -> ModelShape:
-    return ModelShape.estimated(
-        entry.layers,
-        entry.hidden,
-        entry.heads,
-        entry.kv_heads,
-        entry.head_dim,
-        entry.ff,
-        entry.approx_size_bytes,
-        entry.context,
-    )
+def rerank_report(settings: RuntimeSettings) -> dict[str, Any]:
+    """Whether `query` reranks by default here, and why (the reranker planned like the model)."""
+    from edge_embed.rerank import decide_rerank
+
+    try:
+        decision = decide_rerank(None, settings)
+    except EdgeEmbedError as exc:  # a broken reranker file: diagnosed, not a crash
+        return {"default": False, "reason": f"off: {exc}"}
+    return {"default": decision.on, "reason": decision.reason}
 
 
 def cached_models() -> list[dict[str, Any]]:
@@ -163,6 +162,7 @@ def render_report(report: dict[str, Any]) -> str:
         ("GPUs", gpu_lines(report["gpus"], report["gpu_error"])),
         ("model", model_lines(report["model"])),
         ("plan", plan_lines(report["plan"])),
+        ("rerank", [report["rerank"]["reason"]]),
         ("downloaded", cached_lines(report["cached_models"])),
         ("sqlite-vec", [sqlite_vec_line(report["sqlite_vec"])]),
     ]

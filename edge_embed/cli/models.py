@@ -115,6 +115,7 @@ class _ModelState:
             "file": e.file,
             "quant": e.quant,
             "approx_size_bytes": e.approx_size_bytes,
+            "kind": e.kind,
             "dims": e.dims,
             "min_dims": e.min_dims,
             "context": e.context,
@@ -133,7 +134,8 @@ def _models_table(states: list[_ModelState]) -> str:
         e = s.entry
         mark = (DEFAULT_MARK if s.is_default else " ") + (ENV_MARK if s.selected_by_env else " ")
         downloaded = "yes" if s.path is not None else "no"
-        lines.append(f"{mark} {e.name:<{width}}  {e.quant:<6}  {e.approx_size:<8}  {e.dims:>4}  {downloaded}")
+        dims = "-" if e.kind == "reranker" else e.dims  # a reranker makes scores, not vectors
+        lines.append(f"{mark} {e.name:<{width}}  {e.quant:<6}  {e.approx_size:<8}  {dims:>4}  {downloaded}")
         lines.append(f"     {e.description}")
         lines.append(f"     file: {s.path}" if s.path is not None else f"     get it: edge-embed pull {e.name}")
     return "\n".join(lines)

@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.api import Index
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
@@ -22,6 +21,7 @@ from edge_embed.render import (
     unique_paths,
     use_color,
 )
+from edge_embed.rerank import DEFAULT_RERANK_TOP
 from edge_embed.search import (
     DEFAULT_PER_FILE,
     MODES,
@@ -125,6 +125,16 @@ def after_double_dash(text: str) -> str:
 @click.option("--explain", is_flag=True,
               help="Show each result's rank and score in each list and how its hybrid score was "
                    "added up: cosine + bm25 / the most bm25 any chunk could score for the query's words.")
+@click.option("--rerank/--no-rerank", default=None,
+              help="Rescore the best candidates with the reranker (qwen3-reranker-0.6b) and blend its "
+                   "verdict with their rank. Default: on when the reranker fits whole on the GPU, off "
+                   "on the CPU, where it costs a model pass per candidate (`edge-embed doctor` says which), "
+                   "and off in keyword mode, which loads no model.")
+@click.option("--rerank-top", type=click.IntRange(1, MAX_KNN_K), default=DEFAULT_RERANK_TOP, show_default=True,
+              metavar="N", help="How many candidates the reranker rescores (at least -k are).")
+@click.option("--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
+              help="The reranker: a catalog name (`edge-embed models`) or a Qwen3-Reranker GGUF with "
+                   "its classifier head. Default: qwen3-reranker-0.6b.")
 @click.option("--instruct", metavar="TASK",
               help="The task sentence of the query instruction (default: the index's, see "
                    "`edge-embed config`), e.g. 'Given a question, retrieve code that answers it'.")
@@ -149,6 +159,9 @@ def query(
     files_only: bool,
     full: bool,
     explain: bool,
+    rerank: bool | None,
+    rerank_top: int,
+    reranker: str | None,
     instruct: str | None,
     color_choice: str,
     db: Path | None,
@@ -167,6 +180,7 @@ def query(
       edge-embed query "quarterly budget" --files | xargs ls -l
       edge-embed query "deploy steps" --json | jq -r '.results[].path'
       edge-embed query "login fails" --explain                   (why this order?)
+      edge-embed query "login fails" --rerank --rerank-top 30    (rescore 30 candidates)
       edge-embed query -- "-minus +plus"    (a query starting with '-' goes after --)
 
     Each result shows path:first-last line, the score and the best-matching lines.
@@ -187,10 +201,16 @@ def query(
         min_score=min_score,
         per_file=1 if files_only else per_file,
     )
-    hits = None if no_server or embed_url else search_through_server(db, text, options, instruct)
-    if hits is None:
+    reranking = {"rerank": rerank, "rerank_top": rerank_top, "reranker": reranker}
+    served = None if no_server or embed_url else search_through_server(db, text, options, instruct, reranking)
+    if served is not None:
+        hits, rerank_reason = served
+    else:
+        from edge_embed.api import Index  # the model, numpy and SQLite: only in this process's path
+
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
-            hits = index.search(text, options, instruct=instruct)
+            hits = index.search(text, options, instruct=instruct, **reranking)
+            rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits))
@@ -202,6 +222,8 @@ def query(
             click.echo(path)
     else:
         color = use_color(color_choice, isatty=sys.stdout.isatty(), environ=os.environ)
+        if explain:
+            click.echo(f"rerank: {rerank_reason}\n")
         for line in format_hits(hits, mode, highlight_terms(text), cwd=cwd, color=color, full=full, explain=explain):
             click.echo(line, color=color)
         if not hits:
@@ -225,12 +247,17 @@ def refuse_model_option(ctx: click.Context) -> None:
         )
 
 
-def search_through_server(db: Path | None, text: str, options: SearchOptions, instruct: str | None):
-    """Hits from a running `edge-embed serve` of this index, or None when none answers.
+def search_through_server(
+    db: Path | None, text: str, options: SearchOptions, instruct: str | None, reranking: dict[str, object]
+):
+    """Hits from a running `edge-embed serve` of this index and why it did (not) rerank,
+    or None when none answers.
 
     --in paths are made absolute here: the server does not share our working directory.
+    The server reranks with its own reranker: a local --reranker file is searched here.
     """
-    from edge_embed.api import resolve_db
+    if reranking["reranker"] is not None:
+        return None
     from edge_embed.render import hit_from_record
     from edge_embed.server import client
 
@@ -243,6 +270,10 @@ def search_through_server(db: Path | None, text: str, options: SearchOptions, in
         "min_score": options.min_score,
         "per_file": options.per_file,
         "instruct": instruct,
+        "rerank": reranking["rerank"],
+        "rerank_top": reranking["rerank_top"],
     }
     answer = client.search(str(resolve_db(db)), body)
-    return None if answer is None else [hit_from_record(record) for record in answer["results"]]
+    if answer is None:
+        return None
+    return [hit_from_record(record) for record in answer["results"]], str(answer.get("rerank", "off"))

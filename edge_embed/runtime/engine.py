@@ -81,26 +81,16 @@ class Embedder:
             self.qwen3_format = self.model.is_qwen3_embedding
         check_embedding_model(self.model, self.qwen3_format)
         self._llama = _load_llama(self.model, self.plan, last_pooling=self.qwen3_format)
-        self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
         self.native_dim = int(self._llama.n_embd())
         self.max_tokens = int(self.plan.n_ctx)
         self._prefix, self._suffix = self._special_tokens()
         self._n_seq_max = int(self._llama.context_params.n_seq_max)
-        self._batch = self._llama._batch
 
     # ----------------------------------------------------------------- tokens
     def tokenize(self, text: str) -> list[int]:
         """The model's tokens for ``text``: no special tokens added, none parsed."""
-        data = text.encode("utf-8", errors="replace")
-        capacity = len(data) + 8
-        buf = (ctypes.c_int32 * capacity)()
-        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, capacity, False, False)
-        if n < 0:  # a tokenizer that yields more tokens than bytes (never for byte-level BPE)
-            capacity = -n
-            buf = (ctypes.c_int32 * capacity)()
-            n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, capacity, False, False)
-        return list(buf[:n])
+        return tokenize(self._vocab, text, special=False)
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs, *without* the special tokens added around every input."""
@@ -203,36 +193,13 @@ class Embedder:
         number of decode calls is close to total_tokens / budget.
         """
         started = time.perf_counter()
-        budget = max(self.plan.n_batch, 1)
-        batches: list[list[_Tokenized]] = []
-        current: list[_Tokenized] = []
-        used = 0
-        for item in sorted(items, key=lambda it: len(it.tokens)):
-            n = len(item.tokens)
-            if current and (used + n > budget or len(current) >= self._n_seq_max):
-                batches.append(current)
-                current, used = [], 0
-            current.append(item)
-            used += n
-        if current:
-            batches.append(current)
+        batches = pack_by_length(items, self.plan.n_batch, self._n_seq_max)
         self.stats.pack_s += time.perf_counter() - started
         return batches
 
     def _decode_into(self, batch: list[_Tokenized], out: np.ndarray) -> None:
-        lib = _llama_cpp()
         started = time.perf_counter()
-        self._batch.reset()
-        for seq_id, item in enumerate(batch):
-            self._batch.add_sequence(item.tokens, seq_id, True)
-        self._llama._ctx.kv_cache_clear()
-        if lib.llama_decode(self._ctx, self._batch.batch) != 0:
-            raise EdgeEmbedError(
-                "llama.cpp failed to embed a batch (out of memory?); try a smaller --batch or --ctx"
-            )
-        for seq_id, item in enumerate(batch):
-            ptr = lib.llama_get_embeddings_seq(self._ctx, seq_id)
-            out[item.index] = np.ctypeslib.as_array(ptr, shape=(self.native_dim,))
+        decode_sequences(self._llama, batch, out, "embed")
         self.stats.decode_s += time.perf_counter() - started
         self.stats.decodes += 1
         self.stats.tokens += sum(len(item.tokens) for item in batch)
@@ -303,6 +270,13 @@ def check_embedding_model(model: ModelInfo, qwen3_format: bool | None = None) ->
     Qwen3 embedding models are exempt: the engine always makes them pool the last token.
     """
     forced_last = model.is_qwen3_embedding if qwen3_format is None else qwen3_format
+    if model.pooling == "rank":
+        raise NotAnEmbeddingModel(
+            f"{model.path.name} ({model.name}) is a reranker (pooling RANK), not an embedding model: use it with"
+            " `query --rerank --reranker PATH`, and an embedding model such as qwen3-embedding-0.6b here",
+            model_name=model.name,
+            pooling=model.pooling,
+        )
     if model.pooling in (None, "none") and not forced_last:
         raise NotAnEmbeddingModel(
             f"{model.path.name} ({model.name}) is not an embedding model: its pooling is NONE, so it is a"
@@ -332,6 +306,57 @@ def truncate_and_normalize(vectors: np.ndarray, dims: int) -> np.ndarray:
     return cut / norms
 
 
+def tokenize(vocab, text: str, *, special: bool) -> list[int]:
+    """The tokens of ``text`` (no BOS/EOS added); ``special`` parses control-token text
+    such as ``<|im_end|>`` as those tokens: only ever for our own templates, never user text."""
+    data = text.encode("utf-8", errors="replace")
+    capacity = len(data) + 8
+    buf = (ctypes.c_int32 * capacity)()
+    n = _llama_cpp().llama_tokenize(vocab, data, len(data), buf, capacity, False, special)
+    if n < 0:  # a tokenizer that yields more tokens than bytes (never for byte-level BPE)
+        capacity = -n
+        buf = (ctypes.c_int32 * capacity)()
+        n = _llama_cpp().llama_tokenize(vocab, data, len(data), buf, capacity, False, special)
+    return list(buf[:n])
+
+
+def pack_by_length(items: list[_Tokenized], budget: int, n_seq_max: int) -> list[list[_Tokenized]]:
+    """Sort by length and fill each decode up to the token ``budget`` and sequence limit.
+
+    Sorting puts inputs of similar length together, so the batches fill evenly and the
+    number of decode calls is close to total_tokens / budget.
+    """
+    budget = max(budget, 1)
+    batches: list[list[_Tokenized]] = []
+    current: list[_Tokenized] = []
+    used = 0
+    for item in sorted(items, key=lambda it: len(it.tokens)):
+        n = len(item.tokens)
+        if current and (used + n > budget or len(current) >= n_seq_max):
+            batches.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+def decode_sequences(llama, batch: list[_Tokenized], out: np.ndarray, verb: str) -> None:
+    """One ``llama_decode`` of the packed inputs; row ``item.index`` of ``out`` gets each
+    input's pooled output (``out.shape[1]`` floats: a vector, or RANK pooling's scores)."""
+    lib = _llama_cpp()
+    llama._batch.reset()
+    for seq_id, item in enumerate(batch):
+        llama._batch.add_sequence(item.tokens, seq_id, True)
+    llama._ctx.kv_cache_clear()
+    if lib.llama_decode(llama._ctx.ctx, llama._batch.batch) != 0:
+        raise EdgeEmbedError(f"llama.cpp failed to {verb} a batch (out of memory?); try a smaller --batch or --ctx")
+    for seq_id, item in enumerate(batch):
+        ptr = lib.llama_get_embeddings_seq(llama._ctx.ctx, seq_id)
+        out[item.index] = np.ctypeslib.as_array(ptr, shape=(out.shape[1],))
+
+
 def _find_sublist(haystack: list[int], needle: list[int]) -> int:
     for start in range(len(haystack) - len(needle) + 1):
         if haystack[start:start + len(needle)] == needle:
@@ -345,12 +370,13 @@ def _llama_cpp():
     return llama_cpp
 
 
-def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool):
+def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool = False, rank_pooling: bool = False):
     """Create the llama.cpp model and context the plan describes.
 
     ``n_batch`` of the context is the whole context so that one input of up to ``n_ctx``
     tokens fits a single decode; the packing budget (``plan.n_batch``) is ours to apply.
-    Encoder models (BERT family) need the whole input in one micro-batch.
+    Encoder models (BERT family) need the whole input in one micro-batch. ``rank_pooling``
+    loads a reranker: llama.cpp then returns its classifier's scores per input.
     """
     lib = _llama_cpp()
     encoder = model.architecture in ENCODER_ARCHITECTURES
@@ -374,6 +400,8 @@ def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool):
         kwargs["split_mode"] = lib.LLAMA_SPLIT_MODE_NONE
     if last_pooling and model.pooling != "last":
         kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_LAST
+    if rank_pooling:
+        kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_RANK
     try:
         return lib.Llama(**kwargs)
     except (ValueError, RuntimeError) as exc:

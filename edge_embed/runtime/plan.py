@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.hardware import (
@@ -44,6 +44,9 @@ from edge_embed.runtime.hardware import (
     build_supports_offload,
     detect_gpus,
 )
+
+if TYPE_CHECKING:
+    from edge_embed.catalog import CatalogEntry
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -253,6 +256,20 @@ class Plan:
         data["gpu_blocks"] = self.gpu_blocks
         data["output_on_gpu"] = self.output_on_gpu
         return data
+
+
+def catalog_shape(entry: CatalogEntry) -> ModelShape:
+    """The shape of a catalog model that is not downloaded yet, estimated from the catalog."""
+    return ModelShape.estimated(
+        entry.layers,
+        entry.hidden,
+        entry.heads,
+        entry.kv_heads,
+        entry.head_dim,
+        entry.ff,
+        entry.approx_size_bytes,
+        entry.context,
+    )
 
 
 def make_plan(

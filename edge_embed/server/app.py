@@ -103,6 +103,8 @@ class Service:
             "device": plan.gpu.name if plan.gpu is not None and plan.n_gpu_layers > 0 else "cpu",
             "loaded": self.worker.loaded,
             "queue_depth": self.worker.queue_depth,
+            "rounds": self.worker.rounds,
+            "inputs_embedded": self.worker.inputs,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "index": str(self.index.path) if self.index is not None else None,
         }
@@ -123,8 +125,11 @@ class Service:
             per_file=DEFAULT_PER_FILE if request.per_file is None else request.per_file,
         )
         embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
-        hits = self.index.search(request.query, options, embed_query=embed_query)
-        return search_document(request.query, request.mode, hits)
+        hits = self.index.search(
+            request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
+        )
+        rerank = self.index.rerank_decision(request.rerank, uses_model=options.uses_vectors).reason  # for --explain
+        return {**search_document(request.query, request.mode, hits), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()
@@ -180,6 +185,12 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         return json.loads(body)
     except ValueError:
         raise ApiError(400, "the body is not valid JSON") from None
+
+
+def server_timing(name: str, started: float) -> dict[str, str]:
+    """A W3C Server-Timing header: the server's own time (embedding + search), so a
+    client can tell it from its own start-up and transfer time (scripts/bench_serve.py)."""
+    return {"Server-Timing": f"{name};dur={(time.perf_counter() - started) * 1e3:.1f}"}
 
 
 # ------------------------------------------------------------------------ routes
@@ -256,7 +267,9 @@ def routes(service: Service) -> list[Route]:
           409: {description: the server runs another model than the index's}
         """
         parsed = parse_search_request(await read_json(request))
-        return JSONResponse(await run_in_threadpool(service.search, parsed))
+        started = time.perf_counter()
+        document = await run_in_threadpool(service.search, parsed)
+        return JSONResponse(document, headers=server_timing("search", started))
 
     @answers_errors
     async def models(request: Request) -> Response:
@@ -271,11 +284,11 @@ def routes(service: Service) -> list[Route]:
 
     @answers_errors
     async def health(request: Request) -> Response:
-        """Model, device, loaded or not, queue depth, uptime.
+        """Model, device, loaded or not, queue depth, engine rounds and inputs, uptime.
         ---
         summary: Server health
         responses:
-          200: {description: "{status, model, device, loaded, queue_depth, uptime_s, index}"}
+          200: {description: "{status, model, device, loaded, queue_depth, rounds, inputs_embedded, uptime_s, index}"}
         """
         return JSONResponse(service.health())
 

@@ -1,8 +1,10 @@
 """The CLI's way to a running server: ask it instead of loading the model.
 
 `edge-embed query` and `embed` call these first (unless --no-server). They use only the
-standard library (http.client, array, base64), so a query through a warm server starts
-in a few tens of milliseconds: no numpy, no llama.cpp, no HTTP library import.
+standard library (socket, json, array, base64), so a query through a warm server starts
+fast: no numpy, no llama.cpp, no HTTP library import. Not even http.client: it imports
+ssl and the email package, about a tenth of this command's start-up, for features a
+plain POST to a server on this machine does not use.
 
 A server that is gone, unreachable or failing (5xx) is treated as absent: the caller
 falls back to the in-process path, so a stale discovery file never breaks a command.
@@ -11,9 +13,9 @@ falls back to the in-process path, so a stale discovery file never breaks a comm
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
+import socket
 from array import array
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,30 +42,45 @@ class ServerRefused(EdgeEmbedError):
 def post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST JSON to the server; ServerRefused on a 4xx, ServerUnavailable otherwise."""
     url = urlsplit(info.base_url)
-    headers = {"Content-Type": "application/json"}
-    api_key = os.environ.get("EDGE_EMBED_API_KEY")
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=CONNECT_TIMEOUT_S)
-    try:
-        connection.connect()
-        connection.sock.settimeout(ANSWER_TIMEOUT_S)
-        connection.request("POST", path, body=json.dumps(body).encode("utf-8"), headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise ServerUnavailable(str(exc)) from None
-    finally:
-        connection.close()
+    status, payload = exchange(url.hostname or "", url.port or 80, request_bytes(url.netloc, path, body))
     try:
         answer = json.loads(payload)
     except ValueError:
         raise ServerUnavailable(f"not JSON from {info.base_url}{path}") from None
-    if 400 <= response.status < 500 and response.status not in (401, 403, 409):  # 409: another model
-        raise ServerRefused(str(answer.get("error", {}).get("message", answer)), response.status)
-    if response.status != 200:
-        raise ServerUnavailable(f"{response.status} from {info.base_url}{path}")
+    if 400 <= status < 500 and status not in (401, 403, 409):  # 409: another model
+        raise ServerRefused(str(answer.get("error", {}).get("message", answer)), status)
+    if status != 200:
+        raise ServerUnavailable(f"{status} from {info.base_url}{path}")
     return answer
+
+
+def request_bytes(host: str, path: str, body: dict[str, Any]) -> bytes:
+    """An HTTP/1.0 POST: the server closes the connection after its answer, so the answer
+    is everything read until then (no keep-alive, no chunked transfer to decode)."""
+    payload = json.dumps(body).encode("utf-8")
+    lines = [f"POST {path} HTTP/1.0", f"Host: {host}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    api_key = os.environ.get("EDGE_EMBED_API_KEY")
+    if api_key:
+        lines.append(f"Authorization: Bearer {api_key}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+def exchange(host: str, port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request``, read until the server closes: (status, body)."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as sock:
+            sock.settimeout(ANSWER_TIMEOUT_S)
+            sock.sendall(request)
+            chunks = []
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ServerUnavailable(str(exc)) from None
+    head, separator, payload = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not separator or len(status_line) < 2 or not status_line[1].isdigit():
+        raise ServerUnavailable(f"no HTTP answer from {host}:{port}")
+    return int(status_line[1]), payload
 
 
 def search(db: str, body: dict[str, Any]) -> dict[str, Any] | None:

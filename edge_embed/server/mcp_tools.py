@@ -43,12 +43,14 @@ def build_mcp(service: Service) -> MCPServer:
         mode: str = "hybrid",
         in_paths: list[str] | None = None,
         glob: list[str] | None = None,
+        rerank: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Search the indexed files by meaning and exact words (hybrid), or mode 'vector' /
-        'keyword'. in_paths: only files under these absolute paths; glob: e.g. '*.md'.
+        'keyword'. in_paths: only files under these absolute paths; glob: e.g. '*.md';
+        rerank: rescore the best candidates with the reranker (default: when it fits the GPU).
         Each result: path, lines (first-last), heading, score, text."""
         request = parse_search_request(
-            {"query": query, "k": k, "mode": mode, "in": in_paths or [], "glob": glob or []}
+            {"query": query, "k": k, "mode": mode, "in": in_paths or [], "glob": glob or [], "rerank": rerank}
         )
         document = service.search(request)
         return [

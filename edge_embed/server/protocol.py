@@ -149,6 +149,8 @@ class SearchRequest:
     min_score: float | None = None
     per_file: int | None = None
     instruct: str | None = None
+    rerank: bool | None = None  # None: on when the server's reranker fits whole on its GPU
+    rerank_top: int | None = None
 
 
 def _string_list(body: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -181,6 +183,13 @@ def parse_search_request(body: Any) -> SearchRequest:
     instruct = body.get("instruct")
     if instruct is not None and (not isinstance(instruct, str) or not instruct.strip()):
         raise ApiError(400, "instruct must be a non-empty string", param="instruct")
+    rerank = body.get("rerank")
+    if rerank is not None and not isinstance(rerank, bool):
+        raise ApiError(400, "rerank must be true, false or null (null: on when the reranker fits the GPU)", param="rerank")
+    rerank_top = body.get("rerank_top")
+    if rerank_top is not None and (not _is_int(rerank_top) or not 1 <= rerank_top <= MAX_SEARCH_K):
+        raise ApiError(400, f"rerank_top must be an integer from 1 to {MAX_SEARCH_K}", param="rerank_top")
     return SearchRequest(
-        text, k, mode, _string_list(body, "in"), _string_list(body, "glob"), min_score, per_file, instruct
+        text, k, mode, _string_list(body, "in"), _string_list(body, "glob"), min_score, per_file, instruct,
+        rerank, rerank_top,
     )

@@ -75,6 +75,8 @@ class EngineWorker:
         self._thread = threading.Thread(target=self._run, name="edge-embed-engine", daemon=True)
         self._busy = 0
         self.loads = 0  # how often the model was loaded (tests and /health)
+        self.rounds = 0  # engine rounds run and the inputs they embedded, for /health:
+        self.inputs = 0  # inputs / rounds says how well concurrent requests are packed
 
     # ------------------------------------------------------------------ control
     def start(self, preload: bool = False) -> None:
@@ -167,6 +169,8 @@ class EngineWorker:
         from edge_embed.runtime.engine import truncate_and_normalize
 
         vectors = engine.embed_inputs_raw(inputs)  # each job cuts and normalises its own rows
+        self.rounds += 1
+        self.inputs += len(inputs)
         for job, start, end in spans:
             tokens = sum(len(tokens) for tokens in inputs[start:end])
             rows = truncate_and_normalize(vectors[start:end], job.dims or engine.native_dim)

@@ -34,23 +34,44 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``maintenance`` | wasted space (dead vector slots, free pages) and compaction |
 | ``retrieval`` | vector KNN, BM25, chunks by id |
 | ``sqlite_errors`` | apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
+| ``joined`` | ``Store``: writes, retrieval and maintenance in one class |
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from edge_embed.store.filters import as_stored, under_prefix
 from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrases, fts5_query, keyword_terms
-from edge_embed.store.maintenance import CompactPolicy, CompactResult, SpaceUsage, StoreMaintenance, VectorSpace
-from edge_embed.store.records import ChunkChanges, ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
-from edge_embed.store.retrieval import MAX_KNN_K, StoreRetrieval
-from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
-from edge_embed.store.sqlite_errors import translating_errors
-from edge_embed.store.writes import StoreWrites
+from edge_embed.store.records import MAX_KNN_K, ChunkChanges, ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
+
+# The SQLite side loads on first use (PEP 562): the modules above import neither apsw nor
+# sqlite-vec, so `edge-embed query` answered by a running server, which only renders
+# records, starts without them.
+_SQLITE_SIDE = {
+    "Store": "edge_embed.store.joined",
+    "CompactPolicy": "edge_embed.store.maintenance",
+    "CompactResult": "edge_embed.store.maintenance",
+    "SpaceUsage": "edge_embed.store.maintenance",
+    "VectorSpace": "edge_embed.store.maintenance",
+    "SCHEMA_VERSION": "edge_embed.store.schema",
+    "sqlite_vec_version": "edge_embed.store.schema",
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
+    from edge_embed.store.joined import Store
+    from edge_embed.store.maintenance import CompactPolicy, CompactResult, SpaceUsage, VectorSpace
+    from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
 
 
-@translating_errors  # SQLite's failures leave as one-line EdgeEmbedErrors (sqlite_errors)
-class Store(StoreWrites, StoreRetrieval, StoreMaintenance):
-    """One open index file. Not thread-safe: one Store per thread or process."""
+def __getattr__(name: str) -> object:
+    module = _SQLITE_SIDE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are ordinary attribute reads
+    return value
 
 
 __all__ = [

@@ -143,30 +143,31 @@ def nearest_codes(
     by chunk id, so the order is the same on every run.
     """
     query = sign_codes(query_vec)[0].view(np.uint64)
-    width = len(query)
     best_ids = np.empty(0, dtype=np.int64)
-    best_codes = np.empty((0, width), dtype=np.uint64)
-    best_dist = np.empty(0, dtype=np.float32)
-    for ids, codes in _batches(conn, width * 8):
+    best_codes = np.empty((0, len(query)), dtype=np.uint64)
+    best_dist = np.empty(0, dtype=np.uint16)
+    for ids, codes in _batches(conn, len(query) * 8):
         if allowed is not None:
             mask = np.isin(ids, allowed, assume_unique=True)
             ids, codes = ids[mask], codes[mask]
         dist = _hamming(codes, query)
-        keep = _best(np.concatenate([best_ids, ids]), np.concatenate([best_dist, dist]), limit)
-        best_ids, best_dist, best_codes = (
-            np.concatenate([best_ids, ids])[keep],
-            np.concatenate([best_dist, dist])[keep],
-            np.concatenate([best_codes, codes])[keep],
-        )
+        keep = _best(ids, dist, limit)  # the batch's own best first: the merge stays small
+        ids = np.concatenate([best_ids, ids[keep]])
+        dist = np.concatenate([best_dist, dist[keep]])
+        codes = np.concatenate([best_codes, codes[keep]])
+        keep = _best(ids, dist, limit)
+        best_ids, best_dist, best_codes = ids[keep], dist[keep], codes[keep]
     order = np.lexsort((best_ids, best_dist))
     return best_ids[order], best_codes[order].view(np.uint8)
 
 
 def _hamming(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Hamming distances (as float32: exact small integers). The per-row sum of the word
-    counts is a matrix-vector product because numpy's reduction over short rows is 4x slower."""
-    counts = bit_counts(codes ^ query)
-    return counts.astype(np.float32) @ np.ones(counts.shape[1], dtype=np.float32)
+    """Hamming distances, one per row, as uint16 (sqlite-vec's 8,192 dims at most fit).
+
+    A plain integer sum: the BLAS matrix-vector product used before was 60x slower (24 ms
+    against 0.4 ms for 16k rows of 40 words) on the 2-core test machine.
+    """
+    return bit_counts(codes ^ query).sum(axis=1, dtype=np.uint16)
 
 
 def bit_counts(words: np.ndarray) -> np.ndarray:
@@ -186,7 +187,7 @@ def asymmetric_order(codes: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
     query[: len(query_vec)] = query_vec
     # byte_sums[j, b]: the sum of the query components whose bits are set in byte value b at
     # byte j; one gather per code byte instead of unpacking every bit (3.5x faster)
-    byte_sums = query.reshape(-1, 8) @ _BYTE_BITS
+    byte_sums = (query.reshape(-1, 8, 1) * _BYTE_BITS).sum(axis=1)  # no BLAS: see _hamming
     scores = byte_sums[np.arange(codes.shape[1]), codes].sum(axis=1)  # = (q.signs + sum q) / 2
     return np.argsort(-scores, kind="stable")
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy is imported when a vector is stored: the server client never is
     import numpy as np
 
+MAX_KNN_K = 4096  # the most chunks one vector search reads: sqlite-vec 0.1.x refuses larger k in the KNN form
+
 
 @dataclass(frozen=True)
 class IndexSettings:

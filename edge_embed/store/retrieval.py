@@ -12,16 +12,16 @@ from edge_embed.files import gitignore_spec
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import bm25_ceiling, fts5_idf, keyword_sources, keyword_terms, read_varint
-from edge_embed.store.records import ChunkRecord, vector_blob
+from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
 
 if TYPE_CHECKING:
     import numpy as np
 
-MAX_KNN_K = 4096  # sqlite-vec 0.1.x refuses larger k in the KNN form
 EXACT_SCAN_MAX_FLOATS = 25_000_000  # chunks x dims searched exactly (~25k chunks at 1024 dims)
 RESCORE_MIN = 160  # candidates re-scored with their float vectors, at least ...
-RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for
-POOL_FACTOR = 4  # Hamming candidates ranked by the asymmetric estimate, per re-scored one
+RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for ...
+CHUNKS_PER_RESCORED = 3000  # ... and one per this many chunks: near-ties grow with the corpus
+POOL_FACTOR = 4  # Hamming candidates a scan must hold per re-scored one
 SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
 # BM25 weight of a query word found in a chunk's text, its heading, its file's path. A
 # heading or a file name says what a whole section or file is about: measured on the dev
@@ -76,11 +76,12 @@ class StoreRetrieval(StoreBase):
         blob = vector_blob(query_vec, self._dims())
         with self._conn:  # one snapshot for the filter and the choice of path
             file_ids = self._filtered_file_ids(path_prefixes, globs)
-            coarse = self._scalar("SELECT count(*) FROM chunk_bits") if self._has_table("chunk_bits") else None
-        from edge_embed.store.coarse import BLOCK_ROWS  # numpy: imported when a vector query runs
-
-        exact = coarse is None or int(coarse) * BLOCK_ROWS * self._dims() <= self.exact_scan_max_floats
-        return VectorRanking(self, blob, file_ids, exact)
+            has_codes = self._has_table("chunk_bits")
+            # the highest chunk id: a count the B-tree gives in O(log n) (count(*) reads every
+            # row), exact unless chunks were deleted, which only errs towards two stages
+            size = int(self._scalar("SELECT coalesce(max(id), 0) FROM chunks"))
+        exact = not has_codes or size * self._dims() <= self.exact_scan_max_floats
+        return VectorRanking(self, blob, file_ids, exact, size)
 
     def _exact_nearest(self, blob: bytes, k: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
         """sqlite-vec's exhaustive KNN; beyond its limit of 4096 an exact vec_distance_l2 scan."""
@@ -220,11 +221,15 @@ class VectorRanking:
     re-runs sqlite-vec's scan (small indexes only).
     """
 
-    def __init__(self, store: StoreRetrieval, blob: bytes, file_ids: list[int] | None, exact: bool) -> None:
+    def __init__(
+        self, store: StoreRetrieval, blob: bytes, file_ids: list[int] | None, exact: bool, size: int
+    ) -> None:
         self._store = store
         self._blob = blob
         self._file_ids = file_ids
         self.exact = exact
+        self._size = size  # about how many chunks the index holds
+        self._order: np.ndarray | None = None  # the scanned candidates by the asymmetric estimate
         import numpy as np
 
         self._ids = np.empty(0, dtype=np.int64)  # Hamming candidates, nearest first
@@ -239,17 +244,19 @@ class VectorRanking:
             return []
         if self.exact:
             return self._store._exact_nearest(self._blob, depth, self._file_ids)
-        wanted = max(RESCORE_MIN, int(depth * RESCORE_PER_RESULT))
+        wanted = max(RESCORE_MIN, int(depth * RESCORE_PER_RESULT), self._size // CHUNKS_PER_RESCORED)
         pool = wanted * POOL_FACTOR
-        if pool > self._scan_limit and len(self._ids) == self._scan_limit:
-            self._scan_limit = pool * SCAN_HEADROOM
-            self._ids, self._codes = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
         import numpy as np
 
         from edge_embed.store.coarse import asymmetric_order
 
-        order = asymmetric_order(self._codes[:pool], np.frombuffer(self._blob, dtype=np.float32))
-        fresh = [int(i) for i in self._ids[order[:wanted]] if int(i) not in self._scored]
+        if pool > self._scan_limit and len(self._ids) == self._scan_limit:
+            self._scan_limit = pool * SCAN_HEADROOM
+            self._ids, self._codes = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
+            self._order = None
+        if self._order is None:  # every scanned candidate: the estimate is cheap, a float read is not
+            self._order = asymmetric_order(self._codes, np.frombuffer(self._blob, dtype=np.float32))
+        fresh = [int(i) for i in self._ids[self._order[:wanted]] if int(i) not in self._scored]
         self._scored.update(self._store._exact_distances(self._blob, fresh))
         self.rescored += len(fresh)
         ranked = sorted(self._scored.items(), key=lambda item: (item[1], item[0]))

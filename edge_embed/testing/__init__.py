@@ -12,6 +12,7 @@ from edge_embed.testing.gguf_builder import (
     write_tiny_qwen3,
 )
 from edge_embed.testing.reference import EOS_ID, EOS_TEXT, Qwen3Config
+from edge_embed.testing.reranker import TinyReranker, write_tiny_qwen3_reranker
 
 __all__ = [
     "EOS_ID",
@@ -20,7 +21,9 @@ __all__ = [
     "Qwen3Config",
     "TinyBert",
     "TinyModel",
+    "TinyReranker",
     "write_shape_true_qwen3",
     "write_tiny_bert",
     "write_tiny_qwen3",
+    "write_tiny_qwen3_reranker",
 ]

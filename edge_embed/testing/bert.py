@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter, LlamaFileType, TokenType
 
-from edge_embed.testing.gguf_builder import POOLING_TYPES, write_transformer_shape
+from edge_embed.testing.gguf_builder import POOLING_TYPES, finish_gguf, write_transformer_shape
 
 ARCH = "bert"
 TINY_BERT_NAME = "bge tiny test"
@@ -98,12 +98,7 @@ def write_tiny_bert(path: str | Path, *, seed: int = 0, pooling: str = "mean") -
     weights = tiny_bert_weights(config, np.random.default_rng(seed))
     writer = GGUFWriter(path, ARCH)
     write_bert_metadata(writer, config, pooling)
-    for tensor_name, array in weights.items():
-        writer.add_tensor(tensor_name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish_gguf(writer, weights)
     return TinyBert(path=path, config=config, weights=weights, pooling=pooling)
 
 

@@ -27,6 +27,10 @@ from edge_embed.testing.reference import EOS_ID, EOS_TEXT, MERGE_PAIR, Qwen3Conf
 
 ARCH = "qwen3"
 IM_END_TEXT = "<|im_end|>"
+IM_START_TEXT = "<|im_start|>"
+CHAT_MARKERS = (IM_START_TEXT, IM_END_TEXT)  # control tokens of a reranker's chat prompt
+CLASSIFIER_TENSOR = "cls.output.weight"  # a reranker's head: the "yes" and "no" rows of the LM head
+RERANK_LABELS = ("yes", "no")
 TINY_NAME = "Qwen3-Embedding tiny test"
 TINY_CONFIG = Qwen3Config(
     n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=128, n_vocab=EOS_ID + 1, context_length=4096
@@ -105,17 +109,24 @@ def write_tiny_qwen3(
         declared_eos=declared_eos,
     )
     weights = {name: array for name, array in weights.items() if name not in omit}
+    finish_gguf(writer, weights)
+    return TinyModel(path=path, config=config, weights=weights)
+
+
+def finish_gguf(writer: GGUFWriter, weights: dict[str, np.ndarray]) -> None:
+    """Add the (small, in-memory) tensors after the metadata and write the whole file."""
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return TinyModel(path=path, config=config, weights=weights)
 
 
-def write_shape_true_qwen3(path: str | Path, shape: str, quant: str, seed: int = 0) -> Path:
-    """Write a random-weight Qwen3-Embedding with the real ``shape`` ("0.6b", "4b", "8b").
+def write_shape_true_qwen3(path: str | Path, shape: str, quant: str, seed: int = 0, *, reranker: bool = False) -> Path:
+    """Write a random-weight Qwen3-Embedding with the real ``shape`` ("0.6b", "4b", "8b");
+    ``reranker``: a Qwen3-Reranker of that shape instead (pooling RANK, the chat markers,
+    a yes/no classifier head), as llama.cpp's converter writes one.
 
     F16 is written directly; Q8_0 and Q4_K_M go through an F16 temporary next to ``path``
     that llama.cpp's quantizer converts (so the quantized layout is llama.cpp's own).
@@ -127,13 +138,13 @@ def write_shape_true_qwen3(path: str | Path, shape: str, quant: str, seed: int =
         raise ValueError(f"unknown quant {quant!r}; choose one of {sorted(QUANT_FILE_TYPES)}")
     path = Path(path)
     config = SHAPE_TRUE_CONFIGS[shape]
-    name = f"Qwen3-Embedding {shape} shape-true random"
+    name = f"Qwen3-{'Reranker' if reranker else 'Embedding'} {shape} shape-true random"
     if quant == "F16":
-        write_random_f16(path, config, name=name, seed=seed)
+        write_random_f16(path, config, name=name, seed=seed, reranker=reranker)
         return path
     f16_path = path.with_name(path.name + ".f16.tmp")
     try:
-        write_random_f16(f16_path, config, name=name, seed=seed)
+        write_random_f16(f16_path, config, name=name, seed=seed, reranker=reranker)
         quantize_gguf(f16_path, path, quant)
     finally:
         f16_path.unlink(missing_ok=True)
@@ -218,9 +229,11 @@ def write_metadata(
     pooling: str | None,
     file_type: LlamaFileType,
     declared_eos: str = EOS_TEXT,
+    extra_control: Sequence[str] = (),
 ) -> None:
     """The ``general.*``, ``qwen3.*`` and ``tokenizer.*`` keys of a Qwen3-Embedding GGUF
-    (``declared_eos``: see ``write_tiny_qwen3``)."""
+    (``declared_eos``: see ``write_tiny_qwen3``; ``extra_control``: more control tokens,
+    placed after those, such as the chat markers a reranker's prompt needs)."""
     c = config
     write_transformer_shape(writer, c, name=name, file_type=file_type)
     writer.add_head_count_kv(c.n_head_kv)
@@ -230,7 +243,8 @@ def write_metadata(
     writer.add_layer_norm_rms_eps(c.rms_eps)
     if pooling is not None:
         writer.add_pooling_type(POOLING_TYPES[pooling])
-    tokens, types = vocabulary(c.n_vocab, () if declared_eos == EOS_TEXT else (declared_eos,))
+    declared = () if declared_eos == EOS_TEXT else (declared_eos,)
+    tokens, types = vocabulary(c.n_vocab, (*declared, *extra_control))
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(tokens)
@@ -244,14 +258,17 @@ def write_metadata(
         writer.add_add_eos_token(add_eos_token)
 
 
-def write_random_f16(path: Path, config: Qwen3Config, *, name: str, seed: int) -> None:
+def write_random_f16(path: Path, config: Qwen3Config, *, name: str, seed: int, reranker: bool = False) -> None:
     """Stream a random F16 model to ``path``, holding one tensor in memory at a time."""
-    layout = [(tensor_name, shape, np.float32 if len(shape) == 1 else np.float16)
-              for tensor_name, shape in tensor_shapes(config)]
+    shapes = [*tensor_shapes(config), *([(CLASSIFIER_TENSOR, (len(RERANK_LABELS), config.n_embd))] if reranker else [])]
+    layout = [(tensor_name, shape, np.float32 if len(shape) == 1 else np.float16) for tensor_name, shape in shapes]
     writer = GGUFWriter(path, ARCH)
     write_metadata(
-        writer, config, name=name, add_eos_token=True, pooling="last", file_type=LlamaFileType.MOSTLY_F16
+        writer, config, name=name, add_eos_token=not reranker, pooling="rank" if reranker else "last",
+        file_type=LlamaFileType.MOSTLY_F16, extra_control=CHAT_MARKERS if reranker else (),
     )
+    if reranker:
+        writer.add_classifier_output_labels(list(RERANK_LABELS))
     for tensor_name, shape, dtype in layout:
         writer.add_tensor_info(tensor_name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
     writer.write_header_to_file()
