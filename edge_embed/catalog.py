@@ -56,6 +56,17 @@ REQUIRED_FIELDS = frozenset(f.name for f in fields(CatalogEntry) if f.default is
 
 
 @dataclass(frozen=True)
+class Chunking:
+    """A new index's chunk size and overlap for one model family, and the evidence for them."""
+
+    family: str
+    chunk_tokens: int
+    overlap: int
+    reason: str
+    architectures: tuple[str, ...] = ()  # GGUF general.architecture values; () for the default
+
+
+@dataclass(frozen=True)
 class _Catalog:
     default: str
     entries: tuple[CatalogEntry, ...]
@@ -84,6 +95,39 @@ def get_entry(name: str) -> CatalogEntry:
         known = ", ".join(e.name for e in _read_catalog().entries)
         raise EdgeEmbedError(f"unknown model {name!r}; known models: {known} (see `edge-embed models`)")
     return entry
+
+
+def chunking_for(architecture: str) -> Chunking:
+    """The chunking a new index gets with a model of this GGUF architecture ("bert", "qwen3").
+
+    Chunk size is a model property: retrieval is best near the input length a model was
+    trained on. Each family's figures and their reason are data in catalog.toml.
+    """
+    *families, default = load_chunking()
+    return next((f for f in families if architecture in f.architectures), default)
+
+
+def load_chunking() -> list[Chunking]:
+    """Every family's chunking, in catalog order, the default (every other family) last."""
+    families, default = _read_chunking()
+    return [*families, default]
+
+
+def chunking_summary(field: str) -> str:
+    """'256 for BERT-family models, else 512' for ``field`` chunk_tokens or overlap: help texts."""
+    *families, default = load_chunking()
+    named = ", ".join(f"{getattr(f, field)} for {f.family}-family models" for f in families)
+    return f"{named}, else {getattr(default, field)}" if named else str(getattr(default, field))
+
+
+@lru_cache(maxsize=1)
+def _read_chunking() -> tuple[tuple[Chunking, ...], Chunking]:
+    data = tomllib.loads(_catalog_text())
+    try:
+        families = tuple(Chunking(**{**raw, "architectures": tuple(raw["architectures"])}) for raw in data["chunking"])
+        return families, Chunking(**data["chunking_default"])
+    except (KeyError, TypeError) as exc:
+        raise EdgeEmbedError(f"{CATALOG_FILE}: malformed [[chunking]] / [chunking_default] ({exc}); reinstall edge-embed") from None
 
 
 @lru_cache(maxsize=1)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from edge_embed.catalog import chunking_for
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
@@ -49,8 +50,6 @@ from edge_embed.store import CompactPolicy, CompactResult, IndexSettings, NewChu
 if TYPE_CHECKING:
     from edge_embed.runtime.loader import ModelHandle
 
-DEFAULT_CHUNK_TOKENS = 512
-DEFAULT_OVERLAP = 51
 # Chunks embedded per flush: big enough to fill the engine's batches (a few decodes), small
 # enough that files complete (and the ETA appears) soon, an interrupt loses little work and
 # memory stays flat.
@@ -100,8 +99,10 @@ class KeptFolder:
 def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: ModelHandle) -> IndexOptions:
     """Fill the settings the caller left None from the index's own ``stored`` ones, else defaults.
 
-    The dimension is kept only with the same model (by header hash): another model's
-    native width can differ, so a rebuild with a new model starts from its native width.
+    The chunking defaults are the model family's (``catalog.chunking_for``): an index
+    keeps its own chunking across model changes and rebuilds unless told otherwise. The
+    dimension is kept only with the same model (by header hash): another model's native
+    width can differ, so a rebuild with a new model starts from its native width.
     """
     same_model = stored is not None and bool(stored.model_hash) and stored.model_hash == model.info.header_hash
 
@@ -113,10 +114,11 @@ def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: 
     dims = options.dims
     if dims is None and same_model:
         dims = stored.dims
+    family = chunking_for(model.info.architecture)
     return replace(
         options,
-        chunk_tokens=kept(options.chunk_tokens, "chunk_tokens", DEFAULT_CHUNK_TOKENS),
-        overlap=kept(options.overlap, "overlap", DEFAULT_OVERLAP),
+        chunk_tokens=kept(options.chunk_tokens, "chunk_tokens", family.chunk_tokens),
+        overlap=kept(options.overlap, "overlap", family.overlap),
         dims=model.check_dims(dims),
         instruction=kept(options.instruction, "instruction", None),
     )

@@ -16,16 +16,16 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from edge_embed.extract import keeps_lines
-from edge_embed.search import RRF_K
 
 if TYPE_CHECKING:
-    from edge_embed.search import Hit, ListRank
+    from edge_embed.search import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
 SCHEMA_VERSION = 1
@@ -141,7 +141,7 @@ def location(chunk: ChunkRecord, cwd: Path) -> str:
 
 
 def explain_line(hit: Hit, mode: str) -> str:
-    """'vector #3 (cos 0.812) -> 1/(60+3) = 0.01587; keyword #1 (bm25 7.31) -> ...; fused 0.03226',
+    """'vector #3 (cos 0.812) -> 0.812; keyword #1 (bm25 7.31) -> 7.31/24.40 = 0.300; fused 1.112 (...)',
     then, reranked, how the rank and the reranker's score were blended."""
     return _retrieval_part(hit, mode) + (_rerank_part(hit) if hit.rerank is not None else "")
 
@@ -151,17 +151,30 @@ def _retrieval_part(hit: Hit, mode: str) -> str:
         return _list_part("vector", hit.vector, "cos", "{:.3f}")
     if mode == "keyword":
         return _list_part("keyword", hit.keyword, "bm25", "{:.2f}")
-    parts = []
-    for name, position, label, fmt in (
-        ("vector", hit.vector, "cos", "{:.3f}"),
-        ("keyword", hit.keyword, "bm25", "{:.2f}"),
-    ):
-        if position is None:
-            parts.append(f"{name}: not among the candidates -> 0")
-        else:
-            term = f" -> 1/({RRF_K}+{position.rank}) = {position.rrf:.5f}"
-            parts.append(_list_part(name, position, label, fmt) + term)
-    return "; ".join(parts) + f"; fused {hit.score:.5f}"
+    fusion = hit.fusion
+    if fusion is None:  # a server that does not report its fusion: the lists' own figures
+        vector = _list_part("vector", hit.vector, "cos", "{:.3f}") if hit.vector else None
+        keyword = _list_part("keyword", hit.keyword, "bm25", "{:.2f}") if hit.keyword else None
+        return "; ".join(part for part in (vector, keyword) if part)
+    if hit.vector is None:
+        vector = f"vector: not a candidate -> the last candidate's cos {fusion.vector_floor:.3f}"
+    else:
+        vector = _list_part("vector", hit.vector, "cos", "{:.3f}") + f" -> {hit.vector.score:.3f}"
+    fused = fusion.score(hit.vector, hit.keyword)  # hit.score, unless a reranker blended it since
+    method = f"cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words"
+    return f"{vector}; {_keyword_term(hit.keyword, fusion)}; fused {fused:.3f} ({method})"
+
+
+def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
+    """The keyword list's part of a hybrid explain line: its BM25 over the query's ceiling."""
+    if fusion.keyword_ceiling <= 0:
+        return "keyword: no words to search -> 0"
+    if position is None and not fusion.keyword_floor:
+        return "keyword: no match -> 0"
+    share = f"/{fusion.keyword_ceiling:.2f} = {fusion.keyword_term(position):.3f}"
+    if position is None:
+        return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}{share}"
+    return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}{share}"
 
 
 def _rerank_part(hit: Hit) -> str:
@@ -247,6 +260,7 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
         "vector_score": hit.vector.score if hit.vector else None,
         "keyword_rank": hit.keyword.rank if hit.keyword else None,
         "keyword_score": hit.keyword.score if hit.keyword else None,
+        "fusion": asdict(hit.fusion) if hit.fusion else None,
         "rerank_score": hit.rerank.rerank_score if hit.rerank else None,
         "rank_before_rerank": hit.rerank.rank if hit.rerank else None,
         "text": chunk.text,
@@ -256,7 +270,7 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
 def hit_from_record(record: Mapping[str, object]) -> Hit:
     """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
     from edge_embed.rerank import blend
-    from edge_embed.search import Hit, ListRank
+    from edge_embed.search import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
     def position(prefix: str) -> ListRank | None:
@@ -272,9 +286,11 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
         int(record["start_line"]), int(record["end_line"]), record.get("heading"), str(record["text"]),
         page("page_start"), page("page_end"),
     )
+    fusion = record.get("fusion")
+    fused = Fusion(**{key: float(value) for key, value in fusion.items()}) if isinstance(fusion, dict) else None
     rank_before = record.get("rank_before_rerank")
     reranked = None if rank_before is None else blend(int(rank_before), float(record["rerank_score"]))
-    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), reranked)
+    return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), reranked, fused)
 
 
 def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, object]:

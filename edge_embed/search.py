@@ -1,15 +1,25 @@
-"""Search an index: vector (KNN), keyword (BM25) and hybrid (reciprocal rank fusion).
+"""Search an index: vector (KNN), keyword (BM25) and hybrid (score fusion).
 
-Why reciprocal rank fusion: a cosine similarity (0..1) and a BM25 score (0..unbounded,
-depending on corpus statistics) are not on one scale, so adding them would let whichever
-happens to be numerically larger decide. RRF uses only each chunk's *rank* in each list:
-``score = sum over lists of 1 / (60 + rank)`` (Cormack et al. 2009; 60 damps the gap
-between the first ranks). A chunk high in both lists beats one that is first in only one.
+Hybrid adds the two lists' scores once both mean the same on every query: a chunk's
+cosine similarity (the model's own scale) plus its BM25 score divided by the query's
+*BM25 ceiling*, the most any chunk could score for these words (``Store.keyword_ceiling``:
+(k1 + 1) times the sum of the query terms' IDF). The keyword term is then the share of the
+query's term weight a chunk holds, 0..1: a chunk that merely shares "the" and "return"
+with the query adds little, one holding its rare words adds much. Neither list gets a
+weight, so nothing is tuned to a corpus.
 
-Fusion happens per chunk, over candidate lists deeper than the final ``k``; then results
-are grouped so that one long file cannot fill the whole page (``per_file``). When the
-grouping or ``min_score`` leaves fewer than ``k`` results, the lists are fetched deeper
-again (up to the store's KNN limit) rather than returning a short page.
+Why not reciprocal rank fusion (the earlier default): RRF sees only ranks, so a keyword #1
+that matched common words counts as much as a vector #1, and on source code (where BM25's
+first place is often such a match) hybrid fell below vector search alone. The measurements
+that decided this are in docs/benchmarks.md, "Retrieval quality".
+
+A chunk that one list did not return gets that list's *floor*: the last candidate's score
+when the list was cut at the search depth (the chunk scores at most that), else 0 (it did
+not match at all). Fusion happens per chunk, over candidate lists deeper than the final
+``k``; then results are grouped so that one long file cannot fill the whole page
+(``per_file``). When the grouping or ``min_score`` leaves fewer than ``k`` results, the
+lists are fetched deeper again (up to the store's KNN limit) rather than returning a short
+page.
 
 This module never prints and never loads a model: the caller passes ``embed_query`` (see
 ``edge_embed.api.Index.query_embedder``), so keyword search works without the model file.
@@ -34,7 +44,6 @@ if TYPE_CHECKING:  # neither numpy nor SQLite is imported by `query` answered by
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
-RRF_K = 60  # the constant of reciprocal rank fusion
 DEFAULT_PER_FILE = 2  # a second section of a file is often the answer; a third rarely adds more
 MIN_CANDIDATES = 50  # candidates per list, at least: fusion needs overlap between lists
 CANDIDATE_FACTOR = 5  # ... and k * this many in hybrid mode, where the depth changes the fused ranks
@@ -81,18 +90,40 @@ class ListRank:
     rank: int
     score: float  # cosine similarity for the vector list, BM25 (higher = better) for keyword
 
-    @property
-    def rrf(self) -> float:
-        """This list's term of the fused score."""
-        return rrf_term(self.rank)
+
+@dataclass(frozen=True)
+class Fusion:
+    """How one query's hybrid scores were made: score = vector term + keyword term.
+
+    The vector term is the cosine; the keyword term is BM25 / ``keyword_ceiling``. A chunk
+    missing from a list gets that list's floor instead (see the module docstring).
+    """
+
+    keyword_ceiling: float  # the most BM25 any chunk could reach for the query (0: no words)
+    vector_floor: float = 0.0  # cosine given to a chunk the vector list did not return
+    keyword_floor: float = 0.0  # BM25 given to a chunk the keyword list did not return
+
+    def vector_term(self, position: ListRank | None) -> float:
+        """The cosine where the vector list has the chunk, else its floor."""
+        return self.vector_floor if position is None else position.score
+
+    def keyword_term(self, position: ListRank | None) -> float:
+        """BM25 (or the floor) over the ceiling: 0..1; 0 when the query has no words to search."""
+        bm25 = self.keyword_floor if position is None else position.score
+        return bm25 / self.keyword_ceiling if self.keyword_ceiling > 0 else 0.0
+
+    def score(self, vector: ListRank | None, keyword: ListRank | None) -> float:
+        """The hybrid score of a chunk at these places in the two lists (None: not in it)."""
+        return self.vector_term(vector) + self.keyword_term(keyword)
 
 
 @dataclass(frozen=True)
 class Hit:
     """One result: the chunk, its final score, and what --explain shows about it.
 
-    ``score`` is the cosine in vector mode, BM25 in keyword mode and the RRF sum in hybrid,
-    or, reranked, the blend of rank and reranker score (``rerank``, see edge_embed.rerank).
+    ``score`` is the cosine in vector mode, BM25 in keyword mode and the fused score in
+    hybrid, whose arithmetic ``fusion`` holds (None in the other modes), or, reranked, the
+    blend of rank and reranker score (``rerank``, see edge_embed.rerank).
     ``vector`` / ``keyword`` are None when that list did not run or did not contain the chunk.
     """
 
@@ -101,6 +132,7 @@ class Hit:
     vector: ListRank | None = None
     keyword: ListRank | None = None
     rerank: RerankInfo | None = None
+    fusion: Fusion | None = None
 
 
 @dataclass(frozen=True)
@@ -115,31 +147,33 @@ def _hit_path(hit: Hit) -> str:
     return hit.chunk.path
 
 
-def rrf_term(rank: int) -> float:
-    """1 / (60 + rank), the contribution of a 1-based rank to the fused score."""
-    return 1.0 / (RRF_K + rank)
-
-
 def cosine_from_l2(distance: float) -> float:
     """Cosine similarity of two unit vectors from their L2 distance: 1 - d^2 / 2."""
     return 1.0 - distance * distance / 2.0
 
 
-def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]]) -> list[_Candidate]:
-    """Reciprocal rank fusion of two best-first lists of (chunk_id, score), best first.
+def fuse(
+    vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]], fusion: Fusion
+) -> list[_Candidate]:
+    """Two best-first lists of (chunk_id, score) fused into one, best first (``Fusion.score``).
 
-    Ties (e.g. #1 in one list vs #1 in the other) are broken by chunk id, so the order is
-    the same on every run.
+    Ties are broken by chunk id, so the order is the same on every run.
     """
     ranks: dict[int, dict[str, ListRank]] = defaultdict(dict)
     for name, ranked in (("vector", vector), ("keyword", keyword)):
         for rank, (chunk_id, score) in enumerate(ranked, 1):
             ranks[chunk_id][name] = ListRank(rank, score)
-    fused = [
-        _Candidate(chunk_id, sum(r.rrf for r in by_list.values()), by_list.get("vector"), by_list.get("keyword"))
-        for chunk_id, by_list in ranks.items()
-    ]
+    fused = []
+    for chunk_id, by_list in ranks.items():
+        vector_rank, keyword_rank = by_list.get("vector"), by_list.get("keyword")
+        fused.append(_Candidate(chunk_id, fusion.score(vector_rank, keyword_rank), vector_rank, keyword_rank))
     return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
+
+
+def list_floor(ranked: Sequence[tuple[int, float]], depth: int) -> float:
+    """The score a chunk missing from ``ranked`` is given: at most the last one's when the
+    list was cut at ``depth``, else 0 (the search returned every chunk it matched)."""
+    return ranked[-1][1] if ranked and len(ranked) >= depth else 0.0
 
 
 def limit_per_file(hits: Sequence[T], per_file: int, k: int, file_of: Callable[[T], object] = _hit_path) -> list[T]:
@@ -187,6 +221,7 @@ def search(
     prefixes = resolve_in_paths(store, options.in_paths)
     filters = {"path_prefixes": prefixes, "globs": options.globs}
     ranking = store.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
+    ceiling = store.keyword_ceiling(query) if options.mode == "hybrid" else 0.0
     files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
     factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
     wanted = options.k if rerank is None else max(options.k, rerank.top)
@@ -194,13 +229,14 @@ def search(
     while True:
         vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
-        candidates = _score(vector, keyword, options)
+        fusion = None if options.mode != "hybrid" else Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth))
+        candidates = _score(vector, keyword, fusion, options)
         files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
         page = limit_per_file(
             [c for c in candidates if c.chunk_id in files], options.per_file, wanted, lambda c: files[c.chunk_id]
         )
         if len(page) == wanted or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
-            hits = _hits(store, page)
+            hits = _hits(store, page, fusion)  # records (texts) are read for the page only
             return hits if rerank is None else rerank(query, hits)[: options.k]
         depth = min(depth * DEEPEN_FACTOR, MAX_KNN_K)
 
@@ -235,11 +271,11 @@ def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str,
 
 
 def _score(
-    vector: list[tuple[int, float]], keyword: list[tuple[int, float]], options: SearchOptions
+    vector: list[tuple[int, float]], keyword: list[tuple[int, float]], fusion: Fusion | None, options: SearchOptions
 ) -> list[_Candidate]:
     """The candidates in final order with the mode's score, those under min_score removed."""
-    if options.mode == "hybrid":
-        candidates = fuse(vector, keyword)
+    if fusion is not None:
+        candidates = fuse(vector, keyword, fusion)
     else:
         candidates = _single_list(vector if options.mode == "vector" else keyword, options.mode)
     if options.min_score is None:
@@ -266,9 +302,9 @@ def _passes(candidate: _Candidate, mode: Mode, min_score: float) -> bool:
     return candidate.vector is not None and candidate.vector.score >= min_score
 
 
-def _hits(store: Store, candidates: list[_Candidate]) -> list[Hit]:
+def _hits(store: Store, candidates: list[_Candidate], fusion: Fusion | None) -> list[Hit]:
     """Attach the chunk records; a chunk deleted by a concurrent re-index is skipped."""
     records = store.chunks_by_id(c.chunk_id for c in candidates)
     return [
-        Hit(records[c.chunk_id], c.score, c.vector, c.keyword) for c in candidates if c.chunk_id in records
+        Hit(records[c.chunk_id], c.score, c.vector, c.keyword, fusion=fusion) for c in candidates if c.chunk_id in records
     ]

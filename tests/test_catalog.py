@@ -141,3 +141,22 @@ def test_a_malformed_catalog_is_reported_by_name(catalog_text: list[str], text: 
     catalog_text.append(text)
     with pytest.raises(EdgeEmbedError, match=expected):
         load_catalog()
+
+
+def test_chunking_is_per_model_family_with_its_reason() -> None:
+    bert, other = catalog.chunking_for("bert"), catalog.chunking_for("qwen3")
+    assert (bert.chunk_tokens, bert.overlap) == (256, 25)
+    assert (other.chunk_tokens, other.overlap) == (512, 51)
+    assert catalog.chunking_for("unknown-arch") == other
+    assert "256 tokens" in bert.reason and "random" in other.reason, "each default says why"
+    assert catalog.chunking_summary("chunk_tokens") == "256 for BERT-family models, else 512"
+
+
+def test_a_catalog_without_chunking_is_an_error_naming_the_table(catalog_text: list[str]) -> None:
+    catalog_text.append('default = "m"\n' + DEFAULTS + VALID_MODEL)
+    catalog._read_chunking.cache_clear()
+    try:
+        with pytest.raises(EdgeEmbedError, match="chunking"):
+            catalog.chunking_for("bert")
+    finally:
+        catalog._read_chunking.cache_clear()

@@ -355,3 +355,40 @@ def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_file
     assert_clean_error(invoke(runner, "index", "--db", db), "name the folders")
     assert_clean_error(invoke(runner, "index", "--rebuild", "--db", tmp_path / "new.db", "--model", tiny_model.path), "name the folders")
     assert not (tmp_path / "new.db").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_path(tmp_path_factory) -> Path:
+    from edge_embed.testing import write_tiny_bert
+
+    return write_tiny_bert(tmp_path_factory.mktemp("bert") / "tiny-bert.gguf").path
+
+
+def stored_chunking(db: Path) -> tuple[int, int]:
+    with Store.open(db) as store:
+        settings = store.settings()
+    return settings.chunk_tokens, settings.overlap
+
+
+def test_a_new_index_gets_its_model_familys_chunking(runner, notes, tiny_model, tiny_bert_path, tmp_path):
+    bert_db, qwen_db = tmp_path / "bert.db", tmp_path / "qwen.db"
+    assert invoke(runner, "index", notes, "--db", bert_db, "--model", tiny_bert_path).exit_code == 0
+    assert invoke(runner, "index", notes, "--db", qwen_db, "--model", tiny_model.path).exit_code == 0
+    assert stored_chunking(bert_db) == (256, 25)  # BERT family: the catalog's measured default
+    assert stored_chunking(qwen_db) == (512, 51)  # Qwen3 keeps the general default
+    help_text = invoke(runner, "index", "--help").output
+    assert "256 for BERT-family models, else 512" in " ".join(help_text.split())
+
+
+def test_an_index_keeps_its_own_chunking_whatever_its_models_family(runner, notes, tiny_model, tiny_bert_path, tmp_path):
+    db = tmp_path / "i.db"
+    built = invoke(runner, "index", notes, "--db", db, "--model", tiny_bert_path, "--chunk-tokens", "512", "--overlap", "51")
+    assert built.exit_code == 0, built.output
+    assert invoke(runner, "index", notes, "--db", db).exit_code == 0
+    assert stored_chunking(db) == (512, 51), "a re-run must not switch an index to the family default"
+    rebuilt = invoke(runner, "index", notes, "--db", db, "--rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert stored_chunking(db) == (512, 51), "--rebuild without --chunk-tokens keeps the index's chunking"
+    other_model = invoke(runner, "index", notes, "--db", db, "--rebuild", "--model", tiny_model.path)
+    assert other_model.exit_code == 0, other_model.output
+    assert stored_chunking(db) == (512, 51), "a new model family does not change the index's chunking either"

@@ -136,6 +136,10 @@ def test_json_follows_the_documented_schema(indexed) -> None:
         assert Path(record["path"]).read_text(encoding="utf-8") == record["text"]
         assert isinstance(record["score"], float) and isinstance(record["chunk_id"], int)
         assert record["vector_rank"] is not None or record["keyword_rank"] is not None
+        fusion = record["fusion"]
+        vector_term = record["vector_score"] if record["vector_rank"] else fusion["vector_floor"]
+        bm25 = record["keyword_score"] if record["keyword_rank"] else fusion["keyword_floor"]
+        assert record["score"] == pytest.approx(vector_term + bm25 / fusion["keyword_ceiling"]), "as documented"
 
 
 def test_jsonl_is_one_result_per_line_in_vector_mode(indexed) -> None:
@@ -145,7 +149,7 @@ def test_jsonl_is_one_result_per_line_in_vector_mode(indexed) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == len(FILES)
     assert all(set(r) == documented_result_keys() for r in records)
-    assert all(r["keyword_rank"] is None and r["score"] == r["vector_score"] for r in records)
+    assert all(r["keyword_rank"] is None and r["score"] == r["vector_score"] and r["fusion"] is None for r in records)
     assert [r["score"] for r in records] == sorted((r["score"] for r in records), reverse=True)
 
 
@@ -171,8 +175,10 @@ def test_explain_shows_both_lists_and_the_fused_score(indexed) -> None:
     result = run("vault", "--explain", "--db", str(db))
     assert result.exit_code == 0
     explained = [line for line in result.stdout.splitlines() if "explain:" in line]
-    assert explained and re.search(r"keyword #1 \(bm25 [\d.]+\) -> 1/\(60\+1\)", result.stdout)
-    assert all("fused" in line for line in explained)
+    assert explained and re.search(r"keyword #1 \(bm25 ([\d.]+)\) -> \1/[\d.]+ = [\d.]+;", result.stdout)
+    assert all("fused" in line and "(cosine + bm25 / " in line for line in explained), "the fusion used is named"
+    keyword_only = run("vault", "--explain", "--mode", "keyword", "--db", str(db))
+    assert "keyword #1 (bm25" in keyword_only.stdout and "fused" not in keyword_only.stdout
 
 
 def test_no_results_exit_1(indexed) -> None:

@@ -25,7 +25,8 @@ from edge_embed.render import (
     unique_paths,
     use_color,
 )
-from edge_embed.search import Hit, ListRank
+from edge_embed.rerank import blend
+from edge_embed.search import Fusion, Hit, ListRank
 from edge_embed.store import ChunkRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -43,13 +44,14 @@ def make_hit(
     score: float = 0.5,
     chunk_id: int = 7,
     pages: tuple[int, int] | None = None,
+    fusion: Fusion | None = None,
 ) -> Hit:
     lines = text.count("\n") + 1
     page_start, page_end = pages or (None, None)
     chunk = ChunkRecord(
         chunk_id, ROOT, f"{ROOT}/{relpath}", relpath, start, start + lines - 1, heading, text, page_start, page_end
     )
-    return Hit(chunk, score, vector, keyword)
+    return Hit(chunk, score, vector, keyword, fusion=fusion)
 
 
 # ---------------------------------------------------------------------- colour
@@ -139,18 +141,32 @@ def test_location_line_is_relative_inside_the_current_folder() -> None:
 # ---------------------------------------------------------------------- explain
 def test_explain_shows_the_fused_arithmetic() -> None:
     vector, keyword = ListRank(3, 0.812), ListRank(1, 7.31)
-    hit = make_hit("t", vector=vector, keyword=keyword, score=vector.rrf + keyword.rrf)
+    fusion = Fusion(keyword_ceiling=24.4, vector_floor=0.25, keyword_floor=2.44)
+    hit = make_hit("t", vector=vector, keyword=keyword, score=fusion.score(vector, keyword), fusion=fusion)
+    method = "(cosine + bm25 / 24.40, the most bm25 any chunk could score for these words)"
     assert explain_line(hit, "hybrid") == (
-        "vector #3 (cos 0.812) -> 1/(60+3) = 0.01587; "
-        "keyword #1 (bm25 7.31) -> 1/(60+1) = 0.01639; fused 0.03227"
+        f"vector #3 (cos 0.812) -> 0.812; keyword #1 (bm25 7.31) -> 7.31/24.40 = 0.300; fused 1.112 {method}"
     )
-    only_keyword = make_hit("t", keyword=ListRank(2, 4.5), score=ListRank(2, 4.5).rrf)
+    only_keyword = make_hit("t", keyword=ListRank(2, 4.88), score=fusion.score(None, ListRank(2, 4.88)), fusion=fusion)
     assert explain_line(only_keyword, "hybrid") == (
-        "vector: not among the candidates -> 0; keyword #2 (bm25 4.50) -> 1/(60+2) = 0.01613; fused 0.01613"
+        "vector: not a candidate -> the last candidate's cos 0.250; "
+        f"keyword #2 (bm25 4.88) -> 4.88/24.40 = 0.200; fused 0.450 {method}"
     )
+    only_vector = make_hit("t", vector=vector, score=fusion.score(vector, None), fusion=fusion)
+    assert "keyword: not a candidate -> the last candidate's bm25 2.44/24.40 = 0.100; fused 0.912" in explain_line(only_vector, "hybrid")
+    no_match = replace(fusion, keyword_floor=0.0)
+    assert "keyword: no match -> 0; fused 0.812" in explain_line(replace(only_vector, fusion=no_match, score=0.812), "hybrid")
     assert explain_line(make_hit("t", vector=vector, score=0.812), "vector") == "vector #3 (cos 0.812)"
     lines = format_hit(hit, "hybrid", None, cwd=Path("/"), explain=True)
     assert lines[-1] == "  explain: " + explain_line(hit, "hybrid")
+    reranked = replace(hit, score=0.978, rerank=blend(1, 0.912))  # the score is the blend now
+    assert explain_line(reranked, "hybrid").startswith(explain_line(hit, "hybrid") + "; rerank 0.912 at #1")
+
+
+def test_explain_of_a_hit_without_its_fusion_shows_the_lists() -> None:
+    """A server of an older version reports no fusion: the lists' own figures, no traceback."""
+    hit = make_hit("t", vector=ListRank(3, 0.812), keyword=ListRank(1, 7.31), score=0.03227)
+    assert explain_line(hit, "hybrid") == "vector #3 (cos 0.812); keyword #1 (bm25 7.31)"
 
 
 # ---------------------------------------------------------------------- programs
@@ -170,6 +186,7 @@ SCHEMA_TYPES = {
     "vector_score": (float, type(None)),
     "keyword_rank": (int, type(None)),
     "keyword_score": (float, type(None)),
+    "fusion": (dict, type(None)),
     "rerank_score": (float, type(None)),
     "rank_before_rerank": (int, type(None)),
     "text": str,
@@ -177,13 +194,18 @@ SCHEMA_TYPES = {
 
 
 def test_json_record_has_the_documented_keys_and_types() -> None:
-    hit = make_hit("a\nb", vector=ListRank(2, 0.7), score=ListRank(2, 0.7).rrf, heading="")
+    fusion = Fusion(keyword_ceiling=20.0)
+    hit = make_hit("a\nb", vector=ListRank(2, 0.7), score=fusion.score(ListRank(2, 0.7), None), heading="", fusion=fusion)
     record = json.loads(json.dumps(hit_record(hit, 1)))
     assert set(record) == set(SCHEMA_TYPES)
     for key, kind in SCHEMA_TYPES.items():
         assert isinstance(record[key], kind), key
     assert record["heading"] is None, "an empty heading is null, not ''"
     assert (record["vector_rank"], record["keyword_rank"]) == (2, None)
+    assert record["fusion"] == {"keyword_ceiling": 20.0, "vector_floor": 0.0, "keyword_floor": 0.0}
+    back = hit_from_record(record)  # a server's answer renders like the local hit
+    assert (back.score, back.vector, back.keyword, back.fusion) == (hit.score, hit.vector, hit.keyword, hit.fusion)
+    assert hit_record(replace(hit, fusion=None), 1)["fusion"] is None
     assert (record["start_line"], record["end_line"], record["text"]) == (12, 13, "a\nb")
 
 

@@ -1,4 +1,4 @@
-"""search.py: RRF maths, per-file grouping, min-score, filters, exactness against numpy."""
+"""search.py: fusion maths, per-file grouping, min-score, filters, exactness against numpy."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from edge_embed.errors import EdgeEmbedError
 from edge_embed.runtime.loader import load_embedder
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import (
+    Fusion,
     Hit,
+    ListRank,
     SearchOptions,
     cosine_from_l2,
     fuse,
     limit_per_file,
-    rrf_term,
+    list_floor,
     search,
 )
 from edge_embed.store import ChunkRecord, IndexSettings, NewChunk, Store
@@ -27,21 +29,48 @@ DIMS = 16
 
 
 # ---------------------------------------------------------------------- pure maths
-def test_rrf_term_is_one_over_sixty_plus_rank() -> None:
-    assert rrf_term(1) == pytest.approx(0.016393443)  # 1/61
-    assert rrf_term(3) == pytest.approx(0.015873016)  # 1/63
-
-
-def test_fusion_sums_the_terms_of_both_lists_hand_computed() -> None:
+def test_fusion_adds_the_cosine_and_the_share_of_the_bm25_ceiling_hand_computed() -> None:
     vector = [(1, 0.9), (2, 0.8), (3, 0.7)]
-    keyword = [(3, 7.31), (4, 5.0)]
-    fused = fuse(vector, keyword)
-    # 3: 1/63 + 1/61 = 0.0158730 + 0.0163934; 1: 1/61; 2 and 4: 1/62 each (tie -> lower id first)
+    keyword = [(3, 7.5), (4, 5.0)]
+    fused = fuse(vector, keyword, Fusion(keyword_ceiling=25.0))
+    # 3: 0.7 + 7.5/25 = 1.0; 1: 0.9 + 0; 2: 0.8 + 0; 4: 0 + 5/25 = 0.2 (a missing list adds its floor, here 0)
     assert [c.chunk_id for c in fused] == [3, 1, 2, 4]
-    assert [c.score for c in fused] == pytest.approx([0.0322664, 0.0163934, 0.0161290, 0.0161290], abs=1e-7)
+    assert [c.score for c in fused] == pytest.approx([1.0, 0.9, 0.8, 0.2])
     both = fused[0]
-    assert (both.vector.rank, both.vector.score, both.keyword.rank, both.keyword.score) == (3, 0.7, 1, 7.31)
+    assert (both.vector.rank, both.vector.score, both.keyword.rank, both.keyword.score) == (3, 0.7, 1, 7.5)
     assert fused[1].keyword is None and fused[3].vector is None
+
+
+def test_a_keyword_first_place_on_common_words_does_not_outrank_the_vector_first() -> None:
+    """RRF (the old fusion) put B first: #1 in keyword and #2 in vector beats #1 and #3."""
+    vector = [(1, 0.80), (2, 0.60)]  # A (1) is clearly the closest in meaning
+    keyword = [(2, 1.0), (3, 0.95), (1, 0.9)]  # all three only share common words: BM25 far below the ceiling
+    fused = fuse(vector, keyword, Fusion(keyword_ceiling=30.0))
+    assert [c.chunk_id for c in fused][:2] == [1, 2]
+
+
+def test_a_decisive_keyword_match_outranks_a_slightly_closer_vector_first() -> None:
+    """RRF put A first (#1 vector, #2 keyword) although B holds most of the query's word weight."""
+    vector = [(1, 0.52), (3, 0.51), (2, 0.50)]
+    keyword = [(2, 25.0), (1, 1.0)]
+    fused = fuse(vector, keyword, Fusion(keyword_ceiling=30.0))
+    assert fused[0].chunk_id == 2
+
+
+def test_a_chunk_missing_from_a_full_list_gets_its_last_score() -> None:
+    vector = [(1, 0.7), (2, 0.6)]
+    keyword = [(3, 12.0), (1, 6.0)]
+    assert (list_floor(vector, depth=2), list_floor(keyword, depth=2)) == (0.6, 6.0)
+    assert list_floor(keyword, depth=3) == 0.0, "a list shorter than the depth holds every match"
+    fusion = Fusion(keyword_ceiling=30.0, vector_floor=0.6, keyword_floor=6.0)
+    scores = {c.chunk_id: c.score for c in fuse(vector, keyword, fusion)}
+    assert scores == pytest.approx({1: 0.7 + 0.2, 2: 0.6 + 0.2, 3: 0.6 + 0.4})
+    assert fusion.score(None, ListRank(1, 12.0)) == pytest.approx(1.0)
+
+
+def test_no_keyword_words_leave_the_cosine_alone() -> None:
+    fused = fuse([(1, 0.5)], [], Fusion(keyword_ceiling=0.0))
+    assert [(c.chunk_id, c.score) for c in fused] == [(1, 0.5)]
 
 
 def test_cosine_from_l2_distance_of_unit_vectors() -> None:
@@ -215,16 +244,18 @@ def test_min_score_keyword_is_a_bm25_floor(corpus: Corpus) -> None:
     assert strong[0].keyword.score == strong[0].score
 
 
-def test_hybrid_fuses_ranks_and_a_chunk_in_both_lists_wins(corpus: Corpus) -> None:
+def test_hybrid_fuses_scores_and_a_chunk_in_both_lists_wins(corpus: Corpus) -> None:
     q = query_vector(corpus.rng)
     vectors = unit(np.stack([q + 0.3 * corpus.rng.standard_normal(DIMS), -q, -q]))
     corpus.add_file("w/animals.md", ["the walrus, near in meaning", "walrus walrus far in meaning", "unrelated"], vectors)
     both_id = min(i for i, p in corpus.paths.items() if p.endswith("animals.md"))
     hits = search(corpus.store, "walrus", SearchOptions(per_file=0), embed_query=by_vector(q))
     assert hits[0].chunk.id == both_id
+    ceiling = corpus.store.keyword_ceiling("walrus")
     for hit in hits:
-        terms = [r.rrf for r in (hit.vector, hit.keyword) if r is not None]
-        assert hit.score == pytest.approx(sum(terms))
+        assert hit.fusion is not None and hit.fusion.keyword_ceiling == ceiling
+        assert hit.score == pytest.approx(hit.fusion.vector_term(hit.vector) + hit.fusion.keyword_term(hit.keyword))
+        assert hit.keyword is None or hit.keyword.score < ceiling
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     vector_ranks = {i: rank for rank, (i, _) in enumerate(corpus.nearest(q), 1)}
     assert all(h.vector.rank == vector_ranks[h.chunk.id] for h in hits if h.vector)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import subprocess
 import sys
@@ -472,6 +474,43 @@ def test_keyword_search_finds_words_diacritics_and_paths(store: Store, corpus: d
 )
 def test_keyword_search_finds_chinese_and_japanese(store: Store, corpus: dict[str, int], query: str, relpath: str) -> None:
     assert top(store, query)[0] == corpus[relpath]
+
+
+def test_a_word_in_a_heading_or_file_name_outweighs_more_of_it_in_the_text(store: Store, root: Path) -> None:
+    """BM25 column weights text 1, heading 4, path 4: a section titled "Walrus" or a file
+    named walrus.md is about walruses more than a text that says it three times."""
+    root_id = store.add_root(root)
+    vectors = unit_vectors(np.random.default_rng(21), 4)
+    write(store, root_id, root, "a/text.md", ["walrus walrus walrus seen"], vectors[0:1])
+    titled = [make_chunk(0, "seen from the boat", vectors[1], heading="Walrus")]
+    store.write_file(root_id, "b/titled.md", str(root / "b/titled.md"), 1, 1, "h", titled)
+    write(store, root_id, root, "c/walrus.md", ["seen on the ice"], vectors[2:3])
+    write(store, root_id, root, "d/other.md", ["nothing to see here"], vectors[3:4])
+    paths = {chunk_id: record.relpath for chunk_id, record in store.chunks_by_id(range(1, 10)).items()}
+    assert [paths[i] for i in top(store, "walrus")][-1] == "a/text.md"
+
+
+def test_keyword_ceiling_is_k1_plus_1_times_the_terms_fts5_idf(store: Store, corpus: dict[str, int]) -> None:
+    rows = len(CORPUS)
+    idf = lambda matching: max(math.log((rows - matching + 0.5) / (matching + 0.5)), 1e-6)  # noqa: E731
+    # "flour": 1 chunk; "the": 2 (cooking, cafe: text and "The"); "zebra": none, still counted
+    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * idf(1))
+    assert store.keyword_ceiling("flour the zebra") == pytest.approx(2.2 * (idf(1) + idf(2) + idf(0)))
+    assert store.keyword_ceiling("  ,;  ") == 0.0
+
+
+@pytest.mark.parametrize("query", ["flour milk eggs sun the", "数据库索引 查询", "東京の天気", "서울 바다 요", "Python 使い方"])
+def test_no_chunk_scores_above_the_keyword_ceiling(store: Store, corpus: dict[str, int], query: str) -> None:
+    ceiling = store.keyword_ceiling(query)
+    scores = store.keyword_search(query, 50)
+    assert scores and all(0 < score < ceiling for _, score in scores)
+
+
+def test_keyword_ceiling_counts_rows_as_fts5_does_after_deletes(store: Store, corpus: dict[str, int], root: Path) -> None:
+    before = store.keyword_ceiling("flour")
+    store.delete_file(store.file_states(store.add_root(root))["en/garden.md"].id)
+    rows = len(CORPUS) - 1
+    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * math.log((rows - 1 + 0.5) / 1.5)) != before
 
 
 def test_cjk_sentence_without_spaces_matches_on_shared_words(store: Store, corpus: dict[str, int]) -> None:

@@ -16,12 +16,11 @@ from edge_embed.cli import EXIT_INTERRUPTED
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.indexer import (
-    DEFAULT_CHUNK_TOKENS,
     DEFAULT_MAX_DOCUMENT_SIZE,
     DEFAULT_MAX_FILE_SIZE,
-    DEFAULT_OVERLAP,
     NoProgress,
 )
 
@@ -34,8 +33,8 @@ from edge_embed.indexer import (
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
 @click.option("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE, show_default=True, metavar="BYTES", help="Skip larger files (with a note).")
 @click.option("--max-document-size", type=int, default=DEFAULT_MAX_DOCUMENT_SIZE, show_default=True, metavar="BYTES", help="Skip larger PDF and Word files (with a note).")
-@click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {DEFAULT_CHUNK_TOKENS}].")
-@click.option("--overlap", type=click.IntRange(0, 16384), default=None, metavar="N", help=f"Tokens shared by consecutive chunks of a section [new index: {DEFAULT_OVERLAP}].")
+@click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {chunking_summary('chunk_tokens')}; the reasons are in the model catalog, catalog.toml].")
+@click.option("--overlap", type=click.IntRange(0, 16384), default=None, metavar="N", help=f"Tokens shared by consecutive chunks of a section [new index: {chunking_summary('overlap')}].")
 @click.option("--dims", type=int, default=None, metavar="N", help="Store Matryoshka-truncated vectors of N dimensions (32..native) [new index: native].")
 @click.option("--instruct", metavar="TASK", help="Default query task for this index (see `edge-embed config`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")

@@ -99,7 +99,8 @@ def after_double_dash(text: str) -> str:
 @click.option("-k", "k", type=click.IntRange(1, MAX_KNN_K), default=10, show_default=True,
               help="How many results (with --files: how many files).")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True,
-              help="hybrid: meaning and exact words fused by rank; vector: meaning only; "
+              help="hybrid: meaning and exact words, their scores added (cosine + the share of the "
+                   "query's word weight a chunk holds, see --explain); vector: meaning only; "
                    "keyword: exact words only (BM25; needs no model, so it is instant).")
 @click.option("--in", "in_paths", multiple=True, metavar="PATH",
               help="Only files under PATH (a folder or file inside an indexed folder). Repeatable.")
@@ -122,7 +123,8 @@ def after_double_dash(text: str) -> str:
               help="Only the paths of the best files, one per line (like grep -l).")
 @click.option("--full", is_flag=True, help="Print whole chunks instead of snippets.")
 @click.option("--explain", is_flag=True,
-              help="Show each result's rank and score in each list and the fused arithmetic.")
+              help="Show each result's rank and score in each list and how its hybrid score was "
+                   "added up: cosine + bm25 / the most bm25 any chunk could score for the query's words.")
 @click.option("--rerank/--no-rerank", default=None,
               help="Rescore the best candidates with the reranker (qwen3-reranker-0.6b) and blend its "
                    "verdict with their rank. Default: on when the reranker fits whole on the GPU, off "

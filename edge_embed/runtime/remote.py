@@ -163,6 +163,7 @@ class RemoteModelInfo:
     path: str
     file_size: int = 0
     header_hash: str = ""  # none: the index compares the model by name (and dims)
+    architecture: str = ""  # a server does not say: a new index gets the general chunking defaults
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ operators are never syntax.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 MAX_QUERY_TERMS = 64  # a pasted page must not become a 5000-way OR
+FTS5_BM25_K1 = 1.2  # the k1 constant built into FTS5's bm25()
 
 _CJK_CHARS = (
     "\u1100-\u11ff\u3005\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
@@ -88,7 +90,7 @@ def cjk_bigram_document(text: str) -> str:
 
     Each CJK run becomes its overlapping bigrams followed by its last character, so every
     character of a run starts exactly one token: a 2-character term is one token lookup
-    and a single character is a prefix lookup (``cjk_bigram_query``), with FTS5 counting
+    and a single character is a prefix lookup (``cjk_bigram_phrases``), with FTS5 counting
     each occurrence once. Everything that is not CJK is left out (the other tables have it).
     """
     tokens: list[str] = []
@@ -109,13 +111,44 @@ def fts5_phrases(terms: Iterable[str]) -> str | None:
     return " OR ".join(map(_quoted, terms)) or None
 
 
-def cjk_bigram_query(short_runs: Iterable[str]) -> str | None:
-    """The MATCH expression for the bigram table from 1-2 character CJK runs, or None.
+def cjk_bigram_phrases(short_runs: Iterable[str]) -> list[str]:
+    """The bigram table's phrases for 1-2 character CJK runs, one per run.
 
     A 2-character run is a bigram token; a single character is the prefix of the tokens
     that start with it (see ``cjk_bigram_document``).
     """
-    return " OR ".join(_quoted(run) + ("*" if len(run) == 1 else "") for run in short_runs) or None
+    return [_quoted(run) + ("*" if len(run) == 1 else "") for run in short_runs]
+
+
+def keyword_sources(terms: KeywordTerms) -> list[tuple[str, list[str]]]:
+    """(FTS5 table, the query's phrases for it) for each table that has terms to search.
+
+    One place says which table searches which terms: the keyword search ORs each table's
+    phrases, and the BM25 ceiling (``bm25_ceiling``) weighs each phrase on its own.
+    """
+    sources = (
+        ("chunks_fts", [_quoted(word) for word in terms.words]),
+        ("chunks_cjk", [_quoted(gram) for gram in terms.cjk_grams]),
+        ("chunks_cjk_bigrams", cjk_bigram_phrases(terms.cjk_short)),
+    )
+    return [(table, phrases) for table, phrases in sources if phrases]
+
+
+def fts5_idf(rows: int, matching: int) -> float:
+    """A phrase's IDF exactly as FTS5's bm25() computes it: log((N - n + 0.5) / (n + 0.5)),
+    floored at 1e-6 (a phrase in more than half the rows still counts a little)."""
+    return max(math.log((rows - matching + 0.5) / (matching + 0.5)), 1e-6)
+
+
+def bm25_ceiling(idfs: Iterable[float]) -> float:
+    """The most BM25 score any row can reach for phrases with these IDFs: (k1 + 1) * their sum.
+
+    Each phrase adds idf * tf * (k1 + 1) / (tf + k1 * length_norm) to FTS5's bm25(),
+    which tends to idf * (k1 + 1) as its (column-weighted) frequency tf grows, whatever
+    the row's length. So a keyword score divided by this is on a 0..1 scale that means
+    the same in every query and index: how much of the query's term weight a chunk holds.
+    """
+    return (FTS5_BM25_K1 + 1.0) * sum(idfs)
 
 
 def fts5_query(text: str) -> str | None:
@@ -127,3 +160,16 @@ def fts5_query(text: str) -> str | None:
     ``keyword_terms``).
     """
     return fts5_phrases(keyword_terms(text).words)
+
+
+def read_varint(data: bytes) -> int:
+    """The SQLite varint (FTS5 writes its records with the same) at the start of ``data``:
+    big-endian, 7 bits a byte while the high bit is set, all 8 bits of a 9th byte."""
+    value = 0
+    for position, byte in enumerate(data[:9]):
+        if position == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            break
+    return value

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from edge_embed.files import gitignore_spec
 from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
-from edge_embed.store.keywords import KeywordTerms, cjk_bigram_query, fts5_phrases, keyword_terms
+from edge_embed.store.keywords import bm25_ceiling, fts5_idf, keyword_sources, keyword_terms, read_varint
 from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
 
 if TYPE_CHECKING:
@@ -23,6 +23,11 @@ RESCORE_PER_RESULT = 1.5  # ... and this many per result asked for ...
 CHUNKS_PER_RESCORED = 3000  # ... and one per this many chunks: near-ties grow with the corpus
 POOL_FACTOR = 4  # Hamming candidates a scan must hold per re-scored one
 SCAN_HEADROOM = 4  # a scan keeps candidates for this many times the depth asked, for deepening
+# BM25 weight of a query word found in a chunk's text, its heading, its file's path. A
+# heading or a file name says what a whole section or file is about: measured on the dev
+# sets (docs/benchmarks.md, "Keyword levers"), 4 lifted keyword MRR@10 on both, 2 less.
+BM25_COLUMN_WEIGHTS = (1.0, 4.0, 4.0)
+_RANK_FUNCTION = f"bm25({', '.join(map(str, BM25_COLUMN_WEIGHTS))})"
 KEYWORD_POOL_FACTOR = 4  # candidates per keyword source when several are summed
 
 
@@ -138,43 +143,46 @@ class StoreRetrieval(StoreBase):
         contributes its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool
         gets 0 from that source.
         """
-        terms = keyword_terms(text)
-        if not terms or k <= 0:
+        sources = keyword_sources(keyword_terms(text))
+        if not sources or k <= 0:
             return []
-        sources = [
-            source
-            for source, wanted in (
-                (self._words_scores, terms.words),
-                (self._trigram_scores, terms.cjk_grams),
-                (self._bigram_scores, terms.cjk_short),
-            )
-            if wanted
-        ]
         pool = k if len(sources) == 1 else k * KEYWORD_POOL_FACTOR
         scores: dict[int, float] = defaultdict(float)
         with self._conn:  # one snapshot for all sources
             file_ids = self._filtered_file_ids(path_prefixes, globs)
             if file_ids == []:
                 return []
-            for source in sources:
-                for chunk_id, score in source(terms, pool, file_ids):
+            for table, phrases in sources:
+                for chunk_id, score in self._fts_scores(table, " OR ".join(phrases), pool, file_ids):
                     scores[chunk_id] += score
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
 
+    def keyword_ceiling(self, text: str) -> float:
+        """The most score ``keyword_search(text)`` could give any chunk (0: no terms).
+
+        Each source's phrases weigh what FTS5's bm25() gives them, from the whole index
+        (filters do not change BM25's statistics either); a phrase no chunk contains still
+        counts, as a query word the index lacks makes every match a weaker one.
+        """
+        idfs = []
+        with self._conn:
+            for table, phrases in keyword_sources(keyword_terms(text)):
+                rows = self._fts_row_count(table)
+                count = f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"
+                idfs.extend(fts5_idf(rows, self._scalar(count, (phrase,))) for phrase in phrases)
+        return bm25_ceiling(idfs)
+
+    def _fts_row_count(self, table: str) -> int:
+        """The row count FTS5's bm25() uses: the first varint of the table's averages record
+        (``{table}_data`` row 1), read directly, as counting a contentless table scans it."""
+        block = self._scalar(f"SELECT block FROM {table}_data WHERE id = 1")
+        return read_varint(block) if block else 0
+
     def _fts_scores(self, table: str, expression: str, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
         where, params = chunk_filter(file_ids, "rowid")
-        sql = f"SELECT rowid, -rank FROM {table} WHERE {table} MATCH ? {where} ORDER BY rank LIMIT ?"
-        return [(int(r), float(s)) for r, s in self._conn.execute(sql, [expression, *params, pool])]
-
-    def _words_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
-        return self._fts_scores("chunks_fts", str(fts5_phrases(terms.words)), pool, file_ids)
-
-    def _trigram_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
-        return self._fts_scores("chunks_cjk", str(fts5_phrases(terms.cjk_grams)), pool, file_ids)
-
-    def _bigram_scores(self, terms: KeywordTerms, pool: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
-        return self._fts_scores("chunks_cjk_bigrams", str(cjk_bigram_query(terms.cjk_short)), pool, file_ids)
+        sql = f"SELECT rowid, -rank FROM {table} WHERE {table} MATCH ? AND rank MATCH ? {where} ORDER BY rank LIMIT ?"
+        return [(int(r), float(s)) for r, s in self._conn.execute(sql, [expression, _RANK_FUNCTION, *params, pool])]
 
     # ---------------------------------------------------------------- reading back
     def has_file(self, path: str) -> bool:

@@ -23,7 +23,9 @@ if TYPE_CHECKING:  # the coarse stage imports numpy: the CLI's server-client pat
 
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
-FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)  # text, heading, relpath: a heading hit says more
+# text, heading, relpath: the rank default the FTS5 tables are created with. Queries
+# override it with retrieval.BM25_COLUMN_WEIGHTS, so changing weights needs no migration.
+FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)
 KEYWORD_TABLES = ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
 VEC_CHUNK_SIZE = 16  # rows per vec0 chunk (see create_vector_table)
 PROGRESS_MIN_ROWS = 20_000  # a rebuild shorter than this is quiet
