@@ -22,11 +22,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from typing import TYPE_CHECKING
+
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.search import EmbedQuery, Mode, SearchOptions, search
 from edge_embed.store import Store
 
+if TYPE_CHECKING:
+    from edge_embed.rerank import RerankStep
+
 METRICS = ("recall", "mrr", "ndcg")
+RERANKED = "+rerank"  # a mode's row label when its results were reranked: "hybrid+rerank"
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class QueryResult:
     """What one mode returned for one query, and how good it was."""
 
     query: EvalQuery
-    mode: Mode
+    mode: str  # a Mode, or a Mode + RERANKED
     paths: tuple[str, ...]
     first_hit: int | None  # 1-based rank of the first relevant file, None when none in the top k
     scores: Scores
@@ -66,10 +72,10 @@ class EvalReport:
     """All results of a run; ``summary()`` gives the mean scores per mode."""
 
     k: int
-    modes: tuple[Mode, ...]
+    modes: tuple[str, ...]  # row labels: Modes, then reranked ones
     results: list[QueryResult] = field(default_factory=list)
 
-    def summary(self) -> dict[Mode, Scores]:
+    def summary(self) -> dict[str, Scores]:
         return {mode: mean_scores(r.scores for r in self.results if r.mode == mode) for mode in self.modes}
 
     @property
@@ -178,19 +184,26 @@ def evaluate(
     k: int,
     *,
     embed_query: EmbedQuery | None,
+    rerank: RerankStep | None = None,
 ) -> EvalReport:
     """Search every query in every mode (file ranking, ``per_file=1``) and score the results.
 
-    Each query text is embedded once, however many modes use its vector.
+    Each query text is embedded once, however many modes use its vector. With ``rerank``,
+    every mode is also scored reranked, as its own row ``MODE+rerank``, so one run shows
+    what the reranker changes.
     """
     cached = lru_cache(maxsize=None)(embed_query) if embed_query is not None else None
-    report = EvalReport(k, tuple(modes))
+    runs = [(mode, mode, None) for mode in modes]
+    if rerank is not None:
+        runs += [(mode, f"{mode}{RERANKED}", rerank) for mode in modes]
+    report = EvalReport(k, tuple(label for _, label, _ in runs))
     for query in queries:
-        for mode in modes:
-            hits = search(store, query.text, SearchOptions(mode=mode, k=k, per_file=1), embed_query=cached)
+        for mode, label, step in runs:
+            options = SearchOptions(mode=mode, k=k, per_file=1)
+            hits = search(store, query.text, options, embed_query=cached, rerank=step)
             paths = tuple(hit.chunk.path for hit in hits)
             scores, first = score_ranking(paths, query.relevant, k)
-            report.results.append(QueryResult(query, mode, paths, first, scores))
+            report.results.append(QueryResult(query, label, paths, first, scores))
     return report
 
 
@@ -234,7 +247,7 @@ def load_previous(path: Path) -> dict[str, dict[str, float]]:
     return modes
 
 
-def compare(current: dict[Mode, Scores], previous: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def compare(current: dict[str, Scores], previous: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Current minus previous mean, per mode and metric, for the modes and numbers both runs have."""
     return {
         mode: {

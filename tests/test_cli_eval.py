@@ -146,3 +146,28 @@ def test_user_mistakes_are_one_line_errors(indexed, queries_file, tmp_path):
     assert_one_line_error(run(queries_file, "--db", tmp_path / "none.db"), "no index at")
     (tmp_path / "bad.json").write_text("{}")
     assert_one_line_error(run(queries_file, "--db", indexed, "--compare", tmp_path / "bad.json"), '"modes"')
+
+
+def test_rerank_adds_a_reranked_row_per_mode(indexed, queries_file, tmp_path) -> None:
+    """--rerank scores each mode twice: as it ranks, and reranked (rows MODE+rerank)."""
+    from edge_embed.testing.reranker import write_tiny_qwen3_reranker
+
+    reranker = write_tiny_qwen3_reranker(tmp_path / "tiny-reranker.gguf")
+    args = (queries_file, "--db", indexed, "--mode", "keyword", "--rerank", "--reranker", reranker.path)
+    table = run(*args)
+    assert table.exit_code == 0, table.output
+    rows = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[2:]}
+    assert set(rows) == {"keyword", "keyword+rerank"}
+    assert float(rows["keyword"][0]) == pytest.approx(EXPECTED_KEYWORD["recall"], abs=1e-3)
+    document = json.loads(run(*args, "--json").stdout)
+    assert set(document["modes"]) == {"keyword", "keyword+rerank"}
+    reranked = [q for q in document["per_query"] if q["mode"] == "keyword+rerank"]
+    assert len(reranked) == len(QUERIES)
+
+
+def test_rerank_without_the_reranker_is_one_line(indexed, queries_file, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("EDGE_EMBED_RERANKER", raising=False)
+    result = run(queries_file, "--db", indexed, "--mode", "keyword", "--rerank")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "edge-embed pull qwen3-reranker-0.6b" in result.output

@@ -11,6 +11,7 @@ from edge_embed.cli.common import db_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.query import refuse_model_option
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
 from edge_embed.evaluate import METRICS, Scores, compare, evaluate, load_previous, load_queries, report_document
 from edge_embed.search import MODES
 from edge_embed.store import MAX_KNN_K
@@ -39,6 +40,12 @@ def parse_modes(text: str) -> tuple[str, ...]:
 @click.option("--compare", "previous", type=click.Path(dir_okay=False, path_type=Path), metavar="PREVIOUS.json",
               help="Also show the change of each mean against an earlier `eval --json` run.")
 @click.option("--instruct", metavar="TASK", help="The query task sentence (default: the index's).")
+@click.option("--rerank", is_flag=True,
+              help="Also score every mode reranked (rows MODE+rerank): what the reranker changes.")
+@click.option("--rerank-top", type=click.IntRange(1, MAX_KNN_K), default=DEFAULT_RERANK_TOP, show_default=True,
+              metavar="N", help="How many candidates the reranker rescores (as `query --rerank-top`).")
+@click.option("--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
+              help="The reranker (as `query --reranker`). Default: qwen3-reranker-0.6b.")
 @db_option
 @runtime_options
 def eval_command(
@@ -48,6 +55,9 @@ def eval_command(
     as_json: bool,
     previous: Path | None,
     instruct: str | None,
+    rerank: bool,
+    rerank_top: int,
+    reranker: str | None,
     db: Path | None,
     **runtime,
 ) -> None:
@@ -70,6 +80,7 @@ def eval_command(
       edge-embed eval queries.jsonl --mode keyword -k 5     no model needed
       edge-embed eval queries.jsonl --json > before.json    keep a run ...
       edge-embed eval queries.jsonl --compare before.json   ... and see what changed
+      edge-embed eval queries.jsonl --rerank                with and without the reranker
     """
     refuse_model_option(click.get_current_context())
     runtime.pop("model")
@@ -82,7 +93,8 @@ def eval_command(
     with Index.open(db, settings_from_options(**runtime)) as index, index.store() as store:
         needs_model = any(mode != "keyword" for mode in chosen)
         embed_query = index.query_embedder(store, instruct) if needs_model else None  # loads the model once
-        report = evaluate(store, queries, chosen, k, embed_query=embed_query)
+        step = rerank_step(index, reranker, rerank_top) if rerank else None
+        report = evaluate(store, queries, chosen, k, embed_query=embed_query, rerank=step)
     summary = report.summary()
     deltas = compare(summary, earlier) if earlier is not None else None
     if as_json:
@@ -95,12 +107,19 @@ def eval_command(
         click.echo(line)
 
 
+def rerank_step(index, reranker: str | None, top: int) -> RerankStep:
+    """The reranker as a search hook; one that is missing or unusable is a one-line error."""
+    decision = index.rerank_decision(True, reranker)
+    return RerankStep(decision.handle.score, top)
+
+
 def summary_lines(
     summary: dict[str, Scores], k: int, query_count: int, deltas: dict[str, dict[str, float]] | None
 ) -> list[str]:
     """The table: one row per mode, one column per metric (with the change when comparing)."""
     width = 18 if deltas is not None else 9
-    header = "mode     " + "".join(f"{METRIC_LABELS[name]}@{k}".rjust(width) for name in METRICS)
+    label_width = max(9, *(len(mode) + 1 for mode in summary))  # "hybrid+rerank" is longer
+    header = "mode".ljust(label_width) + "".join(f"{METRIC_LABELS[name]}@{k}".rjust(width) for name in METRICS)
     lines = [f"{query_count} queries, first {k} files of each ranking", header]
     for mode, scores in summary.items():
         cells = []
@@ -110,5 +129,5 @@ def summary_lines(
                 change = deltas.get(mode, {}).get(name)
                 cell += f" ({change:+.3f})" if change is not None else " (   n/a)"
             cells.append(cell.rjust(width))
-        lines.append(f"{mode:<9}" + "".join(cells))
+        lines.append(mode.ljust(label_width) + "".join(cells))
     return lines
