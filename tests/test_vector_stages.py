@@ -14,7 +14,9 @@ import pytest
 
 from edge_embed.search import SearchOptions, search
 from edge_embed.store import SCHEMA_VERSION, IndexSettings, NewChunk, Store
+from edge_embed.store import base as base_module
 from edge_embed.store import coarse as coarse_module
+from edge_embed.store import schema as schema_module
 from edge_embed.store import retrieval
 from edge_embed.store.schema import MIGRATIONS, _migration_4_coarse_vectors
 from edge_embed.store.coarse import BLOCK_ROWS, bit_counts, sign_codes
@@ -223,6 +225,26 @@ def test_an_index_without_codes_migrates_from_stored_vectors(tmp_path: Path) -> 
         assert store.integrity_check() == "ok"
     want = np.argsort(-(vectors @ query))[:10] + 1
     assert [chunk_id for chunk_id, _ in exact] == want.tolist()
+
+
+def test_migration_copies_vectors_inside_the_index_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not through a TEMP table: SQLite puts those in $TMPDIR (often a small RAM disk), where a
+    big index's vectors do not fit, and the index would not open at all."""
+    make_index_without_codes(tmp_path / "i.db", unit(np.random.default_rng(9).standard_normal((60, 8))))
+    statements: list[str] = []
+    connect = schema_module.connect
+
+    def traced(path: Path, create: bool) -> apsw.Connection:
+        conn = connect(path, create)
+        conn.exec_trace = lambda cursor, sql, bindings: statements.append(sql) or True
+        return conn
+
+    monkeypatch.setattr(schema_module, "connect", traced)
+    monkeypatch.setattr(base_module, "connect", traced)
+    with Store.open(tmp_path / "i.db", create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION and store.integrity_check() == "ok"
+    assert any("INSERT INTO chunk_vectors" in sql for sql in statements)  # the trace saw the rebuild
+    assert not [sql for sql in statements if "TEMP" in sql.upper().split("(")[0] or "temp." in sql]
 
 
 def test_interrupted_migration_leaves_the_old_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

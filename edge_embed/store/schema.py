@@ -157,19 +157,21 @@ def rebuild_vector_tables(conn: apsw.Connection, dims: int, progress: Progress |
 
     For the migration and for ``compact``: the vectors go through a plain table (vec0 tables
     cannot be renamed), come back in chunk id order, and leave no freed vec0 slots behind.
-    Run it inside a transaction: a crash leaves the old tables.
+    Run it inside a transaction: a crash leaves the old tables. The copy lives in the index
+    file itself, not in a TEMP table: SQLite puts those in $TMPDIR, often a small RAM disk,
+    and a big index would then fail to open, blaming the wrong disk.
     """
     from edge_embed.store.coarse import fill_coarse_table
 
     total = int(conn.execute("SELECT count(*) FROM chunk_vectors_rowids").fetchall()[0][0])
-    conn.execute("CREATE TEMP TABLE vector_copy(chunk_id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
-    conn.execute("INSERT INTO temp.vector_copy SELECT chunk_id, embedding FROM chunk_vectors")
+    conn.execute("CREATE TABLE vector_copy(chunk_id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+    conn.execute("INSERT INTO vector_copy SELECT chunk_id, embedding FROM chunk_vectors")
     conn.execute("DROP TABLE chunk_vectors")
     conn.execute("DROP TABLE IF EXISTS chunk_bits")
     create_vector_table(conn, dims)
-    conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) SELECT chunk_id, embedding FROM temp.vector_copy ORDER BY chunk_id")
-    fill_coarse_table(conn, iter(conn.execute("SELECT chunk_id, embedding FROM temp.vector_copy ORDER BY chunk_id")), total, progress)
-    conn.execute("DROP TABLE temp.vector_copy")
+    conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) SELECT chunk_id, embedding FROM vector_copy ORDER BY chunk_id")
+    fill_coarse_table(conn, iter(conn.execute("SELECT chunk_id, embedding FROM vector_copy ORDER BY chunk_id")), total, progress)
+    conn.execute("DROP TABLE vector_copy")
 
 
 def tty_progress(what: str) -> Progress | None:
