@@ -16,6 +16,7 @@ from edge_embed.runtime.engine import Embedder
 from edge_embed.runtime.loader import ModelHandle
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
 from edge_embed.store import CompactPolicy, Store
+from edge_embed.store.schema import VEC_CHUNK_SIZE
 from edge_embed.testing import write_tiny_qwen3
 
 
@@ -201,7 +202,8 @@ def test_200_edit_cycles_leave_the_index_the_size_of_a_fresh_one(store, single_t
     store.checkpoint()
     edited_usage = store.space_usage()
     assert edited_usage.vectors == fresh_usage.vectors
-    assert edited_usage.vector_tables[0].slots <= fresh_usage.vector_tables[0].slots + 200
+    slack = VEC_CHUNK_SIZE  # the newest chunk of slots, partly filled
+    assert edited_usage.vector_tables[0].slots <= fresh_usage.vector_tables[0].slots + 200 + slack
     assert edited_usage.database_bytes <= 1.15 * fresh_usage.database_bytes
 
 

@@ -509,8 +509,11 @@ def test_no_chunk_scores_above_the_keyword_ceiling(store: Store, corpus: dict[st
 def test_keyword_ceiling_counts_rows_as_fts5_does_after_deletes(store: Store, corpus: dict[str, int], root: Path) -> None:
     before = store.keyword_ceiling("flour")
     store.delete_file(store.file_states(store.add_root(root))["en/garden.md"].id)
-    rows = len(CORPUS) - 1
-    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * math.log((rows - 1 + 0.5) / 1.5)) != before
+    rows = store._fts_row_count("chunks_fts")  # what FTS5's bm25() divides by
+    # SQLite 3.45's FTS5 (our lowest apsw) keeps a contentless delete in that count; 3.54 takes it out
+    assert rows in (len(CORPUS) - 1, len(CORPUS))
+    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * math.log((rows - 1 + 0.5) / 1.5))
+    assert rows == len(CORPUS) or store.keyword_ceiling("flour") != before
 
 
 def test_cjk_sentence_without_spaces_matches_on_shared_words(store: Store, corpus: dict[str, int]) -> None:

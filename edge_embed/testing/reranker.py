@@ -110,7 +110,8 @@ def write_tiny_qwen3_reranker(
         writer, config, name=name, add_eos_token=False, pooling=pooling,
         file_type=LlamaFileType.ALL_F32, extra_control=CHAT_MARKERS,
     )
-    writer.add_classifier_output_labels(list(RERANK_LABELS))
+    # add_classifier_output_labels() is newer than gguf 0.17, the lowest version we support
+    writer.add_array(f"{ARCH}.classifier.output_labels", list(RERANK_LABELS))
     finish_gguf(writer, weights)
     first_marker = reference.EOS_ID + 1
     marker_ids = {marker: first_marker + i for i, marker in enumerate(CHAT_MARKERS)}
