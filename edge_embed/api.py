@@ -16,6 +16,7 @@ Importing this module is cheap: llama.cpp and numpy load when a model is first n
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
     from edge_embed.rerank import RerankDecision
+    from edge_embed.runtime.reranker import RerankerHandle
     from edge_embed.runtime.engine import Embedder
     from edge_embed.runtime.loader import ModelHandle
     from edge_embed.runtime.plan import RuntimeSettings
@@ -137,6 +139,8 @@ class Index:
     embed_url: str | None = None  # vectors from this OpenAI-compatible server, not the local model
     _query_model: TextEmbedder | None = None
     _rerank_decisions: dict[tuple[bool | None, str | None, bool], RerankDecision] = field(default_factory=dict)
+    _rerankers: dict[str | None, RerankerHandle] = field(default_factory=dict)  # one per reranker: one model
+    _rerank_lock: threading.Lock = field(default_factory=threading.Lock)  # the server decides on many threads
 
     @classmethod
     def open(
@@ -254,10 +258,26 @@ class Index:
         from edge_embed.rerank import decide_rerank
 
         key = (requested, reranker, uses_model)
-        if key not in self._rerank_decisions:
-            runtime = _runtime(self.runtime)
-            self._rerank_decisions[key] = decide_rerank(requested, runtime, reranker, uses_model=uses_model)
-        return self._rerank_decisions[key]
+        with self._rerank_lock:
+            if key not in self._rerank_decisions:
+                runtime = _runtime(self.runtime)
+                self._rerank_decisions[key] = decide_rerank(
+                    requested, runtime, reranker, uses_model=uses_model, prepare=self._shared_reranker
+                )
+            return self._rerank_decisions[key]
+
+    def _shared_reranker(self, spec: str | None, runtime: RuntimeSettings) -> RerankerHandle:
+        """The one handle of reranker ``spec``, whatever decision asks for it."""
+        from edge_embed.runtime.reranker import prepare_reranker
+
+        if spec not in self._rerankers:
+            self._rerankers[spec] = prepare_reranker(spec, runtime)
+        return self._rerankers[spec]
+
+    def release_rerankers(self) -> None:
+        """Free the rerankers' models (the server's keep-alive); the next rerank loads again."""
+        for handle in list(self._rerankers.values()):
+            handle.close()
 
     def query_embedder(self, store: Store, instruct: str | None) -> EmbedQuery:
         """``embed_query`` with the index's own model, at the index's dimension.
@@ -298,9 +318,8 @@ class Index:
         if self._query_model is not None:
             self._query_model.close()
             self._query_model = None
-        for decision in self._rerank_decisions.values():
-            if decision.handle is not None:
-                decision.handle.close()
+        self.release_rerankers()
+        self._rerankers.clear()
         self._rerank_decisions.clear()
 
 

@@ -92,26 +92,33 @@ class RerankDecision:
 
 
 def decide_rerank(
-    requested: bool | None, runtime: RuntimeSettings, reranker: str | None = None, *, uses_model: bool = True
+    requested: bool | None,
+    runtime: RuntimeSettings,
+    reranker: str | None = None,
+    *,
+    uses_model: bool = True,
+    prepare: Callable[[str | None, RuntimeSettings], RerankerHandle] | None = None,
 ) -> RerankDecision:
     """``requested`` True/False is the user's word; None: on when the reranker fits the GPU whole,
     except for a search that loads no model (keyword mode): that one stays instant.
 
     Nothing is loaded here: the header (or, not downloaded, the catalog) is enough to plan.
     An explicit request for a reranker that is not downloaded raises ModelNotFound, whose
-    message names the `edge-embed pull` command.
+    message names the `edge-embed pull` command. ``prepare`` (default: a new handle each
+    time) lets a caller share one handle, so one loaded model, among its decisions.
     """
     from edge_embed.runtime.reranker import prepare_reranker
 
+    prepare = prepare or prepare_reranker
     if requested is False:
         return RerankDecision(False, "off (--no-rerank)")
     if requested is None and not uses_model:
         return RerankDecision(False, "off: keyword mode loads no model; --rerank turns it on")
     if requested:
-        handle = prepare_reranker(reranker, runtime)
+        handle = prepare(reranker, runtime)
         return RerankDecision(True, f"on (--rerank): {handle.label} on {device_words(handle.plan)}", handle)
     try:
-        handle = prepare_reranker(reranker, runtime)
+        handle = prepare(reranker, runtime)
     except ModelNotFound as exc:
         return _not_downloaded_decision(exc.model_name, runtime)
     if handle.plan.output_on_gpu:

@@ -168,3 +168,20 @@ def test_the_pulled_catalog_reranker_is_the_default_reranker(db, fake_hub, tiny_
     assert abs(records[0]["rerank_score"] - expected) < 1e-3
     listed = CliRunner().invoke(cli, ["models"]).stdout
     assert re.search(r"qwen3-reranker-0.6b +Q8_0 +~0.6 GB +- +yes\n", listed), listed
+
+
+def test_an_index_loads_one_reranker_for_all_its_decisions(db, tiny_reranker) -> None:
+    """A server asks with rerank on, default, in keyword mode...: one handle, one model in
+    memory; the keep-alive's release frees it and the next rerank loads it again."""
+    from edge_embed.api import Index
+
+    with Index.open(db) as index:
+        hybrid = index.rerank_decision(True, str(tiny_reranker.path))
+        keyword = index.rerank_decision(True, str(tiny_reranker.path), uses_model=False)
+        assert hybrid.handle is keyword.handle
+        hits = index.search(QUERY, SearchOptions(mode="keyword", k=2), rerank=True, reranker=str(tiny_reranker.path))
+        assert hits and hits[0].rerank is not None and hybrid.handle.loaded
+        index.release_rerankers()
+        assert not hybrid.handle.loaded
+        assert index.search(QUERY, SearchOptions(mode="keyword", k=2), rerank=True, reranker=str(tiny_reranker.path))
+        assert hybrid.handle.loaded

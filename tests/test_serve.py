@@ -247,6 +247,23 @@ def test_keep_alive_unloads_and_the_next_request_loads_again(model_path):
         assert service.worker.loads == 2
 
 
+def test_keep_alive_also_frees_what_the_server_registered(model_path):
+    """The rerankers go with the embedder when the server is idle (on_unload)."""
+    from edge_embed.server.worker import EmbedJob, EngineWorker
+
+    released = []
+    worker = EngineWorker(TextEmbedder.open(str(model_path), CPU), keep_alive_s=0.2, on_unload=lambda: released.append(1))
+    worker.start()
+    try:
+        worker.embed(EmbedJob(texts=["hello"]), timeout=60)
+        deadline = time.monotonic() + 10
+        while not released and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert released == [1] and not worker.loaded
+    finally:
+        worker.stop()
+
+
 def test_concurrent_requests_share_decodes(server, local):
     """16 single-text requests at once: fewer decodes than requests, each answer right."""
     url, service = server

@@ -127,6 +127,10 @@ class RerankerHandle:
     _reranker: Reranker | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def loaded(self) -> bool:
+        return self._reranker is not None
+
     def load(self) -> Reranker:
         if self._reranker is None:
             self._reranker = Reranker(self.info, self.plan)
@@ -137,9 +141,11 @@ class RerankerHandle:
             return self.load().score(query, documents)
 
     def close(self) -> None:
-        if self._reranker is not None:
-            self._reranker.close()
-            self._reranker = None
+        """Free the model (VRAM goes back); the next ``score`` loads it again."""
+        with self._lock:  # not while another thread scores with it
+            if self._reranker is not None:
+                self._reranker.close()
+                self._reranker = None
 
 
 def reranker_settings(runtime: RuntimeSettings) -> RuntimeSettings:

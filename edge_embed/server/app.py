@@ -70,7 +70,8 @@ class Service:
             embedder = TextEmbedder(index_model_handle(settings, runtime))
         else:
             embedder = TextEmbedder.open(model, runtime)
-        return cls(EngineWorker(embedder, keep_alive_s), index)
+        on_unload = index.release_rerankers if index is not None else None
+        return cls(EngineWorker(embedder, keep_alive_s, on_unload), index)
 
     @property
     def embedder(self) -> TextEmbedder:

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,9 +69,12 @@ class EmbedJob:
 class EngineWorker:
     """The single thread that owns the model; ``submit`` from any thread."""
 
-    def __init__(self, embedder: TextEmbedder, keep_alive_s: float | None = 600.0) -> None:
+    def __init__(
+        self, embedder: TextEmbedder, keep_alive_s: float | None = 600.0, on_unload: Callable[[], None] | None = None
+    ) -> None:
         self.embedder = embedder
         self.keep_alive_s = keep_alive_s  # None: never unload
+        self.on_unload = on_unload  # what else to free when idle (the rerankers)
         self._queue: queue.Queue[EmbedJob | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="edge-embed-engine", daemon=True)
         self._busy = 0
@@ -217,4 +221,6 @@ class EngineWorker:
     def _unload(self) -> None:
         if self.loaded:
             self.embedder.close()
+            if self.on_unload is not None:
+                self.on_unload()
             log.info("unloaded %s after %.0fs idle", self.embedder.name, self.keep_alive_s or 0)
