@@ -185,3 +185,17 @@ def test_an_index_loads_one_reranker_for_all_its_decisions(db, tiny_reranker) ->
         assert not hybrid.handle.loaded
         assert index.search(QUERY, SearchOptions(mode="keyword", k=2), rerank=True, reranker=str(tiny_reranker.path))
         assert hybrid.handle.loaded
+
+
+@pytest.mark.parametrize(("rerank", "asks_server"), [(False, True), (True, False), (None, False)])
+def test_a_chosen_reranker_keeps_the_server_only_with_no_rerank(monkeypatch, tmp_path, rerank, asks_server) -> None:
+    """EDGE_EMBED_RERANKER (or --reranker) sends a search that may rerank to the local path,
+    as the server has its own reranker; with --no-rerank the running server answers."""
+    from edge_embed.cli.query import search_through_server
+    from edge_embed.server import client
+
+    asked = []
+    monkeypatch.setattr(client, "search", lambda db, body: asked.append(body) or None)
+    reranking = {"rerank": rerank, "rerank_top": 20, "reranker": "my-reranker.gguf"}
+    assert search_through_server(tmp_path / "i.db", "q", SearchOptions(), None, reranking) is None
+    assert bool(asked) is asks_server

@@ -691,3 +691,15 @@ def test_root_paths_and_chunk_count_agree_with_roots_and_stats(tmp_path):
         store.write_file(first, "x.md", str(tmp_path / "b" / "x.md"), 1, 1, "c", chunks)
         assert store.root_paths() == [root.path for root in store.roots()] == [str(tmp_path / "a"), str(tmp_path / "b")]
         assert store.chunk_count() == store.stats()["chunks"] == 3
+
+
+def test_a_query_of_words_in_most_chunks_gets_no_strong_keyword_share(store: Store, root: Path) -> None:
+    """FTS5 gives a word in over half the chunks an IDF of 1e-6: the ceiling of a query of
+    only such words must not shrink with it, or a chunk repeating them scores ~1 of 1."""
+    root_id = store.add_root(root)
+    texts = [f"login cache note {i} " + ("login cache " * (i % 3)) for i in range(8)] + ["a rare zeppelin"]
+    write(store, root_id, root, "a.md", texts, unit_vectors(np.random.default_rng(21), len(texts)))
+    best = store.keyword_search("login cache", 1)[0][1]
+    assert best / store.keyword_ceiling("login cache") < 0.01
+    rare = store.keyword_search("zeppelin", 1)[0][1]
+    assert 0.2 < rare / store.keyword_ceiling("zeppelin") <= 1.0

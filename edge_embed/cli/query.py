@@ -254,9 +254,10 @@ def search_through_server(
     or None when none answers.
 
     --in paths are made absolute here: the server does not share our working directory.
-    The server reranks with its own reranker: a local --reranker file is searched here.
+    The server reranks with its own reranker: a search that may rerank with another one
+    (--reranker, EDGE_EMBED_RERANKER) runs here; with --no-rerank the server answers.
     """
-    if reranking["reranker"] is not None:
+    if reranking["reranker"] is not None and reranking["rerank"] is not False:
         return None
     from edge_embed.render import hit_from_record
     from edge_embed.server import client

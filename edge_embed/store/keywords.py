@@ -134,6 +134,9 @@ def keyword_sources(terms: KeywordTerms) -> list[tuple[str, list[str]]]:
     return [(table, phrases) for table, phrases in sources if phrases]
 
 
+MIN_QUERY_IDF = 1.0  # a query's word weight counts as at least one word in ~27% of the chunks
+
+
 def fts5_idf(rows: int, matching: int) -> float:
     """A phrase's IDF exactly as FTS5's bm25() computes it: log((N - n + 0.5) / (n + 0.5)),
     floored at 1e-6 (a phrase in more than half the rows still counts a little)."""
@@ -147,8 +150,14 @@ def bm25_ceiling(idfs: Iterable[float]) -> float:
     which tends to idf * (k1 + 1) as its (column-weighted) frequency tf grows, whatever
     the row's length. So a keyword score divided by this is on a 0..1 scale that means
     the same in every query and index: how much of the query's term weight a chunk holds.
+
+    The sum counts as at least ``MIN_QUERY_IDF``: words in more than half the chunks get
+    FTS5's IDF of 1e-6, and a query of only such words would otherwise have a ceiling of
+    almost 0, so any chunk repeating them would score nearly 1, a strong keyword match
+    made of words that tell nothing apart. 0 when there are no phrases.
     """
-    return (FTS5_BM25_K1 + 1.0) * sum(idfs)
+    idfs = list(idfs)
+    return (FTS5_BM25_K1 + 1.0) * max(sum(idfs), MIN_QUERY_IDF) if idfs else 0.0
 
 
 def fts5_query(text: str) -> str | None:
