@@ -161,8 +161,13 @@ def _retrieval_part(hit: Hit, mode: str) -> str:
     else:
         vector = _list_part("vector", hit.vector, "cos", "{:.3f}") + f" -> {hit.vector.score:.3f}"
     fused = fusion.score(hit.vector, hit.keyword)  # hit.score, unless a reranker blended it since
-    method = f"cosine + bm25 / {fusion.keyword_ceiling:.2f}, the most bm25 any chunk could score for these words"
+    method = f"cosine + bm25 / {_ceiling(fusion)}, the most bm25 any chunk could score for these words"
     return f"{vector}; {_keyword_term(hit.keyword, fusion)}; fused {fused:.3f} ({method})"
+
+
+def _ceiling(fusion: Fusion) -> str:
+    """Two decimals, or two significant digits when that would print 0.00."""
+    return f"{fusion.keyword_ceiling:.2f}" if fusion.keyword_ceiling >= 0.01 else f"{fusion.keyword_ceiling:.2g}"
 
 
 def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
@@ -171,7 +176,7 @@ def _keyword_term(position: ListRank | None, fusion: Fusion) -> str:
         return "keyword: no words to search -> 0"
     if position is None and not fusion.keyword_floor:
         return "keyword: no match -> 0"
-    share = f"/{fusion.keyword_ceiling:.2f} = {fusion.keyword_term(position):.3f}"
+    share = f"/{_ceiling(fusion)} = {fusion.keyword_term(position):.3f}"
     if position is None:
         return f"keyword: not a candidate -> the last candidate's bm25 {fusion.keyword_floor:.2f}{share}"
     return _list_part("keyword", position, "bm25", "{:.2f}") + f" -> {position.score:.2f}{share}"
@@ -267,6 +272,15 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
     }
 
 
+def fusion_from_record(fusion: dict) -> Fusion:
+    """The ``fusion`` object of a JSON hit; keys a newer edge-embed adds are ignored
+    (docs/query-json.md: keys may be added within a schema version)."""
+    from edge_embed.search import Fusion
+
+    known = ("keyword_ceiling", "vector_floor", "keyword_floor")
+    return Fusion(**{key: float(fusion[key]) for key in known if key in fusion})
+
+
 def hit_from_record(record: Mapping[str, object]) -> Hit:
     """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
     from edge_embed.rerank import blend
@@ -287,7 +301,7 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
         page("page_start"), page("page_end"),
     )
     fusion = record.get("fusion")
-    fused = Fusion(**{key: float(value) for key, value in fusion.items()}) if isinstance(fusion, dict) else None
+    fused = fusion_from_record(fusion) if isinstance(fusion, dict) else None
     rank_before = record.get("rank_before_rerank")
     reranked = None if rank_before is None else blend(int(rank_before), float(record["rerank_score"]))
     return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), reranked, fused)

@@ -245,3 +245,18 @@ def test_json_document_and_lines_carry_the_same_records() -> None:
 def test_unique_paths_keep_rank_order() -> None:
     hits = [make_hit("t", relpath=p) for p in ("b.md", "a.md", "b.md", "c.md")]
     assert unique_paths(hits, Path(ROOT)) == ["b.md", "a.md", "c.md"]
+
+
+def test_a_record_from_a_newer_server_with_more_fusion_keys_still_renders() -> None:
+    """docs/query-json.md lets a schema version gain keys: an older CLI must not crash on them."""
+    fusion = Fusion(keyword_ceiling=24.4, vector_floor=0.25, keyword_floor=2.44)
+    hit = make_hit("t", vector=ListRank(1, 0.8), keyword=ListRank(2, 4.88), score=1.0, fusion=fusion)
+    record = json.loads(json.dumps(hit_record(hit, 1)))
+    record["fusion"]["keyword_weight"] = 1.0  # a key this version does not know
+    assert hit_from_record(record).fusion == fusion
+
+
+def test_explain_shows_a_tiny_ceiling_in_significant_digits() -> None:
+    fusion = Fusion(keyword_ceiling=0.0004)
+    hit = make_hit("t", vector=ListRank(1, 0.8), keyword=ListRank(1, 0.0002), score=1.3, fusion=fusion)
+    assert "/0.0004 = 0.500" in explain_line(hit, "hybrid")
