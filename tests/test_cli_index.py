@@ -65,6 +65,20 @@ def test_index_then_status_then_reindex(runner, notes, tiny_model, tmp_path):
     dims = as_json["settings"]["dims"]
     assert as_json["coarse_bytes_per_chunk"] == (dims + 63) // 64 * 8 + 8  # sign bits + chunk id
     assert f"per chunk: {as_json['bytes_per_chunk'] / 1e3:.1f} KB on disk" in status.output
+    assert as_json["vector_path"] == "exact"  # a small index: sqlite-vec's scan of the floats
+    assert f"a vector query reads all {dims * 4} bytes of its vector (exact scan)" in status.output
+
+
+def test_status_names_the_two_stage_path_of_a_big_index(runner, notes, tiny_model, tmp_path, monkeypatch):
+    from edge_embed.store.retrieval import StoreRetrieval
+
+    db = tmp_path / "i.db"
+    assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--quiet").exit_code == 0
+    monkeypatch.setattr(StoreRetrieval, "exact_scan_max_floats", 0)  # as if it held millions of chunks
+    as_json = json.loads(invoke(runner, "status", "--db", db, "--json").output)
+    assert as_json["vector_path"] == "two-stage"
+    status = invoke(runner, "status", "--db", db).output
+    assert f"a vector query scans {as_json['coarse_bytes_per_chunk']} bytes of codes (two stages)" in status
 
 
 def test_index_uses_env_db_by_default(runner, notes, tiny_model, tmp_path):

@@ -326,13 +326,14 @@ def format_status(stats: dict, roots, space) -> list[str]:
 
 
 def per_chunk_line(stats: dict) -> list[str]:
-    """Bytes per chunk on disk and read by a vector query's coarse stage (none when empty)."""
+    """Bytes per chunk on disk and what a vector query reads of each (none when empty)."""
     if not stats.get("bytes_per_chunk"):
         return []
-    return [
-        f"per chunk: {stats['bytes_per_chunk'] / 1e3:.1f} KB on disk, "
-        f"{stats['coarse_bytes_per_chunk']} bytes scanned by a vector query"
-    ]
+    if stats.get("vector_path") == "two-stage":
+        scanned = f"a vector query scans {stats['coarse_bytes_per_chunk']} bytes of codes (two stages)"
+    else:
+        scanned = f"a vector query reads all {stats['settings']['dims'] * 4:,} bytes of its vector (exact scan)"
+    return [f"per chunk: {stats['bytes_per_chunk'] / 1e3:.1f} KB on disk; {scanned}"]
 
 
 def format_time(timestamp) -> str:

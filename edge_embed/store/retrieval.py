@@ -76,12 +76,30 @@ class StoreRetrieval(StoreBase):
         blob = vector_blob(query_vec, self._dims())
         with self._conn:  # one snapshot for the filter and the choice of path
             file_ids = self._filtered_file_ids(path_prefixes, globs)
-            has_codes = self._has_table("chunk_bits")
-            # the highest chunk id: a count the B-tree gives in O(log n) (count(*) reads every
-            # row), exact unless chunks were deleted, which only errs towards two stages
-            size = int(self._scalar("SELECT coalesce(max(id), 0) FROM chunks"))
-        exact = not has_codes or size * self._dims() <= self.exact_scan_max_floats
+            exact, size = self._exact_path()
         return VectorRanking(self, blob, file_ids, exact, size)
+
+    def vector_path(self) -> str | None:
+        """'exact' (sqlite-vec's scan of every float), 'two-stage' (the codes first), or None
+        before the first vectors."""
+        with self._conn:
+            if self.settings() is None:
+                return None
+            return "exact" if self._exact_path()[0] else "two-stage"
+
+    def stats(self) -> dict[str, object]:
+        """The base figures, and which vector path a query takes (for `status`)."""
+        return {**super().stats(), "vector_path": self.vector_path()}
+
+    def _exact_path(self) -> tuple[bool, int]:
+        """(whether a vector query scans the floats exactly, about how many chunks there are).
+
+        The size is the highest chunk id: a count the B-tree gives in O(log n) (count(*)
+        reads every row), exact unless chunks were deleted, which only errs towards two stages.
+        """
+        size = int(self._scalar("SELECT coalesce(max(id), 0) FROM chunks"))
+        exact = not self._has_table("chunk_bits") or size * self._dims() <= self.exact_scan_max_floats
+        return exact, size
 
     def _exact_nearest(self, blob: bytes, k: int, file_ids: list[int] | None) -> list[tuple[int, float]]:
         """sqlite-vec's exhaustive KNN; beyond its limit of 4096 an exact vec_distance_l2 scan."""
