@@ -207,7 +207,7 @@ def search(
 
     ``embed_query`` turns the query into a unit vector of the index's dimension; it is
     needed (and called once) in vector and hybrid modes only. ``rerank`` (the hook after
-    fusion) rescores the first ``rerank.top`` hits of the page, then the best k are kept.
+    fusion) rescores the first max(k, ``rerank.top``) hits, then the best k are kept.
 
     When the page comes back short (per-file grouping, ``min_score``) the candidate lists
     are deepened: the vector list continues where it stopped (``VectorRanking``), the file

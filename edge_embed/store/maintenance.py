@@ -24,7 +24,7 @@ class VectorSpace:
     table: str
     vectors: int
     slots: int
-    chunks: int  # sqlite-vec's chunks of slots (1024 each by default), each one blob per column
+    chunks: int  # sqlite-vec's chunks of slots (VEC_CHUNK_SIZE each here), each one blob per column
     chunk_bytes: int  # bytes of one chunk: vectors, rowids and validity bitmap
 
     @property

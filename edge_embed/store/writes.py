@@ -77,7 +77,7 @@ class StoreWrites(StoreBase):
         """Insert only the new texts, delete the vanished ones, keep the rest in place.
 
         WHY: sqlite-vec 0.1.x never reuses a freed vector slot outside its newest chunk of
-        1024 slots (upstream #184, #220), so deleting and re-inserting every chunk of an
+        slots (upstream #184, #220; VEC_CHUNK_SIZE slots per chunk here), so deleting and re-inserting every chunk of an
         edited file made the index file and every KNN scan grow with the edit history.
         A kept row keeps its chunk id and vector slot; only its position (seq, lines) is
         updated, and its keyword rows only if what they index changed. Texts are matched
