@@ -199,6 +199,18 @@ def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
     assert answer["rerank"] == "off (--no-rerank)"
 
 
+def test_a_server_reranks_with_its_own_reranker(server, monkeypatch, tmp_path):
+    """`serve --reranker FILE` (or EDGE_EMBED_RERANKER): searches that rerank use that model."""
+    from edge_embed.testing.reranker import write_tiny_qwen3_reranker
+
+    url, service = server
+    reranker = write_tiny_qwen3_reranker(tmp_path / "own-reranker.gguf")
+    monkeypatch.setattr(service, "reranker", str(reranker.path))
+    answer = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword", "rerank": True}).json()
+    assert answer["rerank"].startswith("on (--rerank): own-reranker.gguf")
+    assert answer["results"] and all(hit["rerank_score"] is not None for hit in answer["results"])
+
+
 # --------------------------------------------------------------------------- security
 def test_foreign_host_and_origin_are_refused(server):
     url = server[0]

@@ -10,6 +10,15 @@ import click
 from edge_embed.paths import default_db_path, resolve_db  # noqa: F401 (resolve_db: index, compact)
 
 
+def reranker_option(command):
+    """``--reranker NAME|PATH`` (env EDGE_EMBED_RERANKER): the same words on every command."""
+    return click.option(
+        "--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
+        help="The reranker: a catalog name (`edge-embed models`) or a Qwen3-Reranker GGUF with "
+        "its classifier head. Default: qwen3-reranker-0.6b.",
+    )(command)
+
+
 def db_option(command):
     """``--db PATH`` (env EDGE_EMBED_DB; default: index.db in the user's data directory)."""
     return click.option(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.query import refuse_model_option
 from edge_embed.errors import EdgeEmbedError
@@ -44,8 +44,7 @@ def parse_modes(text: str) -> tuple[str, ...]:
               help="Also score every mode reranked (rows MODE+rerank): what the reranker changes.")
 @click.option("--rerank-top", type=click.IntRange(1, MAX_KNN_K), default=DEFAULT_RERANK_TOP, show_default=True,
               metavar="N", help="How many candidates the reranker rescores (as `query --rerank-top`).")
-@click.option("--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
-              help="The reranker (as `query --reranker`). Default: qwen3-reranker-0.6b.")
+@reranker_option
 @db_option
 @runtime_options
 def eval_command(

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.cli.common import db_option, resolve_db, warnings_to_stderr
+from edge_embed.cli.common import db_option, reranker_option, resolve_db, warnings_to_stderr
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
@@ -132,9 +132,7 @@ def after_double_dash(text: str) -> str:
                    "and off in keyword mode, which loads no model.")
 @click.option("--rerank-top", type=click.IntRange(1, MAX_KNN_K), default=DEFAULT_RERANK_TOP, show_default=True,
               metavar="N", help="How many candidates the reranker rescores (at least -k are).")
-@click.option("--reranker", envvar="EDGE_EMBED_RERANKER", show_envvar=True, default=None, metavar="NAME|PATH",
-              help="The reranker: a catalog name (`edge-embed models`) or a Qwen3-Reranker GGUF with "
-                   "its classifier head. Default: qwen3-reranker-0.6b.")
+@reranker_option
 @click.option("--instruct", metavar="TASK",
               help="The task sentence of the query instruction (default: the index's, see "
                    "`edge-embed config`), e.g. 'Given a question, retrieve code that answers it'.")

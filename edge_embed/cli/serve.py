@@ -8,7 +8,7 @@ import socket
 
 import click
 
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 
@@ -39,11 +39,12 @@ def parse_duration(text: str) -> float | None:
               help="Unload the model after this long without requests (30s, 10m, 1h, 0, never); "
                    "the next request loads it again.")
 @click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
+@reranker_option
 @click.option("--cors", multiple=True, metavar="ORIGIN",
               help="Allow browser requests from ORIGIN, e.g. http://localhost:3000 (repeatable). "
                    "Other browser origins are refused.")
 @runtime_options
-def serve(host, port, db, api_key, keep_alive, preload, cors, **runtime) -> None:
+def serve(host, port, db, api_key, keep_alive, preload, reranker, cors, **runtime) -> None:
     """Serve embeddings and search over HTTP from one warm model.
 
     \b
@@ -75,7 +76,9 @@ def serve(host, port, db, api_key, keep_alive, preload, cors, **runtime) -> None
             f"listening on {host} makes the server reachable from other machines: give --api-key KEY "
             "(or EDGE_EMBED_API_KEY)"
         )
-    service = Service.create(db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive))
+    service = Service.create(
+        db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker
+    )
     from edge_embed.server.mcp_tools import mcp_http_app
 
     mcp_route, mcp_lifespan = mcp_http_app(service)
@@ -113,8 +116,9 @@ def bind(host: str, port: int) -> socket.socket:
 @db_option
 @click.option("--keep-alive", default="10m", show_default=True, metavar="DURATION",
               help="Unload the model after this long without a search (it reloads on the next).")
+@reranker_option
 @runtime_options
-def mcp(db, keep_alive, **runtime) -> None:
+def mcp(db, keep_alive, reranker, **runtime) -> None:
     """Serve the index to an agent over MCP on stdin/stdout.
 
     Tools: search (query, k, mode, in_paths, glob), get (a file or line range, only inside
@@ -132,7 +136,7 @@ def mcp(db, keep_alive, **runtime) -> None:
 
     refuse_model_option(click.get_current_context())
     runtime.pop("model")  # the index's own model, always
-    service = Service.create(db, None, settings_from_options(**runtime), parse_duration(keep_alive))
+    service = Service.create(db, None, settings_from_options(**runtime), parse_duration(keep_alive), reranker)
     if service.index is None:
         raise EdgeEmbedError("no index to serve: build one with `edge-embed index FOLDER` or give --db FILE")
     server = build_mcp(service)

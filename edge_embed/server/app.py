@@ -51,10 +51,13 @@ class Service:
 
     worker: EngineWorker
     index: Index | None = None
+    reranker: str | None = None  # --reranker: the model of searches that rerank (None: the catalog's)
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def create(cls, db: str | Path | None, model: str | None, runtime, keep_alive_s: float | None) -> Service:
+    def create(
+        cls, db: str | Path | None, model: str | None, runtime, keep_alive_s: float | None, reranker: str | None = None
+    ) -> Service:
         """The model: ``model``, else the index's own, else the default one.
 
         ``db`` None means the default index file, used only when it exists: a server for
@@ -71,7 +74,7 @@ class Service:
         else:
             embedder = TextEmbedder.open(model, runtime)
         on_unload = index.release_rerankers if index is not None else None
-        return cls(EngineWorker(embedder, keep_alive_s, on_unload), index)
+        return cls(EngineWorker(embedder, keep_alive_s, on_unload), index, reranker)
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -127,9 +130,11 @@ class Service:
         )
         embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
         hits = self.index.search(
-            request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top
+            request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top,
+            reranker=self.reranker,
         )
-        rerank = self.index.rerank_decision(request.rerank, uses_model=options.uses_vectors).reason  # for --explain
+        decision = self.index.rerank_decision(request.rerank, self.reranker, uses_model=options.uses_vectors)
+        rerank = decision.reason  # for --explain
         return {**search_document(request.query, request.mode, hits), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
