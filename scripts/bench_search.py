@@ -174,7 +174,7 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims, "words_per_chunk": args.words}
     with Store.open(db, create=False) as store:
         if args.two_stage:
-            store.exact_scan_max_floats = 0
+            store.exact_scan_max_floats = store.two_stage_min_dims = 0
         row["path"] = "exact" if store.vector_ranking(queries[0]).exact else "two-stage"
 
         def run(mode: str, k: int = K, per_file: int = 2) -> tuple[tuple[list[float], list[float]], list[list[int]]]:
@@ -214,7 +214,7 @@ def percentiles(name: str, times: list[float]) -> dict[str, float]:
 def _rss_child(db: str, queries: np.ndarray, two_stage: bool, out: multiprocessing.Queue) -> None:
     with Store.open(db, create=False) as store:
         if two_stage:
-            store.exact_scan_max_floats = 0
+            store.exact_scan_max_floats = store.two_stage_min_dims = 0
         for q in queries:
             search(store, "x", SearchOptions(mode="vector"), embed_query=lambda _, q=q: q)
     # VmHWM, not ru_maxrss: the latter keeps the parent's size from before the exec

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
         embedder = index.query_model(settings)
         vectors = embedder.embed(texts, input_type="query", instruct=settings.instruction, dims=settings.dims)
         exact_top = [[cid for cid, _ in store.vector_search(np.asarray(v), K)] for v in vectors]
-        store.exact_scan_max_floats = 0
+        store.exact_scan_max_floats = store.two_stage_min_dims = 0
         rankings = [store.vector_ranking(np.asarray(v)) for v in vectors]
         staged_top = [[cid for cid, _ in ranking.top(K)] for ranking in rankings]
         chunks = store.stats()["chunks"]

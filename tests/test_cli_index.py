@@ -75,6 +75,7 @@ def test_status_names_the_two_stage_path_of_a_big_index(runner, notes, tiny_mode
     db = tmp_path / "i.db"
     assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--quiet").exit_code == 0
     monkeypatch.setattr(StoreRetrieval, "exact_scan_max_floats", 0)  # as if it held millions of chunks
+    monkeypatch.setattr(StoreRetrieval, "two_stage_min_dims", 0)  # ... of a model with more dimensions
     as_json = json.loads(invoke(runner, "status", "--db", db, "--json").output)
     assert as_json["vector_path"] == "two-stage"
     status = invoke(runner, "status", "--db", db).output

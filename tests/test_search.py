@@ -148,7 +148,7 @@ def corpus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Corpus]:
     candidates, so on this 72-chunk index it must give exactly the exact path's results."""
     with Store.open(tmp_path / "index.db") as store:
         if request.param == "two-stage":
-            store.exact_scan_max_floats = 0
+            store.exact_scan_max_floats = store.two_stage_min_dims = 0
         store.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, DIMS, 256, 0))
         built = Corpus(tmp_path, store, np.random.default_rng(7))
         for i in range(30):

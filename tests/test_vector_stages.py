@@ -123,18 +123,32 @@ def test_forced_two_stage_path_is_taken(tmp_path: Path) -> None:
         write_files(store, tmp_path, unit(rng.standard_normal((50, 16))), per_file=10)
         query = unit(rng.standard_normal(16))
         assert store.vector_ranking(query).exact
-        store.exact_scan_max_floats = 0
+        store.exact_scan_max_floats = store.two_stage_min_dims = 0
         ranking = store.vector_ranking(query)
         assert not ranking.exact
         assert_same_ranking(ranking.top(10), Store.vector_search(store, query, 10))
         assert ranking.rescored == 50  # fewer chunks than RESCORE_MIN: every one re-scored, exact
 
 
+def test_an_index_of_few_dimensions_keeps_the_exact_scan(tmp_path: Path) -> None:
+    """Sign bits of a 64-dim vector say too little (recall@10 0.81 at 20k chunks), so however
+    many chunks, such an index is searched exactly; 256 dims take two stages when big."""
+    rng = np.random.default_rng(8)
+    with open_index(tmp_path / "low.db", 64) as store:
+        write_files(store, tmp_path, unit(rng.standard_normal((40, 64))), per_file=10)
+        store.exact_scan_max_floats = 0  # as if it held millions of chunks
+        assert store.vector_ranking(unit(rng.standard_normal(64))).exact
+    with open_index(tmp_path / "high.db", 256) as store:
+        write_files(store, tmp_path, unit(rng.standard_normal((40, 256))), per_file=10)
+        store.exact_scan_max_floats = 0
+        assert not store.vector_ranking(unit(rng.standard_normal(256))).exact
+
+
 def test_a_bigger_index_re_scores_more_candidates(three_thousand, monkeypatch: pytest.MonkeyPatch) -> None:
     """Near-ties grow with the corpus: at 1M chunks 160 re-scored candidates gave recall@10
     0.97 (320: 0.995), so the count grows with the index (one per CHUNKS_PER_RESCORED)."""
     store, _, rng = three_thousand
-    store.exact_scan_max_floats = 0
+    store.exact_scan_max_floats = store.two_stage_min_dims = 0
     query = unit(rng.standard_normal(16))
     ranking = store.vector_ranking(query)
     ranking.top(10)
@@ -154,7 +168,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
     vectors = embedding_like(rng, 6000, 256)
     store = open_index(path / "i.db", 256)
     rows = write_files(store, path / "root", vectors, per_file=20)
-    store.exact_scan_max_floats = 0
+    store.exact_scan_max_floats = store.two_stage_min_dims = 0
     yield store, vectors, rows, rng, path / "root"
     store.close()
 
@@ -220,7 +234,7 @@ def test_an_index_without_codes_migrates_from_stored_vectors(tmp_path: Path) -> 
         assert "chunk_size=16" in str(store._scalar("SELECT sql FROM sqlite_schema WHERE name = 'chunk_vectors'"))
         assert stored_codes(store) == expected_codes(store) and len(stored_codes(store)) == 300
         exact = store.vector_search(query, 10)
-        store.exact_scan_max_floats = 0
+        store.exact_scan_max_floats = store.two_stage_min_dims = 0
         assert_same_ranking(store.vector_search(query, 10), exact)
         assert store.integrity_check() == "ok"
     want = np.argsort(-(vectors @ query))[:10] + 1
@@ -317,7 +331,8 @@ def test_files_k100_reads_only_the_page_and_matches_the_exact_answer(three_thous
     best_per_file: dict[str, float] = {}
     for chunk_id, distance in store.vector_search(query, 3000):
         best_per_file.setdefault(store.chunks_by_id([chunk_id])[chunk_id].path, distance)
-    store.exact_scan_max_floats = 0 if path == "two-stage" else store.exact_scan_max_floats
+    if path == "two-stage":
+        store.exact_scan_max_floats = store.two_stage_min_dims = 0
     records = count_calls(monkeypatch, Store, "chunks_by_id", size=lambda args: len(args[0]))
     floats = count_calls(monkeypatch, Store, "_exact_distances", size=lambda args: len(args[1]))
     hits = search(store, "x", SearchOptions(mode="vector", k=100, per_file=1), embed_query=lambda _: query)
