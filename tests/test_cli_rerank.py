@@ -102,6 +102,8 @@ def test_files_lists_the_reranked_order(db, tiny_reranker) -> None:
     args = ("--rerank", "--reranker", str(tiny_reranker.path), "-k", "6", "--per-file", "1")
     paths = run(db, *args, "--files").stdout.splitlines()
     assert [Path(p).name for p in paths] == [r["relpath"] for r in results(run(db, *args, "--json"))]
+    unreranked = run(db, "--no-rerank", "-k", "6", "--per-file", "1", "--files").stdout.splitlines()
+    assert sorted(paths) == sorted(unreranked) and paths != unreranked  # the reranker did reorder them
 
 
 def test_explain_says_rerank_is_on_and_shows_the_blend(db, tiny_reranker) -> None:
