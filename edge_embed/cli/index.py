@@ -297,14 +297,12 @@ def status(db, as_json):
         roots = store.roots()
         space = store.space_usage()
     if as_json:
+        from edge_embed.api import root_dict
+
         click.echo(json.dumps({**stats, "space": space.to_dict(), "roots": [root_dict(r) for r in roots]}, indent=2, default=str))
         return
     for line in format_status(stats, roots, space):
         click.echo(line)
-
-
-def root_dict(root) -> dict:
-    return {"path": root.path, "files": root.files, "chunks": root.chunks, "last_indexed_at": root.last_indexed_at}
 
 
 def format_status(stats: dict, roots, space) -> list[str]:
