@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
-    from edge_embed.rerank import RerankDecision
+    from edge_embed.rerank import RerankDecision, RerankStep
     from edge_embed.runtime.reranker import RerankerHandle
     from edge_embed.runtime.engine import Embedder
     from edge_embed.runtime.loader import ModelHandle
@@ -236,19 +236,27 @@ class Index:
         search loads a model anyway (not keyword mode; see ``rerank_decision``); the first ``rerank_top`` candidates are rescored by
         ``reranker`` (a catalog name or GGUF path; None: qwen3-reranker-0.6b).
         """
-        from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
         from edge_embed.search import SearchOptions, search
 
         options = options or SearchOptions()
-        top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
-        if top < 1:
-            raise EdgeEmbedError(f"--rerank-top must be at least 1, got {top}")
         with self.store() as store:
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
-            decision = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors)
-            step = RerankStep(decision.handle.score, top) if decision.on and decision.handle else None
+            step = self.rerank_step(rerank, reranker, rerank_top, uses_model=options.uses_vectors)
             return search(store, text, options, embed_query=embed_query, rerank=step)
+
+    def rerank_step(
+        self, requested: bool | None, reranker: str | None = None, top: int | None = None, *, uses_model: bool = True
+    ) -> RerankStep | None:
+        """The hook ``search`` calls after fusion (None: no reranking), as ``rerank_decision``
+        decides; ``top`` candidates are rescored (None: the default)."""
+        from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
+
+        top = DEFAULT_RERANK_TOP if top is None else top
+        if top < 1:
+            raise EdgeEmbedError(f"--rerank-top must be at least 1, got {top}")
+        decision = self.rerank_decision(requested, reranker, uses_model=uses_model)
+        return RerankStep(decision.handle.score, top) if decision.on and decision.handle else None
 
     def rerank_decision(
         self, requested: bool | None = None, reranker: str | None = None, *, uses_model: bool = True

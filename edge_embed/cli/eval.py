@@ -11,7 +11,7 @@ from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.query import refuse_model_option
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.rerank import DEFAULT_RERANK_TOP, RerankStep
+from edge_embed.rerank import DEFAULT_RERANK_TOP
 from edge_embed.evaluate import METRICS, Scores, compare, evaluate, load_previous, load_queries, report_document
 from edge_embed.search import MODES
 from edge_embed.store import MAX_KNN_K
@@ -92,7 +92,7 @@ def eval_command(
     with Index.open(db, settings_from_options(**runtime)) as index, index.store() as store:
         needs_model = any(mode != "keyword" for mode in chosen)
         embed_query = index.query_embedder(store, instruct) if needs_model else None  # loads the model once
-        step = rerank_step(index, reranker, rerank_top) if rerank else None
+        step = index.rerank_step(True, reranker, rerank_top) if rerank else None
         report = evaluate(store, queries, chosen, k, embed_query=embed_query, rerank=step)
     summary = report.summary()
     deltas = compare(summary, earlier) if earlier is not None else None
@@ -104,12 +104,6 @@ def eval_command(
         return
     for line in summary_lines(summary, k, report.query_count, deltas):
         click.echo(line)
-
-
-def rerank_step(index, reranker: str | None, top: int) -> RerankStep:
-    """The reranker as a search hook; one that is missing or unusable is a one-line error."""
-    decision = index.rerank_decision(True, reranker)
-    return RerankStep(decision.handle.score, top)
 
 
 def summary_lines(

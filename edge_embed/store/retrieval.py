@@ -258,10 +258,8 @@ class VectorRanking:
         self.exact = exact
         self._size = size  # about how many chunks the index holds
         self._order: np.ndarray | None = None  # the scanned candidates by the asymmetric estimate
-        import numpy as np
-
-        self._ids = np.empty(0, dtype=np.int64)  # Hamming candidates, nearest first
-        self._codes = np.empty((0, 0), dtype=np.uint8)
+        self._ids: np.ndarray | None = None  # Hamming candidates, nearest first (None: no scan yet)
+        self._codes: np.ndarray | None = None
         self._scan_limit = 0  # how many candidates the last scan was asked for
         self._scored: dict[int, float] = {}  # chunk_id -> exact distance
         self.rescored = 0  # float vectors read back so far (what the deepening costs)
@@ -278,7 +276,7 @@ class VectorRanking:
 
         from edge_embed.store.coarse import asymmetric_order
 
-        if pool > self._scan_limit and len(self._ids) == self._scan_limit:
+        if self._ids is None or (pool > self._scan_limit and len(self._ids) == self._scan_limit):
             self._scan_limit = pool * SCAN_HEADROOM
             self._ids, self._codes = self._store._coarse_candidates(self._blob, self._scan_limit, self._file_ids)
             self._order = None
