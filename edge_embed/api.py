@@ -123,6 +123,57 @@ class TextEmbedder:
         self.handle.close()
 
 
+# --------------------------------------------------------------------------- reranker
+@dataclass(frozen=True)
+class Ranked:
+    """One document's place in a rerank: its position in the input and its relevance (0..1)."""
+
+    index: int
+    score: float
+
+
+class TextReranker:
+    """Documents ordered by relevance to a query with a Qwen3-Reranker (loaded on first use).
+
+    >>> reranker = TextReranker.open()      # qwen3-reranker-0.6b, once pulled
+    >>> [hit.index for hit in reranker.rank("rotate keys", ["cats", "Rotate the API keys yearly"])]
+    [1, 0]
+    """
+
+    def __init__(self, handle: RerankerHandle) -> None:
+        self.handle = handle
+
+    @classmethod
+    def open(cls, model: str | None = None, runtime: RuntimeSettings | None = None) -> TextReranker:
+        """A catalog name or GGUF path (None: qwen3-reranker-0.6b); never downloads."""
+        from edge_embed.runtime.reranker import prepare_reranker
+
+        return cls(prepare_reranker(model, _runtime(runtime)))
+
+    @property
+    def name(self) -> str:
+        """The catalog name, else the model file's absolute path."""
+        return self.handle.label
+
+    @property
+    def loaded(self) -> bool:
+        return self.handle.loaded
+
+    def rank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[Ranked]:
+        """The ``top_n`` most relevant documents (None: all), best first; ties keep input order."""
+        if not query.strip():
+            raise EdgeEmbedError("cannot rerank for an empty query")
+        if not documents:
+            return []
+        scores = self.handle.score(query, list(documents))
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [Ranked(i, float(scores[i])) for i in order[:top_n]]
+
+    def close(self) -> None:
+        """Free the model (VRAM goes back); the next rank loads it again."""
+        self.handle.close()
+
+
 # --------------------------------------------------------------------------- index
 @dataclass
 class Index:
@@ -281,6 +332,12 @@ class Index:
         if spec not in self._rerankers:
             self._rerankers[spec] = prepare_reranker(spec, runtime)
         return self._rerankers[spec]
+
+    def text_reranker(self, reranker: str | None = None) -> TextReranker:
+        """Reranker ``reranker`` (None: the default) on the same model this Index's searches
+        rerank with: one copy in memory, freed by ``release_rerankers``."""
+        with self._rerank_lock:
+            return TextReranker(self._shared_reranker(reranker, _runtime(self.runtime)))
 
     def release_rerankers(self) -> None:
         """Free the rerankers' models (the server's keep-alive); the next rerank loads again."""

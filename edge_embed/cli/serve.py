@@ -40,18 +40,24 @@ def parse_duration(text: str) -> float | None:
                    "the next request loads it again.")
 @click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
 @reranker_option
+@click.option("--strict-model", is_flag=True,
+              help="Refuse (404) a request naming another model. By default any name is answered by the "
+                   "served model, as llama-server does: clients send their own defaults "
+                   "(text-embedding-3-small).")
 @click.option("--cors", multiple=True, metavar="ORIGIN",
               help="Allow browser requests from ORIGIN, e.g. http://localhost:3000 (repeatable). "
                    "Other browser origins are refused.")
 @runtime_options
-def serve(host, port, db, api_key, keep_alive, preload, reranker, cors, **runtime) -> None:
+def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, cors, **runtime) -> None:
     """Serve embeddings and search over HTTP from one warm model.
 
     \b
     Endpoints (OpenAPI document at /openapi.json):
       POST /v1/embeddings   OpenAI-compatible (Open WebUI, LangChain, the openai SDK)
+      POST /v1/rerank       llama-server/Jina/Cohere reranking (Open WebUI's external reranker)
+      POST /api/embed       Ollama's API too (/api/embeddings, /api/tags, /api/version)
       POST /v1/search       `edge-embed query` as JSON (answer: docs/query-json.md)
-      GET  /v1/models, /health
+      GET  /v1/models, /v1/models/{id}, /health
       /mcp                  the MCP tools (search, get, status) over streamable HTTP
 
     \b
@@ -77,7 +83,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, cors, **runtim
             "(or EDGE_EMBED_API_KEY)"
         )
     service = Service.create(
-        db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker
+        db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker, strict_model
     )
     from edge_embed.server.mcp_tools import mcp_http_app
 
