@@ -57,7 +57,7 @@ def parse_ollama_embed(body: Any, native_dim: int, *, legacy: bool = False) -> O
         raise ApiError(400, "input must be a string or an array of strings, not token ids", param=key)
     if len(texts) > MAX_INPUTS:
         raise ApiError(400, f"{len(texts)} inputs in one request; at most {MAX_INPUTS}", param=key)
-    truncate = body.get("truncate", True)
+    truncate = True if body.get("truncate") is None else body["truncate"]
     if not isinstance(truncate, bool):
         raise ApiError(400, "truncate must be true or false", param="truncate")
     dims = body.get("dimensions")

@@ -63,7 +63,7 @@ def parse_rerank_request(body: Any) -> RerankRequest:
     top_n = body.get("top_n")
     if top_n is not None and (not is_int(top_n) or top_n < 1):
         raise ApiError(400, "top_n must be a positive integer", param="top_n")
-    return_documents = body.get("return_documents", False)
+    return_documents = body.get("return_documents") or False
     if not isinstance(return_documents, bool):
         raise ApiError(400, "return_documents must be true or false", param="return_documents")
     model = body.get("model")
