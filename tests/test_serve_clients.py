@@ -305,3 +305,24 @@ def test_rerank_without_a_downloaded_reranker_says_which_pull(model_path, monkey
     with running_server(None, str(model_path)) as (url, _):
         answer = httpx.post(url + "/v1/rerank", json={"query": "q", "documents": ["d"]})
     assert answer.status_code == 400 and "edge-embed pull qwen3-reranker-0.6b" in answer.json()["error"]["message"]
+
+
+def test_serve_passes_strict_model_to_the_server(model_path, monkeypatch):
+    """`serve --strict-model` reaches the Service (the server itself is tested above)."""
+    from click.testing import CliRunner
+
+    from edge_embed.cli import cli
+    from edge_embed.errors import EdgeEmbedError
+    from edge_embed.server.app import Service
+
+    seen = []
+
+    def create(*args, **kwargs):
+        seen.append(args[-1])
+        raise EdgeEmbedError("stopped before listening")
+
+    monkeypatch.setattr(Service, "create", create)
+    for flags, strict in (([], False), (["--strict-model"], True)):
+        result = CliRunner().invoke(cli, ["serve", "--model", str(model_path), "--port", "0", *flags])
+        assert result.exit_code == 2 and "stopped before listening" in result.output
+        assert seen.pop() is strict
