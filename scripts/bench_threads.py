@@ -6,9 +6,10 @@ thread: OpenMP's threads spin while they wait for each other, and a spinning thr
 the OS took its core from holds up every other one (issue 18: --threads 1 did 492-653
 tok/s, the default 196-237, and a 3-token request took 1.3-1.7 s instead of 0.01 s).
 
-For each thread count (1, half the cores, all of them) and wait policy (OpenMP's default;
-``OMP_WAIT_POLICY=PASSIVE``: sleep instead of spinning; ``GOMP_SPINCOUNT=0``: libgomp's
-spinning off), a fresh process loads the model and measures
+For each thread count (1, half the cores, all of them) and wait policy (``spin``: OpenMP's
+own default, libgomp spinning 300000 times before it sleeps; ``passive``:
+``OMP_WAIT_POLICY=PASSIVE``, sleep at once, what edge-embed sets unless the user chose;
+``spincount0``: ``GOMP_SPINCOUNT=0``), a fresh process loads the model and measures
 
 * ``short_ms``: the median latency of embedding one short text (``--short-runs`` times), and
 * ``tok_s``: tokens/s embedding ``--texts`` texts of one sentence each in one call (best of 2),
@@ -36,15 +37,22 @@ import time
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent.parent / ".bench"
-POLICIES = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spincount0": {"GOMP_SPINCOUNT": "0"}}
+# "spin": OpenMP's own default, which edge_embed.runtime replaces by PASSIVE unless the
+# user chose a policy: the child takes that setting back out before llama.cpp loads.
+POLICIES = {"spin": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spincount0": {"GOMP_SPINCOUNT": "0"}}
 SHORT_TEXT = "rotate keys"
 LONG_TEXTS = [f"text {i}: rotate the API keys of service {i} every quarter, and write down who did it" for i in range(4)]
 
 
-def measure(model: str, threads: int, short_runs: int, texts: int) -> dict:
+def measure(model: str, policy: str, threads: int, short_runs: int, texts: int) -> dict:
     """In the child process: load, warm up, then the two figures."""
+    import edge_embed.runtime
     from edge_embed.api import TextEmbedder
     from edge_embed.runtime.plan import RuntimeSettings
+
+    if policy == "spin":
+        os.environ.pop("OMP_WAIT_POLICY", None)
+    assert os.environ.get("OMP_WAIT_POLICY") == POLICIES[policy].get("OMP_WAIT_POLICY"), edge_embed.runtime
 
     embedder = TextEmbedder.open(model, RuntimeSettings(force_cpu=True, ctx=512, threads=threads))
     engine = embedder.engine()
@@ -73,7 +81,7 @@ def spin() -> None:
 def run_child(model: Path, threads: int, policy: str, short_runs: int, texts: int) -> dict:
     env = {**{k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}, **POLICIES[policy]}
     result = subprocess.run(
-        [sys.executable, __file__, "--child", str(model), str(threads), str(short_runs), str(texts)],
+        [sys.executable, __file__, "--child", str(model), policy, str(threads), str(short_runs), str(texts)],
         capture_output=True, text=True, env=env, timeout=900,
     )
     if result.returncode != 0:
@@ -86,10 +94,10 @@ def main() -> None:
     parser.add_argument("--model", default="0.6b", choices=("0.6b", "tiny"))
     parser.add_argument("--short-runs", type=int, default=20, help="short requests timed per process (median)")
     parser.add_argument("--texts", type=int, default=len(LONG_TEXTS), help="texts of the throughput call")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], *(int(value) for value in args.child[1:]))))
+        print(json.dumps(measure(args.child[0], args.child[1], *(int(value) for value in args.child[2:]))))
         return
     from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
 
