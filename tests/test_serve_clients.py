@@ -326,3 +326,21 @@ def test_serve_passes_strict_model_to_the_server(model_path, monkeypatch):
         result = CliRunner().invoke(cli, ["serve", "--model", str(model_path), "--port", "0", *flags])
         assert result.exit_code == 2 and "stopped before listening" in result.output
         assert seen.pop() is strict
+
+
+def test_rerank_on_a_server_with_an_index_shares_the_searches_reranker(model_path, tiny_reranker, tmp_path):
+    """One copy of the reranker in memory: /v1/rerank scores with the model searches rerank with."""
+    from edge_embed.api import Index
+    from edge_embed.indexer import IndexOptions
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keys.md").write_text("Rotate the API keys every ninety days.", encoding="utf-8")
+    with Index.open(tmp_path / "index.db", CPU) as index:
+        index.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(model_path))
+    with running_server(tmp_path / "index.db", None, reranker=str(tiny_reranker.path)) as (url, service):
+        ranked = httpx.post(url + "/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS}, timeout=60)
+        searched = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword", "rerank": True}, timeout=60)
+        assert ranked.status_code == 200 and searched.json()["results"][0]["rerank_score"] is not None
+        searches_reranker = service.index.rerank_decision(True, str(tiny_reranker.path), uses_model=False).handle
+        assert service.text_reranker().handle is searches_reranker and searches_reranker.loaded
