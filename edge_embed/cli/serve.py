@@ -36,8 +36,8 @@ def parse_duration(text: str) -> float | None:
 @click.option("--api-key", envvar="EDGE_EMBED_API_KEY", show_envvar=True, default=None, metavar="KEY",
               help="Require 'Authorization: Bearer KEY' on every request.")
 @click.option("--keep-alive", default="10m", show_default=True, metavar="DURATION",
-              help="Unload the model after this long without requests (30s, 10m, 1h, 0, never); "
-                   "the next request loads it again.")
+              help="Unload the model (and the reranker) after this long without requests (30s, 10m, 1h, "
+                   "0, never); the next request loads it again.")
 @click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
 @reranker_option
 @click.option("--strict-model", is_flag=True,
@@ -66,6 +66,8 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, 
       edge-embed serve --model qwen3-embedding-0.6b     embeddings only, no index needed
       edge-embed serve --host 0.0.0.0 --api-key "$KEY"  for other machines (key required)
       curl -s localhost:8377/v1/embeddings -d '{"input": ["hello"], "model": "qwen3-embedding-0.6b"}'
+      curl -s localhost:8377/v1/rerank -d '{"query": "rotate keys", "documents": ["cats", "key rotation"]}'
+      OLLAMA_HOST=127.0.0.1:8377 and any model name for Ollama clients (Open WebUI, AnythingLLM)
 
     While it runs, `edge-embed query` and `embed` on this machine use it (same output,
     no model loading); --no-server makes them work alone.
