@@ -340,7 +340,7 @@ class EngineWorker:
         limit = engine.max_tokens - (0 if wrapped else engine.special_token_count)
         if len(body) > limit:
             raise InputRejected(
-                f"input[{i}] has {len(body)} tokens, more than the {limit} this server embeds at once "
+                f"input[{i}] is too large: {len(body)} tokens, more than the {limit} this server embeds at once "
                 "(its context); split the text or start the server with a larger --ctx"
             )
         return list(body) if wrapped else engine.wrap_tokens(body)
