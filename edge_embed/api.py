@@ -136,8 +136,8 @@ class TextReranker:
     """Documents ordered by relevance to a query with a Qwen3-Reranker (loaded on first use).
 
     >>> reranker = TextReranker.open()      # qwen3-reranker-0.6b, once pulled
-    >>> [hit.index for hit in reranker.rank("rotate keys", ["cats", "Rotate the API keys yearly"])]
-    [1, 0]
+    >>> best = reranker.rank("rotate keys", ["cats", "Rotate the API keys yearly"], top_n=1)[0]
+    >>> best.index, best.score               # its position in the input, P(relevant) in 0..1
     """
 
     def __init__(self, handle: RerankerHandle) -> None:
