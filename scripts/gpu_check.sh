@@ -24,14 +24,17 @@ prepare() {
     pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$tmp"
     tar xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
     src=$(basename "$(ls -d "$tmp"/llama_cpp_python-*/)")
-    # Test vocabularies, docs, benchmarks and the web UI are not built: 76 MB -> about 10 MB.
-    rm -rf "$tmp/$src"/vendor/llama.cpp/{models,docs,benches,media,tools/ui,.github}
+    # Its git history, test vocabularies, docs, benchmarks, the web UI and the backends other
+    # than CUDA and the CPU are not built: 76 MB -> about 12 MB.
+    rm -rf "$tmp/$src"/.git "$tmp/$src"/vendor/llama.cpp/{.git,models,docs,benches,media,tools/ui,.github}
+    rm -rf "$tmp/$src"/vendor/llama.cpp/ggml/src/ggml-{et,metal,hexagon,sycl,vulkan,opencl,cann,musa,webgpu,zdnn}
     tar czf "$WHEELS/$src.tar.gz" -C "$tmp" "$src"
     python3 -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"];
 print("\n".join(d for d in deps if not d.startswith(("llama-cpp-python", "numpy", "tomli"))))' > "$tmp/requirements.txt"
     pip download -q --only-binary=:all: --python-version "$GPU_PYTHON" --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d "$WHEELS" -r "$tmp/requirements.txt" "scikit-build-core>=0.9.2" "setuptools>=68" wheel
+    rm -f "$WHEELS"/numpy-*.whl  # the GPU machine's image has numpy 2.x
     rm -rf "$tmp"
     du -sh "$WHEELS"
 }

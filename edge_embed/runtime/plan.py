@@ -182,6 +182,9 @@ class RuntimeSettings:
     batch: int | None = None
     threads: int | None = None
     force_cpu: bool = False
+    # GPU memory another model of this process will take before this one loads (the index's
+    # embedder, planned but not loaded yet, when the reranker is planned): not free for this one.
+    reserved_vram: int = 0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "RuntimeSettings":
@@ -276,6 +279,8 @@ def make_plan(
 ) -> Plan:
     """Choose device, layers, context and batch sizes (see the module docstring)."""
     cores = cores or available_cores()
+    if gpu is not None and settings.reserved_vram:
+        gpu = replace(gpu, free_bytes=max(gpu.free_bytes - settings.reserved_vram, 0))
     n_ctx, ctx_notes = context_size(shape, settings.ctx)
     cpu_reason = reason_for_cpu(settings, gpu, offload_supported)
     if cpu_reason is not None:
