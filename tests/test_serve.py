@@ -473,6 +473,21 @@ def test_embed_command_through_embed_url_matches_local(model_path):
     assert local_out.exit_code == 0
 
 
+def test_embed_url_sends_its_own_key_never_the_serve_key(model_path, monkeypatch):
+    """Issue 16, defect 5: EDGE_EMBED_API_KEY (this machine's `serve` key) was also the
+    bearer token sent to any --embed-url host. Now that host gets EDGE_EMBED_URL_KEY only."""
+    args = ["embed", "hello world", "--no-server"]
+    monkeypatch.delenv("EDGE_EMBED_URL_KEY", raising=False)
+    with running_server(None, str(model_path), api_key="remote-key") as (url, _):
+        monkeypatch.setenv("EDGE_EMBED_API_KEY", "remote-key")
+        leaked = CliRunner().invoke(cli, [*args, "--embed-url", url])
+        monkeypatch.setenv("EDGE_EMBED_API_KEY", "my-own-serve-key")
+        monkeypatch.setenv("EDGE_EMBED_URL_KEY", "remote-key")
+        sent = CliRunner().invoke(cli, [*args, "--embed-url", url])
+    assert leaked.exit_code == 2 and "401" in leaked.output, leaked.output
+    assert sent.exit_code == 0, sent.output
+
+
 def test_index_and_query_commands_through_embed_url(indexed, model_path, tmp_path):
     db = ["--db", str(tmp_path / "cli-remote.db")]
     with running_server(None, str(model_path)) as (url, _):
