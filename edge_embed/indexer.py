@@ -102,10 +102,10 @@ def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: 
 
     The chunking defaults are the model family's (``catalog.chunking_for``): an index
     keeps its own chunking across model changes and rebuilds unless told otherwise. The
-    dimension is kept only with the same model (by header hash): another model's native
+    dimension is kept only with the same model (``is_same_model``): another model's native
     width can differ, so a rebuild with a new model starts from its native width.
     """
-    same_model = stored is not None and bool(stored.model_hash) and stored.model_hash == model.info.header_hash
+    same_model = is_same_model(stored, model)
 
     def kept(value, field_name: str, default):
         if value is not None:
@@ -123,6 +123,16 @@ def resolve_options(options: IndexOptions, stored: IndexSettings | None, model: 
         dims=model.check_dims(dims),
         instruction=kept(options.instruction, "instruction", None),
     )
+
+
+def is_same_model(stored: IndexSettings | None, model: ModelHandle) -> bool:
+    """The index's model: the same GGUF header hash; a server's model (--embed-url, no
+    header to hash) by its name."""
+    if stored is None:
+        return False
+    if stored.model_hash or model.info.header_hash:
+        return stored.model_hash == model.info.header_hash
+    return stored.model_label == model.label
 
 
 @dataclass
