@@ -474,11 +474,16 @@ def context_parameters(model: ModelInfo, plan: Plan, *, last_pooling: bool, rank
     return params
 
 
-@functools.cache
 def _backend_init() -> None:
-    """llama.cpp's one-time set-up, as ``Llama(verbose=False)`` does it: the backends, and
-    its log (routed to Python by llama-cpp-python) quiet except for errors."""
+    """What ``Llama(verbose=False)`` does before each load: llama.cpp's log (routed to
+    Python by llama-cpp-python, one process-wide switch that any ``Llama(verbose=True)``
+    turns on) quiet except for errors, and the backends set up once."""
     from llama_cpp._logger import set_verbose
 
     set_verbose(False)
+    _init_backends()
+
+
+@functools.cache
+def _init_backends() -> None:
     _llama_cpp().llama_backend_init()
