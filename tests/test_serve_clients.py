@@ -344,3 +344,10 @@ def test_rerank_on_a_server_with_an_index_shares_the_searches_reranker(model_pat
         assert ranked.status_code == 200 and searched.json()["results"][0]["rerank_score"] is not None
         searches_reranker = service.index.rerank_decision(True, str(tiny_reranker.path), uses_model=False).handle
         assert service.text_reranker().handle is searches_reranker and searches_reranker.loaded
+
+
+def test_openapi_documents_the_new_endpoints(server):
+    paths = httpx.get(server[0] + "/openapi.json").json()["paths"]
+    assert {"/v1/rerank", "/rerank", "/api/embed", "/api/embeddings", "/api/tags", "/api/version"} <= set(paths)
+    assert any(path.startswith("/v1/models/{") for path in paths)
+    assert paths["/v1/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["query", "documents"]
