@@ -152,8 +152,8 @@ ABUSE = [
     ("dims too small", {"json": {"input": "x", "dimensions": 8}}, 400, None),
     ("dims too large", {"json": {"input": "x", "dimensions": 100_000}}, 400, None),
     ("bad encoding", {"json": {"input": "x", "encoding_format": "int8"}}, 400, None),
-    ("bad input_type", {"json": {"input": "x", "input_type": "passage"}}, 400, None),
-    ("unknown model", {"json": {"input": "x", "model": "text-embedding-3-large"}}, 404, "model_not_found"),
+    ("bad input_type", {"json": {"input": "x", "input_type": "classification"}}, 400, None),
+    ("bad task", {"json": {"input": "x", "task": "text-matching"}}, 400, None),
     ("too long an input", {"json": {"input": "word " * 2000}}, 400, None),
 ]
 

@@ -190,6 +190,16 @@ class Embedder:
             body = body[:budget]
         return self._prefix + body + self._suffix
 
+    def is_wrapped(self, ids: Sequence[int]) -> bool:
+        """Whether token ids already carry this model's prefix and suffix (``[CLS] ... [SEP]``
+        from a client that tokenized with special tokens, Qwen3's final ``<|endoftext|>``):
+        such ids are a complete input, and wrapping them again would embed [CLS] [CLS] ...
+        [SEP] [SEP], a different vector."""
+        prefix, suffix = self._prefix, self._suffix
+        if not (prefix or suffix) or len(ids) <= len(prefix) + len(suffix):
+            return False
+        return list(ids[: len(prefix)]) == prefix and list(ids[len(ids) - len(suffix):]) == suffix
+
     def _pack(self, items: list[_Tokenized]) -> list[list[_Tokenized]]:
         """Sort by length and fill each decode up to the token budget and sequence limit.
 
