@@ -374,6 +374,11 @@ class Index:
 
         return embed_query
 
+    def share_query_model(self, model: TextEmbedder) -> None:
+        """Answer queries with ``model``, already this index's model (a server's engine and
+        its index then hold one model, and GPU planning sees whether it is loaded)."""
+        self._query_model = model
+
     def query_model(self, settings: IndexSettings | None = None) -> TextEmbedder:
         """The model the index was built with (kept once loaded); a missing one says what to do."""
         if self._query_model is None:

@@ -132,3 +132,25 @@ def test_the_reranker_is_planned_in_the_memory_the_unloaded_embedder_leaves(hub,
         handle.plan = dataclasses.replace(handle.plan, expected_vram=11000 << 20)
         decision = index.rerank_decision(None, str(tiny_reranker.path))
         assert not decision.on and "would run on the CPU" in decision.reason, decision.reason
+
+
+def test_a_server_plans_its_reranker_around_the_engine_model_it_really_holds(hub, gpu, tiny_model, tmp_path) -> None:
+    """The server's engine and its index share one model handle: its VRAM is set aside only
+    while it is not loaded (loaded, the free memory already lacks it), never twice."""
+    from edge_embed.api import Index
+    from edge_embed.server.app import Service
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("rotate the keys\n")
+    with Index.open(tmp_path / "x.db", RuntimeSettings(force_cpu=True)) as index:
+        index.index([notes], model=str(tiny_model.path))
+    service = Service.create(tmp_path / "x.db", None, RuntimeSettings(), None)
+    try:
+        assert service.index.query_model() is service.embedder
+        planned = service.embedder.handle.plan.expected_vram
+        assert service.index._embedder_vram_to_come() == planned > 0
+        service.embedder.embed(["warm"])  # the engine loads the model
+        assert service.index._embedder_vram_to_come() == 0
+    finally:
+        service.index.close()

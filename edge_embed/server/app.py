@@ -78,6 +78,7 @@ class Service:
         settings = index.store_settings() if index is not None and model is None else None
         if settings is not None:
             embedder = TextEmbedder(index_model_handle(settings, runtime))
+            index.share_query_model(embedder)
         else:
             embedder = TextEmbedder.open(model, runtime)
         service = cls(EngineWorker(embedder, keep_alive_s), index, reranker, strict_model, runtime)
