@@ -210,6 +210,7 @@ def discover(
     hidden: bool = False,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE,
+    follow_links: bool = False,
 ) -> Iterator[FoundFile | Skip]:
     """Walk ``root`` and yield every file to index, or a ``Skip`` saying why not.
 
@@ -219,6 +220,10 @@ def discover(
     ``max_document_size``) are skipped. ``include``/``exclude`` are gitignore-style patterns
     matched against the relpath; ``exclude`` also prunes folders. Ignore files are read
     from the root downwards, never from above it.
+
+    Symlinks lead only to what the walk would take inside the root anyway; with
+    ``follow_links`` a link may lead outside too (a drive, a shared folder), its target then
+    checked like a root: never a pseudo file system, and each folder walked once.
 
     The root itself must be a readable folder: its problems raise ``OSError`` at once
     (the user named it), while problems below it become ``Skip``s. The walk is lazy and
@@ -231,7 +236,7 @@ def discover(
     if root_stat.st_dev in pseudo_filesystem_devices():
         raise OSError(errno.EPERM, "a kernel file system (like /proc), not files: it is never indexed", str(root_path))
     filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
-    walker = _Walker(root_path, filters, max_file_size, max_document_size)
+    walker = _Walker(root_path, filters, max_file_size, max_document_size, follow_links)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
 
@@ -239,8 +244,11 @@ def discover(
 class _Walker:
     """A depth-first walk with an explicit stack, so deep trees cannot hit the recursion limit."""
 
-    def __init__(self, root: Path, filters: _Filters, max_file_size: int, max_document_size: int) -> None:
+    def __init__(
+        self, root: Path, filters: _Filters, max_file_size: int, max_document_size: int, follow_links: bool = False
+    ) -> None:
         self._root = root
+        self._follow_links = follow_links
         self._filters = filters
         self._max_file_size = max_file_size
         self._max_document_size = max_document_size
@@ -298,7 +306,9 @@ class _Walker:
         except (OSError, RuntimeError):
             return None
         if not _is_within(target, self._real_root):
-            return Skip(relpath, "link-outside", f"links to {target}, outside the indexed folder")
+            if self._follow_links:
+                return None  # checked like a root when entered: pseudo file systems, revisits
+            return Skip(relpath, "link-outside", f"links to {target}, outside the indexed folder (see --follow-links)")
         target_relpath = Path(os.path.relpath(target, self._real_root)).as_posix()
         if target_relpath != "." and self._excludes_target(target_relpath.split("/"), entry.is_dir):
             return Skip(relpath, "link-to-excluded", f"links to {target_relpath}, which is hidden or ignored")

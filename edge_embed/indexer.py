@@ -72,6 +72,7 @@ class IndexOptions:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     hidden: bool = False
+    follow_links: bool = False  # also symlinks that lead outside the folder (files.discover)
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE
     document_limits: Limits = Limits()
@@ -410,6 +411,7 @@ class Indexer:
             include=self.options.include,
             exclude=self.options.exclude,
             hidden=self.options.hidden,
+            follow_links=self.options.follow_links,
             max_file_size=self.options.max_file_size,
             max_document_size=self.options.max_document_size,
         )
