@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from edge_embed.cli.common import db_option, reranker_option, resolve_db, warnings_to_stderr
-from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.cli.options import FINITE_FLOAT, embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
     COLOR_CHOICES,
@@ -111,7 +111,7 @@ def after_double_dash(text: str) -> str:
                    "'docs/*.md' only directly in docs/, 'docs/**/*.md' at any depth under "
                    "docs/, 'docs/' everything in it; a later '!GLOB' takes back a match "
                    "(--glob '*.md' --glob '!drafts/**'). Repeatable.")
-@click.option("--min-score", type=float, metavar="S",
+@click.option("--min-score", type=FINITE_FLOAT, metavar="S",
               help="Drop weak results: S is a cosine similarity (-1..1) in vector and hybrid "
                    "modes (hybrid then keeps only chunks the vector search found), a BM25 "
                    "score in keyword mode.")
