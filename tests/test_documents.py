@@ -141,6 +141,12 @@ def test_docx_that_unpacks_too_large_is_skipped_before_parsing() -> None:
     assert unextractable("docx", data, Limits(max_unpacked_bytes=50_000))[0] == "too-large"
 
 
+def test_a_valid_docx_over_the_xml_size_limits_is_too_large_not_damaged() -> None:
+    """11 MB of text in one paragraph: libxml2 refuses such a text node unless told to parse huge input."""
+    reason, detail = unextractable("docx", docx_bytes([("paragraph", "word " * 2_200_000)]))
+    assert reason == "too-large" and "size limits" in detail
+
+
 def test_broken_docx_is_skipped_as_damaged() -> None:
     assert unextractable("docx", b"PK\x03\x04 not really a zip")[0] == "damaged"
 
