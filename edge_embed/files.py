@@ -606,6 +606,11 @@ def decode_text(data: bytes) -> tuple[str, str, bool] | None:
     return text.replace("\r\n", "\n").replace("\r", "\n"), encoding, lossy
 
 
+def bom_encoding(data: bytes) -> str | None:
+    """The encoding a byte-order mark at the start of ``data`` names (None: no BOM)."""
+    return _split_bom(data)[0]
+
+
 def _split_bom(data: bytes) -> tuple[str | None, bytes]:
     for bom, encoding in _BOMS:
         if data.startswith(bom):

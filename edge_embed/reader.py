@@ -14,7 +14,6 @@ the extraction sandbox), a ``[page N]`` line before each page.
 
 from __future__ import annotations
 
-import codecs
 import io
 import os
 import stat
@@ -104,25 +103,20 @@ def _open_checked(resolved: str, checked: os.stat_result, path: str) -> BinaryIO
 def _text_lines(handle: BinaryIO) -> Iterator[tuple[str, bool]]:
     """The file's lines as ``(text, complete)``, read lazily; the encoding as the indexer
     reads it (a BOM decides, else UTF-8 with replacement), newlines of any kind."""
-    encoding = _encoding_from_bom(handle.read(4))
+    from edge_embed.files import bom_encoding
+
+    encoding = bom_encoding(handle.read(4)) or "utf-8"
     handle.seek(0)
     text = io.TextIOWrapper(handle, encoding=encoding, errors="replace", newline=None)
+    first = True
     while True:
         piece = text.readline(_SKIP_CHUNK_CHARS)
         if not piece:
             return
+        if first:  # a UTF-16/32 BOM decodes to U+FEFF (utf-8-sig drops its own)
+            piece, first = piece.removeprefix("\ufeff"), False
         complete = piece.endswith("\n")
         yield piece.rstrip("\n"), complete
-
-
-def _encoding_from_bom(head: bytes) -> str:
-    for bom, encoding in (
-        (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if head.startswith(bom):
-            return encoding
-    return "utf-8"
 
 
 def _document_lines(document_format: str, handle: BinaryIO, path: str) -> Iterator[tuple[str, bool]]:
