@@ -177,3 +177,45 @@ def test_serve_raises_its_soft_open_file_limit_to_the_hard_one(tmp_path) -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     new_soft, new_hard = map(int, out.stdout.split())
     assert new_soft == new_hard or new_soft > 256, out
+
+
+def test_a_request_not_sent_whole_within_the_deadline_is_closed() -> None:
+    """The read deadline alone (the real protocol class, its deadline shortened to 1 s)."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from edge_embed.cli.serve import bind
+    from edge_embed.server.limits import guarded_protocol
+
+    async def hello(request):
+        await request.body()
+        return PlainTextResponse("hi")
+
+    protocol = type("Quick", (guarded_protocol(64),), {"read_timeout_s": 1.0})
+    app = Starlette(routes=[Route("/", hello, methods=["GET", "POST"])])
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=protocol))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = sock.getsockname()[1]
+        for partial in (b"GET / HTTP/1.1\r\nHost: x\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(partial)
+                started = time.monotonic()
+                assert client.recv(1024) == b""  # closed by the server
+                assert 0.5 < time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:  # a whole request: answered
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(1024).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()  # the response re-armed the deadline for the next request:
+            assert client.recv(1024) == b""  # closed after 1 s, before uvicorn's 5 s keep-alive
+            assert time.monotonic() - started < 4
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

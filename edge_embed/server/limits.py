@@ -127,14 +127,17 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        cycle = self.cycle
-        if cycle is not None and not cycle.more_body and not cycle.response_complete:
+        if self._request_in():
             self._stop_waiting()  # the whole request is in: the app's turn
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
+        super().on_response_complete()  # may already have read a pipelined request whole
+        if not self.transport.is_closing() and not self._request_in():
             self._await_request()
+
+    def _request_in(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and not cycle.more_body and not cycle.response_complete
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
