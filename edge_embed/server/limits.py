@@ -80,6 +80,8 @@ def _flat_list_checked(items: list) -> bool:
     succeed on such lists alone, and bound all their numbers. False: check item by item."""
     if not items:
         return True
+    if type(items[0]) is list or type(items[0]) is dict:  # min/max would compare whole sublists
+        return False
     try:
         low, high = min(items), max(items)
     except TypeError:  # mixed kinds
