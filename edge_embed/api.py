@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -276,12 +276,26 @@ class Index:
             return self._rerank_decisions[key]
 
     def _shared_reranker(self, spec: str | None, runtime: RuntimeSettings) -> RerankerHandle:
-        """The one handle of reranker ``spec``, whatever decision asks for it."""
+        """The one handle of reranker ``spec``, whatever decision asks for it; planned in the
+        GPU memory the index's own model leaves (it may not have loaded yet)."""
         from edge_embed.runtime.reranker import prepare_reranker
 
         if spec not in self._rerankers:
-            self._rerankers[spec] = prepare_reranker(spec, runtime)
+            reserved = replace(runtime, reserved_vram=runtime.reserved_vram + self._embedder_vram_to_come())
+            self._rerankers[spec] = prepare_reranker(spec, reserved)
         return self._rerankers[spec]
+
+    def _embedder_vram_to_come(self) -> int:
+        """GPU memory the index's model will take when it loads: its plan's estimate while it
+        is not loaded (once loaded, the free memory the next plan sees already lacks it)."""
+        try:
+            handle = self.query_model().handle
+        except EdgeEmbedError:  # no settings yet, a missing model: nothing will load
+            return 0
+        plan = getattr(handle, "plan", None)
+        if handle.loaded or getattr(plan, "device", "cpu") == "cpu":
+            return 0
+        return plan.expected_vram
 
     def release_rerankers(self) -> None:
         """Free the rerankers' models (the server's keep-alive); the next rerank loads again."""
