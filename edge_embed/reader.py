@@ -14,6 +14,7 @@ the extraction sandbox), a ``[page N]`` line before each page.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import stat
@@ -55,7 +56,7 @@ def read_indexed(
         document_format = extract.document_format(resolved, handle.read(8))
         handle.seek(0)
         if document_format is not None:
-            lines = _document_lines(document_format, handle, path)
+            lines = _document_lines(document_format, handle, path, first)
         else:
             lines = _text_lines(handle)
         return _excerpt(lines, first, last, max_bytes, path)
@@ -119,19 +120,22 @@ def _text_lines(handle: BinaryIO) -> Iterator[tuple[str, bool]]:
         yield piece.rstrip("\n"), complete
 
 
-def _document_lines(document_format: str, handle: BinaryIO, path: str) -> Iterator[tuple[str, bool]]:
-    """A PDF or Word file's extracted text, a ``[page N]`` line before each page; the page
-    lines are not counted: line numbers are those search results give."""
+def _document_lines(document_format: str, handle: BinaryIO, path: str, first: int = 1) -> Iterator[tuple[str, bool]]:
+    """A PDF or Word file's extracted text, a ``[page N]`` line before each page (and before
+    line ``first``, inside its page); the page lines are not counted: line numbers are
+    those search results give."""
     from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE
 
     data = handle.read(DEFAULT_MAX_DOCUMENT_SIZE + 1)
     if len(data) > DEFAULT_MAX_DOCUMENT_SIZE:
         raise EdgeEmbedError(f"{path} is larger than {DEFAULT_MAX_DOCUMENT_SIZE} bytes, too large to extract")
     document = _extract_in_sandbox(document_format, data, path)
-    pages = dict(document.layout.pages)
+    starts = [line for line, _ in document.layout.pages]
+    numbers = [number for _, number in document.layout.pages]
     for index, line in enumerate(document.text.split("\n")):
-        page = pages.get(index)
-        yield (line, True) if page is None else (f"[page {page}]\n{line}", True)
+        at = bisect.bisect_right(starts, index) - 1
+        marked = at >= 0 and (starts[at] == index or index == first - 1)
+        yield (f"[page {numbers[at]}]\n{line}" if marked else line), True
 
 
 def _extract_in_sandbox(document_format: str, data: bytes, path: str) -> Document:

@@ -22,7 +22,7 @@ def notes(tmp_path: Path, tiny_model) -> tuple[Index, Path]:
     (folder / "a.md").write_text("# A\nfirst\nsecond\nthird\n", encoding="utf-8")
     (folder / "big.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
     (folder / ".env").write_text("TOKEN=hunter2\n", encoding="utf-8")
-    (folder / "manual.pdf").write_bytes(pdf_bytes([["Install the tool."], ["Rotate the keys."]]))
+    (folder / "manual.pdf").write_bytes(pdf_bytes([["Install the tool."], ["Rotate the keys.", "Every ninety days."]]))
     index = Index.open(tmp_path / "index.db", CPU)
     index.index([folder], IndexOptions(chunk_tokens=128, overlap=0), model=str(tiny_model.path))
     return index, folder
@@ -77,6 +77,9 @@ def test_a_pdf_answers_its_text_with_page_numbers(notes) -> None:
     text = read_indexed(index, str(folder / "manual.pdf"))
     assert "%PDF" not in text
     assert text.index("[page 1]") < text.index("Install the tool.") < text.index("[page 2]") < text.index("Rotate the keys.")
+    lines = [line for line in text.split("\n") if not line.startswith("[page ")]
+    later = lines.index("Every ninety days.") + 1  # page lines are not counted
+    assert read_indexed(index, str(folder / "manual.pdf"), later, later) == "[page 2]\nEvery ninety days."
 
 
 def test_lines_past_the_end_are_an_error_that_counts_them(notes) -> None:
