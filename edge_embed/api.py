@@ -215,12 +215,13 @@ class Index:
         return self.path.exists()
 
     def store(self) -> Store:
-        """The store of an index that must already exist (query, status, remove)."""
+        """The store of an index that must already exist (query, status, remove), opened
+        read-only where it cannot be written (its ``writer_lock`` then refuses, by name)."""
         from edge_embed.store import Store
 
         if not self.exists:
             raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
-        return Store.open(self.path, create=False)
+        return Store.open(self.path, create=False, reading=True)
 
     def store_settings(self) -> IndexSettings | None:
         """What the index was built with; None before its first files."""

@@ -6,6 +6,12 @@ and dangling ones), FIFOs and devices, unreadable folders, binaries, odd encodin
 files that change while we look at them. None of those stop the walk: each one becomes
 a ``Skip`` that the caller reports, and the walk goes on.
 
+A walk never leaves its root: a symlink is followed only when its resolved target lies
+inside the same root *and* would be indexed there on its own (not hidden, not ignored),
+so neither ``notes/passwd -> /etc/passwd`` nor ``notes/config.md -> .env`` leaks anything.
+Pseudo file systems (``/proc``, ``/sys``, ``/dev``) are never entered, and a folder
+reached again through a link is cut at that first revisit.
+
 ``discover`` only stats; it never opens a file (opening a FIFO would block). ``read_file``
 opens each file once, non-blocking, and checks that it is still the file ``discover``
 saw before trusting its bytes.
@@ -67,6 +73,9 @@ SKIP_REASONS = frozenset({
     "vanished",               # deleted between listing and reading
     "changed-while-reading",  # size or mtime differs from what discover saw
     "undecodable-name",       # a name that is not valid UTF-8, which the index cannot store
+    "link-outside",           # a symlink whose target lies outside the indexed folder
+    "link-to-excluded",       # a symlink to a hidden or ignored path inside the folder
+    "pseudo-filesystem",      # /proc, /sys, /dev and their kind: never walked
 }) | EXTRACTION_SKIPS  # PDF and Word files: "no-text", "encrypted", "damaged", "timed-out"
 
 BINARY_SNIFF_BYTES = 8192
@@ -83,6 +92,17 @@ _BOMS = (  # UTF-32 first: its little-endian BOM starts with the UTF-16 one
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
+
+
+PSEUDO_FILESYSTEM_TYPES = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
+    "tracefs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc",
+    "efivarfs", "autofs", "rpc_pipefs", "nsfs", "devfs",
+})
+"""Kernel views, not files: endless (``/proc/self/root``), slow, or unsafe to read."""
+
+PSEUDO_FILESYSTEM_PATHS = ("/proc", "/sys", "/dev")
+"""Where systems without ``/proc/self/mounts`` (macOS) keep theirs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +210,7 @@ def discover(
     hidden: bool = False,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE,
+    follow_links: bool = False,
 ) -> Iterator[FoundFile | Skip]:
     """Walk ``root`` and yield every file to index, or a ``Skip`` saying why not.
 
@@ -200,6 +221,10 @@ def discover(
     matched against the relpath; ``exclude`` also prunes folders. Ignore files are read
     from the root downwards, never from above it.
 
+    Symlinks lead only to what the walk would take inside the root anyway; with
+    ``follow_links`` a link may lead outside too (a drive, a shared folder), its target then
+    checked like a root: never a pseudo file system, and each folder walked once.
+
     The root itself must be a readable folder: its problems raise ``OSError`` at once
     (the user named it), while problems below it become ``Skip``s. The walk is lazy and
     holds only the listings of the folders on the current path.
@@ -208,8 +233,10 @@ def discover(
     root_stat = os.stat(root_path)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
+    if root_stat.st_dev in pseudo_filesystem_devices():
+        raise OSError(errno.EPERM, "a kernel file system (like /proc), not files: it is never indexed", str(root_path))
     filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
-    walker = _Walker(root_path, filters, max_file_size, max_document_size)
+    walker = _Walker(root_path, filters, max_file_size, max_document_size, follow_links)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
 
@@ -217,13 +244,20 @@ def discover(
 class _Walker:
     """A depth-first walk with an explicit stack, so deep trees cannot hit the recursion limit."""
 
-    def __init__(self, root: Path, filters: _Filters, max_file_size: int, max_document_size: int) -> None:
+    def __init__(
+        self, root: Path, filters: _Filters, max_file_size: int, max_document_size: int, follow_links: bool = False
+    ) -> None:
         self._root = root
+        self._follow_links = follow_links
         self._filters = filters
         self._max_file_size = max_file_size
         self._max_document_size = max_document_size
+        self._real_root = os.path.realpath(root)
+        self._pseudo_devices = pseudo_filesystem_devices()
         self._stack: list[_Frame] = []
         self._on_path: dict[tuple[int, int], str] = {}  # folder identity -> its relpath
+        self._entered: set[tuple[int, int]] = set()  # every folder walked so far
+        self._layers_at: dict[str, _IgnoreLayer | None] = {}  # for link targets, by relprefix
         self._pending: list[Skip] = []
 
     def enter_root(self, key: tuple[int, int]) -> None:
@@ -242,8 +276,11 @@ class _Walker:
             relpath = frame.relprefix + entry.name
             if self._is_left_out(frame, entry, relpath):
                 continue
+            link_skip = self._check_link(entry, relpath) if entry.is_symlink else None
             if not _is_storable(relpath):
                 yield Skip(_printable(relpath), "undecodable-name", "the name is not valid UTF-8")
+            elif link_skip is not None:
+                yield link_skip
             elif entry.is_dir:
                 skip = self._enter_dir(frame, entry, relpath)
                 if skip is not None:
@@ -259,6 +296,55 @@ class _Walker:
             return True
         return not entry.is_dir and self._filters.leaves_out_file(relpath)
 
+    def _check_link(self, entry: _Entry, relpath: str) -> Skip | None:
+        """Why the symlink ``entry`` must not be followed, or None when its target may be.
+
+        A dangling or looping link is left to the ordinary stat, which reports it.
+        """
+        try:
+            target = os.path.realpath(entry.path, strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not _is_within(target, self._real_root):
+            if self._follow_links:
+                return None  # checked like a root when entered: pseudo file systems, revisits
+            return Skip(relpath, "link-outside", f"links to {target}, outside the indexed folder (see --follow-links)")
+        target_relpath = Path(os.path.relpath(target, self._real_root)).as_posix()
+        if target_relpath != "." and self._excludes_target(target_relpath.split("/"), entry.is_dir):
+            return Skip(relpath, "link-to-excluded", f"links to {target_relpath}, which is hidden or ignored")
+        return None
+
+    def _excludes_target(self, parts: list[str], is_dir: bool) -> bool:
+        """Whether the walk itself would leave out the path ``parts`` (relative to the root):
+        any folder on the way, or the target itself, hidden, generated, excluded or ignored."""
+        layers: tuple[_IgnoreLayer, ...] = ()
+        for depth, name in enumerate(parts):
+            part_is_dir = is_dir or depth < len(parts) - 1
+            layer = self._layer_of_folder("".join(part + "/" for part in parts[:depth]))
+            layers = (*layers, layer) if layer is not None else layers
+            relpath = "/".join(parts[: depth + 1])
+            match_path = relpath + "/" if part_is_dir else relpath
+            if (
+                self._filters.drops_by_name(_Entry(name, "", part_is_dir, False))
+                or self._filters.excludes(match_path)
+                or _ignored_by_layers(layers, match_path)
+            ):
+                return True
+        return False
+
+    def _layer_of_folder(self, relprefix: str) -> _IgnoreLayer | None:
+        """The ignore rules of the folder ``relprefix`` (read once; unreadable ones count as none)."""
+        if relprefix not in self._layers_at:
+            folder = os.path.join(self._real_root, relprefix)
+            entries = [
+                _Entry(name, os.path.join(folder, name), False, os.path.islink(os.path.join(folder, name)))
+                for name in IGNORE_FILE_NAMES
+                if os.path.lexists(os.path.join(folder, name))
+            ]
+            lines, _skips = _ignore_lines(entries, relprefix)
+            self._layers_at[relprefix] = _IgnoreLayer(relprefix, GitIgnoreSpec.from_lines(lines)) if lines else None
+        return self._layers_at[relprefix]
+
     def _enter_dir(self, frame: _Frame, entry: _Entry, relpath: str) -> Skip | None:
         try:
             st = os.stat(entry.path)
@@ -266,6 +352,10 @@ class _Walker:
             if key in self._on_path:
                 target = self._on_path[key] or "the root"
                 return Skip(relpath, "symlink-loop", f"links back to {target}")
+            if entry.is_symlink and key in self._entered:
+                return Skip(relpath, "symlink-loop", "links to a folder this walk has already been through")
+            if st.st_dev in self._pseudo_devices:
+                return Skip(relpath, "pseudo-filesystem", "a kernel file system (like /proc), not files")
             self._push(entry.path, relpath + "/", key, frame.layers)
         except OSError as exc:
             return _skip_for_os_error(relpath, exc, is_symlink=entry.is_symlink)
@@ -290,6 +380,7 @@ class _Walker:
             layers = (*layers, layer)
         self._stack.append(_Frame(relprefix, key, iter(entries), layers))
         self._on_path[key] = relprefix.rstrip("/")
+        self._entered.add(key)
 
     def _pop(self) -> None:
         frame = self._stack.pop()
@@ -297,16 +388,65 @@ class _Walker:
 
     def _load_ignore_layer(self, entries: list[_Entry], relprefix: str) -> _IgnoreLayer | None:
         """Combine this folder's ignore files; an unreadable one is reported, not fatal."""
-        present = {e.name: e for e in entries if e.name in IGNORE_FILE_NAMES and not e.is_dir}
-        lines: list[str] = []
-        for name in IGNORE_FILE_NAMES:  # not listing order: .edgeembedignore must come last
-            if name in present:
-                read = _read_ignore_file(present[name], relprefix + name)
-                if isinstance(read, Skip):
-                    self._pending.append(read)
-                else:
-                    lines.extend(read)
-        return _IgnoreLayer(relprefix, GitIgnoreSpec.from_lines(lines)) if lines else None
+        lines, skips = _ignore_lines(entries, relprefix)
+        self._pending.extend(skips)
+        layer = _IgnoreLayer(relprefix, GitIgnoreSpec.from_lines(lines)) if lines else None
+        self._layers_at[relprefix] = layer
+        return layer
+
+
+def _ignore_lines(entries: list[_Entry], relprefix: str) -> tuple[list[str], list[Skip]]:
+    """The lines of a folder's ignore files, in the order they apply, and those unreadable."""
+    present = {e.name: e for e in entries if e.name in IGNORE_FILE_NAMES and not e.is_dir}
+    lines: list[str] = []
+    skips: list[Skip] = []
+    for name in IGNORE_FILE_NAMES:  # not listing order: .edgeembedignore must come last
+        if name in present:
+            read = _read_ignore_file(present[name], relprefix + name)
+            if isinstance(read, Skip):
+                skips.append(read)
+            else:
+                lines.extend(read)
+    return lines, skips
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Both resolved: ``path`` is ``folder`` or below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def pseudo_filesystem_devices() -> frozenset[int]:
+    """The device numbers of the mounted pseudo file systems (``/proc``, ``/sys``, ...).
+
+    Never the device of ``/`` itself: a container whose ``/dev`` is a plain folder must
+    not lose its whole disk to this rule.
+    """
+    points = _pseudo_mount_points()
+    try:
+        root_device = os.stat("/").st_dev
+    except OSError:
+        root_device = None
+    devices = set()
+    for point in points:
+        try:
+            device = os.stat(point).st_dev
+        except OSError:
+            continue
+        if device != root_device:
+            devices.add(device)
+    return frozenset(devices)
+
+
+def _pseudo_mount_points() -> list[str]:
+    """From /proc/self/mounts where it exists (Linux), else the usual places."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            rows = [line.split() for line in mounts]
+    except OSError:
+        return [path for path in PSEUDO_FILESYSTEM_PATHS if os.path.isdir(path)]
+    return [
+        row[1].replace("\\040", " ") for row in rows if len(row) > 2 and row[2] in PSEUDO_FILESYSTEM_TYPES
+    ]
 
 
 def _list_dir(path: str) -> list[_Entry]:
@@ -464,6 +604,11 @@ def decode_text(data: bytes) -> tuple[str, str, bool] | None:
     if _mostly_control_chars(text[:BINARY_SNIFF_BYTES]):
         return None
     return text.replace("\r\n", "\n").replace("\r", "\n"), encoding, lossy
+
+
+def bom_encoding(data: bytes) -> str | None:
+    """The encoding a byte-order mark at the start of ``data`` names (None: no BOM)."""
+    return _split_bom(data)[0]
 
 
 def _split_bom(data: bytes) -> tuple[str | None, bytes]:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 BATCH_CHUNKS = 32
 # Skips that may pass by themselves: the file keeps its old chunks until a later run.
 TRANSIENT_SKIPS = frozenset({"unreadable", "changed-while-reading"})
+TIMEOUTS_REMEMBERED = 2  # once may be a busy machine; twice, the same bytes, is the file
 # Skips that are expected and only counted; every other one is worth a warning.
 SILENT_SKIPS = frozenset({"binary"})
 
@@ -73,6 +74,7 @@ class IndexOptions:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     hidden: bool = False
+    follow_links: bool = False  # also symlinks that lead outside the folder (files.discover)
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE
     document_limits: Limits = Limits()
@@ -451,6 +453,7 @@ class Indexer:
             include=self.options.include,
             exclude=self.options.exclude,
             hidden=self.options.hidden,
+            follow_links=self.options.follow_links,
             max_file_size=self.options.max_file_size,
             max_document_size=self.options.max_document_size,
         )
@@ -539,15 +542,19 @@ class Indexer:
         A file without text is stored without chunks (its old ones go): the same bytes
         would fail the same way, so an unchanged re-run does not parse it again. A timeout
         or a worker crash (``RETRIED_SKIPS``) may pass: the file keeps its old chunks and
-        stat, so the next run tries again.
+        stat, so the next run tries again; but bytes that timed out ``TIMEOUTS_REMEMBERED``
+        times are remembered like a damaged file, so one hostile document cannot add its
+        timeout to every later run.
         """
         if self.sandbox is None:
             self.sandbox = Sandbox(self.options.document_limits)
         try:
             extracted = self.sandbox.extract(document.document_format, document.data)
         except Unextractable as exc:
-            self._record_skip(Skip(found.relpath, exc.reason, exc.detail))
-            if exc.reason not in RETRIED_SKIPS:
+            remembered = exc.reason not in RETRIED_SKIPS or self._timed_out_again(exc, document.content_hash)
+            detail = exc.detail + ("; not tried again until the file changes" if exc.reason in RETRIED_SKIPS and remembered else "")
+            self._record_skip(Skip(found.relpath, exc.reason, detail))
+            if remembered:
                 self.store.write_file(
                     root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
                 )
@@ -555,6 +562,14 @@ class Indexer:
         return FileContent(
             extracted.text, document.content_hash, document.document_format, False, "document", layout=extracted.layout
         )
+
+    def _timed_out_again(self, exc: Unextractable, content_hash: str) -> bool:
+        """Whether these bytes have now timed out ``TIMEOUTS_REMEMBERED`` times (then forgotten
+        as a count: the file row remembers them from here)."""
+        if exc.reason != "timed-out" or self.store.count_timeout(content_hash) < TIMEOUTS_REMEMBERED:
+            return False
+        self.store.forget_timeouts(content_hash)
+        return True
 
     def _chunk(self, found: FoundFile, content: FileContent) -> list[Chunk] | None:
         """The file's chunks, in the model's tokens; None (counted as failed) if impossible."""

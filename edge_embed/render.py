@@ -8,6 +8,11 @@ fused arithmetic, so a surprising order can be understood rather than guessed at
 
 For programs: the JSON schema documented in docs/query-json.md. It is a contract: add
 keys if needed, never rename or remove one without bumping ``SCHEMA_VERSION``.
+
+File names and contents are hostile input: an escape sequence in either could retitle,
+clear or rewrite the user's terminal. Text for people passes through ``terminal_safe``
+(control characters shown as ``\x1b``-style escapes, always, piped or not); JSON escapes
+them the JSON way (``\u001b``), C1 controls and line separators included.
 """
 
 from __future__ import annotations
@@ -34,6 +39,31 @@ MAX_LINE_CHARS = 200  # minified files have lines of megabytes; a snippet shows 
 COLOR_CHOICES = ("auto", "always", "never")
 SCORE_LABELS = {"hybrid": "score", "vector": "cos", "keyword": "bm25"}
 RERANKED_LABEL = "blended"  # a reranked hit's score mixes its rank and the reranker's verdict
+
+
+# ------------------------------------------------------------------------ hostile text
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""C0 controls but tab, DEL, C1 controls (0x9b is a CSI on its own), line separators and
+the bidirectional overrides that make text display in another order than it reads."""
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What ``json.dumps(ensure_ascii=False)`` leaves raw; C0 it escapes itself."""
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\x1b``, ``\n``,
+    ``\u202e``), so that printing it can never drive the terminal."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def json_safe(document: str) -> str:
+    """A JSON text with the characters json leaves raw escaped too (they only occur in strings)."""
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", document)
 
 
 # ------------------------------------------------------------------------ colour
@@ -116,7 +146,7 @@ def numbered_lines(
     out = []
     for offset, line in enumerate(shown):
         number = _style(str(hit.chunk.start_line + first + offset).rjust(width), color, fg="green")
-        text = line if full else clip_line(line, pattern)
+        text = terminal_safe(line if full else clip_line(line, pattern))
         out.append(f"  {number + '  ' if numbered else ''}{highlight(text, pattern, color)}".rstrip())
     return out
 
@@ -209,13 +239,13 @@ def format_hit(
 ) -> list[str]:
     """One result for people: location and score, heading, snippet, optional explain."""
     chunk = hit.chunk
-    where = _style(location(chunk, cwd), color, fg="magenta")
+    where = _style(terminal_safe(location(chunk, cwd)), color, fg="magenta")
     score_format = "{:.5f}" if mode == "hybrid" and hit.rerank is None else "{:.3f}"
     label = SCORE_LABELS[mode] if hit.rerank is None else RERANKED_LABEL
     score = _style(f"{label} {score_format.format(hit.score)}", color, dim=True)
     lines = [f"{where}  {score}"]
     if chunk.heading:
-        lines.append("  " + _style(f"§ {chunk.heading}", color, bold=True))
+        lines.append("  " + _style(f"§ {terminal_safe(chunk.heading)}", color, bold=True))
     lines.extend(numbered_lines(hit, pattern, full=full, color=color))
     if explain:
         lines.append("  " + _style(f"explain: {explain_line(hit, mode)}", color, fg="cyan"))
@@ -319,10 +349,10 @@ def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, obj
 
 def json_document(query: str, mode: str, hits: Sequence[Hit]) -> str:
     """--json: one document with the query, the mode and the results."""
-    return json.dumps(search_document(query, mode, hits), ensure_ascii=False, indent=2)
+    return json_safe(json.dumps(search_document(query, mode, hits), ensure_ascii=False, indent=2))
 
 
 def json_lines(hits: Sequence[Hit]) -> Iterator[str]:
     """--jsonl: one result object per line, the same objects as --json's results."""
     for rank, hit in enumerate(hits, 1):
-        yield json.dumps(hit_record(hit, rank), ensure_ascii=False)
+        yield json_safe(json.dumps(hit_record(hit, rank), ensure_ascii=False))

@@ -27,6 +27,7 @@ This module never prints and never loads a model: the caller passes ``embed_quer
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class SearchOptions:
             raise EdgeEmbedError(f"-k must be at least 1, got {self.k}")
         if self.per_file < 0:
             raise EdgeEmbedError(f"--per-file must be 0 (no limit) or more, got {self.per_file}")
+        if self.min_score is not None and not math.isfinite(self.min_score):
+            raise EdgeEmbedError(f"--min-score must be a finite number, got {self.min_score}")
 
     @property
     def uses_vectors(self) -> bool:

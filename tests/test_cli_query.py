@@ -278,25 +278,25 @@ def test_missing_catalog_model_names_the_pull_command(index_without_model: Path,
 
 
 def test_in_reaches_through_a_symlinked_subfolder_and_a_symlinked_root(tmp_path: Path, tiny_model) -> None:
-    """Stored paths go through symlinked folders unresolved; --in must be spelled the same way."""
-    outside = tmp_path / "outside" / "sub"
-    outside.mkdir(parents=True)
-    (outside / "far.md").write_text("A walrus in the linked folder.\n", encoding="utf-8")
+    """Stored paths go through symlinked folders unresolved; --in must be spelled the same way.
+    (A link is followed only to a folder inside the root: "link" and "real" are both indexed.)"""
     root = tmp_path / "notes"
-    root.mkdir()
+    linked = root / "real" / "sub"
+    linked.mkdir(parents=True)
+    (linked / "far.md").write_text("A walrus in the linked folder.\n", encoding="utf-8")
     (root / "near.md").write_text("A walrus next to the root.\n", encoding="utf-8")
-    (root / "link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "link").symlink_to(root / "real", target_is_directory=True)
     (tmp_path / "alias").symlink_to(root, target_is_directory=True)
     db = tmp_path / "index.db"
     indexed = CliRunner().invoke(cli, ["index", str(root), "--db", str(db), "--model", str(tiny_model.path), "--quiet"])
     assert indexed.exit_code == 0, indexed.output
-    far, near = f"{root}/link/sub/far.md", f"{root}/near.md"
+    far, real, near = f"{root}/link/sub/far.md", f"{root}/real/sub/far.md", f"{root}/near.md"
     for in_path, expected in (
         (root / "link" / "sub", {far}),
         (root / "link", {far}),
         (tmp_path / "alias" / "link" / "sub", {far}),  # the root itself given through a symlink
-        (tmp_path / "alias", {far, near}),
-        (tmp_path, {far, near}),  # a parent of the root
+        (tmp_path / "alias", {far, real, near}),
+        (tmp_path, {far, real, near}),  # a parent of the root
     ):
         result = run("walrus", "--mode", "keyword", "--files", "--in", str(in_path), "--db", str(db))
         assert result.exit_code == 0, (in_path, result.output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -117,13 +118,14 @@ def test_doctor_plans_the_4b_fully_on_a_12_gb_card(fake_cuda: None) -> None:
 
 
 def test_doctor_passes_the_runtime_options_to_the_plan(fake_cuda: None) -> None:
-    plan = run_json("--gpu-layers", "5", "--ctx", "1024", "--batch", "64", "--threads", "3")["plan"]
+    threads = os.cpu_count() or 1  # --threads is bounded by the machine's logical CPUs
+    plan = run_json("--gpu-layers", "5", "--ctx", "1024", "--batch", "64", "--threads", str(threads))["plan"]
     assert (plan["n_gpu_layers"], plan["n_ctx"], plan["n_batch"], plan["n_ubatch"], plan["n_threads"]) == (
         5,
         1024,
         64,
         64,
-        3,
+        threads,
     )
     assert run_json("--cpu")["plan"]["device"] == "cpu"
 

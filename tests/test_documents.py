@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,6 +141,12 @@ def test_docx_that_unpacks_too_large_is_skipped_before_parsing() -> None:
     assert unextractable("docx", data, Limits(max_unpacked_bytes=50_000))[0] == "too-large"
 
 
+def test_a_valid_docx_over_the_xml_size_limits_is_too_large_not_damaged() -> None:
+    """11 MB of text in one paragraph: libxml2 refuses such a text node unless told to parse huge input."""
+    reason, detail = unextractable("docx", docx_bytes([("paragraph", "word " * 2_200_000)]))
+    assert reason == "too-large" and "size limits" in detail
+
+
 def test_broken_docx_is_skipped_as_damaged() -> None:
     assert unextractable("docx", b"PK\x03\x04 not really a zip")[0] == "damaged"
 
@@ -194,6 +203,46 @@ def test_sandbox_times_out_a_hanging_parser_and_carries_on() -> None:
         assert time.monotonic() - started < 30
         assert sandbox.extract("pdf", data).text == "after the hang"
         assert sandbox.starts == 2
+
+
+def _process_gone(pid: int) -> bool:
+    """Gone, or a zombie waiting for a reaper (this container's init may not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as status:
+            return status.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_the_worker_dies_with_its_parent_killed_mid_extraction(tmp_path: Path) -> None:
+    """kill -9 of `index` during a slow document once left its worker parsing for minutes."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys; from edge_embed.documents import Limits; from edge_embed.documents.sandbox import Sandbox;"
+            "from test_documents import hanging_extractor;"
+            "sandbox = Sandbox(Limits(timeout_s=600), extractor=hanging_extractor); sandbox._connection();"
+            "print(sandbox._process.pid, flush=True); sandbox.extract('pdf', b'hang')"
+        )],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(0.5)  # the worker is now inside the hanging parser
+        assert not _process_gone(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while not _process_gone(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its parent"
+        time.sleep(0.1)
 
 
 def test_sandbox_survives_a_crashing_parser() -> None:

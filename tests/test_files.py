@@ -232,6 +232,86 @@ def test_symlinks_are_followed_and_loops_and_dangling_links_are_skipped(tmp_path
     }
 
 
+def test_links_to_outside_the_root_are_skipped_with_a_note(tmp_path: Path) -> None:
+    root, outside = tmp_path / "notes", tmp_path / "outside"
+    write(root, "mine.md", "# mine\n")
+    write(outside, "secret.txt", "OUTSIDE_SECRET=1\n")
+    (root / "link_out.txt").symlink_to(outside / "secret.txt")
+    (root / "outside-folder").symlink_to(outside, target_is_directory=True)
+    (root / "passwd").symlink_to("/etc/passwd")
+    (root / "relative-escape.txt").symlink_to("../outside/secret.txt")
+    found, skipped = walk(root)
+    assert set(found) == {"mine.md"}
+    assert {rel: s.reason for rel, s in skipped.items()} == {
+        "link_out.txt": "link-outside",
+        "outside-folder": "link-outside",
+        "passwd": "link-outside",
+        "relative-escape.txt": "link-outside",
+    }
+    assert str(outside / "secret.txt") in skipped["link_out.txt"].detail
+
+
+def test_hidden_and_ignored_files_are_not_reachable_through_a_link(tmp_path: Path) -> None:
+    write(tmp_path, ".env", "API_KEY=hunter2\n")
+    write(tmp_path, "keys/private.pem", "-----BEGIN-----\n")
+    write(tmp_path, ".hidden/notes.md", "# hidden\n")
+    write(tmp_path, "sub/.gitignore", "*.log\n")
+    write(tmp_path, "sub/debug.log", "token=abc\n")
+    write(tmp_path, ".gitignore", "keys/\n")
+    write(tmp_path, "visible.md", "# ok\n")
+    (tmp_path / "config.md").symlink_to(".env")
+    (tmp_path / "key.md").symlink_to("keys/private.pem")
+    (tmp_path / "hidden-dir").symlink_to(".hidden", target_is_directory=True)
+    (tmp_path / "log.md").symlink_to("sub/debug.log")
+    (tmp_path / "alias.md").symlink_to("visible.md")
+    found, skipped = walk(tmp_path)
+    assert set(found) == {"alias.md", "visible.md"}
+    assert {rel: s.reason for rel, s in skipped.items()} == {
+        "config.md": "link-to-excluded",
+        "key.md": "link-to-excluded",
+        "hidden-dir": "link-to-excluded",
+        "log.md": "link-to-excluded",
+    }
+    # with --hidden, the hidden targets are indexed like every hidden file
+    assert set(walk(tmp_path, hidden=True)[0]) >= {"config.md", ".hidden/notes.md"}
+
+
+def test_a_link_to_the_file_system_root_ends_at_once(tmp_path: Path, hang_guard: None) -> None:
+    write(tmp_path, "a.md")
+    (tmp_path / "everything").symlink_to("/", target_is_directory=True)
+    (tmp_path / "proc").symlink_to("/proc", target_is_directory=True)
+    found, skipped = walk(tmp_path)
+    assert set(found) == {"a.md"}
+    assert {rel: s.reason for rel, s in skipped.items()} == {"everything": "link-outside", "proc": "link-outside"}
+
+
+def test_pseudo_file_systems_are_never_walked(hang_guard: None) -> None:
+    """Indexing / itself: /proc, /sys and /dev are cut at their door (everything else is
+    excluded here to keep the walk short; without the rule /proc alone never ends)."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    with pytest.raises(OSError, match="kernel file system"):
+        next(iter(discover("/proc")))
+    found, skipped = walk(Path("/"), exclude=["/*", "!/proc/", "!/sys/", "!/dev/"])
+    assert found == {}
+    assert {rel: s.reason for rel, s in skipped.items()} == {
+        "dev": "pseudo-filesystem", "proc": "pseudo-filesystem", "sys": "pseudo-filesystem",
+    }
+
+
+def test_a_folder_reached_again_through_a_link_is_cut_at_the_first_revisit(tmp_path: Path) -> None:
+    """Links between sibling folders would otherwise multiply the walk (a -> b -> a ... )."""
+    write(tmp_path, "a/x.md")
+    write(tmp_path, "b/y.md")
+    (tmp_path / "a/to-b").symlink_to(tmp_path / "b", target_is_directory=True)
+    (tmp_path / "b/to-a").symlink_to(tmp_path / "a", target_is_directory=True)
+    found, skipped = walk(tmp_path)
+    assert set(found) == {"a/x.md", "a/to-b/y.md", "b/y.md"}
+    assert {rel: s.reason for rel, s in skipped.items()} == {
+        "a/to-b/to-a": "symlink-loop", "b/to-a": "symlink-loop",
+    }
+
+
 def test_fifos_and_sockets_are_skipped_without_being_opened(tmp_path: Path, hang_guard: None) -> None:
     os.mkfifo(tmp_path / "pipe")
     with socket.socket(socket.AF_UNIX) as sock:

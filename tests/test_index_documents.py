@@ -95,6 +95,24 @@ def test_a_hanging_parser_costs_the_timeout_and_the_run_goes_on(store, engine, t
     assert summary.indexed == 1 and stored_texts(store, "b-fine.pdf") == ["Indexed after the hang."]
 
 
+def test_a_document_that_timed_out_twice_is_not_tried_again_until_it_changes(store, engine, tmp_path):
+    """One hostile PDF must not add its timeout to every later run (issue 17, item 13)."""
+    root = tmp_path / "hostile"
+    root.mkdir()
+    (root / "a-hang.pdf").write_bytes(b"hang")
+    with Sandbox(Limits(timeout_s=1.5), extractor=hanging_extractor) as sandbox:
+        first = run(store, engine, root, sandbox=sandbox)
+        second = run(store, engine, root, sandbox=sandbox)
+        starts = sandbox.starts
+        third = run(store, engine, root, sandbox=sandbox)
+        assert sandbox.starts == starts  # nothing was parsed
+    assert dict(first.skipped) == dict(second.skipped) == {"timed-out": 1}
+    assert dict(third.skipped) == {} and third.unchanged == 1
+    (root / "a-hang.pdf").write_bytes(pdf_bytes([["Fixed since."]]))
+    fourth = run(store, engine, root)
+    assert fourth.indexed == 1 and stored_texts(store, "a-hang.pdf") == ["Fixed since."]
+
+
 def test_a_document_that_turns_unreadable_loses_its_chunks(store, engine, library):
     run(store, engine, library)
     (library / "manual.pdf").write_bytes(scanned_pdf_bytes())

@@ -491,9 +491,11 @@ class RecordedWarnings(NoProgress):
         self.warnings.append(message)
 
 
-def run_recording(store: Store, engine: CountingEmbedder, *roots: Path) -> tuple[object, list[str]]:
+def run_recording(store: Store, engine: CountingEmbedder, *roots: Path, **options) -> tuple[object, list[str]]:
     progress = RecordedWarnings()
-    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8), progress=progress)
+    indexer = Indexer(
+        store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8, **options), progress=progress
+    )
     return indexer.run(list(roots)), progress.warnings
 
 
@@ -532,15 +534,31 @@ def test_a_root_that_vanished_keeps_its_files_and_the_others_are_indexed(store, 
     assert any("does not exist" in w for w in warnings), warnings
 
 
+def test_links_leading_outside_are_skipped_with_a_note_unless_followed(store, engine, tree, tmp_path):
+    """The attack: links to files elsewhere (and to a hidden file beside them) were indexed."""
+    (tmp_path / "elsewhere.txt").write_text("OUTSIDE_SECRET=1\n")
+    (tree / ".env").write_text("HIDDEN_SECRET=2\n")
+    (tree / "link_out.txt").symlink_to(tmp_path / "elsewhere.txt")
+    (tree / "config.md").symlink_to(".env")
+    summary, warnings = run_recording(store, engine, tree)
+    texts = " ".join(row[0] for row in store._conn.execute("SELECT text FROM chunks").fetchall())
+    assert "SECRET" not in texts
+    assert summary.skipped["link-outside"] == 1 and summary.skipped["link-to-excluded"] == 1
+    assert any("link_out.txt: link-outside" in w and "--follow-links" in w for w in warnings), warnings
+    run(store, engine, tree, follow_links=True)
+    texts = " ".join(row[0] for row in store._conn.execute("SELECT text FROM chunks").fetchall())
+    assert "OUTSIDE_SECRET" in texts and "HIDDEN_SECRET" not in texts
+
+
 def test_a_dangling_link_to_a_folder_keeps_the_files_under_it(store, engine, tree, tmp_path):
     drive = tmp_path / "drive"
     drive.mkdir()
     (drive / "far.md").write_text("# Far\n\nFigs on the far drive.\n")
     (tree / "usb").symlink_to(drive, target_is_directory=True)
-    run(store, engine, tree)
+    run(store, engine, tree, follow_links=True)  # a drive outside the folder: followed when asked
     assert "usb/far.md" in {row[0] for row in index_state(store)}
     shutil.move(drive, tmp_path / "unplugged")
-    summary, warnings = run_recording(store, engine, tree)
+    summary, warnings = run_recording(store, engine, tree, follow_links=True)
     assert summary.removed == 0 and "usb/far.md" in {row[0] for row in index_state(store)}
     assert summary.kept == [KeptFolder(str(tree.resolve() / "usb"), "dangling-symlink", 1)]
     assert any("delete the link" in w for w in warnings), warnings

@@ -15,6 +15,7 @@ import click
 
 from edge_embed.cli import EXIT_INTERRUPTED
 from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
+from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.catalog import chunking_summary
@@ -33,6 +34,10 @@ from edge_embed.indexer import (
 @click.option("--include", multiple=True, metavar="GLOB", help="Only look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept, not deleted.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Do not look at files matching GLOB (gitignore syntax; repeatable). Indexed files it leaves out are kept; to drop files for good, list them in .edgeembedignore.")
 @click.option("--hidden", is_flag=True, help="Also index hidden files and folders (.git and other VCS folders are always skipped).")
+@click.option("--follow-links", is_flag=True,
+              help="Also follow symlinks that lead outside the folder (a drive, a shared folder). "
+                   "Without it such links are skipped with a note; links inside the folder are "
+                   "followed either way, unless they lead to a hidden or ignored path.")
 @click.option("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE, show_default=True, metavar="BYTES", help="Skip larger files (with a note).")
 @click.option("--max-document-size", type=int, default=DEFAULT_MAX_DOCUMENT_SIZE, show_default=True, metavar="BYTES", help="Skip larger PDF and Word files (with a note).")
 @click.option("--chunk-tokens", type=click.IntRange(32, 32768), default=None, metavar="N", help=f"Chunk size in model tokens, EOS included [new index: {chunking_summary('chunk_tokens')}; the reasons are in the model catalog, catalog.toml].")
@@ -43,7 +48,7 @@ from edge_embed.indexer import (
 @click.option("--quiet", is_flag=True, help="No progress display and no warnings; just the summary.")
 @embed_url_option
 @runtime_options
-def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_document_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, embed_url, **runtime):
+def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_size, max_document_size, chunk_tokens, overlap, dims, instruct, as_json, quiet, embed_url, **runtime):
     """Index the text, PDF and Word files under PATHS into one SQLite file (incremental).
 
     Files are split into chunks of the model's own tokens (at Markdown/rst/Org headings,
@@ -89,6 +94,7 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_docum
         include=include,
         exclude=exclude,
         hidden=hidden,
+        follow_links=follow_links,
         max_file_size=max_file_size,
         max_document_size=max_document_size,
         chunk_tokens=chunk_tokens,
@@ -199,7 +205,7 @@ class WarningsOnly(NoProgress):
 
     def warning(self, message: str) -> None:
         if not self.quiet:
-            click.echo(f"warning: {message}", err=True)
+            click.echo(f"warning: {terminal_safe(message)}", err=True)
 
 
 class TtyProgress(WarningsOnly):

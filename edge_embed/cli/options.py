@@ -7,6 +7,8 @@ read ``doctor``'s plan) can pass the same flags to the others.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -56,10 +58,11 @@ RUNTIME_OPTIONS = (
     ),
     click.option(
         "--threads",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, os.cpu_count() or 1),
         default=None,
         metavar="N",
-        help="CPU threads for llama.cpp. Default: every core this process may use.",
+        help=f"CPU threads for llama.cpp, 1 to the {os.cpu_count() or 1} logical CPUs of this machine "
+        "(more only slows it down, or crashes thread creation). Default: every core this process may use.",
     ),
     click.option(
         "--cpu",
@@ -68,6 +71,21 @@ RUNTIME_OPTIONS = (
         help="Run on the CPU even when a GPU is available (same as EDGE_EMBED_CPU=1).",
     ),
 )
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is a real number: ``nan`` would silently match nothing, ``inf`` everything or nothing."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
 
 
 def runtime_options(command: F) -> F:

@@ -11,12 +11,13 @@ import click
 from click.core import ParameterSource
 
 from edge_embed.cli.common import db_option, reranker_option, resolve_db, warnings_to_stderr
-from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.cli.options import FINITE_FLOAT, embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.render import (
     COLOR_CHOICES,
     format_hits,
     json_document,
+    terminal_safe,
     json_lines,
     unique_paths,
     use_color,
@@ -110,7 +111,7 @@ def after_double_dash(text: str) -> str:
                    "'docs/*.md' only directly in docs/, 'docs/**/*.md' at any depth under "
                    "docs/, 'docs/' everything in it; a later '!GLOB' takes back a match "
                    "(--glob '*.md' --glob '!drafts/**'). Repeatable.")
-@click.option("--min-score", type=float, metavar="S",
+@click.option("--min-score", type=FINITE_FLOAT, metavar="S",
               help="Drop weak results: S is a cosine similarity (-1..1) in vector and hybrid "
                    "modes (hybrid then keeps only chunks the vector search found), a BM25 "
                    "score in keyword mode.")
@@ -120,7 +121,11 @@ def after_double_dash(text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (schema: docs/query-json.md).")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON object per result and line.")
 @click.option("--files", "files_only", is_flag=True,
-              help="Only the paths of the best files, one per line (like grep -l).")
+              help="Only the paths of the best files, one per line (like grep -l); control "
+                   "characters in names are shown escaped: for scripts, add -0.")
+@click.option("-0", "--null", "null", is_flag=True,
+              help="With --files: end each path with a NUL byte instead of a newline, exactly "
+                   "as it is, for `xargs -0` (like grep -Z / find -print0).")
 @click.option("--full", is_flag=True, help="Print whole chunks instead of snippets.")
 @click.option("--explain", is_flag=True,
               help="Show each result's rank and score in each list and how its hybrid score was "
@@ -155,6 +160,7 @@ def query(
     as_json: bool,
     as_jsonl: bool,
     files_only: bool,
+    null: bool,
     full: bool,
     explain: bool,
     rerank: bool | None,
@@ -175,7 +181,7 @@ def query(
       edge-embed query "retry with backoff" --in ~/src/app --glob '*.py'
       edge-embed query "install steps" --glob 'docs/**/*.md' --glob '!docs/drafts/**'
       edge-embed query --mode keyword ERR_CERT_DATE_INVALID      (exact words, no model)
-      edge-embed query "quarterly budget" --files | xargs ls -l
+      edge-embed query "quarterly budget" --files -0 | xargs -0 ls -l
       edge-embed query "deploy steps" --json | jq -r '.results[].path'
       edge-embed query "login fails" --explain                   (why this order?)
       edge-embed query "login fails" --rerank --rerank-top 30    (rescore 30 candidates)
@@ -189,6 +195,8 @@ def query(
     runtime.pop("model")
     if sum((as_json, as_jsonl, files_only)) > 1:
         raise EdgeEmbedError("choose one of --json, --jsonl and --files")
+    if null and not files_only:
+        raise EdgeEmbedError("-0/--null goes with --files (--json and --jsonl escape every name already)")
     warnings_to_stderr()
     text = " ".join(words)
     options = SearchOptions(
@@ -215,9 +223,12 @@ def query(
     elif as_jsonl:
         for line in json_lines(hits):
             click.echo(line)
+    elif files_only and null:
+        for path in unique_paths(hits, cwd):
+            click.echo(path.encode("utf-8", errors="surrogateescape") + b"\0", nl=False)
     elif files_only:
         for path in unique_paths(hits, cwd):
-            click.echo(path)
+            click.echo(terminal_safe(path))
     else:
         color = use_color(color_choice, isatty=sys.stdout.isatty(), environ=os.environ)
         if explain:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import sys
 
 import click
 
@@ -76,6 +78,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, 
 
     from edge_embed.server.app import Service, create_app
     from edge_embed.server.discovery import ServerInfo, publish, withdraw
+    from edge_embed.server.limits import accept_backlog, connection_cap, guarded_protocol, raise_open_file_limit
     from edge_embed.server.security import is_loopback
 
     warnings_to_stderr()
@@ -100,10 +103,22 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, 
     click.echo(f"edge-embed serve: {info.base_url} (model {service.model_id}"
                + (f", index {index_path})" if index_path else ", no index)"), err=True)
     click.echo(f"  OpenAI base URL: {info.base_url}/v1   MCP: {info.base_url}/mcp", err=True)
+    open_files = raise_open_file_limit()
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", http=guarded_protocol(connection_cap(open_files)),
+        backlog=accept_backlog(open_files),
+    )
+    exit_on_sigterm()
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         withdraw(discovery, info.pid)
+
+
+def exit_on_sigterm() -> None:
+    """uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler it
+    found; the default one would kill us before ``withdraw``: make it an exit instead."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def bind(host: str, port: int) -> socket.socket:

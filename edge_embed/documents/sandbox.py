@@ -15,6 +15,8 @@ are parsed in one worker process that the indexer talks to over a pipe:
 The worker is started with "spawn" everywhere: a forked child would inherit the parent's
 address space (a loaded model is gigabytes), which the memory cap would count. It ignores
 Ctrl-C: the indexer decides what an interrupt means, and the worker finishes its file.
+It dies with its parent, even one killed with SIGKILL mid-file: on Linux the kernel sends
+it SIGKILL (``PR_SET_PDEATHSIG``); elsewhere a watchdog thread sees the parent pid change.
 
 Platforms: the caps use POSIX ``resource``. On Windows there is no memory or CPU cap,
 only the timeout; macOS accepts ``RLIMIT_AS`` but does not enforce it, so there too the
@@ -24,7 +26,10 @@ timeout is what bounds a runaway parser.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
@@ -91,7 +96,8 @@ class Sandbox:
             context = multiprocessing.get_context("spawn")
             parent, child = context.Pipe()
             process = context.Process(
-                target=_serve, args=(child, self.limits, self._extractor), daemon=True, name="edge-embed-extract"
+                target=_serve, args=(child, self.limits, self._extractor, os.getpid()), daemon=True,
+                name="edge-embed-extract",
             )
             process.start()
             child.close()
@@ -110,9 +116,10 @@ class Sandbox:
         raise Unextractable("crashed", f"the extraction worker did not start (exit code {code})")
 
 
-def _serve(conn: Connection, limits: Limits, extractor: Extractor) -> None:
+def _serve(conn: Connection, limits: Limits, extractor: Extractor, parent_pid: int) -> None:
     """The worker's loop: one (format, bytes) request in, one (ok, Document or error) out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     _cap_memory(limits.memory_bytes)
     _import_parsers()
     conn.send("ready")
@@ -135,6 +142,35 @@ def _serve(conn: Connection, limits: Limits, extractor: Extractor) -> None:
             conn.send(result)
         except MemoryError:
             conn.send((False, Unextractable("too-large", "the extracted text is over the memory limit")))
+
+
+PARENT_CHECK_S = 1.0
+"""How often the watchdog looks for its parent, where the kernel cannot be asked to."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Never outlive the indexer: a worker left parsing a hostile file burns CPU for nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """The portable fallback (and a guard against a prctl that failed): poll the parent pid."""
+    while True:
+        threading.Event().wait(PARENT_CHECK_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _import_parsers() -> None:

@@ -21,6 +21,9 @@ from edge_embed.documents import Document, DocumentBuilder, Limits, Unextractabl
 _HEADING_STYLE = re.compile(r"^Heading (\d)$")
 _RENDERED_BREAK = "w:lastRenderedPageBreak"
 _HARD_BREAK = 'w:br[@w:type="page"]'
+_XML_SIZE_LIMIT = "XML_PARSE_HUGE"
+"""libxml2's hint in the error for a text node over 10 MB and its other size limits: kept,
+as they bound what a hostile file costs; such a file is too large, not damaged."""
 
 
 def extract_docx(data: bytes, limits: Limits) -> Document:
@@ -29,6 +32,8 @@ def extract_docx(data: bytes, limits: Limits) -> Document:
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises many kinds for a broken package
+        if _XML_SIZE_LIMIT in str(exc):  # valid, but bigger than libxml2 parses without XML_PARSE_HUGE
+            raise Unextractable("too-large", f"a part is over the XML parser's size limits ({exc})") from None
         raise Unextractable("damaged", f"not a readable Word file ({type(exc).__name__}: {exc})") from None
     body = document.element.body
     page_break = _RENDERED_BREAK if body.xpath(f".//{_RENDERED_BREAK}") else _HARD_BREAK

@@ -10,7 +10,6 @@ answers. The OpenAPI document is Starlette's SchemaGenerator over the route docs
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
@@ -39,6 +38,7 @@ from edge_embed.server.protocol import (
     parse_embedding_request,
     parse_search_request,
 )
+from edge_embed.server.limits import parse_json_body
 from edge_embed.server.security import Guard, allowed_host_names
 from edge_embed.server.worker import EmbedJob, EngineWorker, InputRejected
 
@@ -201,6 +201,9 @@ def answers_errors(handler: Handler, body: Callable[[ApiError], Any] = ApiError.
             return JSONResponse(body(ApiError(400, str(exc), param=exc.param)), status_code=400)
         except EdgeEmbedError as exc:
             return JSONResponse(body(ApiError(400, str(exc))), status_code=400)
+        except ClientDisconnect:  # common and harmless: one line, not a traceback per client
+            log.warning("a client of %s went away before sending its whole request", request.url.path)
+            return Response(status_code=400)
         except Exception as exc:  # a bug or llama.cpp failure: logged, answered, not fatal
             log.exception("request failed")
             return JSONResponse(body(ApiError(500, f"internal error: {exc}")), status_code=500)
@@ -211,7 +214,8 @@ def answers_errors(handler: Handler, body: Callable[[ApiError], Any] = ApiError.
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
+    """The body as JSON, refusing more than ``limit`` bytes before reading them all, and
+    too deep or out-of-range JSON before parsing it (``limits.parse_json_body``)."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
@@ -220,10 +224,7 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ApiError(400, "the body is not valid JSON") from None
+    return parse_json_body(bytes(body))
 
 
 def server_timing(name: str, started: float) -> dict[str, str]:

@@ -4,17 +4,15 @@ The same three tools run over stdio (`edge-embed mcp`, one process per agent ses
 over streamable HTTP at ``/mcp`` on `edge-embed serve` (one warm model for every agent),
 both on the official ``mcp`` SDK and both through the same ``Service`` as the HTTP API.
 
-``get`` reads only files inside the indexed folders: the path is resolved (``..`` and
-symlinks followed) *before* the check, so neither can lead outside.
+``get`` reads only indexed files, at most ``reader.MAX_READ_BYTES`` per answer: see
+``edge_embed.reader`` for how a path is resolved once, checked, and read.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
 
     from edge_embed.server.app import Service
 
-MAX_GET_BYTES = 2 * 1024 * 1024  # an agent reading a whole huge file is a mistake; ranges work
 INSTRUCTIONS = (
     "Semantic + keyword search over the user's indexed folders (edge-embed). Use `search` "
     "to find passages, `get` to read a file or a line range around a result, `status` to see "
@@ -90,7 +87,8 @@ def build_mcp(service: Service) -> MCPServer:
     @agent_errors
     def get(path: str, start_line: int | None = None, end_line: int | None = None) -> str:
         """Read an indexed file, or lines start_line..end_line of it (1-based, inclusive).
-        Only files inside the indexed folders can be read."""
+        Only indexed files can be read; an answer stops at 2 MiB (it then says where, to
+        read on from there). PDF and Word files give their text, '[page N]' before each page."""
         return read_indexed_file(service, path, start_line, end_line)
 
     @server.tool()
@@ -105,40 +103,12 @@ def build_mcp(service: Service) -> MCPServer:
 
 
 def read_indexed_file(service: Service, path: str, start_line: int | None, end_line: int | None) -> str:
-    """The file's text (or a line range) when it lies inside an indexed folder."""
+    """The file's text (or a line range) when it is an indexed file."""
+    from edge_embed.reader import read_indexed
+
     if service.index is None:
         raise EdgeEmbedError("this server has no index: start it with --db FILE")
-    with service.index.store() as store:
-        roots = [Path(root) for root in store.root_paths()]
-        target = inside_roots(path, roots)
-        # Inside a folder is not enough: hidden files, .git/, ignored files (.env, keys) are
-        # never indexed, and an agent must not read them through us.
-        if not (store.has_file(os.path.normpath(Path(path).expanduser())) or store.has_file(str(target))):
-            raise EdgeEmbedError(f"{path} is not an indexed file: only indexed files can be read")
-    if target.stat().st_size > MAX_GET_BYTES and start_line is None:
-        raise EdgeEmbedError(f"{path} is larger than {MAX_GET_BYTES} bytes: ask for a line range")
-    lines = target.read_bytes().decode("utf-8", errors="replace").splitlines()
-    first = max(start_line or 1, 1)
-    last = min(end_line or len(lines), len(lines))
-    if first > last and lines:
-        raise EdgeEmbedError(f"no lines {first}-{end_line} in {path} (it has {len(lines)})")
-    return "\n".join(lines[first - 1 : last])
-
-
-def inside_roots(path: str, roots: list[Path]) -> Path:
-    """``path`` fully resolved, if it is a file inside one of ``roots``; else an error."""
-    given = Path(path).expanduser()
-    if not given.is_absolute():
-        raise EdgeEmbedError(f"give an absolute path (as search results show), not {path!r}")
-    try:
-        resolved = given.resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise EdgeEmbedError(f"{path} does not exist") from None
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        raise EdgeEmbedError(f"{path} is not inside an indexed folder: only indexed files can be read")
-    if not resolved.is_file():
-        raise EdgeEmbedError(f"{path} is not a file")
-    return resolved
+    return read_indexed(service.index, path, start_line, end_line)
 
 
 def mcp_http_app(service: Service):

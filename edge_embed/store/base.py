@@ -23,6 +23,12 @@ from edge_embed.store.sqlite_errors import translated_errors
 _Self = TypeVar("_Self", bound="StoreBase")
 
 
+def _writable_here(path: Path) -> bool:
+    """Whether this process may write the index and create its -wal/-shm files beside it
+    (``os.access`` also sees read-only mounts and immutable files, even for root)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
 class StoreBase:
     """One open index file: opening, transactions, settings, roots, maintenance.
 
@@ -30,21 +36,33 @@ class StoreBase:
     Not thread-safe: one Store per thread or process.
     """
 
-    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+    def __init__(self, conn: apsw.Connection, path: Path, read_only: bool = False) -> None:
         self._conn = conn
         self.path = path
+        self.read_only = read_only
 
     # ---------------------------------------------------------------- open / close
     @classmethod
-    def open(cls: type[_Self], path: str | os.PathLike[str], *, create: bool = True, page_size: int | None = None) -> _Self:
+    def open(
+        cls: type[_Self],
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        page_size: int | None = None,
+        reading: bool = False,
+    ) -> _Self:
         """Open (or create) an index; refuse files that are not edge-embed indexes.
 
         ``page_size`` applies to a new file only (a rebuild's, which must match the index
-        it will be copied into).
+        it will be copied into). ``reading``: the caller only reads (query, status, serve,
+        mcp), so an index that cannot be written here (a read-only folder, file or mount)
+        is opened read-only instead of failing; writing through it is refused, by name.
         """
         path = Path(path).expanduser().absolute()
         if not create and not path.is_file():
             raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
+        if reading and not _writable_here(path):
+            return cls._open_read_only(path)
         if create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +76,26 @@ class StoreBase:
         except BaseException:
             conn.close()
             raise
+        return store
+
+    @classmethod
+    def _open_read_only(cls: type[_Self], path: Path) -> _Self:
+        """``mode=ro``; where even the WAL's shared-memory file cannot be made beside it,
+        ``immutable``: nobody can be writing an index in a folder nobody can write to."""
+        conn = connect(path, create=False, read_only=True)
+        try:
+            cls._check_identity(conn, path)
+            store = cls(conn, path, read_only=True)
+            version = store.schema_version()
+        except BaseException:
+            conn.close()
+            raise
+        if version < SCHEMA_VERSION:
+            conn.close()
+            raise EdgeEmbedError(
+                f"{path} was written by an older edge-embed and must be upgraded once, which needs "
+                "write access to it and its folder: run `edge-embed status` where it is writable"
+            )
         return store
 
     def _prepare(self, page_size: int | None = None) -> None:
@@ -249,6 +287,11 @@ class StoreBase:
 
     def writer_lock(self) -> AbstractContextManager[None]:
         """Fail fast when another `edge-embed index` is writing this index (OS file lock)."""
+        if self.read_only:
+            raise EdgeEmbedError(
+                f"changing the index {self.path} needs write access to it and its folder, which this "
+                "user does not have here (a read-only folder, file or disk); searching it works"
+            )
         return writer_lock(self.path)
 
     def _count(self, table: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.parse
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -214,17 +215,35 @@ def write_cjk_rows(conn: apsw.Connection, chunk_id: int, text: str, heading: str
     )
 
 
-def connect(path: Path, create: bool) -> apsw.Connection:
-    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
-    try:
-        conn = apsw.Connection(str(path), flags=flags)
-    except apsw.CantOpenError:
-        raise EdgeEmbedError(f"cannot open the index file {path} (is it a folder, or not writable?)") from None
+def connect(path: Path, create: bool, read_only: bool = False) -> apsw.Connection:
+    if read_only:
+        conn = _connect_read_only(path)
+    else:
+        flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+        try:
+            conn = apsw.Connection(str(path), flags=flags)
+        except apsw.CantOpenError:
+            raise EdgeEmbedError(f"cannot open the index file {path} (is it a folder, or not writable?)") from None
     conn.setbusytimeout(BUSY_TIMEOUT_MS)
     conn.enable_load_extension(True)
     _sqlite_vec().load(conn)
     conn.enable_load_extension(False)
     return conn
+
+
+def _connect_read_only(path: Path) -> apsw.Connection:
+    """``mode=ro`` when SQLite can still share the WAL's memory file; else ``immutable=1``
+    (a folder nobody may write to: no writer can be changing the index)."""
+    flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    uri = "file:" + urllib.parse.quote(str(path))
+    for parameters in ("?mode=ro", "?immutable=1"):
+        try:
+            conn = apsw.Connection(uri + parameters, flags=flags)
+            conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # opening is lazy: read once
+            return conn
+        except (apsw.CantOpenError, apsw.ReadOnlyError):
+            continue
+    raise EdgeEmbedError(f"cannot open the index file {path} read-only (is it readable?)")
 
 
 def sqlite_vec_version() -> str:

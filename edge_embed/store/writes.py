@@ -27,6 +27,24 @@ class StoreWrites(StoreBase):
         with self.transaction():
             self._conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
 
+    def count_timeout(self, content_hash: str) -> int:
+        """One more extraction timeout of these exact bytes; returns how many so far.
+
+        Kept in ``meta`` (no file row: a file that timed out keeps its old chunks and stat,
+        so the next run tries again), until ``forget_timeouts``.
+        """
+        key = f"extraction-timeouts:{content_hash}"
+        with self.transaction():
+            return int(self._scalar(
+                "INSERT INTO meta(key, value) VALUES(?, '1') "
+                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value",
+                (key,),
+            ))
+
+    def forget_timeouts(self, content_hash: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (f"extraction-timeouts:{content_hash}",))
+
     def remove_root(self, path: str | os.PathLike[str]) -> bool:
         """Forget a root with all its files, chunks, vectors and keyword rows."""
         with self.transaction():
