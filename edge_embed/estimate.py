@@ -15,14 +15,10 @@ replaces both in the progress line's ETA.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from edge_embed.extract import document_format
-from edge_embed.paths import cache_dir
+from edge_embed.paths import read_cache_entry, write_cache_entry
 
 TEXT_BYTES_PER_TOKEN = 4.0
 DOCUMENT_BYTES_PER_TOKEN = 20.0  # PDF/DOCX: fonts, images and compression around the text
@@ -59,32 +55,14 @@ def rate_key(model_hash: str, device: str, threads: int) -> str:
 
 def recorded_rate(key: str) -> float | None:
     """The tokens/s this model last reached with this device and threads, if recorded."""
-    try:
-        value = json.loads((cache_dir() / RATES_FILE).read_text())[key]
-        return float(value) if value > 0 else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    value = read_cache_entry(RATES_FILE, key)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def record_rate(key: str, tokens: int, decode_s: float) -> None:
-    """Remember a run's rate (decode time only); runs too short to measure are ignored."""
-    if tokens < MIN_MEASURED_TOKENS or decode_s <= 0:
-        return
-    path = cache_dir() / RATES_FILE
-    try:
-        rates = json.loads(path.read_text()) if path.exists() else {}
-        if not isinstance(rates, dict):
-            rates = {}
-    except (OSError, ValueError):
-        rates = {}
-    rates[key] = round(tokens / decode_s, 2)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump(rates, tmp)
-        os.replace(tmp.name, Path(tmp.name).with_name(RATES_FILE))
-    except OSError:  # only a worse estimate next time
-        pass
+    """Remember a run's rate (embedding time only); runs too short to measure are ignored."""
+    if tokens >= MIN_MEASURED_TOKENS and decode_s > 0:
+        write_cache_entry(RATES_FILE, key, round(tokens / decode_s, 2))
 
 
 def format_duration(seconds: float) -> str:

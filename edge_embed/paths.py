@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 APP_NAME = "edge-embed"
 
@@ -30,6 +33,35 @@ def cache_dir() -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / APP_NAME
     return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / APP_NAME
+
+
+def read_cache_entry(file_name: str, key: str) -> Any:
+    """``key`` of the JSON object in the cache file ``file_name``; None when missing or unreadable."""
+    data = _read_cache_object(cache_dir() / file_name)
+    return data.get(key)
+
+
+def write_cache_entry(file_name: str, key: str, value: Any) -> None:
+    """Set ``key`` in the cache file's JSON object, replacing the file atomically. A cache
+    that cannot be written costs only the work of finding the value out again."""
+    path = cache_dir() / file_name
+    data = _read_cache_object(path)
+    data[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(data, tmp)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+
+
+def _read_cache_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def default_db_path() -> Path:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import os
 import platform
 import subprocess
 import sys
@@ -29,7 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_embed.paths import cache_dir
+from edge_embed.paths import read_cache_entry, write_cache_entry
 
 CACHE_FILE = "amx-probe.json"
 PROBE_TIMEOUT_S = 120.0
@@ -141,37 +139,16 @@ def probe_key(files: list[Path], cpu: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def cache_path() -> Path:
-    return cache_dir() / CACHE_FILE
-
-
 def read_cached_verdict(key: str) -> AmxVerdict | None:
+    entry = read_cache_entry(CACHE_FILE, key)
     try:
-        data = json.loads(cache_path().read_text())
-        entry = data[key]
         return AmxVerdict(state=entry["state"], detail=entry.get("detail", ""))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
 def write_cached_verdict(key: str, verdict: AmxVerdict) -> None:
-    """Add the verdict to the cache file (atomically); a cache that cannot be written only
-    means probing again next time."""
-    path = cache_path()
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data[key] = asdict(verdict)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump(data, tmp)
-        os.replace(tmp.name, path)
-    except OSError:
-        pass
+    write_cache_entry(CACHE_FILE, key, asdict(verdict))
 
 
 PROBE_COMMAND = (sys.executable, "-m", "edge_embed.runtime.amx")
