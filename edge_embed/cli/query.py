@@ -211,7 +211,9 @@ def query(
             rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
     cwd = Path.cwd()
     if as_json:
-        click.echo(json_document(text, mode, hits))
+        from edge_embed.api import Index
+
+        click.echo(json_document(text, mode, hits, Index.open(db).index_age_s()))
     elif as_jsonl:
         for line in json_lines(hits):
             click.echo(line)
