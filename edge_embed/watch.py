@@ -42,6 +42,8 @@ NO_EVENT_FILE_SYSTEMS = frozenset({
 
 
 STOP_CHECK_S = 0.5  # how soon the loop notices ``stop`` while idle
+MISSING_CHECK_S = 2.0  # how often a missing folder is looked for (an unplugged drive coming back)
+WATCH_TICK_MS = 1000  # how often a watch looks whether its folder is still the one watched
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,6 @@ class Watcher:
         for root in self.roots:
             self._start_feed(root)
         try:
-            for root in self.roots:
-                self._request_reconcile(root)
             while not stop.is_set():
                 self._apply_pending()
                 self._queue_due_reconciles()
@@ -316,8 +316,11 @@ class Watcher:
 
     # ------------------------------------------------------------------ feeds
     def _start_feed(self, root: Path) -> None:
-        if self.settings.force_polling or sends_no_events(file_system_type(root)):
-            self._poll(root, f"{root} is on {file_system_type(root) or 'a file system'} without change events")
+        fs_type = file_system_type(root)
+        if self.settings.force_polling or sends_no_events(fs_type):
+            why = f"{root} is on {fs_type}, which sends no change events" if sends_no_events(fs_type) else f"polling {root} as asked"
+            self._poll(root, why)
+            self._request_reconcile(root)
             return
         feed = threading.Thread(target=self._feed, args=(root,), name=f"edge-embed-watch {root}", daemon=True)
         self._feeds.append(feed)
@@ -330,7 +333,6 @@ class Watcher:
         if str(root) in self.status.watching:
             self.status.watching.remove(str(root))
         self.status.polling.append(str(root))
-        self._next_reconcile[root] = time.monotonic() + self.settings.poll_s
         self.report.said(f"{why}: checking it every {self.settings.poll_s:g}s instead")
 
     def _feed(self, root: Path) -> None:
@@ -338,34 +340,41 @@ class Watcher:
         while not self._stop.is_set():
             identity = _identity(root)
             if identity is None:  # missing: nothing to watch until it comes back
-                self._stop.wait(min(self.settings.poll_s, 5.0))
+                self._stop.wait(min(self.settings.poll_s, MISSING_CHECK_S))
                 continue
             try:
                 self._watch_until_dropped(root, identity)
             except (OSError, RuntimeError) as exc:  # e.g. the inotify watch limit
                 self._poll(root, f"cannot watch {root} ({exc})")
+                self._request_reconcile(root)
                 return
-            if not self._stop.is_set():
-                self._request_reconcile(root)  # what happened while the watch was gone
 
     def _watch_until_dropped(self, root: Path, identity: tuple[int, int]) -> None:
         """Feed events until stop, or until the folder is no longer the one watched
-        (deleted, moved away, unmounted or mounted over)."""
+        (deleted, moved away, unmounted or mounted over).
+
+        Once the watch is up (its first answer), a reconcile covers what happened before
+        it: at start, and while a dropped watch was gone.
+        """
         import watchfiles
 
         if str(root) not in self.status.watching:
             self.status.watching.append(str(root))
+        established = False
         for changes in watchfiles.watch(
             root,
             watch_filter=None,
             debounce=self.settings.debounce_ms,
             step=self.settings.step_ms,
             stop_event=self._stop,
-            rust_timeout=1000,
+            rust_timeout=WATCH_TICK_MS,
             yield_on_timeout=True,
             raise_interrupt=False,
             ignore_permission_denied=True,
         ):
+            if not established:
+                established = True
+                self._request_reconcile(root)
             if changes:
                 self._hint(root, [path for _change, path in changes])
             if _identity(root) != identity:
