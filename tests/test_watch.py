@@ -315,6 +315,8 @@ def test_status_shows_the_watcher_and_query_json_the_index_age(notes, indexed, t
 
         document = json.loads(runner.invoke(cli, ["status", "--db", str(indexed), "--json"]).output)
         assert document["watch"]["watching"] == [str(notes)] and document["watch"]["error"] is None
+        facade = edge_embed.Index.open(indexed).status()  # what MCP `status` answers
+        assert facade["watch"]["watching"] == [str(notes)] and facade["index_age_s"] >= 0
         time.sleep(1.1)
         answer = runner.invoke(cli, ["query", "apples", "--db", str(indexed), "--json", "--mode", "keyword", "--no-server"])
         assert 1.0 <= json.loads(answer.output)["index_age_s"] < 60
