@@ -129,6 +129,19 @@ def settles_to_fresh(db: Path, root: Path, model: Path, tmp_path: Path, timeout:
 
 
 # ---------------------------------------------------------------- the indexer's part
+def update(db: Path, root: Path, relpaths: set[str], model: Path) -> IndexSummary:
+    """``Indexer.update``, what the watcher calls with the paths its events named."""
+    from edge_embed.indexer import Indexer
+    from edge_embed.runtime.loader import prepare_model
+
+    handle = prepare_model(str(model), CPU)
+    try:
+        with Store.open(db) as store:
+            return Indexer(store, handle, OPTIONS).update(root, relpaths)
+    finally:
+        handle.close()
+
+
 def test_discover_within_walks_only_the_named_paths_under_the_same_rules(notes):
     (notes / ".gitignore").write_text("ignored.md\n")
     (notes / "sub" / "ignored.md").write_text(note(9))
@@ -142,13 +155,7 @@ def test_discover_within_walks_only_the_named_paths_under_the_same_rules(notes):
 def test_update_indexes_only_the_named_paths(notes, indexed, tiny_model, tmp_path):
     (notes / "a.md").write_text(note(1, "apricots"))
     (notes / "b.txt").write_text(note(2, "blueberries"))
-    from edge_embed.indexer import Indexer
-    from edge_embed.runtime.loader import prepare_model
-
-    handle = prepare_model(str(tiny_model.path), CPU)
-    with Store.open(indexed) as store:
-        summary = Indexer(store, handle, OPTIONS).update(notes, {"a.md"})
-    handle.close()
+    summary = update(indexed, notes, {"a.md"}, tiny_model.path)
     assert (summary.indexed, summary.unchanged) == (1, 0)  # b.txt changed too, but was not named
     with Store.open(indexed) as store:
         texts = {row[0] for row in store._conn.execute("SELECT text FROM chunks")}
@@ -157,11 +164,7 @@ def test_update_indexes_only_the_named_paths(notes, indexed, tiny_model, tmp_pat
 
 def test_update_of_a_changed_ignore_file_rechecks_its_folder(notes, indexed, tiny_model, tmp_path):
     (notes / "sub" / ".edgeembedignore").write_text("*.md\n")
-    from edge_embed.indexer import Indexer
-    from edge_embed.runtime.loader import prepare_model
-
-    with Store.open(indexed) as store:
-        summary = Indexer(store, prepare_model(str(tiny_model.path), CPU), OPTIONS).update(notes, {"sub/.edgeembedignore"})
+    summary = update(indexed, notes, {"sub/.edgeembedignore"}, tiny_model.path)
     assert summary.removed == 1
     assert state(indexed) == fresh_state(notes, tiny_model.path, tmp_path)
 
@@ -169,11 +172,7 @@ def test_update_of_a_changed_ignore_file_rechecks_its_folder(notes, indexed, tin
 def test_update_of_a_missing_root_keeps_its_files(notes, indexed, tiny_model, tmp_path):
     before = state(indexed)
     notes.rename(tmp_path / "unplugged")
-    from edge_embed.indexer import Indexer
-    from edge_embed.runtime.loader import prepare_model
-
-    with Store.open(indexed) as store:
-        summary = Indexer(store, prepare_model(str(tiny_model.path), CPU), OPTIONS).update(notes, {"a.md", "sub"})
+    summary = update(indexed, notes, {"a.md", "sub"}, tiny_model.path)
     assert summary.removed == 0 and summary.kept[0].reason == "missing"
     assert state(indexed) == before
 
