@@ -6,8 +6,8 @@
    write until the new text is committed to the index (a reader sees it). Baselines from
    the same run: the file's own embedding time (the engine alone, model loaded), and what
    it took before watch existed: a fresh `edge-embed index` process after the save.
-2. A `git checkout` between two branches that differ in 5,000 files (2,500 edited, 1,250
-   deleted, 1,250 added) under a library watcher: the index must equal a fresh `index` of
+2. A `git checkout` between two branches that differ in 5,000 short notes (2,500 edited,
+   1,250 deleted, 1,250 added) under a library watcher: the index must equal a fresh `index` of
    the final tree (same files, chunks, vectors), and no file may be embedded twice.
 3. Idle cost with 10,000 watched files: CPU (of one core) and RSS of `serve --watch`
    against `serve` alone on the same index, over a window after the start reconcile.
@@ -42,7 +42,7 @@ from edge_embed.testing import write_tiny_qwen3
 from edge_embed.watch import WatchSettings, read_watch_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_index import generated_corpus  # noqa: E402
+from bench_index import generated_corpus, small_files  # noqa: E402
 
 CPU = RuntimeSettings(force_cpu=True, threads=1)
 OPTIONS = IndexOptions(chunk_tokens=256, overlap=16)
@@ -134,7 +134,7 @@ def git(repo: Path, *args: str) -> None:
 def two_branches(repo: Path, files: int) -> None:
     """main: ``files`` notes; other: half edited, a quarter deleted, a quarter added."""
     rng = random.Random(1)
-    generated_corpus(repo, files, seed=3)
+    small_files(repo, files)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "-c", "user.name=b", "-c", "user.email=b@b", "add", "-A")
     git(repo, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "main")
@@ -254,7 +254,7 @@ def idle(db: Path, watch: bool, window: float) -> dict:
 
 
 def idle_cost(model: Path, files: int, window: float, work: Path) -> dict:
-    root = generated_corpus(work / "idle", files)
+    root = small_files(work / "idle", files)
     db = work / "idle.db"
     started = time.perf_counter()
     with edge_embed.Index.open(db, CPU) as index:
