@@ -6,13 +6,13 @@ The library is usable on its own; ``edge_embed.cli`` is a thin click layer over 
 
 __version__ = "0.1.0"
 
-__all__ = ["Index", "TextEmbedder", "__version__"]
+__all__ = ["Index", "TextEmbedder", "TextReranker", "__version__"]
 
 
 def __getattr__(name: str):
-    """``edge_embed.Index`` / ``edge_embed.TextEmbedder`` without importing them up front:
+    """``edge_embed.Index`` / ``TextEmbedder`` / ``TextReranker`` without importing them up front:
     ``import edge_embed`` (and so every CLI start) stays cheap."""
-    if name in ("Index", "TextEmbedder"):
+    if name in ("Index", "TextEmbedder", "TextReranker"):
         from edge_embed import api
 
         return getattr(api, name)

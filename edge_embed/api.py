@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -136,6 +136,57 @@ class TextEmbedder:
         """Free the model (VRAM goes back); the next embed loads it again."""
         with self._lock:
             self.handle.close()
+
+
+# --------------------------------------------------------------------------- reranker
+@dataclass(frozen=True)
+class Ranked:
+    """One document's place in a rerank: its position in the input and its relevance (0..1)."""
+
+    index: int
+    score: float
+
+
+class TextReranker:
+    """Documents ordered by relevance to a query with a Qwen3-Reranker (loaded on first use).
+
+    >>> reranker = TextReranker.open()      # qwen3-reranker-0.6b, once pulled
+    >>> best = reranker.rank("rotate keys", ["cats", "Rotate the API keys yearly"], top_n=1)[0]
+    >>> best.index, best.score               # its position in the input, P(relevant) in 0..1
+    """
+
+    def __init__(self, handle: RerankerHandle) -> None:
+        self.handle = handle
+
+    @classmethod
+    def open(cls, model: str | None = None, runtime: RuntimeSettings | None = None) -> TextReranker:
+        """A catalog name or GGUF path (None: qwen3-reranker-0.6b); never downloads."""
+        from edge_embed.runtime.reranker import prepare_reranker
+
+        return cls(prepare_reranker(model, _runtime(runtime)))
+
+    @property
+    def name(self) -> str:
+        """The catalog name, else the model file's absolute path."""
+        return self.handle.label
+
+    @property
+    def loaded(self) -> bool:
+        return self.handle.loaded
+
+    def rank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[Ranked]:
+        """The ``top_n`` most relevant documents (None: all), best first; ties keep input order."""
+        if not query.strip():
+            raise EdgeEmbedError("cannot rerank for an empty query")
+        if not documents:
+            return []
+        scores = self.handle.score(query, list(documents))
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [Ranked(i, float(scores[i])) for i in order[:top_n]]
+
+    def close(self) -> None:
+        """Free the model (VRAM goes back); the next rank loads it again."""
+        self.handle.close()
 
 
 # --------------------------------------------------------------------------- index
@@ -347,12 +398,32 @@ class Index:
             return self._rerank_decisions[key]
 
     def _shared_reranker(self, spec: str | None, runtime: RuntimeSettings) -> RerankerHandle:
-        """The one handle of reranker ``spec``, whatever decision asks for it."""
+        """The one handle of reranker ``spec``, whatever decision asks for it; planned in the
+        GPU memory the index's own model leaves (it may not have loaded yet)."""
         from edge_embed.runtime.reranker import prepare_reranker
 
         if spec not in self._rerankers:
-            self._rerankers[spec] = prepare_reranker(spec, runtime)
+            reserved = replace(runtime, reserved_vram=runtime.reserved_vram + self._embedder_vram_to_come())
+            self._rerankers[spec] = prepare_reranker(spec, reserved)
         return self._rerankers[spec]
+
+    def text_reranker(self, reranker: str | None = None) -> TextReranker:
+        """Reranker ``reranker`` (None: the default) on the same model this Index's searches
+        rerank with: one copy in memory, freed by ``release_rerankers``."""
+        with self._rerank_lock:
+            return TextReranker(self._shared_reranker(reranker, _runtime(self.runtime)))
+
+    def _embedder_vram_to_come(self) -> int:
+        """GPU memory the index's model will take when it loads: its plan's estimate while it
+        is not loaded (once loaded, the free memory the next plan sees already lacks it)."""
+        try:
+            handle = self.query_model().handle
+        except EdgeEmbedError:  # no settings yet, a missing model: nothing will load
+            return 0
+        plan = getattr(handle, "plan", None)
+        if handle.loaded or getattr(plan, "device", "cpu") == "cpu":
+            return 0
+        return plan.expected_vram
 
     def release_rerankers(self) -> None:
         """Free the rerankers' models (the server's keep-alive); the next rerank loads again."""

@@ -13,6 +13,13 @@
    against the engine embedding the same texts in-process in one call: tokens/s ratio
    (the server packs concurrent requests into shared decodes; ``inputs_per_round`` from
    /health says how many texts each engine round embedded on average).
+3. ``latency``: a 1-text request alone (idle p50/p95) and while 8 clients post 64-text
+   batches back to back (loaded p50/p95), and the bulk tokens/s meanwhile, on this tree's
+   scheduler and, in the same run, on the scheduler of ``--baseline-ref`` (the revision
+   exported with git archive, run through PYTHONPATH); ``round_ms`` is the idle latency of
+   one request that fills one round (--ctx tokens). Goal: loaded p95 <= 3 x idle p95 +
+   round_ms, bulk throughput >= 0.9x the baseline's. ``bulk_alone_tok_s``: the same bulk
+   clients for half as long without the probe. llama.cpp gets --threads 1.
 
 Models: the tiny test model and the shape-true random Qwen3-Embedding-0.6B (Q8_0, or F16
 with --f16) from edge_embed.testing, both on the CPU, written once into --cache (.bench/).
@@ -23,6 +30,7 @@ Usage:
     python scripts/bench_serve.py                 # both models, 20 queries each
     python scripts/bench_serve.py --quick         # tiny model only, fewer runs
     python scripts/bench_serve.py --no-tiny --runs 10 --files 6 --texts-per-client 2
+    python scripts/bench_serve.py --quick --only latency --seconds 20
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +61,10 @@ from edge_embed.server.discovery import find_server
 from edge_embed.testing import write_shape_true_qwen3, write_tiny_qwen3
 
 QUERY = "how do I rotate the API keys"
+# A person or an agent querying now and then, not in a closed loop: the probe's own CPU
+# (client and server side) must not be what the bulk throughput of the two schedulers differs by.
+PROBE_PAUSE_S = 0.25
+UNBOUNDED_SCHEDULER = "a6d9b27"  # the last revision whose engine rounds took every queued request at once
 CLIENTS = 16
 CTX = 512
 RUNTIME = RuntimeSettings(force_cpu=True, ctx=CTX)  # the throughput run's server gets the same --ctx
@@ -116,11 +129,15 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def start_server(db: Path | None, model: Path | None, *flags: str) -> tuple[subprocess.Popen, str]:
-    """`edge-embed serve --preload` in a subprocess; returns once its model is loaded."""
+def start_server(
+    db: Path | None, model: Path | None, *flags: str, source: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`edge-embed serve --preload` in a subprocess; returns once its model is loaded.
+    ``source``: run the edge_embed package found there (another revision) instead of ours."""
     args = [sys.executable, "-m", "edge_embed", "serve", "--port", "0", "--preload", *flags]
     args += ["--db", str(db)] if db else ["--model", str(model)]
-    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=os.environ)
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else os.environ
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env, cwd=source)  # cwd: first on sys.path
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         info = find_server(db=str(db.resolve())) if db else find_server(model=str(model.resolve()))
@@ -260,6 +277,145 @@ def bench_throughput(name: str, model: Path, clients: int, per_client: int, repe
     }
 
 
+def export_revision(ref: str, workdir: Path) -> Path:
+    """The edge_embed package as of git ``ref``, in a folder of its own (for PYTHONPATH)."""
+    target = workdir / f"rev-{ref}"
+    target.mkdir(parents=True)
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "edge_embed", "models"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    (target / "edge_embed" / "models").mkdir(exist_ok=True)
+    for toml in (target / "models").glob("*.toml"):  # installed as edge_embed.models
+        toml.rename(target / "edge_embed" / "models" / toml.name)
+    found = subprocess.run(
+        [sys.executable, "-c", "import edge_embed.server.worker as w; print(w.__file__)"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(target)}, check=True, cwd=target,
+    ).stdout.strip()
+    if not found.startswith(str(target)):
+        raise SystemExit(f"PYTHONPATH did not win over the installed edge_embed: {found}")
+    return target
+
+
+def bulk_texts(client: int, batch: int, size: int) -> list[str]:
+    return [f"client {client} batch {batch} text {t}: rotate the API keys of service {t} every quarter" for t in range(size)]
+
+
+def one_text_latencies(http: httpx.Client, count: int, pause_s: float = 0.0, stop: threading.Event | None = None) -> list[float]:
+    """Seconds of ``count`` single-text requests sent one after another (fewer if ``stop``)."""
+    latencies = []
+    for i in range(count):
+        if stop is not None and stop.is_set():
+            break
+        started = time.perf_counter()
+        http.post("/v1/embeddings", json={"input": f"one short text {i}"}).raise_for_status()
+        latencies.append(time.perf_counter() - started)
+        time.sleep(pause_s)
+    return latencies
+
+
+def under_load(
+    base_url: str, clients: int, batch: int, seconds: float, probe: bool = True
+) -> tuple[list[float], float, int]:
+    """(1-text latencies, bulk tokens/s, bulk requests) while ``clients`` post ``batch``-text
+    requests back to back for ``seconds``; the probe (if any) starts once the bulk work queues."""
+    stop = threading.Event()
+
+    def bulk(client: int, http: httpx.Client) -> tuple[int, int]:
+        tokens, sent = 0, 0
+        while not stop.is_set():
+            answer = http.post("/v1/embeddings", json={"input": bulk_texts(client, sent, batch)})
+            answer.raise_for_status()
+            tokens += answer.json()["usage"]["prompt_tokens"]
+            sent += 1
+        return tokens, sent
+
+    https = [httpx.Client(base_url=base_url, timeout=600) for _ in range(clients + 1)]
+    try:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients + 1) as pool:
+            workers = [pool.submit(bulk, c, https[c]) for c in range(clients)]
+            time.sleep(min(1.0, seconds / 10))
+            probing = pool.submit(one_text_latencies, https[-1], 10**6 if probe else 0, PROBE_PAUSE_S, stop)
+            time.sleep(seconds)
+            stop.set()
+            done = [w.result() for w in workers]
+            latencies = probing.result()
+        elapsed = time.perf_counter() - started
+    finally:
+        for http in https:
+            http.close()
+    return latencies, sum(t for t, _ in done) / elapsed, sum(n for _, n in done)
+
+
+def round_request(base_url: str, budget: int) -> list[str]:
+    """Texts whose model inputs fill one round (``budget`` tokens) as closely as they can."""
+    texts: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=600) as http:
+        while True:
+            candidate = bulk_texts(99, 0, len(texts) + 1)
+            used = http.post("/v1/embeddings", json={"input": candidate}).json()["usage"]["prompt_tokens"]
+            if used > budget:
+                return texts
+            texts = candidate
+
+
+def latency_pass(model: Path, source: Path | None, clients: int, batch: int, seconds: float) -> dict:
+    """One server (``source``: another revision's package): idle latencies, one round's
+    latency, then the latencies and the bulk throughput under load."""
+    server, base_url = start_server(None, model, "--ctx", str(CTX), "--threads", "1", source=source)
+    try:
+        with httpx.Client(base_url=base_url, timeout=600) as http:
+            one_text_latencies(http, 5)  # warm-up
+            idle = one_text_latencies(http, 40, 0.02)
+            texts = round_request(base_url, CTX)
+            round_s = []
+            for _ in range(10):
+                started = time.perf_counter()
+                http.post("/v1/embeddings", json={"input": texts}).raise_for_status()
+                round_s.append(time.perf_counter() - started)
+        loaded, bulk_tok_s, bulk_requests = under_load(base_url, clients, batch, seconds)
+        _, alone_tok_s, _ = under_load(base_url, clients, batch, seconds / 2, probe=False)
+    finally:
+        stop_server(server)
+    return {"idle": idle, "round_s": statistics.median(round_s), "loaded": loaded, "bulk_tok_s": bulk_tok_s,
+            "bulk_requests": bulk_requests, "alone_tok_s": alone_tok_s}
+
+
+def bench_latency(
+    name: str, model: Path, workdir: Path, seconds: float, clients: int, batch: int, ref: str, repeats: int
+) -> list[dict]:
+    """A 1-text request alone and while ``clients`` post ``batch``-text requests, and the
+    bulk throughput meanwhile, on ``ref``'s scheduler and on ours, alternating ``repeats``
+    times so both see the same spells of load: latencies pooled, the best bulk pass each."""
+    sides = {f"baseline {ref}": export_revision(ref, workdir), "this tree": None}
+    passes: dict[str, list[dict]] = {side: [] for side in sides}
+    load_before = load()
+    for _ in range(repeats):
+        for side, source in sides.items():
+            passes[side].append(latency_pass(model, source, clients, batch, seconds))
+    rows = []
+    for side, runs in passes.items():
+        idle_p50, idle_p95 = percentiles([v for run in runs for v in run["idle"]])
+        loaded_p50, loaded_p95 = percentiles([v for run in runs for v in run["loaded"]])
+        rows.append({
+            "model": name, "scheduler": side, "idle_p50_ms": idle_p50 * 1e3, "idle_p95_ms": idle_p95 * 1e3,
+            "round_ms": statistics.median(run["round_s"] for run in runs) * 1e3, "loaded_p50_ms": loaded_p50 * 1e3,
+            "loaded_p95_ms": loaded_p95 * 1e3, "probes": sum(len(run["loaded"]) for run in runs),
+            "bulk_tok_s": max(run["bulk_tok_s"] for run in runs),
+            "bulk_tok_s_of_passes": [round(run["bulk_tok_s"]) for run in runs],
+            "bulk_alone_tok_s": max(run["alone_tok_s"] for run in runs),  # no probe: the bulk work alone
+            "bulk_alone_tok_s_of_passes": [round(run["alone_tok_s"]) for run in runs],
+            "load": [load_before, load()],
+        })
+    baseline, current = rows
+    current["goal_p95_ms"] = 3 * current["idle_p95_ms"] + current["round_ms"]
+    current["latency_goal_met"] = current["loaded_p95_ms"] <= current["goal_p95_ms"]
+    current["throughput_ratio"] = current["bulk_tok_s"] / baseline["bulk_tok_s"]
+    current["throughput_goal_met"] = current["throughput_ratio"] >= 0.9
+    current["alone_throughput_ratio"] = current["bulk_alone_tok_s"] / baseline["bulk_alone_tok_s"]
+    return rows
+
+
 def cached_models(cache: Path, tiny: bool, shape_true: str | None) -> dict[str, Path]:
     """The benchmark's GGUF files, written on first use (the 0.6B takes a while) and kept."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -289,9 +445,14 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=50, help="files in the indexed corpus")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients of the throughput run")
     parser.add_argument("--texts-per-client", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="passes of each throughput side, alternating")
+    parser.add_argument("--repeats", type=int, default=3, help="passes of each throughput/latency side, alternating")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the model files are kept between runs")
-    parser.add_argument("--only", choices=("query", "throughput"), help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=("query", "throughput", "latency"), help="run one of the benchmarks")
+    parser.add_argument("--seconds", type=float, default=20, help="how long the latency run's bulk clients post")
+    parser.add_argument("--bulk-clients", type=int, default=8, help="clients posting batches in the latency run")
+    parser.add_argument("--bulk-batch", type=int, default=64, help="texts per bulk request in the latency run")
+    parser.add_argument("--baseline-ref", default=UNBOUNDED_SCHEDULER,
+                        help="git revision whose scheduler the latency run compares with")
     args = parser.parse_args()
     runs = args.runs or (8 if args.quick else 20)
     compile_sources()
@@ -301,6 +462,13 @@ def main() -> None:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(workdir / "run"))
         os.environ["EDGE_EMBED_CPU"] = "1"
         for name, model in models.items():
+            if args.only == "latency":
+                rows = bench_latency(
+                    name, model, workdir, args.seconds, args.bulk_clients, args.bulk_batch, args.baseline_ref, args.repeats
+                )
+                for row in rows:
+                    print(json.dumps({"bench": "latency", **{k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}}), flush=True)
+                continue
             if args.only != "throughput":
                 row = bench_query(name, model, runs, workdir, args.files)
                 print(json.dumps({"bench": "query", **{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}}), flush=True)

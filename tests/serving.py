@@ -31,10 +31,12 @@ def running_server(
     cors: tuple[str, ...] = (),
     runtime: RuntimeSettings = CPU,
     discoverable: bool = False,
+    strict_model: bool = False,
+    reranker: str | None = None,
     watch: WatchSettings | None = None,
 ) -> Iterator[tuple[str, Service]]:
     """(base URL, service) of a server that stops when the block ends (``watch``: `serve --watch`)."""
-    service = Service.create(db, model, runtime, keep_alive_s)
+    service = Service.create(db, model, runtime, keep_alive_s, reranker, strict_model)
     service.watch = watch
     mcp_route, mcp_lifespan = mcp_http_app(service)
     app = create_app(service, api_key=api_key, cors=cors, extra_routes=[mcp_route], lifespans=[mcp_lifespan])

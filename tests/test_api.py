@@ -70,3 +70,23 @@ def test_text_embedder_documents_queries_and_dims_match_the_reference(tiny_model
         embedder.embed(["x"], input_type="passage")
     embedder.close()
     assert not embedder.loaded
+
+
+def test_text_reranker_ranks_by_the_reference_score(tmp_path):
+    from edge_embed.testing import write_tiny_qwen3_reranker
+
+    tiny = write_tiny_qwen3_reranker(tmp_path / "tiny-reranker.gguf")
+    documents = ["The cat sat on the mat.", "Rotate the API keys every ninety days.", "Budget for hardware."]
+    expected = [tiny.score(tiny.prompt_tokens("rotate keys", document)) for document in documents]
+    reranker = edge_embed.TextReranker.open(str(tiny.path), RuntimeSettings(force_cpu=True))
+    try:
+        ranked = reranker.rank("rotate keys", documents)
+        assert [hit.index for hit in ranked] == sorted(range(3), key=lambda i: -expected[i])
+        assert np.allclose([hit.score for hit in ranked], sorted(expected, reverse=True), atol=1e-4)
+        assert reranker.rank("rotate keys", documents, top_n=1) == ranked[:1]
+        assert reranker.rank("rotate keys", []) == []
+        with pytest.raises(EdgeEmbedError, match="empty query"):
+            reranker.rank("  ", documents)
+    finally:
+        reranker.close()
+    assert not reranker.loaded

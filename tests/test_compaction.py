@@ -405,3 +405,14 @@ def test_a_kept_chunk_that_moved_to_another_page_gets_its_new_page(notes: Notes)
     write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v2", [moved])
     record = notes.store.chunks_by_id([chunk_id])[chunk_id]
     assert (record.page_start, record.page_end) == (4, 4)
+
+
+def test_compact_help_names_the_slot_block_the_vector_table_really_has() -> None:
+    """Issue 16, defect 7: the help still said freed slots are reused in the newest block of 1024."""
+    from click.testing import CliRunner
+
+    from edge_embed.cli import cli
+    from edge_embed.store.schema import VEC_CHUNK_SIZE
+
+    text = CliRunner().invoke(cli, ["compact", "--help"]).stdout
+    assert f"newest block of {VEC_CHUNK_SIZE} slots" in " ".join(text.split())

@@ -15,9 +15,10 @@ import pytest
 from hubserver import FakeHub, fake_hub  # noqa: F401  (fake_hub is a fixture)
 
 from edge_embed import download
-from edge_embed.catalog import DEFAULT_MODEL, CatalogEntry, get_entry
+from edge_embed.catalog import CPU_DEFAULT_MODEL, DEFAULT_MODEL, CatalogEntry, get_entry
 from edge_embed.download import cached_model_path, pull, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
+from edge_embed.runtime import hardware
 from edge_embed.testing import TinyModel
 
 SMALL = get_entry("qwen3-embedding-0.6b")
@@ -224,7 +225,13 @@ def test_resolve_without_spec_uses_edge_embed_model(hub: FakeHub, monkeypatch: p
     assert resolve_model(None).path == path
 
 
-def test_resolve_without_spec_or_env_wants_the_default_model(hub: FakeHub) -> None:
+def test_resolve_without_spec_or_env_wants_the_default_for_this_machine(hub: FakeHub, monkeypatch) -> None:
+    """No GPU here: the 0.6B; a (simulated) 12 GB card that the build drives: the 4B."""
+    monkeypatch.delenv("EDGE_EMBED_FAKE_GPU", raising=False)
+    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {CPU_DEFAULT_MODEL}`"):
+        resolve_model(None)
+    monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "NVIDIA GeForce RTX 3060:12288:11200")
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
     with pytest.raises(ModelNotFound, match=f"`edge-embed pull {DEFAULT_MODEL}`"):
         resolve_model(None)
 

@@ -189,7 +189,7 @@ def test_a_chat_model_is_refused_from_its_header_before_loading(tmp_path, monkey
     def load_weights(*args, **kwargs):
         raise AssertionError("the weights of a chat model must not be loaded")
 
-    monkeypatch.setattr(engine_module, "_load_llama", load_weights)
+    monkeypatch.setattr(engine_module, "load_session", load_weights)
     with pytest.raises(NotAnEmbeddingModel, match="not an embedding model: its pooling is NONE") as refused:
         prepare_model(str(chat_model.path), RuntimeSettings(force_cpu=True))
     assert refused.value.pooling == pooling and refused.value.model_name == "Qwen3 tiny chat test"
@@ -207,3 +207,15 @@ def test_a_chat_model_forced_to_the_qwen3_format_pools_the_last_token(tiny_chat_
         assert cosine(engine.embed_documents([text])[0], reference_document(tiny_chat_model, text)) >= MIN_COSINE
     finally:
         engine.close()
+
+
+def test_a_verbose_llama_elsewhere_does_not_make_the_engine_noisy(tiny_model, capfd):
+    """llama-cpp-python's log switch is process-wide and ``Llama(verbose=True)`` turns it on:
+    the engine's loads turn it off again, so query output stays clean (stderr compared)."""
+    import llama_cpp
+
+    make_embedder(tiny_model).close()  # llama.cpp's one-time set-up is behind us
+    llama_cpp.Llama(model_path=str(tiny_model.path), embedding=True, n_ctx=256, verbose=True).close()
+    capfd.readouterr()
+    make_embedder(tiny_model).close()
+    assert "llama_context" not in capfd.readouterr().err

@@ -345,6 +345,9 @@ class RecordingProgress:
     def embedded(self, texts, tokens):
         self.events.append(("embedded", texts, tokens))
 
+    def estimated(self, estimate, slow_note):
+        self.events.append(("estimated", estimate.files, estimate.tokens, slow_note))
+
     def warning(self, message):
         self.events.append(("warning", message))
 
@@ -359,6 +362,7 @@ def test_progress_events_cover_every_file_and_decode(store, engine, tree):
     summary = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8), progress=progress).run([tree])
     text_files = ["a.md", "b.txt", "latin1.txt", "sub/c.py"]
     assert progress.events[0] == ("root", 5, sum((tree / name).stat().st_size for name in text_files + ["image.bin"]))
+    assert progress.events[1][:2] == ("estimated", 5) and progress.events[1][3] is None, "before any file"
     assert sorted(e[1] for e in progress.events if e[0] == "file") == text_files
     embedded = [e for e in progress.events if e[0] == "embedded"]
     assert sum(e[1] for e in embedded) == summary.texts_embedded

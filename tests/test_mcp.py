@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -97,3 +98,33 @@ def test_mcp_over_http_on_serve(indexed, tmp_path, monkeypatch):
                 await exercise(client, indexed)
 
         asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_agents_read_our_error_and_the_server_logs_one_line(indexed, tmp_path, monkeypatch, caplog):
+    """A refused `get` or a bad `search` reaches the agent as our one-line message (not the
+    SDK's bare "Error executing tool get"), and is logged without a traceback."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    caplog.set_level(logging.INFO)
+    with running_server(indexed / "index.db", None) as (url, _):
+
+        async def main() -> dict[str, str]:
+            async with Client(url + "/mcp") as client:
+                calls = {
+                    "outside": ("get", {"path": "/etc/passwd"}),
+                    "relative": ("get", {"path": "notes/keys.md"}),
+                    "bad mode": ("search", {"query": "keys", "mode": "fuzzy"}),
+                    "no lines": ("get", {"path": str(indexed / "notes" / "pets.txt"), "start_line": 50}),
+                }
+                answers = {}
+                for name, (tool, arguments) in calls.items():
+                    result = await client.call_tool(tool, arguments)
+                    assert result.is_error, name
+                    answers[name] = text_of_error(result)
+                return answers
+
+        answers = asyncio.run(asyncio.wait_for(main(), 120))
+    assert "is not inside an indexed folder" in answers["outside"]
+    assert "give an absolute path" in answers["relative"]
+    assert "mode must be one of hybrid, vector, keyword" in answers["bad mode"]
+    assert "no lines 50" in answers["no lines"]
+    assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]

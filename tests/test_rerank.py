@@ -10,7 +10,7 @@ import pytest
 from edge_embed.errors import ModelNotFound
 from edge_embed.render import explain_line, format_hit, hit_from_record, hit_record
 from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
-from edge_embed.runtime import plan as plan_module
+from edge_embed.runtime import hardware
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import Hit, ListRank
 from edge_embed.store import ChunkRecord
@@ -76,7 +76,7 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", RTX_3060)
-    monkeypatch.setattr(plan_module, "build_supports_offload", lambda: True)
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,27 @@ def test_an_explicit_rerank_without_the_model_raises_with_the_pull_command(hub) 
     with pytest.raises(ModelNotFound, match=r"run `edge-embed pull qwen3-reranker-0.6b`"):
         decide_rerank(True, RuntimeSettings(force_cpu=True))
     assert decide_rerank(False, RuntimeSettings()).reason == "off (--no-rerank)"
+
+
+def test_the_reranker_is_planned_in_the_memory_the_unloaded_embedder_leaves(hub, gpu, tiny_reranker, tiny_model, tmp_path) -> None:
+    """Issue 16, defect 3: the reranker's plan was made from the same free-memory figure as
+    the embedder's, before the embedder loaded: with 4-5 GiB free both planned "whole on
+    the GPU" and together needed more. Now the embedder's expected VRAM is set aside."""
+    import dataclasses
+
+    from edge_embed.api import Index
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("rotate the keys\n")
+    with Index.open(tmp_path / "x.db", RuntimeSettings(force_cpu=True)) as index:
+        index.index([notes], model=str(tiny_model.path))
+    with Index.open(tmp_path / "x.db", RuntimeSettings()) as index:
+        handle = index.query_model().handle
+        assert handle.plan.device == "cuda" and not handle.loaded
+        alone = decide_rerank(None, RuntimeSettings(), str(tiny_reranker.path))
+        assert alone.on, "the reranker alone fits"
+        # The index's model will take all but 200 MiB of what is free (11200 MiB).
+        handle.plan = dataclasses.replace(handle.plan, expected_vram=11000 << 20)
+        decision = index.rerank_decision(None, str(tiny_reranker.path))
+        assert not decision.on and "would run on the CPU" in decision.reason, decision.reason

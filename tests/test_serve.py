@@ -23,6 +23,7 @@ from serving import CPU, running_server
 
 from edge_embed.api import Index, TextEmbedder
 from edge_embed.cli import cli
+from edge_embed.store import Store
 from edge_embed.indexer import IndexOptions
 from edge_embed.server.protocol import MAX_BODY_BYTES, MAX_INPUTS
 
@@ -152,8 +153,8 @@ ABUSE = [
     ("dims too small", {"json": {"input": "x", "dimensions": 8}}, 400, None),
     ("dims too large", {"json": {"input": "x", "dimensions": 100_000}}, 400, None),
     ("bad encoding", {"json": {"input": "x", "encoding_format": "int8"}}, 400, None),
-    ("bad input_type", {"json": {"input": "x", "input_type": "passage"}}, 400, None),
-    ("unknown model", {"json": {"input": "x", "model": "text-embedding-3-large"}}, 404, "model_not_found"),
+    ("bad input_type", {"json": {"input": "x", "input_type": "classification"}}, 400, None),
+    ("bad task", {"json": {"input": "x", "task": "text-matching"}}, 400, None),
     ("too long an input", {"json": {"input": "word " * 2000}}, 400, None),
 ]
 
@@ -452,8 +453,6 @@ def local_dims(indexed: Path) -> int:
 
 
 def stored_vectors(db: Path) -> dict[str, np.ndarray]:
-    from edge_embed.store import Store
-
     with Store.open(db, create=False) as store:
         hashes = [row[0] for row in store._conn.execute("SELECT text_hash FROM chunks")]
         return store.vectors_for_hashes(hashes)
@@ -477,6 +476,37 @@ def test_embed_command_through_embed_url_matches_local(model_path):
     assert remote_out.exit_code == 0, remote_out.output
     assert cosine(json.loads(remote_out.stdout)[0], json.loads(local_query.stdout)[0]) >= MIN_COSINE
     assert local_out.exit_code == 0
+
+
+def test_embed_url_sends_its_own_key_never_the_serve_key(model_path, monkeypatch):
+    """Issue 16, defect 5: EDGE_EMBED_API_KEY (this machine's `serve` key) was also the
+    bearer token sent to any --embed-url host. Now that host gets EDGE_EMBED_URL_KEY only."""
+    args = ["embed", "hello world", "--no-server"]
+    monkeypatch.delenv("EDGE_EMBED_URL_KEY", raising=False)
+    with running_server(None, str(model_path), api_key="remote-key") as (url, _):
+        monkeypatch.setenv("EDGE_EMBED_API_KEY", "remote-key")
+        leaked = CliRunner().invoke(cli, [*args, "--embed-url", url])
+        monkeypatch.setenv("EDGE_EMBED_API_KEY", "my-own-serve-key")
+        monkeypatch.setenv("EDGE_EMBED_URL_KEY", "remote-key")
+        sent = CliRunner().invoke(cli, [*args, "--embed-url", url])
+    assert leaked.exit_code == 2 and "401" in leaked.output, leaked.output
+    assert sent.exit_code == 0, sent.output
+
+
+def test_an_embed_url_index_keeps_its_dims_when_run_again_without_them(indexed, model_path, tmp_path):
+    """Issue 16, defect 2: a remote model has no header hash, so it never counted as "the
+    same model": a re-run without --dims resolved to the full width ("dims differ"), and
+    --rebuild silently switched to it."""
+    db = ["--db", str(tmp_path / "dims.db")]
+    common = [str(indexed / "notes"), *db, "--model", str(model_path), "--chunk-tokens", "128", "--overlap", "0"]
+    with running_server(None, str(model_path)) as (url, _):
+        built = CliRunner().invoke(cli, ["index", *common, "--embed-url", url, "--dims", "32"])
+        again = CliRunner().invoke(cli, ["index", *common, "--embed-url", url])
+        rebuilt = CliRunner().invoke(cli, ["index", "--rebuild", *db, "--embed-url", url, "--model", str(model_path)])
+    for result in (built, again, rebuilt):
+        assert result.exit_code == 0, result.output
+    with Store.open(tmp_path / "dims.db", create=False) as store:
+        assert store.settings().dims == 32
 
 
 def test_index_and_query_commands_through_embed_url(indexed, model_path, tmp_path):

@@ -342,3 +342,20 @@ def test_files_k100_reads_only_the_page_and_matches_the_exact_answer(three_thous
     if path == "exact":  # (16 sign bits are too coarse a code for the two-stage page to be exact;
         # its recall is tested on 256-dim embedding-like vectors above)
         assert [hit.chunk.path for hit in hits] == list(best_per_file)[:100]
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_vector_table_gone_under_a_ranking_is_a_one_line_index_error(tmp_path: Path, exact: bool) -> None:
+    """Issue 16, defect 1: ``VectorRanking.top`` reads the store outside the Store's public
+    methods, so a raw ``apsw.SQLError: no such table`` escaped (the server answered 500)."""
+    from edge_embed.errors import IndexChanged
+
+    store = open_index(tmp_path / "x.db", 256)
+    vectors = embedding_like(np.random.default_rng(3), 40, 256)
+    write_files(store, tmp_path, vectors, per_file=4)
+    ranking = store.vector_ranking(vectors[0])
+    ranking.exact = exact
+    store._conn.execute("DROP TABLE chunk_vectors; DROP TABLE chunk_bits")  # as a rebuild swapping tables would
+    with pytest.raises(IndexChanged, match="was rebuilt while this command read it"):
+        ranking.top(5)
+    store.close()

@@ -17,7 +17,7 @@ def compact(db, as_json):
     """Give back the space that edits wasted: rebuild the vector table, then VACUUM.
 
     Every edit of a chunk frees its vector slot, and sqlite-vec reuses a freed slot only
-    in its newest block of 1024: the others stay in the file, and every vector search
+    in its newest block of 16 slots: the others stay in the file, and every vector search
     still scans them. Deleted rows leave free pages and keyword-index tombstones too.
     `edge-embed status` shows how much is reclaimable ("space:").
 

@@ -40,25 +40,31 @@ def parse_duration(text: str) -> float | None:
 @click.option("--api-key", envvar="EDGE_EMBED_API_KEY", show_envvar=True, default=None, metavar="KEY",
               help="Require 'Authorization: Bearer KEY' on every request.")
 @click.option("--keep-alive", default="10m", show_default=True, metavar="DURATION",
-              help="Unload the model after this long without requests (30s, 10m, 1h, 0, never); "
-                   "the next request loads it again.")
+              help="Unload the model (and the reranker) after this long without requests (30s, 10m, 1h, "
+                   "0, never); the next request loads it again.")
 @click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
 @reranker_option
 @click.option("--watch", "watch", is_flag=True,
               help="Keep the index current while serving, like `edge-embed watch` (sharing this "
                    "server's model: searches are answered first).")
+@click.option("--strict-model", is_flag=True,
+              help="Refuse (404) a request naming another model. By default any name is answered by the "
+                   "served model, as llama-server does: clients send their own defaults "
+                   "(text-embedding-3-small).")
 @click.option("--cors", multiple=True, metavar="ORIGIN",
               help="Allow browser requests from ORIGIN, e.g. http://localhost:3000 (repeatable). "
                    "Other browser origins are refused.")
 @runtime_options
-def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, cors, **runtime) -> None:
+def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, strict_model, cors, **runtime) -> None:
     """Serve embeddings and search over HTTP from one warm model.
 
     \b
     Endpoints (OpenAPI document at /openapi.json):
       POST /v1/embeddings   OpenAI-compatible (Open WebUI, LangChain, the openai SDK)
+      POST /v1/rerank       llama-server/Jina/Cohere reranking (Open WebUI's external reranker)
+      POST /api/embed       Ollama's API too (/api/embeddings, /api/tags, /api/version)
       POST /v1/search       `edge-embed query` as JSON (answer: docs/query-json.md)
-      GET  /v1/models, /health
+      GET  /v1/models, /v1/models/{id}, /health
       /mcp                  the MCP tools (search, get, status) over streamable HTTP
 
     \b
@@ -68,6 +74,8 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, cors, *
       edge-embed serve --host 0.0.0.0 --api-key "$KEY"  for other machines (key required)
       edge-embed serve --watch                          and index what changes in its folders
       curl -s localhost:8377/v1/embeddings -d '{"input": ["hello"], "model": "qwen3-embedding-0.6b"}'
+      curl -s localhost:8377/v1/rerank -d '{"query": "rotate keys", "documents": ["cats", "key rotation"]}'
+      OLLAMA_HOST=127.0.0.1:8377 and any model name for Ollama clients (Open WebUI, AnythingLLM)
 
     While it runs, `edge-embed query` and `embed` on this machine use it (same output,
     no model loading); --no-server makes them work alone.
@@ -85,7 +93,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, cors, *
             "(or EDGE_EMBED_API_KEY)"
         )
     service = Service.create(
-        db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker
+        db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker, strict_model
     )
     if watch:
         service.watch = watch_settings_for(service)

@@ -37,13 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.modelfile import ModelInfo
-from edge_embed.runtime.hardware import (
-    GpuInfo,
-    available_cores,
-    best_gpu,
-    build_supports_offload,
-    detect_gpus,
-)
+from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
 if TYPE_CHECKING:
     from edge_embed.catalog import CatalogEntry
@@ -188,6 +182,9 @@ class RuntimeSettings:
     batch: int | None = None
     threads: int | None = None
     force_cpu: bool = False
+    # GPU memory another model of this process will take before this one loads (the index's
+    # embedder, planned but not loaded yet, when the reranker is planned): not free for this one.
+    reserved_vram: int = 0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "RuntimeSettings":
@@ -282,6 +279,8 @@ def make_plan(
 ) -> Plan:
     """Choose device, layers, context and batch sizes (see the module docstring)."""
     cores = cores or available_cores()
+    if gpu is not None and settings.reserved_vram:
+        gpu = replace(gpu, free_bytes=max(gpu.free_bytes - settings.reserved_vram, 0))
     n_ctx, ctx_notes = context_size(shape, settings.ctx)
     cpu_reason = reason_for_cpu(settings, gpu, offload_supported)
     if cpu_reason is not None:
@@ -293,10 +292,11 @@ def make_plan(
 
 
 def plan_for(shape: ModelShape, settings: RuntimeSettings) -> Plan:
-    """Detect the card and the build's GPU support, then plan (nothing detected if --cpu)."""
+    """Ask llama.cpp for its devices, then plan (nothing detected if --cpu)."""
     if settings.force_cpu:
         return make_plan(shape, settings, None, False)
-    return make_plan(shape, settings, best_gpu(detect_gpus()), build_supports_offload())
+    gpu, driven = usable_gpu()
+    return make_plan(shape, settings, gpu, driven)
 
 
 def context_size(shape: ModelShape, requested: int | None) -> tuple[int, tuple[str, ...]]:
@@ -317,7 +317,7 @@ def reason_for_cpu(settings: RuntimeSettings, gpu: GpuInfo | None, offload_suppo
     if settings.gpu_layers == 0:
         return "--gpu-layers 0: everything runs on the CPU"
     if gpu is None:
-        return "no usable GPU (no NVIDIA card found)"
+        return "no GPU that this llama.cpp build can drive"
     if not offload_supported:
         return (
             f"{gpu.name} found, but this llama-cpp-python build cannot offload to a GPU: "
@@ -435,7 +435,7 @@ def gpu_plan(
     use = vram_use(shape, n_gpu_layers, n_ctx, n_ubatch)
     headroom = headroom_for(gpu)
     plan = Plan(
-        device="cuda",
+        device=gpu.backend.lower(),
         gpu=gpu,
         n_gpu_layers=n_gpu_layers,
         n_layer=shape.n_layer,

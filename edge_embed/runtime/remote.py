@@ -49,7 +49,7 @@ class RemoteEmbedder:
     tokenizer: ModelHandle | None = None  # a local GGUF for token counts (indexing only)
     instruction: str = DEFAULT_INSTRUCTION
     qwen3_format: bool = True
-    api_key: str | None = field(default_factory=lambda: os.environ.get("EDGE_EMBED_API_KEY"))
+    api_key: str | None = field(default_factory=lambda: embed_url_key())
     stats: EmbedStats = field(default_factory=EmbedStats)
     native_dim: int = 0
 
@@ -156,6 +156,15 @@ def decode_embedding(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
+URL_KEY_ENV = "EDGE_EMBED_URL_KEY"
+
+
+def embed_url_key() -> str | None:
+    """The bearer token for the --embed-url server: EDGE_EMBED_URL_KEY, never
+    EDGE_EMBED_API_KEY (that one is `serve`'s own key, and must not reach another host)."""
+    return os.environ.get(URL_KEY_ENV) or None
+
+
 @dataclass(frozen=True)
 class RemoteModelInfo:
     """What an index records of a remote model: the URL stands where a file path would."""
@@ -191,6 +200,12 @@ class RemoteHandle:
 
     def check_dims(self, dims: int | None) -> int:
         return self.embedder.check_dims(dims)
+
+    def rate_key(self) -> str:
+        return f"remote:{self.info.path}:{self.label}"
+
+    def planned_tokens_per_s(self) -> None:
+        return None  # a server's speed is known only once measured
 
     def load(self) -> RemoteEmbedder:
         return self.embedder

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +29,7 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from edge_embed import __version__
-from edge_embed.api import Index, TextEmbedder, index_model_handle
+from edge_embed.api import Index, TextEmbedder, TextReranker, index_model_handle
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.server.protocol import (
     MAX_BODY_BYTES,
@@ -43,6 +43,9 @@ from edge_embed.server.security import Guard, allowed_host_names
 from edge_embed.server.worker import EmbedJob, EngineWorker, InputRejected
 from edge_embed.watch import WatchSettings, read_watch_state
 
+if TYPE_CHECKING:
+    from edge_embed.runtime.plan import RuntimeSettings
+
 log = logging.getLogger("edge_embed")
 
 
@@ -53,12 +56,16 @@ class Service:
     worker: EngineWorker
     index: Index | None = None
     reranker: str | None = None  # --reranker: the model of searches that rerank (None: the catalog's)
+    strict_model: bool = False  # --strict-model: a request naming another model is a 404
+    runtime: RuntimeSettings | None = None  # the device settings the reranker of /v1/rerank loads with
     started: float = field(default_factory=time.monotonic)
+    _text_reranker: TextReranker | None = None  # /v1/rerank's, prepared on its first request
     watch: WatchSettings | None = None  # --watch: keep the index current while serving
 
     @classmethod
     def create(
-        cls, db: str | Path | None, model: str | None, runtime, keep_alive_s: float | None, reranker: str | None = None
+        cls, db: str | Path | None, model: str | None, runtime, keep_alive_s: float | None, reranker: str | None = None,
+        strict_model: bool = False,
     ) -> Service:
         """The model: ``model``, else the index's own, else the default one.
 
@@ -75,8 +82,9 @@ class Service:
             embedder = TextEmbedder(index_model_handle(settings, runtime))
         else:
             embedder = TextEmbedder.open(model, runtime)
-        on_unload = index.release_rerankers if index is not None else None
-        return cls(EngineWorker(embedder, keep_alive_s, on_unload), index, reranker)
+        service = cls(EngineWorker(embedder, keep_alive_s), index, reranker, strict_model, runtime)
+        service.worker.on_unload = service.release_rerankers
+        return service
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -94,11 +102,34 @@ class Service:
         return {self.model_id, self.embedder.name, path.name, path.stem}
 
     def check_model(self, name: str | None) -> None:
-        if name is not None and name not in self.model_names():
+        """Any name is answered with the served model (as llama-server does: clients send
+        their own defaults such as text-embedding-3-small), unless --strict-model."""
+        if self.strict_model and name is not None and name not in self.model_names():
             raise ApiError(
                 404, f"The model '{name}' does not exist on this server; it serves '{self.model_id}' (see /v1/models)",
                 param="model", code="model_not_found",
             )
+
+    def text_reranker(self) -> TextReranker:
+        """The reranker of /v1/rerank (--reranker, else the default), checked on first use;
+        with an index, the very model its searches rerank with."""
+        if self._text_reranker is None:
+            if self.index is not None:
+                self._text_reranker = self.index.text_reranker(self.reranker)
+            else:
+                self._text_reranker = TextReranker.open(self.reranker, self.runtime)
+        return self._text_reranker
+
+    def release_rerankers(self) -> None:
+        """The keep-alive's unload: the rerankers go with the embedding model."""
+        if self.index is not None:
+            self.index.release_rerankers()
+        if self._text_reranker is not None:
+            self._text_reranker.close()
+
+    def model_entry(self) -> dict[str, Any]:
+        """The served model in OpenAI's model shape."""
+        return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "edge-embed"}
 
     def health(self) -> dict[str, Any]:
         plan = self.embedder.handle.plan
@@ -159,21 +190,22 @@ class Service:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def answers_errors(handler: Handler) -> Handler:
-    """Every failure becomes an answer in OpenAI's error shape; the server keeps serving."""
+def answers_errors(handler: Handler, body: Callable[[ApiError], Any] = ApiError.body) -> Handler:
+    """Every failure becomes an answer, in OpenAI's error shape unless ``body`` renders
+    another API's (Ollama's); the server keeps serving."""
 
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except ApiError as error:
-            return JSONResponse(error.body(), status_code=error.status)
+            return JSONResponse(body(error), status_code=error.status)
         except InputRejected as exc:
-            return JSONResponse(ApiError(400, str(exc), param=exc.param).body(), status_code=400)
+            return JSONResponse(body(ApiError(400, str(exc), param=exc.param)), status_code=400)
         except EdgeEmbedError as exc:
-            return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+            return JSONResponse(body(ApiError(400, str(exc))), status_code=400)
         except Exception as exc:  # a bug or llama.cpp failure: logged, answered, not fatal
             log.exception("request failed")
-            return JSONResponse(ApiError(500, f"internal error: {exc}").body(), status_code=500)
+            return JSONResponse(body(ApiError(500, f"internal error: {exc}")), status_code=500)
 
     wrapped.__doc__ = handler.__doc__
     wrapped.__name__ = handler.__name__
@@ -224,16 +256,17 @@ def routes(service: Service) -> list[Route]:
                       - {type: array, items: {type: string}}
                       - {type: array, items: {type: integer}}
                       - {type: array, items: {type: array, items: {type: integer}}}
-                  model: {type: string, description: the catalog name or model file name (see /v1/models)}
+                  model: {type: string, description: "any name: the served model answers (the answer's model says which); with --strict-model only its own names (see /v1/models)"}
                   encoding_format: {type: string, enum: [float, base64], default: float}
                   dimensions: {type: integer, minimum: 32, description: Matryoshka size (at most the native one)}
-                  input_type: {type: string, enum: [document, query], default: document}
+                  input_type: {type: string, enum: [document, search_document, passage, retrieval.passage, query, search_query, retrieval.query], default: document}
+                  task: {type: string, enum: [retrieval.passage, retrieval.query], description: "Jina's name for input_type"}
                   instruct: {type: string, description: the task sentence of a query (implies input_type query)}
         responses:
           200: {description: "{object: list, data: [{object: embedding, index, embedding}], model, usage}"}
           400: {description: invalid input, too many inputs, too long an input, dimensions out of range}
           401: {description: missing or wrong API key}
-          404: {description: unknown model}
+          404: {description: another model's name, with --strict-model}
           413: {description: body larger than 8 MiB}
         """
         body = await read_json(request)
@@ -288,8 +321,19 @@ def routes(service: Service) -> list[Route]:
         responses:
           200: {description: "{object: list, data: [{id, object: model, created, owned_by}]}"}
         """
-        entry = {"id": service.model_id, "object": "model", "created": 0, "owned_by": "edge-embed"}
-        return JSONResponse({"object": "list", "data": [entry]})
+        return JSONResponse({"object": "list", "data": [service.model_entry()]})
+
+    @answers_errors
+    async def model(request: Request) -> Response:
+        """The served model under any name (a 404 for another name with --strict-model).
+        ---
+        summary: Retrieve a model (OpenAI /v1/models/{model})
+        responses:
+          200: {description: "{id, object: model, created, owned_by}: id is the served model's name"}
+          404: {description: another model's name, with --strict-model}
+        """
+        service.check_model(request.path_params["model"])
+        return JSONResponse(service.model_entry())
 
     @answers_errors
     async def health(request: Request) -> Response:
@@ -305,6 +349,7 @@ def routes(service: Service) -> list[Route]:
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/search", search, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
 
@@ -350,7 +395,10 @@ def create_app(
                 await run_in_threadpool(watching.close)
             await run_in_threadpool(service.worker.stop)
 
-    api_routes = routes(service)
+    from edge_embed.server.ollama import ollama_routes
+    from edge_embed.server.rerank_api import rerank_routes
+
+    api_routes = [*routes(service), *rerank_routes(service), *ollama_routes(service)]
     middleware = [Middleware(Guard, hosts=allowed_host_names(bind_host), api_key=api_key, cors=cors)]
     if cors:  # outermost, so allowed preflights are answered before the guard
         middleware.insert(

@@ -10,13 +10,15 @@ symlinks followed) *before* the check, so neither can lead outside.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.server.protocol import parse_search_request
+from edge_embed.server.protocol import ApiError, parse_search_request
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -31,12 +33,32 @@ INSTRUCTIONS = (
 )
 
 
+Tool = TypeVar("Tool", bound=Callable[..., Any])
+
+
+def agent_errors(tool: Tool) -> Tool:
+    """Our one-line errors as the SDK's ToolError: the agent reads the message (any other
+    exception reaches it only as "Error executing tool NAME") and the server logs one
+    line, not a traceback."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    @functools.wraps(tool)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return tool(*args, **kwargs)
+        except (EdgeEmbedError, ApiError) as exc:
+            raise ToolError(str(exc)) from None
+
+    return wrapped  # type: ignore[return-value]
+
+
 def build_mcp(service: Service) -> MCPServer:
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer(name="edge-embed", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool()
+    @agent_errors
     def search(
         query: str,
         k: int = 10,
@@ -65,12 +87,14 @@ def build_mcp(service: Service) -> MCPServer:
         ]
 
     @server.tool()
+    @agent_errors
     def get(path: str, start_line: int | None = None, end_line: int | None = None) -> str:
         """Read an indexed file, or lines start_line..end_line of it (1-based, inclusive).
         Only files inside the indexed folders can be read."""
         return read_indexed_file(service, path, start_line, end_line)
 
     @server.tool()
+    @agent_errors
     def status() -> dict[str, Any]:
         """The index: folders, file and chunk counts, model, settings, size."""
         if service.index is None:

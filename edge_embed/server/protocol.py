@@ -17,7 +17,11 @@ from edge_embed.runtime.engine import MIN_MRL_DIMS
 MAX_INPUTS = 2048  # inputs per request, as OpenAI
 MAX_BODY_BYTES = 8 * 1024 * 1024  # 2048 inputs of ~4 KB each; larger bodies get a 413
 ENCODINGS = ("float", "base64")
-INPUT_TYPES = ("document", "query")
+# What other servers call a query and a document (Nomic/Cohere search_*, E5 passage,
+# Jina's `task` retrieval.*): clients configured for them work unchanged here.
+QUERY_TYPES = ("query", "search_query", "retrieval.query")
+DOCUMENT_TYPES = ("document", "search_document", "passage", "retrieval.passage")
+INPUT_TYPES = DOCUMENT_TYPES + QUERY_TYPES
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 MAX_SEARCH_K = 4096
 
@@ -51,10 +55,10 @@ class EmbeddingRequest:
 
     @property
     def as_query(self) -> bool:
-        return self.input_type == "query" or bool(self.instruct)
+        return self.input_type in QUERY_TYPES or bool(self.instruct)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -64,11 +68,11 @@ def parse_input(value: Any) -> tuple[list[str] | None, list[list[int]] | None]:
         texts = [value]
     elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
         texts = value
-    elif isinstance(value, list) and value and all(_is_int(item) for item in value):
+    elif isinstance(value, list) and value and all(is_int(item) for item in value):
         return None, [value]
     elif isinstance(value, list) and value and all(isinstance(item, list) for item in value):
         for i, ids in enumerate(value):
-            if not ids or not all(_is_int(token) for token in ids):
+            if not ids or not all(is_int(token) for token in ids):
                 raise ApiError(400, f"input[{i}] must be a non-empty array of integer token ids", param="input")
         return None, value
     elif isinstance(value, list) and not value:
@@ -99,23 +103,33 @@ def parse_embedding_request(body: Any, native_dim: int) -> EmbeddingRequest:
     if encoding not in ENCODINGS:
         raise ApiError(400, f"encoding_format must be 'float' or 'base64', got {encoding!r}", param="encoding_format")
     dims = body.get("dimensions")
-    if dims is not None and (not _is_int(dims) or not MIN_MRL_DIMS <= dims <= native_dim):
+    if dims is not None and (not is_int(dims) or not MIN_MRL_DIMS <= dims <= native_dim):
         raise ApiError(
             400, f"dimensions must be an integer from {MIN_MRL_DIMS} to {native_dim} (this model's native size)",
             param="dimensions",
         )
-    input_type = body.get("input_type") or "document"
-    if input_type not in INPUT_TYPES:
-        raise ApiError(400, f"input_type must be 'document' or 'query', got {input_type!r}", param="input_type")
+    input_type = parse_input_type(body)
     instruct = body.get("instruct")
     if instruct is not None and (not isinstance(instruct, str) or not instruct.strip()):
         raise ApiError(400, "instruct must be a non-empty string (the task sentence of a query)", param="instruct")
-    if token_ids is not None and (input_type == "query" or instruct):
+    if token_ids is not None and (input_type in QUERY_TYPES or instruct):
         raise ApiError(400, "input_type 'query' needs text input (the instruction is text)", param="input_type")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "model must be a string", param="model")
     return EmbeddingRequest(texts, token_ids, model, encoding, dims, input_type, instruct)
+
+
+def parse_input_type(body: dict[str, Any]) -> str:
+    """``input_type`` (ours, Cohere's, Nomic's, E5's) or Jina's ``task``; default document."""
+    key = "input_type" if body.get("input_type") is not None else "task"
+    value = body.get(key) or "document"
+    if value not in INPUT_TYPES:
+        raise ApiError(
+            400, f"{key} must be a document type ({', '.join(DOCUMENT_TYPES)}) or a query type "
+            f"({', '.join(QUERY_TYPES)}), got {value!r}", param=key,
+        )
+    return value
 
 
 def encode_vector(vector, encoding: str) -> list[float] | str:
@@ -169,7 +183,7 @@ def parse_search_request(body: Any) -> SearchRequest:
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "query must be a non-empty string: the words to search for", param="query")
     k = body.get("k", 10)
-    if not _is_int(k) or not 1 <= k <= MAX_SEARCH_K:
+    if not is_int(k) or not 1 <= k <= MAX_SEARCH_K:
         raise ApiError(400, f"k must be an integer from 1 to {MAX_SEARCH_K}", param="k")
     mode = body.get("mode", "hybrid")
     if mode not in SEARCH_MODES:
@@ -178,7 +192,7 @@ def parse_search_request(body: Any) -> SearchRequest:
     if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score)):
         raise ApiError(400, "min_score must be a number", param="min_score")
     per_file = body.get("per_file")
-    if per_file is not None and (not _is_int(per_file) or per_file < 0):
+    if per_file is not None and (not is_int(per_file) or per_file < 0):
         raise ApiError(400, "per_file must be an integer, 0 or more (0 = no limit)", param="per_file")
     instruct = body.get("instruct")
     if instruct is not None and (not isinstance(instruct, str) or not instruct.strip()):
@@ -187,7 +201,7 @@ def parse_search_request(body: Any) -> SearchRequest:
     if rerank is not None and not isinstance(rerank, bool):
         raise ApiError(400, "rerank must be true, false or null (null: on when the reranker fits the GPU)", param="rerank")
     rerank_top = body.get("rerank_top")
-    if rerank_top is not None and (not _is_int(rerank_top) or not 1 <= rerank_top <= MAX_SEARCH_K):
+    if rerank_top is not None and (not is_int(rerank_top) or not 1 <= rerank_top <= MAX_SEARCH_K):
         raise ApiError(400, f"rerank_top must be an integer from 1 to {MAX_SEARCH_K}", param="rerank_top")
     return SearchRequest(
         text, k, mode, _string_list(body, "in"), _string_list(body, "glob"), min_score, per_file, instruct,

@@ -13,6 +13,7 @@ from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import bm25_ceiling, fts5_idf, keyword_sources, keyword_terms, read_varint
 from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
+from edge_embed.store.sqlite_errors import translating_errors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -237,6 +238,7 @@ class StoreRetrieval(StoreBase):
         return {row[0]: ChunkRecord(*row) for row in rows}
 
 
+@translating_errors  # it reads the store outside the Store's own methods: the same boundary
 class VectorRanking:
     """One query's vector list, deepened on demand without redoing what was done.
 
@@ -263,6 +265,11 @@ class VectorRanking:
         self._scan_limit = 0  # how many candidates the last scan was asked for
         self._scored: dict[int, float] = {}  # chunk_id -> exact distance
         self.rescored = 0  # float vectors read back so far (what the deepening costs)
+
+    @property
+    def path(self):
+        """The index file, named by the errors ``top`` raises."""
+        return self._store.path
 
     def top(self, depth: int) -> list[tuple[int, float]]:
         """The ``depth`` nearest chunks as (chunk_id, L2 distance), nearest first."""
