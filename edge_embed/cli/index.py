@@ -350,7 +350,7 @@ def status(db, as_json):
 
 def format_watch(watch: dict | None, age: float | None) -> list[str]:
     """Whether a watcher keeps the index current, what it has pending, when it last re-checked."""
-    changed = f"last change {format_eta(age)} ago" if age is not None else "no files yet"
+    changed = f"last change {format_duration(age)} ago" if age is not None else "no files yet"
     if watch is None:
         return [f"watching: no (`edge-embed watch` keeps it current); {changed}"]
     folders = len(watch["watching"]) + len(watch["polling"])

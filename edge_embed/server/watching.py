@@ -76,6 +76,12 @@ class WorkerHandle:
     def check_dims(self, dims: int | None) -> int:
         return self._model.check_dims(dims)
 
+    def rate_key(self) -> str:
+        return self._model.rate_key()
+
+    def planned_tokens_per_s(self) -> float | None:
+        return self._model.planned_tokens_per_s()
+
     def load(self) -> WorkerEmbedder:
         return self._embedder
 
