@@ -220,7 +220,9 @@ def checkout(model: Path, files: int, work: Path) -> dict:
         "texts_embedded": sum(summary.texts_embedded for summary, _whole in after),
         "new_texts": len(new_texts),
         "equal_to_fresh_index": rows == expected_rows,
-        "vectors_equal": all(np.array_equal(vectors[h], expected_vectors[h]) for h in expected_vectors),
+        # llama.cpp's sums depend on how inputs share a decode: equal up to float rounding
+        "vectors_max_abs_diff": float(max(np.abs(vectors[h] - expected_vectors[h]).max() for h in expected_vectors)),
+        "vectors_min_cosine": float(min(np.dot(vectors[h], expected_vectors[h]) for h in expected_vectors)),
     }
 
 
