@@ -190,6 +190,7 @@ class Watcher:
         self._feeds: list[threading.Thread] = []
         self._last_work = time.monotonic()
         self._idle = True
+        self._published = ""  # the status last written to publish_to
 
     # ------------------------------------------------------------------ main loop
     def run(self, stop: threading.Event) -> None:
@@ -270,13 +271,16 @@ class Watcher:
             return bool(self._pending)
 
     def _publish(self) -> None:
-        """Write the status for `status` in other processes (atomically: never half a file)."""
-        if self.publish_to is None:
-            return
+        """Write the status for `status` in other processes (atomically: never half a file),
+        when it changed."""
+        document = json.dumps(self.status.to_dict())
+        if self.publish_to is None or document == self._published:
+            return  # an idle loop writes nothing
         partial = self.publish_to.with_name(self.publish_to.name + ".tmp")
         try:
-            partial.write_text(json.dumps(self.status.to_dict()))
+            partial.write_text(document)
             os.replace(partial, self.publish_to)
+            self._published = document
         except OSError as exc:  # a read-only folder: the watcher works on, unseen
             log.debug("cannot publish the watch status: %s", exc)
 

@@ -247,6 +247,17 @@ def test_folders_without_events_are_polled_and_said_once(notes, indexed, tiny_mo
     assert sum("checking it every" in message for message in report.said_messages) == 1
 
 
+def test_an_idle_watcher_writes_nothing(indexed, tiny_model):
+    from edge_embed.watch import state_path
+
+    with watching(indexed, tiny_model.path):
+        time.sleep(0.5)
+        published = state_path(indexed).stat().st_mtime_ns
+        wal = Path(f"{indexed}-wal").stat().st_mtime_ns
+        time.sleep(2)  # four idle loops
+        assert (state_path(indexed).stat().st_mtime_ns, Path(f"{indexed}-wal").stat().st_mtime_ns) == (published, wal)
+
+
 def test_file_system_types_without_events(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text(
