@@ -327,7 +327,8 @@ def status(db, as_json):
     """Show what an index holds: folders, files, chunks, model, settings, size.
 
     "space:" is what `edge-embed compact` would give back: vector slots that edits left
-    dead, and free pages.
+    dead, and free pages. "watching:" says whether `edge-embed watch` (or `serve --watch`)
+    keeps the index current, what it has pending, and when the index last changed.
     """
     from edge_embed.api import age_s
     from edge_embed.watch import read_watch_state
