@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.search import EmbedQuery, Hit, SearchOptions
     from edge_embed.store import IndexSettings, Store
+    from edge_embed.watch import WatchReport, WatchSettings
 
 InputType = Literal["document", "query"]
 INPUT_TYPES: tuple[InputType, ...] = ("document", "query")
@@ -58,6 +60,7 @@ class TextEmbedder:
 
     def __init__(self, handle: ModelHandle) -> None:
         self.handle = handle
+        self._lock = threading.RLock()  # loading and unloading vs a borrower's ``pinned`` engine
 
     @classmethod
     def open(
@@ -96,7 +99,18 @@ class TextEmbedder:
 
     def engine(self) -> Embedder:
         """The loaded llama.cpp engine (loads it on the first call)."""
-        return self.handle.load()
+        with self._lock:
+            return self.handle.load()
+
+    @contextmanager
+    def pinned(self) -> Iterator[Embedder]:
+        """The engine, which no other thread can load or unload until the block ends.
+
+        For a second thread that only reads the vocabulary (a watcher counting tokens
+        while the server's engine thread decodes): the model cannot vanish under it.
+        """
+        with self._lock:
+            yield self.handle.load()
 
     def embed(
         self,
@@ -120,7 +134,8 @@ class TextEmbedder:
 
     def close(self) -> None:
         """Free the model (VRAM goes back); the next embed loads it again."""
-        self.handle.close()
+        with self._lock:
+            self.handle.close()
 
 
 # --------------------------------------------------------------------------- reranker
@@ -245,27 +260,84 @@ class Index:
         progress: Progress | None = None,
     ) -> IndexSummary:
         """Index ``folders`` incrementally (the index's model, else ``model``/the default)."""
-        from edge_embed.indexer import IndexOptions, Indexer, NoProgress
-        from edge_embed.runtime.loader import prepare_model
+        from edge_embed.indexer import Indexer, NoProgress
         from edge_embed.store import Store
 
-        existing = self.store_settings() if self.exists else None
-        if self.embed_url:
-            handle = remote_index_handle(self.embed_url, existing, model, _runtime(self.runtime))
-        else:
-            handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
-        options = options or IndexOptions(
-            dims=existing.dims if existing else None,
-            chunk_tokens=existing.chunk_tokens if existing else IndexOptions.chunk_tokens,
-            overlap=existing.overlap if existing else IndexOptions.overlap,
-            instruction=existing.instruction if existing else None,
-        )
+        handle, options = self._indexing(model, options)
         try:
             with Store.open(self.path) as store, store.writer_lock():
                 indexer = Indexer(store, handle, options, progress=progress or NoProgress())
                 return indexer.run([Path(folder).expanduser() for folder in folders])
         finally:
             handle.close()
+
+    def watch(
+        self,
+        folders: Sequence[str | os.PathLike[str]] = (),
+        options: IndexOptions | None = None,
+        settings: WatchSettings | None = None,
+        *,
+        stop: threading.Event,
+        model: str | None = None,
+        handle: ModelHandle | None = None,
+        progress: Progress | None = None,
+        report: WatchReport | None = None,
+    ) -> None:
+        """Keep ``folders`` (none: every folder of the index) current until ``stop`` is set.
+
+        Holds the writer lock all along (a second `index` or `watch` is told who holds
+        it) and publishes its status beside the index for `status` (``read_watch_state``).
+        ``handle`` lends another model handle (the server's engine); the watcher's own is
+        unloaded after ``settings.keep_alive_s`` without changes and closed at the end.
+        """
+        from edge_embed.indexer import Indexer, NoProgress
+        from edge_embed.store import Store
+        from edge_embed.watch import Watcher, WatchSettings, state_path
+
+        if handle is None:
+            handle, options = self._indexing(model, options)
+        else:
+            options = options or self._default_options(self.store_settings() if self.exists else None)
+        try:
+            with Store.open(self.path) as store, store.writer_lock("edge-embed watch"):
+                roots = [Path(folder).expanduser().resolve() for folder in folders]
+                roots = roots or [Path(path) for path in store.root_paths()]
+                if not roots:
+                    raise EdgeEmbedError(f"{self.path} has no folders to watch: name some, or `edge-embed index FOLDER` first")
+
+                def apply(root: Path, relpaths: frozenset[str] | None) -> IndexSummary:
+                    indexer = Indexer(store, handle, options, progress=progress or NoProgress(), stop=stop)
+                    return indexer.run([root]) if relpaths is None else indexer.update(root, relpaths)
+
+                watcher = Watcher(
+                    roots, apply, settings or WatchSettings(), report=report, hidden=options.hidden,
+                    ignored=index_files(self.path), publish_to=state_path(self.path), on_idle=handle.close,
+                )
+                watcher.run(stop)
+        finally:
+            handle.close()
+
+    def _indexing(self, model: str | None, options: IndexOptions | None) -> tuple[ModelHandle, IndexOptions]:
+        """The model to index with (the index's own, else ``model``/the default) and the options."""
+        from edge_embed.runtime.loader import prepare_model
+
+        existing = self.store_settings() if self.exists else None
+        if self.embed_url:
+            handle = remote_index_handle(self.embed_url, existing, model, _runtime(self.runtime))
+        else:
+            handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
+        return handle, options or self._default_options(existing)
+
+    @staticmethod
+    def _default_options(existing: IndexSettings | None) -> IndexOptions:
+        from edge_embed.indexer import IndexOptions
+
+        return IndexOptions(
+            dims=existing.dims if existing else None,
+            chunk_tokens=existing.chunk_tokens if existing else IndexOptions.chunk_tokens,
+            overlap=existing.overlap if existing else IndexOptions.overlap,
+            instruction=existing.instruction if existing else None,
+        )
 
     # ------------------------------------------------------------------ search
     def search(
@@ -393,11 +465,20 @@ class Index:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, object]:
-        """Folders, files, chunks, model, settings and size (what `edge-embed status` shows)."""
+        """Folders, files, chunks, model, settings and size (what `edge-embed status` shows),
+        how fresh it is (``index_age_s``) and its watcher's status (``watch``, None: none runs)."""
+        from edge_embed.watch import read_watch_state
+
         with self.store() as store:
             stats = store.stats()
             roots = store.roots()
-        return {**stats, "roots": [root_dict(root) for root in roots]}
+            age = age_s(store.last_write_at())
+        return {**stats, "roots": [root_dict(root) for root in roots], "index_age_s": age, "watch": read_watch_state(self.path)}
+
+    def index_age_s(self) -> float | None:
+        """Seconds since the index last changed (a file written or forgotten); None: no files yet."""
+        with self.store() as store:
+            return age_s(store.last_write_at())
 
     def close(self) -> None:
         if self._query_model is not None:
@@ -406,6 +487,20 @@ class Index:
         self.release_rerankers()
         self._rerankers.clear()
         self._rerank_decisions.clear()
+
+
+def age_s(timestamp: float | None) -> float | None:
+    """Seconds since an epoch ``timestamp``, to a tenth (None stays None)."""
+    import time
+
+    return None if timestamp is None else round(max(time.time() - timestamp, 0.0), 1)
+
+
+def index_files(index_path: Path) -> list[Path]:
+    """The files an index lives in (SQLite's journals, the lock, the watch status): a
+    watcher of a folder that holds its own index must not take its writes for changes."""
+    suffixes = ("", "-wal", "-shm", "-journal", ".lock", ".watch.json", ".watch.json.tmp")
+    return [Path(f"{index_path}{suffix}") for suffix in suffixes]
 
 
 def root_dict(root) -> dict[str, object]:

@@ -24,7 +24,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,12 +179,37 @@ class _Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class _Scope:
+    """The relpaths a partial walk covers (``discover(within=...)``): what changed, for a watcher."""
+
+    targets: frozenset[str]
+    folders_above: frozenset[str]  # every folder on the way from the root to a target
+
+    @classmethod
+    def of(cls, relpaths: Collection[str]) -> _Scope:
+        targets = frozenset(relpaths)
+        above = {target[:cut] for target in targets for cut in _slash_positions(target)}
+        return cls(targets, frozenset(above))
+
+    def reaches(self, relpath: str, is_dir: bool) -> bool:
+        if relpath in self.targets or (is_dir and relpath in self.folders_above):
+            return True
+        return any(relpath[:cut] in self.targets for cut in _slash_positions(relpath))
+
+
+def _slash_positions(relpath: str) -> Iterator[int]:
+    """Where each ancestor folder's relpath ends ("a/b/c" -> 1, 3: "a", "a/b")."""
+    return (i for i, char in enumerate(relpath) if char == "/")
+
+
+@dataclass(frozen=True, slots=True)
 class _Filters:
     """The rules that silently leave a path out, apart from ignore files."""
 
     hidden: bool
     include: GitIgnoreSpec | None
     exclude: GitIgnoreSpec | None
+    within: _Scope | None = None
 
     def drops_by_name(self, entry: _Entry) -> bool:
         """VCS metadata, ignore files, generated folders and (unless asked for) hidden names."""
@@ -196,6 +221,10 @@ class _Filters:
 
     def excludes(self, match_path: str) -> bool:
         return self.exclude is not None and self.exclude.match_file(match_path)
+
+    def outside_scope(self, relpath: str, is_dir: bool) -> bool:
+        """Not one of the ``within`` paths, not under one, and not a folder on the way to one."""
+        return self.within is not None and not self.within.reaches(relpath, is_dir)
 
     def leaves_out_file(self, relpath: str) -> bool:
         """``include`` narrows files only: folders are always walked to find matches inside."""
@@ -211,6 +240,7 @@ def discover(
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     max_document_size: int = DEFAULT_MAX_DOCUMENT_SIZE,
     follow_links: bool = False,
+    within: Collection[str] | None = None,
 ) -> Iterator[FoundFile | Skip]:
     """Walk ``root`` and yield every file to index, or a ``Skip`` saying why not.
 
@@ -228,6 +258,10 @@ def discover(
     The root itself must be a readable folder: its problems raise ``OSError`` at once
     (the user named it), while problems below it become ``Skip``s. The walk is lazy and
     holds only the listings of the folders on the current path.
+
+    ``within`` (relpaths of files or folders; None: everything) walks only those paths and
+    what is under them, entering just the folders on the way: a watcher re-checks what
+    changed under the very same rules (the ignore files above a path still apply).
     """
     root_path = Path(os.path.abspath(root))
     root_stat = os.stat(root_path)
@@ -235,7 +269,8 @@ def discover(
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root_path))
     if root_stat.st_dev in pseudo_filesystem_devices():
         raise OSError(errno.EPERM, "a kernel file system (like /proc), not files: it is never indexed", str(root_path))
-    filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude))
+    scope = _Scope.of(within) if within is not None else None
+    filters = _Filters(hidden, gitignore_spec(include), gitignore_spec(exclude), scope)
     walker = _Walker(root_path, filters, max_file_size, max_document_size, follow_links)
     walker.enter_root(_dir_key(root_stat))
     return walker.walk()
@@ -289,7 +324,7 @@ class _Walker:
                 yield self._visit_file(entry, relpath)
 
     def _is_left_out(self, frame: _Frame, entry: _Entry, relpath: str) -> bool:
-        if self._filters.drops_by_name(entry):
+        if self._filters.outside_scope(relpath, entry.is_dir) or self._filters.drops_by_name(entry):
             return True
         match_path = relpath + "/" if entry.is_dir else relpath
         if self._filters.excludes(match_path) or _ignored_by_layers(frame.layers, match_path):

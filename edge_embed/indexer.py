@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Collection, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from edge_embed.extract import file_lines
 from edge_embed.files import (
     DEFAULT_MAX_DOCUMENT_SIZE,
     DEFAULT_MAX_FILE_SIZE,
+    IGNORE_FILE_NAMES,
     DocumentFile,
     FileContent,
     FoundFile,
@@ -240,8 +241,21 @@ def slow_run_note(model, estimate: Estimate) -> str | None:
 
 
 def _under_any(relpath: str, prefixes: set[str]) -> bool:
-    """Whether relpath is one of ``prefixes`` or inside one of them (POSIX relpaths)."""
-    return any(relpath == prefix or relpath.startswith(prefix + "/") for prefix in prefixes)
+    """Whether relpath is one of ``prefixes`` or inside one of them (POSIX relpaths).
+
+    By set lookups of relpath's own folders, so thousands of prefixes (a watcher's batch)
+    cost no more than a few.
+    """
+    return relpath in prefixes or any(relpath[:i] in prefixes for i, char in enumerate(relpath) if char == "/")
+
+
+def _widen_for_ignore_files(relpaths: Collection[str]) -> frozenset[str] | None:
+    """The paths to re-check: a changed ignore file stands for its whole folder; None = all."""
+    scope = set()
+    for relpath in relpaths:
+        parent, _, name = relpath.rpartition("/")
+        scope.add(parent if name in IGNORE_FILE_NAMES else relpath)
+    return None if "" in scope else frozenset(scope)
 
 
 def unavailable_state(root: Path) -> str | None:
@@ -320,17 +334,35 @@ class Indexer:
         self._said_slow = False
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
+        """Bring every file under ``roots`` up to date (new roots are added to the index)."""
         started = time.perf_counter()
         self._record_settings()
         roots = self._available_roots(roots)
         self._refuse_overlapping_roots(roots)
+        return self._walk_roots([(root, None) for root in roots], started)
+
+    def update(self, root: Path, relpaths: Collection[str]) -> IndexSummary:
+        """Bring only ``relpaths`` (files or folders under the indexed ``root``) up to date.
+
+        What a watcher calls with the paths its events named: the same rules as ``run``
+        (ignore files, include/exclude, dedup, one transaction per file), over a walk of
+        just those paths; an indexed file under one of them that the walk no longer yields
+        is forgotten. A root that is missing or empty keeps its files (``run``'s rule).
+        A changed ignore file re-checks its whole folder.
+        """
+        started = time.perf_counter()
+        self._record_settings()
+        scope = _widen_for_ignore_files(relpaths)
+        return self._walk_roots([(root, scope) for root in self._available_roots([root])], started)
+
+    def _walk_roots(self, roots: list[tuple[Path, frozenset[str] | None]], started: float) -> IndexSummary:
         chunks_before = self.store.chunk_count()
         owns_sandbox = self.sandbox is None
         try:
-            for root in roots:
+            for root, scope in roots:
                 if self.stop.is_set():
                     break
-                self._index_root(root)
+                self._index_root(root, scope)
         finally:
             if owns_sandbox and self.sandbox is not None:
                 self.sandbox.close()
@@ -420,11 +452,14 @@ class Indexer:
                     )
 
     # ---------------------------------------------------------------- per root
-    def _index_root(self, root: Path) -> None:
+    def _index_root(self, root: Path, scope: frozenset[str] | None = None) -> None:
+        """Walk the root (only ``scope`` under it, when given), index, forget what vanished."""
         self.summary.roots.append(str(root))
         root_id = self.store.add_root(str(root))
         known = self.store.file_states(root_id)
-        found, keep, dangling = self._discover(root)
+        if scope is not None:
+            known = {relpath: state for relpath, state in known.items() if _under_any(relpath, scope)}
+        found, keep, dangling = self._discover(root, scope)
         keep |= self._keep_under_dangling_links(root, known, dangling)
         self.progress.root_started(root, len(found), sum(item.size for item in found))
         self._estimate([item for item in found if stat_changed(item, known.get(item.relpath))])
@@ -436,9 +471,10 @@ class Indexer:
         if not self.stop.is_set():
             seen = {item.relpath for item in found}
             self._remove_missing(root, known, seen, keep)
-            self.store.mark_indexed(root_id)
+            if scope is None:
+                self.store.mark_indexed(root_id)
 
-    def _discover(self, root: Path) -> tuple[list[FoundFile], set[str], list[str]]:
+    def _discover(self, root: Path, scope: frozenset[str] | None = None) -> tuple[list[FoundFile], set[str], list[str]]:
         """Walk first (cheap stats only) so the progress display knows the total.
 
         Also returns the relpaths (files or folders) to keep in the index although the walk
@@ -456,6 +492,7 @@ class Indexer:
             follow_links=self.options.follow_links,
             max_file_size=self.options.max_file_size,
             max_document_size=self.options.max_document_size,
+            within=scope,
         )
         try:
             for item in walk:

@@ -337,19 +337,20 @@ def hit_from_record(record: Mapping[str, object]) -> Hit:
     return Hit(chunk, float(record["score"]), position("vector"), position("keyword"), reranked, fused)
 
 
-def search_document(query: str, mode: str, hits: Sequence[Hit]) -> dict[str, object]:
-    """The query, the mode and the results: --json's document and /v1/search's answer."""
+def search_document(query: str, mode: str, hits: Sequence[Hit], index_age_s: float | None = None) -> dict[str, object]:
+    """The query, the mode, the results and the index's age: --json's document and /v1/search's answer."""
     return {
         "schema_version": SCHEMA_VERSION,
         "query": query,
         "mode": mode,
+        "index_age_s": index_age_s,
         "results": [hit_record(hit, rank) for rank, hit in enumerate(hits, 1)],
     }
 
 
-def json_document(query: str, mode: str, hits: Sequence[Hit]) -> str:
-    """--json: one document with the query, the mode and the results."""
-    return json_safe(json.dumps(search_document(query, mode, hits), ensure_ascii=False, indent=2))
+def json_document(query: str, mode: str, hits: Sequence[Hit], index_age_s: float | None = None) -> str:
+    """--json: one document with the query, the mode, the index's age and the results."""
+    return json_safe(json.dumps(search_document(query, mode, hits, index_age_s), ensure_ascii=False, indent=2))
 
 
 def json_lines(hits: Sequence[Hit]) -> Iterator[str]:

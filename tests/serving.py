@@ -16,6 +16,7 @@ from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.server.app import Service, create_app
 from edge_embed.server.discovery import ServerInfo, publish, withdraw
 from edge_embed.server.mcp_tools import mcp_http_app
+from edge_embed.watch import WatchSettings
 
 CPU = RuntimeSettings(force_cpu=True, ctx=256)
 
@@ -32,9 +33,11 @@ def running_server(
     discoverable: bool = False,
     strict_model: bool = False,
     reranker: str | None = None,
+    watch: WatchSettings | None = None,
 ) -> Iterator[tuple[str, Service]]:
-    """(base URL, service) of a server that stops when the block ends."""
+    """(base URL, service) of a server that stops when the block ends (``watch``: `serve --watch`)."""
     service = Service.create(db, model, runtime, keep_alive_s, reranker, strict_model)
+    service.watch = watch
     mcp_route, mcp_lifespan = mcp_http_app(service)
     app = create_app(service, api_key=api_key, cors=cors, extra_routes=[mcp_route], lifespans=[mcp_lifespan])
     sock = bind("127.0.0.1", 0)

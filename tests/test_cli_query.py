@@ -125,8 +125,9 @@ def test_json_follows_the_documented_schema(indexed) -> None:
     result = run("office keys", "--json", "-k", "3", "--db", str(db))
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert set(document) == {"schema_version", "query", "mode", "results"}
+    assert set(document) == {"schema_version", "query", "mode", "index_age_s", "results"}
     assert (document["query"], document["mode"]) == ("office keys", "hybrid")
+    assert isinstance(document["index_age_s"], float) and document["index_age_s"] >= 0
     assert 1 <= len(document["results"]) <= 3
     for rank, record in enumerate(document["results"], 1):
         assert set(record) == documented_result_keys()

@@ -19,6 +19,7 @@ from edge_embed.errors import EdgeEmbedError
 COMMANDS = {
     "embed": "edge_embed.cli.embed:embed",
     "index": "edge_embed.cli.index:index",
+    "watch": "edge_embed.cli.watch:watch",
     "query": "edge_embed.cli.query:query",
     "eval": "edge_embed.cli.eval:eval_command",
     "status": "edge_embed.cli.index:status",

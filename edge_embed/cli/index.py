@@ -333,19 +333,42 @@ def status(db, as_json):
     """Show what an index holds: folders, files, chunks, model, settings, size.
 
     "space:" is what `edge-embed compact` would give back: vector slots that edits left
-    dead, and free pages.
+    dead, and free pages. "watching:" says whether `edge-embed watch` (or `serve --watch`)
+    keeps the index current, what it has pending, and when the index last changed.
     """
+    from edge_embed.api import age_s
+    from edge_embed.watch import read_watch_state
+
     with open_existing_index(db) as store:
         stats = store.stats()
         roots = store.roots()
         space = store.space_usage()
+        age = age_s(store.last_write_at())
+        watch = read_watch_state(store.path)
     if as_json:
         from edge_embed.api import root_dict
 
-        click.echo(json.dumps({**stats, "space": space.to_dict(), "roots": [root_dict(r) for r in roots]}, indent=2, default=str))
+        document = {**stats, "space": space.to_dict(), "roots": [root_dict(r) for r in roots], "index_age_s": age, "watch": watch}
+        click.echo(json.dumps(document, indent=2, default=str))
         return
-    for line in format_status(stats, roots, space):
+    for line in format_status(stats, roots, space) + format_watch(watch, age):
         click.echo(line)
+
+
+def format_watch(watch: dict | None, age: float | None) -> list[str]:
+    """Whether a watcher keeps the index current, what it has pending, when it last re-checked."""
+    changed = f"last change {format_duration(age)} ago" if age is not None else "no files yet"
+    if watch is None:
+        return [f"watching: no (`edge-embed watch` keeps it current); {changed}"]
+    folders = len(watch["watching"]) + len(watch["polling"])
+    polled = f", {len(watch['polling'])} polled" if watch["polling"] else ""
+    lines = [
+        f"watching: {folders} folders{polled} (pid {watch['pid']}); {watch['pending']} changes pending; {changed}",
+        f"  last full re-check {format_time(watch['last_reconcile_at']) if watch['last_reconcile_at'] else 'not yet'}",
+    ]
+    if watch.get("error"):
+        lines.append(f"  error: {watch['error']}")
+    return lines
 
 
 def format_status(stats: dict, roots, space) -> list[str]:

@@ -210,16 +210,17 @@ def query(
     reranking = {"rerank": rerank, "rerank_top": rerank_top, "reranker": reranker}
     served = None if no_server or embed_url else search_through_server(db, text, options, instruct, reranking)
     if served is not None:
-        hits, rerank_reason = served
+        hits, rerank_reason, index_age_s = served
     else:
         from edge_embed.api import Index  # the model, numpy and SQLite: only in this process's path
 
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
             hits = index.search(text, options, instruct=instruct, **reranking)
             rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
+            index_age_s = index.index_age_s() if as_json else None
     cwd = Path.cwd()
     if as_json:
-        click.echo(json_document(text, mode, hits))
+        click.echo(json_document(text, mode, hits, index_age_s))
     elif as_jsonl:
         for line in json_lines(hits):
             click.echo(line)
@@ -259,8 +260,8 @@ def refuse_model_option(ctx: click.Context) -> None:
 def search_through_server(
     db: Path | None, text: str, options: SearchOptions, instruct: str | None, reranking: dict[str, object]
 ):
-    """Hits from a running `edge-embed serve` of this index and why it did (not) rerank,
-    or None when none answers.
+    """Hits from a running `edge-embed serve` of this index, why it did (not) rerank and
+    the index's age, or None when none answers.
 
     --in paths are made absolute here: the server does not share our working directory.
     The server reranks with its own reranker: a search that may rerank with another one
@@ -286,4 +287,5 @@ def search_through_server(
     answer = client.search(str(resolve_db(db)), body)
     if answer is None:
         return None
-    return [hit_from_record(record) for record in answer["results"]], str(answer.get("rerank", "off"))
+    hits = [hit_from_record(record) for record in answer["results"]]
+    return hits, str(answer.get("rerank", "off")), answer.get("index_age_s")

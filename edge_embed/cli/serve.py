@@ -7,12 +7,16 @@ import re
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
+
+if TYPE_CHECKING:
+    from edge_embed.watch import WatchSettings
 
 DEFAULT_PORT = 8377
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -42,6 +46,9 @@ def parse_duration(text: str) -> float | None:
                    "0, never); the next request loads it again.")
 @click.option("--preload", is_flag=True, help="Load the model at start instead of on the first request.")
 @reranker_option
+@click.option("--watch", "watch", is_flag=True,
+              help="Keep the index current while serving, like `edge-embed watch` (sharing this "
+                   "server's model: searches are answered first).")
 @click.option("--strict-model", is_flag=True,
               help="Refuse (404) a request naming another model. By default any name is answered by the "
                    "served model, as llama-server does: clients send their own defaults "
@@ -50,7 +57,7 @@ def parse_duration(text: str) -> float | None:
               help="Allow browser requests from ORIGIN, e.g. http://localhost:3000 (repeatable). "
                    "Other browser origins are refused.")
 @runtime_options
-def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, cors, **runtime) -> None:
+def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, strict_model, cors, **runtime) -> None:
     """Serve embeddings and search over HTTP from one warm model.
 
     \b
@@ -67,6 +74,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, 
       edge-embed serve                                  index + default model on 127.0.0.1:8377
       edge-embed serve --model qwen3-embedding-0.6b     embeddings only, no index needed
       edge-embed serve --host 0.0.0.0 --api-key "$KEY"  for other machines (key required)
+      edge-embed serve --watch                          and index what changes in its folders
       curl -s localhost:8377/v1/embeddings -d '{"input": ["hello"], "model": "qwen3-embedding-0.6b"}'
       curl -s localhost:8377/v1/rerank -d '{"query": "rotate keys", "documents": ["cats", "key rotation"]}'
       OLLAMA_HOST=127.0.0.1:8377 and any model name for Ollama clients (Open WebUI, AnythingLLM)
@@ -90,6 +98,8 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, strict_model, 
     service = Service.create(
         db, runtime.pop("model"), settings_from_options(**runtime), parse_duration(keep_alive), reranker, strict_model
     )
+    if watch:
+        service.watch = watch_settings_for(service)
     from edge_embed.server.mcp_tools import mcp_http_app
 
     mcp_route, mcp_lifespan = mcp_http_app(service)
@@ -119,6 +129,21 @@ def exit_on_sigterm() -> None:
     """uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler it
     found; the default one would kill us before ``withdraw``: make it an exit instead."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def watch_settings_for(service) -> WatchSettings:
+    """``--watch`` needs an index, served by the model it was built with (its vectors are written)."""
+    from edge_embed.watch import WatchSettings
+
+    if service.index is None:
+        raise EdgeEmbedError("--watch needs an index: build one with `edge-embed index FOLDER` or give --db FILE")
+    settings = service.index.store_settings()
+    if settings is not None and settings.model_hash != service.embedder.handle.info.header_hash:
+        raise EdgeEmbedError(
+            f"--watch writes vectors of the index's model ({settings.model_label}), but this server runs "
+            f"{service.model_id}: start it without --model"
+        )
+    return WatchSettings(keep_alive_s=None)  # the engine thread's --keep-alive unloads the model
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -41,6 +41,7 @@ from edge_embed.server.protocol import (
 from edge_embed.server.limits import parse_json_body
 from edge_embed.server.security import Guard, allowed_host_names
 from edge_embed.server.worker import EmbedJob, EngineWorker, InputRejected
+from edge_embed.watch import WatchSettings, read_watch_state
 
 if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
@@ -59,6 +60,7 @@ class Service:
     runtime: RuntimeSettings | None = None  # the device settings the reranker of /v1/rerank loads with
     started: float = field(default_factory=time.monotonic)
     _text_reranker: TextReranker | None = None  # /v1/rerank's, prepared on its first request
+    watch: WatchSettings | None = None  # --watch: keep the index current while serving
 
     @classmethod
     def create(
@@ -143,6 +145,7 @@ class Service:
             "inputs_embedded": self.worker.inputs,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "index": str(self.index.path) if self.index is not None else None,
+            "watch": read_watch_state(self.index.path) if self.index is not None else None,
         }
 
     def search(self, request: SearchRequest) -> dict[str, Any]:
@@ -167,7 +170,7 @@ class Service:
         )
         decision = self.index.rerank_decision(request.rerank, self.reranker, uses_model=options.uses_vectors)
         rerank = decision.reason  # for --explain
-        return {**search_document(request.query, request.mode, hits), "rerank": rerank}
+        return {**search_document(request.query, request.mode, hits, self.index.index_age_s()), "rerank": rerank}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()
@@ -340,7 +343,7 @@ def routes(service: Service) -> list[Route]:
         ---
         summary: Server health
         responses:
-          200: {description: "{status, model, device, loaded, queue_depth, rounds, inputs_embedded, uptime_s, index}"}
+          200: {description: "{status, model, device, loaded, queue_depth, rounds, inputs_embedded, uptime_s, index, watch}"}
         """
         return JSONResponse(service.health())
 
@@ -379,7 +382,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        from edge_embed.server.watching import start_watching
+
         service.worker.start(preload=preload)
+        watching = start_watching(service.index, service.worker, service.watch) if service.watch else None
         try:
             if lifespans:
                 async with lifespans[0](app):
@@ -387,6 +393,8 @@ def create_app(
             else:
                 yield
         finally:
+            if watching is not None:
+                await run_in_threadpool(watching.close)
             await run_in_threadpool(service.worker.stop)
 
     from edge_embed.server.ollama import ollama_routes

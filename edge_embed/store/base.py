@@ -15,7 +15,7 @@ import apsw
 
 from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
-from edge_embed.store.lock import writer_lock
+from edge_embed.store.lock import DEFAULT_HOLDER, writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
 from edge_embed.store.schema import APPLICATION_ID, KEYWORD_TABLES, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table, table_exists
 from edge_embed.store.sqlite_errors import translated_errors
@@ -285,14 +285,32 @@ class StoreBase:
         )
         return {relpath: FileState(*state) for relpath, *state in rows}
 
-    def writer_lock(self) -> AbstractContextManager[None]:
-        """Fail fast when another `edge-embed index` is writing this index (OS file lock)."""
+    def writer_lock(self, holder: str = DEFAULT_HOLDER) -> AbstractContextManager[None]:
+        """Fail fast when another command (``holder`` names this one) is writing this index."""
         if self.read_only:
             raise EdgeEmbedError(
                 f"changing the index {self.path} needs write access to it and its folder, which this "
                 "user does not have here (a read-only folder, file or disk); searching it works"
             )
-        return writer_lock(self.path)
+        return writer_lock(self.path, holder)
+
+    def last_write_at(self) -> float | None:
+        """When a file was last written or forgotten (epoch seconds); None for an empty index.
+
+        Indexes written before the stamp existed answer with their newest file.
+        """
+        stamp = self._scalar("SELECT value FROM meta WHERE key = 'last_write_at'")
+        if stamp is not None:
+            return float(stamp)
+        newest = self._scalar("SELECT max(indexed_at) FROM files")
+        return float(newest) if newest is not None else None
+
+    def _stamp_write(self) -> None:
+        """Record now as the last write, inside the caller's transaction (``last_write_at``)."""
+        self._conn.execute(
+            "INSERT INTO meta(key, value) VALUES('last_write_at', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (repr(time.time()),),
+        )
 
     def _count(self, table: str) -> int:
         return int(self._scalar(f"SELECT count(*) FROM {table}")) if self._has_table(table) else 0

@@ -1,7 +1,7 @@
-"""The writer lock: one `edge-embed index` (or compact, rebuild) per index file at a time.
+"""The writer lock: one `edge-embed index` (or watch, compact, rebuild) per index file at a time.
 
-An OS file lock on ``INDEX.lock`` beside the index, holding the writer's pid so the
-second writer can say who holds it. The OS drops the lock when the holder dies, so a
+An OS file lock on ``INDEX.lock`` beside the index, holding the writer's pid and command
+so the second writer can say who holds it. The OS drops the lock when the holder dies, so a
 killed writer never leaves a stale lock behind.
 """
 
@@ -45,28 +45,38 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _read_pid(fd: int) -> str:
+DEFAULT_HOLDER = "edge-embed index"
+# What to tell the second writer, by what holds the lock: a watcher never finishes by itself.
+_ADVICE = {"edge-embed watch": "it keeps the index current; stop it (Ctrl-C, or end `serve --watch`) first"}
+
+
+def _read_holder(fd: int) -> tuple[str, str]:
+    """(pid, command) of the holder; a lock file of an older version holds the pid alone."""
     os.lseek(fd, 0, os.SEEK_SET)
-    return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+    pid, _, holder = os.read(fd, 256).decode("utf-8", "replace").strip().partition(" ")
+    return pid or "unknown", holder or DEFAULT_HOLDER
 
 
-def _write_pid(fd: int) -> None:
+def _write_holder(fd: int, holder: str) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    os.write(fd, f"{os.getpid()} {holder}\n".encode("utf-8"))
 
 
 @contextmanager
-def writer_lock(index_path: Path) -> Iterator[None]:
-    """Fail fast when another `edge-embed index` is writing this index (OS file lock)."""
+def writer_lock(index_path: Path, holder: str = DEFAULT_HOLDER) -> Iterator[None]:
+    """Fail fast, saying who holds it, when another command is writing this index (OS file lock).
+
+    ``holder`` is the command taking the lock, as the refused one will name it.
+    """
     fd = os.open(Path(f"{index_path}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if not _try_lock(fd):
-            raise EdgeEmbedError(
-                f"another `edge-embed index` is writing to {index_path} (pid {_read_pid(fd)}); wait for it to finish"
-            )
+            pid, other = _read_holder(fd)
+            advice = _ADVICE.get(other, "wait for it to finish")
+            raise EdgeEmbedError(f"another `{other}` is writing to {index_path} (pid {pid}); {advice}")
         try:
-            _write_pid(fd)
+            _write_holder(fd, holder)
             yield
         finally:
             os.ftruncate(fd, 0)

@@ -55,6 +55,7 @@ class StoreWrites(StoreBase):
             for file_id in file_ids:
                 self._delete_file_rows(file_id)
             self._conn.execute("DELETE FROM roots WHERE id = ?", (root_id,))
+            self._stamp_write()
         return True
 
 
@@ -89,6 +90,7 @@ class StoreWrites(StoreBase):
                     (root_id, relpath, path, size, mtime_ns, content_hash, time.time()),
                 )
             )
+            self._stamp_write()
             return self._replace_chunks(file_id, relpath, chunks, blobs)
 
     def _replace_chunks(self, file_id: int, relpath: str, chunks: Sequence[NewChunk], blobs: Sequence[bytes]) -> ChunkChanges:
@@ -176,6 +178,7 @@ class StoreWrites(StoreBase):
     def delete_file(self, file_id: int) -> None:
         with self.transaction():
             self._delete_file_rows(file_id)
+            self._stamp_write()
 
     def _delete_file_rows(self, file_id: int) -> None:
         self._delete_chunk_rows(file_id)
