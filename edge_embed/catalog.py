@@ -69,6 +69,7 @@ class Chunking:
 @dataclass(frozen=True)
 class _Catalog:
     default: str
+    cpu_default: str
     entries: tuple[CatalogEntry, ...]
 
 
@@ -138,10 +139,11 @@ def _read_catalog() -> _Catalog:
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise EdgeEmbedError(f"{CATALOG_FILE} lists a model name twice: {names}; reinstall edge-embed")
-    default = data.get("default")
-    if default not in names:
-        raise EdgeEmbedError(f"{CATALOG_FILE}: default model {default!r} is not in the catalog; reinstall edge-embed")
-    return _Catalog(default=default, entries=entries)
+    default, cpu_default = data.get("default"), data.get("cpu_default")
+    for key, name in (("default", default), ("cpu_default", cpu_default)):
+        if name not in names:
+            raise EdgeEmbedError(f"{CATALOG_FILE}: {key} model {name!r} is not in the catalog; reinstall edge-embed")
+    return _Catalog(default=default, cpu_default=cpu_default, entries=entries)
 
 
 def _catalog_text() -> str:
@@ -175,5 +177,6 @@ def reranker_entries() -> list[CatalogEntry]:
     return [e for e in _read_catalog().entries if e.kind == "reranker"]
 
 
-DEFAULT_MODEL: str = _read_catalog().default
+DEFAULT_MODEL: str = _read_catalog().default  # when it fits whole on a GPU (runtime/choice.py)
+CPU_DEFAULT_MODEL: str = _read_catalog().cpu_default
 DEFAULT_RERANKER: str = reranker_entries()[0].name

@@ -40,7 +40,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get, repo_folder_name
 from huggingface_hub.utils import WeakFileLock, build_hf_headers, silent_tqdm
 
-from edge_embed.catalog import DEFAULT_MODEL, CatalogEntry, find_entry, format_gb, get_entry
+from edge_embed.catalog import CatalogEntry, find_entry, format_gb, get_entry
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 
@@ -139,11 +139,12 @@ def pull(entry: CatalogEntry, *, progress: bool) -> Path:
 def resolve_model(spec: str | None = None) -> ResolvedModel:
     """Turn ``--model`` (catalog name or .gguf path) into a verified local file; never downloads.
 
-    With no spec, EDGE_EMBED_MODEL decides, else the catalog default. A catalog model that is
-    not downloaded raises ModelNotFound naming the `edge-embed pull` command; a path that is
-    missing, not a GGUF or truncated raises ModelFileError.
+    With no spec, EDGE_EMBED_MODEL decides, else the default for this machine
+    (``runtime/choice.py``). A catalog model that is not downloaded raises ModelNotFound
+    naming the `edge-embed pull` command; a path that is missing, not a GGUF or truncated
+    raises ModelFileError.
     """
-    spec = (spec or os.environ.get(MODEL_ENV) or DEFAULT_MODEL).strip()
+    spec = (spec or os.environ.get(MODEL_ENV) or machine_default_model()).strip()
     entry = find_entry(spec)
     if entry is None and looks_like_model_path(spec):
         info = read_model_info(spec)
@@ -157,6 +158,14 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
         )
     read_model_info(path)
     return ResolvedModel(path=path, entry=entry, label=entry.name)
+
+
+def machine_default_model() -> str:
+    """The catalog default that fits this machine (the 4B on a GPU that takes it whole)."""
+    from edge_embed.runtime.choice import choose_default_model
+    from edge_embed.runtime.plan import RuntimeSettings
+
+    return choose_default_model(RuntimeSettings.from_env()).name
 
 
 def looks_like_model_path(spec: str) -> bool:

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from edge_embed.catalog import chunking_for
+from edge_embed.catalog import CPU_DEFAULT_MODEL, chunking_for
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.estimate import SLOW_RUN_S, Estimate, estimated_tokens, format_duration, record_rate, recorded_rate
 from edge_embed.extract import file_lines
 from edge_embed.files import (
     DEFAULT_MAX_DOCUMENT_SIZE,
@@ -147,11 +148,13 @@ class IndexSummary:
     kept: list[KeptFolder] = field(default_factory=list)
     rebuilt: bool = False  # a --rebuild: interrupted, it left the old index as it was
     compacted: CompactResult | None = None  # the run ended with an automatic compaction
+    estimate: Estimate | None = None  # what the run expected to embed, said before embedding
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["skipped"] = dict(self.skipped)
         data["compacted"] = self.compacted.to_dict() if self.compacted else None
+        data["estimate"] = self.estimate.to_dict() if self.estimate else None
         return data
 
 
@@ -163,6 +166,8 @@ class Progress(Protocol):
     def file_done(self, relpath: str, size: int) -> None: ...
 
     def embedded(self, texts: int, tokens: int) -> None: ...
+
+    def estimated(self, estimate: Estimate, slow_note: str | None) -> None: ...
 
     def warning(self, message: str) -> None: ...
 
@@ -179,6 +184,9 @@ class NoProgress:
         pass
 
     def embedded(self, texts: int, tokens: int) -> None:
+        pass
+
+    def estimated(self, estimate: Estimate, slow_note: str | None) -> None:
         pass
 
     def warning(self, message: str) -> None:
@@ -198,6 +206,25 @@ class _PendingFile:
     chunks: list[Chunk]
     hashes: list[str]
     replaces: bool
+
+
+def stat_changed(found: FoundFile, state) -> bool:
+    """Whether a file must be read: new, or its size or mtime differ from the index's."""
+    return state is None or state.size != found.size or state.mtime_ns != found.mtime_ns
+
+
+def slow_run_note(model, estimate: Estimate) -> str | None:
+    """On a CPU, a run estimated past SLOW_RUN_S names the faster catalog model, once."""
+    seconds = estimate.seconds
+    if seconds is None or seconds <= SLOW_RUN_S or getattr(model.plan, "device", None) != "cpu":
+        return None
+    if model.label == CPU_DEFAULT_MODEL:
+        return None
+    return (
+        f"about {estimate.tokens:,} tokens to embed: roughly {format_duration(seconds)} on the CPU at "
+        f"{estimate.tokens_per_s:,.0f} tokens/s ({estimate.basis}); {CPU_DEFAULT_MODEL} is several times "
+        f"faster: --model {CPU_DEFAULT_MODEL} (an existing index: with --rebuild)"
+    )
 
 
 def _under_any(relpath: str, prefixes: set[str]) -> bool:
@@ -277,6 +304,8 @@ class Indexer:
         self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0
+        self._embed_s = 0.0
+        self._said_slow = False
 
     def run(self, roots: Sequence[Path]) -> IndexSummary:
         started = time.perf_counter()
@@ -295,6 +324,7 @@ class Indexer:
                 self.sandbox.close()
                 self.sandbox = None
         self.store.checkpoint()
+        record_rate(self.model.rate_key(), self.summary.tokens_embedded, self._embed_s)
         self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.chunk_count()
         self.summary.interrupted = self.stop.is_set()
         self._compact_if_due()
@@ -385,6 +415,7 @@ class Indexer:
         found, keep, dangling = self._discover(root)
         keep |= self._keep_under_dangling_links(root, known, dangling)
         self.progress.root_started(root, len(found), sum(item.size for item in found))
+        self._estimate([item for item in found if stat_changed(item, known.get(item.relpath))])
         for item in found:
             if self.stop.is_set():
                 break
@@ -440,8 +471,28 @@ class Indexer:
                 self._keep(KeptFolder(str(root / link), "dangling-symlink", files), "delete the link to drop them")
         return kept
 
+    def _estimate(self, changed: list[FoundFile]) -> None:
+        """Say what this root's changed files will cost to embed (at most: dedup and
+        unchanged contents make it less), adding to the run's estimate."""
+        if not changed:
+            return
+        tokens = sum(estimated_tokens(item.relpath, item.size) for item in changed)
+        previous = self.summary.estimate
+        rate = recorded_rate(self.model.rate_key())
+        basis = "measured" if rate else "planned"
+        estimate = Estimate(
+            files=len(changed) + (previous.files if previous else 0),
+            tokens=tokens + (previous.tokens if previous else 0),
+            tokens_per_s=rate or self.model.planned_tokens_per_s(),
+            basis=basis,
+        )
+        self.summary.estimate = estimate
+        note = None if self._said_slow else slow_run_note(self.model, estimate)
+        self._said_slow = self._said_slow or note is not None
+        self.progress.estimated(estimate, note)
+
     def _index_file(self, root_id: int, found: FoundFile, state) -> None:
-        if state is not None and state.size == found.size and state.mtime_ns == found.mtime_ns:
+        if not stat_changed(found, state):
             self.summary.unchanged += 1
             self.progress.file_done(found.relpath, found.size)
             return
@@ -562,7 +613,9 @@ class Indexer:
     def _embed(self, texts: list[str]) -> np.ndarray:
         embedder = self.model.load()
         before = embedder.stats.tokens
+        started = time.perf_counter()
         vectors = embedder.embed_documents(texts, dims=self.settings.dims, on_decode=self.progress.embedded)
+        self._embed_s += time.perf_counter() - started
         self.summary.texts_embedded += len(texts)
         self.summary.tokens_embedded += embedder.stats.tokens - before
         return vectors

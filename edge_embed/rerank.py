@@ -146,6 +146,6 @@ def device_words(plan) -> str:
     """'the GPU (NVIDIA ...)' when every layer is there, else 'the CPU' with the plan's first reason."""
     if plan.output_on_gpu and plan.gpu is not None:
         return f"the GPU ({plan.gpu.name})"
-    if plan.device == "cuda":
+    if plan.device != "cpu":
         return f"the CPU in part ({plan.gpu_blocks} of {plan.n_layer} layers on the GPU)"
     return f"the CPU ({plan.notes[0]})" if plan.notes else "the CPU"

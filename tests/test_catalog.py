@@ -120,7 +120,7 @@ def catalog_text(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_defaults_apply_unless_an_entry_overrides_them(catalog_text: list[str]) -> None:
-    catalog_text.append('default = "m"\n' + DEFAULTS + VALID_MODEL + 'context = 128\n')
+    catalog_text.append('default = "m"\ncpu_default = "m"\n' + DEFAULTS + VALID_MODEL + 'context = 128\n')
 
     [entry] = load_catalog()
 
@@ -132,10 +132,11 @@ def test_defaults_apply_unless_an_entry_overrides_them(catalog_text: list[str]) 
     [
         ('default = "m"\n' + VALID_MODEL, r"model 'm' has missing keys \['context', 'head_dim'"),
         ('default = "m"\n' + DEFAULTS + VALID_MODEL + "colour = 1\n", r"unknown keys \['colour'\]"),
-        ('default = "x"\n' + DEFAULTS + VALID_MODEL, "default model 'x' is not in the catalog"),
+        ('default = "x"\ncpu_default = "m"\n' + DEFAULTS + VALID_MODEL, "default model 'x' is not in the catalog"),
         ('default = "m"\n' + DEFAULTS + VALID_MODEL + VALID_MODEL, "lists a model name twice"),
+        ('default = "m"\ncpu_default = "y"\n' + DEFAULTS + VALID_MODEL, "cpu_default model 'y' is not in the catalog"),
     ],
-    ids=["missing-key", "unknown-key", "bad-default", "duplicate"],
+    ids=["missing-key", "unknown-key", "bad-default", "duplicate", "bad-cpu-default"],
 )
 def test_a_malformed_catalog_is_reported_by_name(catalog_text: list[str], text: str, expected: str) -> None:
     catalog_text.append(text)

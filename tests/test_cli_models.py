@@ -9,20 +9,30 @@ import pytest
 from click.testing import CliRunner, Result
 from hubserver import FakeHub, fake_hub  # noqa: F401  (fake_hub is a fixture)
 
-from edge_embed.catalog import DEFAULT_MODEL, get_entry, load_catalog
+from edge_embed.catalog import CPU_DEFAULT_MODEL, DEFAULT_MODEL, get_entry, load_catalog
 from edge_embed.cli import cli
+from edge_embed.runtime import hardware
 from edge_embed.testing import TinyModel
 
-SMALL = get_entry("qwen3-embedding-0.6b")
+SMALL = get_entry(CPU_DEFAULT_MODEL)
 DEFAULT = get_entry(DEFAULT_MODEL)
+CPU_REASON = f"default model {SMALL.name}, not {DEFAULT.name}: no GPU that this llama.cpp build can drive"
 
 
 @pytest.fixture
-def hub(fake_hub: FakeHub, tiny_model: TinyModel) -> FakeHub:
-    """The fake hub serving the tiny model as both the default and the 0.6B catalog files."""
+def hub(fake_hub: FakeHub, tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """The fake hub serving the tiny model as both the default and the 0.6B catalog files;
+    no GPU (this machine has none; ``gpu_12gb`` simulates one)."""
     for entry in (DEFAULT, SMALL):
         fake_hub.add_file(entry.repo, entry.file, tiny_model.path.read_bytes())
+    monkeypatch.delenv("EDGE_EMBED_FAKE_GPU", raising=False)
     return fake_hub
+
+
+@pytest.fixture
+def gpu_12gb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "NVIDIA GeForce RTX 3060:12288:11200")
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
 
 
 def run(*args: str) -> Result:
@@ -42,8 +52,15 @@ def test_models_lists_every_catalog_entry_with_how_to_get_it(hub: FakeHub) -> No
     for entry in load_catalog():
         assert entry.name in result.stdout and entry.description in result.stdout
         assert f"edge-embed pull {entry.name}" in result.stdout
-    assert f"*  {DEFAULT_MODEL} " in result.stdout
+    assert f"*  {SMALL.name} " in result.stdout and f"*  {DEFAULT.name} " not in result.stdout
+    assert f"* here: {CPU_REASON}" in result.stdout
     assert "approximate" in result.stdout
+
+
+def test_models_marks_the_4b_default_when_it_fits_the_gpu(hub: FakeHub, gpu_12gb: None) -> None:
+    result = run("models")
+    assert f"*  {DEFAULT.name} " in result.stdout and f"*  {SMALL.name} " not in result.stdout
+    assert f"* here: default model {DEFAULT.name}: it fits whole on NVIDIA GeForce RTX 3060" in result.stdout
 
 
 def test_models_shows_where_a_pulled_model_is_and_marks_the_env_selection(
@@ -56,14 +73,15 @@ def test_models_shows_where_a_pulled_model_is_and_marks_the_env_selection(
 
     assert f"file: {path}" in result.stdout
     assert f"edge-embed pull {SMALL.name}" not in result.stdout
-    assert f" > {SMALL.name} " in result.stdout
+    assert f"*> {SMALL.name} " in result.stdout
 
 
 def test_models_json_reports_catalog_and_download_state(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     before = models_json()
     assert [m["name"] for m in before["models"]] == [e.name for e in load_catalog()]
     assert not any(m["downloaded"] for m in before["models"])
-    assert [m["name"] for m in before["models"] if m["default"]] == [DEFAULT_MODEL]
+    assert [m["name"] for m in before["models"] if m["default"]] == [SMALL.name] == [before["default"]]
+    assert before["default_reason"].startswith(CPU_REASON)
 
     path = run("pull", SMALL.name).stdout.strip()
     monkeypatch.setenv("EDGE_EMBED_MODEL", SMALL.name)
@@ -74,14 +92,26 @@ def test_models_json_reports_catalog_and_download_state(hub: FakeHub, monkeypatc
     assert after[SMALL.name]["approx_size_bytes"] == SMALL.approx_size_bytes
 
 
-def test_pull_without_name_downloads_the_default_and_prints_its_path(hub: FakeHub, tiny_model: TinyModel) -> None:
+def test_pull_without_name_downloads_the_default_for_a_gpu_and_prints_its_path(
+    hub: FakeHub, tiny_model: TinyModel, gpu_12gb: None
+) -> None:
     result = run("pull")
 
     assert result.exit_code == 0
     path = Path(result.stdout.strip())
     assert path.name == DEFAULT.file and path.read_bytes() == tiny_model.path.read_bytes()
+    assert f"default model {DEFAULT.name}: it fits whole on NVIDIA GeForce RTX 3060" in result.stderr
     assert f"Downloading {DEFAULT_MODEL}" in result.stderr
     assert [r.path for r in hub.gets()] == [f"/{DEFAULT.repo}/resolve/main/{DEFAULT.file}"]
+
+
+def test_pull_without_name_and_without_gpu_downloads_the_small_model_and_says_why(hub: FakeHub) -> None:
+    result = run("pull")
+
+    assert result.exit_code == 0
+    assert Path(result.stdout.strip()).name == SMALL.file
+    assert result.stderr.startswith(CPU_REASON)
+    assert [r.path for r in hub.gets()] == [f"/{SMALL.repo}/resolve/main/{SMALL.file}"]
 
 
 def test_pull_without_name_follows_edge_embed_model(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:

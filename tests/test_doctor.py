@@ -11,8 +11,7 @@ from huggingface_hub.file_download import repo_folder_name
 
 from edge_embed.catalog import get_entry
 from edge_embed.cli import cli
-from edge_embed.cli import doctor as doctor_module
-from edge_embed.runtime import plan as plan_module
+from edge_embed.runtime import hardware
 from edge_embed.testing import write_tiny_qwen3, write_tiny_qwen3_reranker
 
 RTX_3060 = "NVIDIA GeForce RTX 3060:12288:11200"
@@ -33,7 +32,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 12 GB card and a build that says it can offload to it."""
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", RTX_3060)
-    monkeypatch.setattr(doctor_module, "build_supports_offload", lambda: True)
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
 
 
 def run(*args: str) -> Result:
@@ -59,15 +58,33 @@ def put_in_hf_cache(cache: Path, model_name: str, source: Path) -> Path:
     return target
 
 
-def test_doctor_without_gpu_plans_the_cpu_and_says_how_to_get_the_model() -> None:
+def test_doctor_without_gpu_picks_the_small_model_plans_the_cpu_and_says_how_to_get_it() -> None:
     text = run().stdout
-    assert "GPUs        none found" in text
+    assert "GPUs        none that this llama.cpp build can drive" in text
     assert "GPU offload: " in text
-    assert "qwen3-embedding-4b: not downloaded yet" in text
-    assert "`edge-embed pull qwen3-embedding-4b` fetches it" in text
+    assert (
+        "model       default model qwen3-embedding-0.6b, not qwen3-embedding-4b: "
+        "no GPU that this llama.cpp build can drive;" in text
+    )
+    assert "qwen3-embedding-0.6b: not downloaded yet" in text
+    assert "`edge-embed pull qwen3-embedding-0.6b` fetches it" in text
+    assert "device cpu, layers on GPU 0/28" in text
+    assert "no catalog model yet" in text
+
+
+def test_doctor_lists_the_devices_llama_cpp_reports() -> None:
+    """This CPU-only build reports its CPU device alone, as llama.cpp names it."""
+    report = run_json()
+    assert [(d["kind"], d["backend"]) for d in report["devices"]] == [("cpu", "CPU")]
+    assert report["devices"][0]["total_bytes"] > 0
+    assert "\ndevices     CPU cpu " in run().stdout
+
+
+def test_doctor_names_the_4b_and_its_cpu_speed_when_asked_for_it() -> None:
+    text = run("--model", "qwen3-embedding-4b").stdout
+    assert "qwen3-embedding-4b: not downloaded yet" in text and "default model" not in text
     assert "device cpu, layers on GPU 0/36" in text
     assert "qwen3-embedding-0.6b is ~7x faster" in text
-    assert "no catalog model yet" in text
     assert "sqlite-vec  v0." in text and "loads" in text
 
 
@@ -77,8 +94,9 @@ def test_doctor_json_without_gpu() -> None:
     assert isinstance(report["llama_cpp"]["gpu_offload"], bool)
     assert report["model"]["downloaded"] is False
     assert report["model"]["planned_from"] == "catalog estimate"
+    assert report["model"]["name"] == "qwen3-embedding-0.6b" and "not qwen3-embedding-4b" in report["model"]["choice"]
     plan = report["plan"]
-    assert plan["device"] == "cpu" and plan["n_gpu_layers"] == 0 and plan["n_layer"] == 36
+    assert plan["device"] == "cpu" and plan["n_gpu_layers"] == 0 and plan["n_layer"] == 28
     assert plan["n_ubatch"] <= plan["n_batch"] <= plan["n_ctx"] == 8192
     assert report["sqlite_vec"]["ok"] is True and report["sqlite_vec"]["version"].startswith("v")
 
@@ -91,7 +109,8 @@ def test_doctor_plans_the_4b_fully_on_a_12_gb_card(fake_cuda: None) -> None:
     assert plan["n_gpu_layers"] == 37 and plan["output_on_gpu"] and plan["flash_attn"]
     assert plan["expected_vram"] + plan["headroom"] <= 11200 << 20
     text = run().stdout
-    assert "#0 NVIDIA GeForce RTX 3060: 10.9 GiB free of 12.0 GiB" in text
+    assert "model       default model qwen3-embedding-4b: it fits whole on NVIDIA GeForce RTX 3060" in text
+    assert "#0 NVIDIA GeForce RTX 3060 (CUDA): 10.9 GiB free of 12.0 GiB" in text
     assert "device cuda (NVIDIA GeForce RTX 3060), layers on GPU 36/36 + output head" in text
     assert "flash attention on" in text
     assert "expected VRAM " in text and "KV cache 1.1 GiB" in text
@@ -168,14 +187,13 @@ def test_a_chat_model_is_reported_as_not_an_embedding_model(tiny_chat_model) -> 
 
 def test_doctor_says_reranking_is_off_on_the_cpu() -> None:
     text = run().stdout
-    assert "rerank      off: the reranker would run on the CPU (no usable GPU" in text
+    assert "rerank      off: the reranker would run on the CPU (no GPU that this llama.cpp build can drive" in text
     assert "`edge-embed pull qwen3-reranker-0.6b` and --rerank use it" in text
 
 
 def test_doctor_says_reranking_is_on_when_the_reranker_fits_the_gpu(
     fake_cuda, isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(plan_module, "build_supports_offload", lambda: True)
     assert "rerank      off: qwen3-reranker-0.6b is not downloaded; `edge-embed pull" in run().stdout
     put_in_hf_cache(isolated, "qwen3-reranker-0.6b", write_tiny_qwen3_reranker(tmp_path / "r.gguf").path)
     assert "rerank      on: qwen3-reranker-0.6b fits whole on the GPU (NVIDIA GeForce RTX 3060)" in run().stdout

@@ -189,7 +189,7 @@ def test_a_chat_model_is_refused_from_its_header_before_loading(tmp_path, monkey
     def load_weights(*args, **kwargs):
         raise AssertionError("the weights of a chat model must not be loaded")
 
-    monkeypatch.setattr(engine_module, "_load_llama", load_weights)
+    monkeypatch.setattr(engine_module, "load_session", load_weights)
     with pytest.raises(NotAnEmbeddingModel, match="not an embedding model: its pooling is NONE") as refused:
         prepare_model(str(chat_model.path), RuntimeSettings(force_cpu=True))
     assert refused.value.pooling == pooling and refused.value.model_name == "Qwen3 tiny chat test"

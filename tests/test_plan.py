@@ -123,7 +123,7 @@ def test_no_gpu_runs_the_4b_on_the_cpu_and_points_to_the_small_model() -> None:
     p = auto_plan("4b", None)
     assert p.device == "cpu" and p.gpu is None and p.n_gpu_layers == 0
     assert p.expected_vram == p.weights_vram == p.kv_vram == 0
-    assert p.notes[0].startswith("no usable GPU")
+    assert p.notes[0] == "no GPU that this llama.cpp build can drive"
     speed = p.notes[-1]
     assert "roughly" in speed and "tokens/s" in speed
     assert "qwen3-embedding-0.6b is ~7x faster (--model qwen3-embedding-0.6b)" in speed
@@ -274,7 +274,7 @@ def test_plan_from_a_real_gguf_header(tmp_path: Path) -> None:
 
 def test_plan_for_uses_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "RTX 3060:12288:11000")
-    monkeypatch.setattr(plan, "build_supports_offload", lambda: True)
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
     p = plan.plan_for(SHAPES["4b"], AUTO)
     assert p.device == "cuda" and p.gpu == GpuInfo(0, "RTX 3060", 12288 * MIB, 11000 * MIB)
     assert plan.plan_for(SHAPES["4b"], RuntimeSettings(force_cpu=True)).device == "cpu"
@@ -314,14 +314,14 @@ def fake_nvidia_smi(directory: Path, script: str) -> None:
         ("echo 'complete garbage'", 0),
     ],
 )
-def test_detect_gpus_runs_nvidia_smi(
+def test_undriven_nvidia_gpus_runs_nvidia_smi(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, expected: int
 ) -> None:
     fake_nvidia_smi(tmp_path, script)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("EDGE_EMBED_FAKE_GPU", raising=False)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert len(hardware.detect_gpus()) == expected
+    assert len(hardware.undriven_nvidia_gpus()) == expected
 
 
 def test_a_hanging_nvidia_smi_is_abandoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,7 +334,7 @@ def test_a_hanging_nvidia_smi_is_abandoned(tmp_path: Path, monkeypatch: pytest.M
 def test_no_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("EDGE_EMBED_FAKE_GPU", raising=False)
-    assert hardware.detect_gpus() == []
+    assert hardware.undriven_nvidia_gpus() == []
 
 
 def test_cuda_visible_devices_filters_and_renumbers() -> None:

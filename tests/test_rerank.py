@@ -10,7 +10,7 @@ import pytest
 from edge_embed.errors import ModelNotFound
 from edge_embed.render import explain_line, format_hit, hit_from_record, hit_record
 from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
-from edge_embed.runtime import plan as plan_module
+from edge_embed.runtime import hardware
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import Hit, ListRank
 from edge_embed.store import ChunkRecord
@@ -76,7 +76,7 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", RTX_3060)
-    monkeypatch.setattr(plan_module, "build_supports_offload", lambda: True)
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 
+from edge_embed.modelfile import read_model_info
+from edge_embed.runtime.engine import decode_one, load_session
+from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
 from edge_embed.testing import SHAPE_TRUE_CONFIGS, TinyModel
 from edge_embed.testing.gguf_builder import TINY_CONFIG, quantize_gguf, tensor_shapes, write_random_f16
 
@@ -120,11 +123,16 @@ def test_streamed_f16_model_quantizes_and_loads(tmp_path: Path) -> None:
     types = {t.name: t.tensor_type for t in GGUFReader(q8_path).tensors}
     assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.Q8_0
     assert types["blk.0.attn_norm.weight"] == GGMLQuantizationType.F32
-    llm = open_llama(q8_path)
+    # Through the engine's loader, which avoids AMX kernels on CPUs that fault on them
+    # (runtime/amx.py): raw llama.cpp dies of SIGSEGV/SIGILL here on such VMs.
+    info = read_model_info(q8_path)
+    session = load_session(info, cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ()))
+    out = np.empty((1, TINY_CONFIG.n_embd), dtype=np.float32)
     try:
-        vector = np.asarray(llm.embed("abc", normalize=True))
+        decode_one(session, [97, 98, 99], out)
     finally:
-        llm.close()
+        session.close()
+    vector = out[0] / np.linalg.norm(out[0])
     assert vector.shape == (TINY_CONFIG.n_embd,)
     assert np.isfinite(vector).all()
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)

@@ -10,25 +10,21 @@ doctor exists to diagnose broken setups, so it must not crash on one.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from typing import Any
 
 import click
 
-from edge_embed.catalog import DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
+from edge_embed.catalog import CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.download import cached_model_path, resolve_model
+from edge_embed.download import MODEL_ENV, cached_model_path, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import read_model_info
-from edge_embed.runtime.hardware import (
-    GpuInfo,
-    best_gpu,
-    build_description,
-    build_supports_offload,
-    detect_gpus,
-)
+from edge_embed.runtime.hardware import GpuSurvey, build_description, llama_devices, survey_gpus
+from edge_embed.runtime.choice import choose_default_model
 from edge_embed.runtime.engine import check_embedding_model
-from edge_embed.runtime.plan import ModelShape, RuntimeSettings, catalog_shape, gib, make_plan
+from edge_embed.runtime.plan import CUDA_REBUILD, ModelShape, RuntimeSettings, catalog_shape, gib, make_plan
 
 LABEL_WIDTH = 12
 
@@ -51,13 +47,14 @@ def doctor(model: str | None, as_json: bool, **runtime: Any) -> None:
 
 def gather_report(spec: str | None, settings: RuntimeSettings) -> dict[str, Any]:
     """Probe everything doctor shows; a JSON-ready dict."""
-    gpus, gpu_error = detected_gpus()
-    offload = build_supports_offload()
-    model, shape = model_report(spec)
-    plan = make_plan(shape, settings, best_gpu(gpus), offload) if shape is not None else None
+    survey, gpu_error = surveyed_gpus()
+    model, shape = model_report(spec, settings)
+    plan = make_plan(shape, settings, *survey.planned()) if shape is not None else None
     return {
-        "llama_cpp": {"build": build_description(), "gpu_offload": offload},
-        "gpus": [asdict(gpu) for gpu in gpus],
+        "llama_cpp": {"build": build_description(), "gpu_offload": survey.offload_supported, "cpu": amx_line()},
+        "devices": [asdict(device) for device in llama_devices()],
+        "gpus": [asdict(gpu) for gpu in survey.driven],
+        "undriven_gpus": [asdict(gpu) for gpu in survey.undriven],
         "gpu_error": gpu_error,
         "model": model,
         "plan": plan.to_dict() if plan is not None else None,
@@ -67,19 +64,41 @@ def gather_report(spec: str | None, settings: RuntimeSettings) -> dict[str, Any]
     }
 
 
-def detected_gpus() -> tuple[list[GpuInfo], str | None]:
+def surveyed_gpus() -> tuple[GpuSurvey, str | None]:
     """The GPUs, or none and why (a malformed EDGE_EMBED_FAKE_GPU)."""
     try:
-        return detect_gpus(), None
+        return survey_gpus(), None
     except EdgeEmbedError as exc:
-        return [], str(exc)
+        return GpuSurvey([], [], False), str(exc)
 
 
-def model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape | None]:
+def amx_line() -> str:
+    """Whether llama.cpp's AMX kernels run here (a probe in a child process, once a machine)."""
+    from edge_embed.runtime.amx import amx_verdict
+
+    try:
+        return amx_verdict().describe()
+    except Exception as exc:  # no usable llama.cpp: the build line says so already
+        return f"AMX check not possible ({exc.__class__.__name__})"
+
+
+def model_report(spec: str | None, settings: RuntimeSettings) -> tuple[dict[str, Any], ModelShape | None]:
     """The selected model and the shape to plan with: the file's header when the file is
     present, else the catalog's estimate (the plan of a model not downloaded yet).
-    A file that no command would run (not found, not a GGUF, a chat model) has no plan."""
-    name = spec or DEFAULT_MODEL
+    A file that no command would run (not found, not a GGUF, a chat model) has no plan.
+    With no --model and no EDGE_EMBED_MODEL: the default for this machine, and why."""
+    choice = None
+    if not spec and not os.environ.get(MODEL_ENV, "").strip():
+        choice = choose_default_model(settings)
+        spec = choice.name
+    report, shape = selected_model_report(spec)
+    if choice is not None:
+        report["choice"] = choice.reason
+    return report, shape
+
+
+def selected_model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape | None]:
+    name = spec or os.environ.get(MODEL_ENV, "").strip()
     try:
         resolved = resolve_model(spec)
         info = read_model_info(resolved.path)
@@ -158,8 +177,9 @@ def render_report(report: dict[str, Any]) -> str:
     """The report for people: one labelled section per probe."""
     llama = report["llama_cpp"]
     sections = [
-        ("llama.cpp", [f"{llama['build']}; GPU offload: {'yes' if llama['gpu_offload'] else 'no'}"]),
-        ("GPUs", gpu_lines(report["gpus"], report["gpu_error"])),
+        ("llama.cpp", [f"{llama['build']}; GPU offload: {'yes' if llama['gpu_offload'] else 'no'}", llama["cpu"]]),
+        ("devices", device_lines(report["devices"])),
+        ("GPUs", gpu_lines(report["gpus"], report["undriven_gpus"], report["gpu_error"])),
         ("model", model_lines(report["model"])),
         ("plan", plan_lines(report["plan"])),
         ("rerank", [report["rerank"]["reason"]]),
@@ -173,16 +193,38 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def gpu_lines(gpus: list[dict[str, Any]], error: str | None) -> list[str]:
-    lines = [f"#{gpu['index']} {gpu['name']}: {gib(gpu['free_bytes'])} free of {gib(gpu['total_bytes'])}" for gpu in gpus]
+def device_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """Every device llama.cpp reports, as it reports it (a CPU-only build: the CPU alone)."""
+    lines = []
+    for device in devices:
+        memory = f": {gib(device['free_bytes'])} free of {gib(device['total_bytes'])}" if device["total_bytes"] else ""
+        lines.append(f"{device['backend']} {device['kind']} {device['name']} ({device['description']}){memory}")
+    return lines or ["llama.cpp reports no device (is llama-cpp-python installed?)"]
+
+
+def gpu_lines(gpus: list[dict[str, Any]], undriven: list[dict[str, Any]], error: str | None) -> list[str]:
+    lines = [
+        f"#{gpu['index']} {gpu['name']} ({gpu['backend']}{', unified memory' if gpu['unified_memory'] else ''}): "
+        f"{gib(gpu['free_bytes'])} free of {gib(gpu['total_bytes'])}"
+        for gpu in gpus
+    ]
+    lines += [
+        f"{gpu['name']} is present, but this llama.cpp build cannot use it: rebuild with CUDA: {CUDA_REBUILD}"
+        for gpu in undriven
+    ]
     if error:
         lines.append(error)
-    return lines or ["none found (nvidia-smi lists no NVIDIA GPU)"]
+    return lines or ["none that this llama.cpp build can drive"]
 
 
 def model_lines(model: dict[str, Any]) -> list[str]:
     if "error" in model:
         return [f"{model['name']}: {model['error']}"]
+    choice = [model["choice"]] if "choice" in model else []
+    return choice + selected_model_lines(model)
+
+
+def selected_model_lines(model: dict[str, Any]) -> list[str]:
     size = format_gb(model["size_bytes"])
     if not model["downloaded"]:
         return [
@@ -199,25 +241,25 @@ def model_lines(model: dict[str, Any]) -> list[str]:
 def plan_lines(plan: dict[str, Any] | None) -> list[str]:
     if plan is None:
         return ["none (no usable model)"]
-    where = f"cuda ({plan['gpu']['name']})" if plan["device"] == "cuda" else "cpu"
+    where = f"{plan['device']} ({plan['gpu']['name']})" if plan["device"] != "cpu" else "cpu"
     head = " + output head" if plan["output_on_gpu"] else ""
     lines = [
         f"device {where}, layers on GPU {plan['gpu_blocks']}/{plan['n_layer']}{head}",
         f"ctx {plan['n_ctx']}, batch {plan['n_batch']}, ubatch {plan['n_ubatch']}, "
         f"flash attention {'on' if plan['flash_attn'] else 'off'}, threads {plan['n_threads']}",
     ]
-    if plan["device"] == "cuda":
+    if plan["device"] != "cpu":
         lines.append(
             f"expected VRAM {gib(plan['expected_vram'])}: weights {gib(plan['weights_vram'])}, "
             f"KV cache {gib(plan['kv_vram'])}, compute {gib(plan['compute_vram'])}, "
-            f"CUDA {gib(plan['cuda_overhead'])}; headroom kept {gib(plan['headroom'])}"
+            f"runtime {gib(plan['cuda_overhead'])}; headroom kept {gib(plan['headroom'])}"
         )
     return lines + [f"- {note}" for note in plan["notes"]]
 
 
 def cached_lines(models: list[dict[str, Any]]) -> list[str]:
     if not models:
-        return [f"no catalog model yet (`edge-embed pull` fetches {DEFAULT_MODEL})"]
+        return ["no catalog model yet (`edge-embed pull` fetches the default above)"]
     return [f"{m['name']}: {m['path']} ({format_gb(m['size_bytes'])})" for m in models]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.estimate import format_duration
 from edge_embed.indexer import (
     DEFAULT_MAX_DOCUMENT_SIZE,
     DEFAULT_MAX_FILE_SIZE,
@@ -79,9 +81,9 @@ def index(paths, db, rebuild, include, exclude, hidden, max_file_size, max_docum
 
         handle = remote_index_handle(embed_url, None if rebuild else existing, runtime.pop("model"), settings_from_options(**runtime))
     else:
-        handle = prepare_model_or_offer_pull(
-            runtime.pop("model") or (existing.model_label if existing else None), settings_from_options(**runtime), quiet
-        )
+        model = runtime.pop("model") or (existing.model_label if existing else None)
+        runtime_settings = settings_from_options(**runtime)
+        handle = prepare_model_or_offer_pull(model or default_model_for_new_index(runtime_settings, quiet), runtime_settings, quiet)
     # Unset settings (None) keep the index's own, with or without --rebuild.
     options = IndexOptions(
         include=include,
@@ -128,6 +130,20 @@ def stored_settings(db_path: Path):
         return None
     with Store.open(db_path, create=False) as store:
         return store.settings()
+
+
+def default_model_for_new_index(runtime_settings, quiet: bool) -> str | None:
+    """No --model and no index yet: the model that fits this machine, said in one line
+    (None when EDGE_EMBED_MODEL names one: it decides)."""
+    from edge_embed.download import MODEL_ENV
+    from edge_embed.runtime.choice import choose_default_model
+
+    if os.environ.get(MODEL_ENV, "").strip():
+        return None
+    choice = choose_default_model(runtime_settings)
+    if not quiet:
+        click.echo(choice.reason, err=True)
+    return choice.name
 
 
 def prepare_model_or_offer_pull(model, runtime_settings, quiet):
@@ -189,8 +205,10 @@ class WarningsOnly(NoProgress):
 class TtyProgress(WarningsOnly):
     """One redrawn status line on stderr: files done/total, chunks, tokens/s, ETA.
 
-    The ETA is by bytes: (elapsed / bytes done) x bytes left, counting unchanged files as
-    done at once, so a mostly unchanged folder does not promise hours.
+    The ETA is by tokens: the run's estimate (``edge_embed.estimate``) less what is
+    embedded, at the rate measured so far (before the first decode, the estimate's own
+    rate). Without an estimate it is by bytes, counting unchanged files as done at once,
+    so a mostly unchanged folder does not promise hours.
     """
 
     REDRAW_S = 0.2
@@ -201,6 +219,7 @@ class TtyProgress(WarningsOnly):
         self.total = self.done = self.total_bytes = self.bytes_done = self.texts = self.tokens = 0
         self.started = time.monotonic()
         self.last_draw = 0.0
+        self.estimate = None
 
     def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
         self.root, self.total, self.total_bytes = str(root), total_files, total_bytes
@@ -218,6 +237,14 @@ class TtyProgress(WarningsOnly):
         self.tokens += tokens
         self.draw(force=True)
 
+    def estimated(self, estimate, slow_note: str | None) -> None:
+        self.estimate = estimate
+        self.clear()
+        click.echo(f"to embed: {describe_estimate(estimate)}", err=True)
+        if slow_note:
+            click.echo(f"note: {slow_note}", err=True)
+        self.draw(force=True)
+
     def warning(self, message: str) -> None:
         self.clear()
         super().warning(message)
@@ -230,10 +257,19 @@ class TtyProgress(WarningsOnly):
         self.last_draw = now
         elapsed = now - self.started
         rate = f"{self.tokens / elapsed:,.0f} tok/s" if self.tokens and elapsed else "- tok/s"
-        left = self.total_bytes - self.bytes_done
-        eta = format_eta(elapsed / self.bytes_done * left) if self.bytes_done and left else "?"
+        seconds_left = self.seconds_left(elapsed)
+        eta = format_duration(seconds_left) if seconds_left is not None else "?"
         line = f"{self.root}: files {self.done}/{self.total} · chunks embedded {self.texts} · {rate} · ETA {eta}"
         click.echo(f"\r\x1b[2K{line}", err=True, nl=False)
+
+    def seconds_left(self, elapsed: float) -> float | None:
+        """By the token estimate when there is one (at the measured rate once there is one),
+        else by bytes."""
+        if self.estimate is not None:
+            rate = self.tokens / elapsed if self.tokens and elapsed else self.estimate.tokens_per_s
+            return max(self.estimate.tokens - self.tokens, 0) / rate if rate else None
+        left = self.total_bytes - self.bytes_done
+        return elapsed / self.bytes_done * left if self.bytes_done and left else None
 
     def clear(self) -> None:
         click.echo("\r\x1b[2K", err=True, nl=False)
@@ -242,11 +278,12 @@ class TtyProgress(WarningsOnly):
         self.clear()
 
 
-def format_eta(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+def describe_estimate(estimate) -> str:
+    """'about 12,400 tokens in 31 changed files, ~2m04s at 100 tokens/s (measured)'."""
+    text = f"about {estimate.tokens:,} tokens in {estimate.files} changed files"
+    if estimate.seconds is None:
+        return text + " (the time shows once the first batch is embedded)"
+    return f"{text}, ~{format_duration(estimate.seconds)} at {estimate.tokens_per_s:,.0f} tokens/s ({estimate.basis})"
 
 
 def format_summary(summary, db_path: Path) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from edge_embed.catalog import DEFAULT_MODEL, CatalogEntry, find_entry, get_entry, load_catalog
+from edge_embed.catalog import CatalogEntry, find_entry, get_entry, load_catalog
+from edge_embed.runtime.choice import ModelChoice, choose_default_model
 from edge_embed.download import MODEL_ENV, HubSettings, cached_model_path, looks_like_model_path, pull as pull_model
 
 DEFAULT_MARK = "*"
@@ -34,10 +35,12 @@ def models(as_json: bool) -> None:
       edge-embed models --json | jq -r '.models[] | select(.downloaded) | .path'
     """
     env_model = os.environ.get(MODEL_ENV, "").strip() or None
-    states = [_ModelState.of(entry, env_model) for entry in load_catalog()]
+    choice = choose_default_model()
+    states = [_ModelState.of(entry, env_model, choice.name) for entry in load_catalog()]
     if as_json:
         report = {
-            "default": DEFAULT_MODEL,
+            "default": choice.name,
+            "default_reason": choice.reason,
             "env_model": env_model,
             "cache_dir": str(HubSettings.from_env().cache_dir),
             "models": [state.as_json() for state in states],
@@ -45,7 +48,7 @@ def models(as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(_models_table(states))
-    click.echo(_models_footer(env_model))
+    click.echo(_models_footer(env_model, choice))
 
 
 @click.command()
@@ -54,7 +57,8 @@ def pull(name: str | None) -> None:
     """Download a catalog model into the Hugging Face cache (once).
 
     NAME is a model from `edge-embed models`; without it, the model EDGE_EMBED_MODEL
-    names, else the default (qwen3-embedding-4b). An interrupted download resumes where it
+    names, else the default for this machine (qwen3-embedding-4b when it fits whole on
+    your GPU, else qwen3-embedding-0.6b; it says which and why). An interrupted download resumes where it
     stopped when you run the same command again. The file is checked to be a complete
     GGUF, then its path is printed on stdout.
 
@@ -81,11 +85,14 @@ def pull(name: str | None) -> None:
 
 
 def _name_to_pull() -> str:
-    """EDGE_EMBED_MODEL when it names a catalog model (a typo fails in get_entry), else the default."""
+    """EDGE_EMBED_MODEL when it names a catalog model (a typo fails in get_entry), else the
+    default for this machine, saying which and why."""
     env_model = os.environ.get(MODEL_ENV, "").strip()
     if env_model and (find_entry(env_model) or not looks_like_model_path(env_model)):
         return env_model
-    return DEFAULT_MODEL
+    choice = choose_default_model()
+    click.echo(choice.reason, err=True)
+    return choice.name
 
 
 @dataclass(frozen=True)
@@ -98,11 +105,11 @@ class _ModelState:
     selected_by_env: bool
 
     @classmethod
-    def of(cls, entry: CatalogEntry, env_model: str | None) -> _ModelState:
+    def of(cls, entry: CatalogEntry, env_model: str | None, default: str) -> _ModelState:
         return cls(
             entry=entry,
             path=cached_model_path(entry),
-            is_default=entry.name == DEFAULT_MODEL,
+            is_default=entry.name == default,
             selected_by_env=env_model is not None and find_entry(env_model) == entry,
         )
 
@@ -141,8 +148,11 @@ def _models_table(states: list[_ModelState]) -> str:
     return "\n".join(lines)
 
 
-def _models_footer(env_model: str | None) -> str:
-    lines = [f"\n{DEFAULT_MARK} default   {ENV_MARK} selected by {MODEL_ENV} (used when --model is omitted)"]
+def _models_footer(env_model: str | None, choice: ModelChoice) -> str:
+    lines = [
+        f"\n{DEFAULT_MARK} default   {ENV_MARK} selected by {MODEL_ENV} (used when --model is omitted)",
+        f"{DEFAULT_MARK} here: {choice.reason}",
+    ]
     if env_model is not None and find_entry(env_model) is None:
         what = "a local .gguf file" if looks_like_model_path(env_model) else "neither a catalog name nor a file"
         lines.append(f"{MODEL_ENV}={env_model} is {what}")

@@ -22,10 +22,11 @@ Queries get the Qwen3 instruction ``Instruct: {task}\\nQuery:{query}``; document
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -75,17 +76,20 @@ class Embedder:
     instruction: str = DEFAULT_INSTRUCTION
     label: str = ""
     stats: EmbedStats = field(default_factory=EmbedStats)
+    extra_buffer_types: bool | None = None  # None: as the AMX verdict says (runtime/amx.py)
 
     def __post_init__(self) -> None:
         if self.qwen3_format is None:
             self.qwen3_format = self.model.is_qwen3_embedding
         check_embedding_model(self.model, self.qwen3_format)
-        self._llama = _load_llama(self.model, self.plan, last_pooling=self.qwen3_format)
-        self._vocab = self._llama._model.vocab
-        self.native_dim = int(self._llama.n_embd())
+        self._llama = load_session(
+            self.model, self.plan, last_pooling=self.qwen3_format, extra_buffer_types=self.extra_buffer_types
+        )
+        self._vocab = self._llama.vocab
+        self.native_dim = self._llama.n_embd()
         self.max_tokens = int(self.plan.n_ctx)
         self._prefix, self._suffix = self._special_tokens()
-        self._n_seq_max = int(self._llama.context_params.n_seq_max)
+        self._n_seq_max = self._llama.n_seq_max
 
     # ----------------------------------------------------------------- tokens
     def tokenize(self, text: str) -> list[int]:
@@ -342,19 +346,24 @@ def pack_by_length(items: list[_Tokenized], budget: int, n_seq_max: int) -> list
     return batches
 
 
-def decode_sequences(llama, batch: list[_Tokenized], out: np.ndarray, verb: str) -> None:
+def decode_sequences(session: "LlamaSession", batch: list[_Tokenized], out: np.ndarray, verb: str) -> None:
     """One ``llama_decode`` of the packed inputs; row ``item.index`` of ``out`` gets each
     input's pooled output (``out.shape[1]`` floats: a vector, or RANK pooling's scores)."""
     lib = _llama_cpp()
-    llama._batch.reset()
+    session.batch.reset()
     for seq_id, item in enumerate(batch):
-        llama._batch.add_sequence(item.tokens, seq_id, True)
-    llama._ctx.kv_cache_clear()
-    if lib.llama_decode(llama._ctx.ctx, llama._batch.batch) != 0:
+        session.batch.add_sequence(item.tokens, seq_id, True)
+    session.ctx.kv_cache_clear()
+    if lib.llama_decode(session.ctx.ctx, session.batch.batch) != 0:
         raise EdgeEmbedError(f"llama.cpp failed to {verb} a batch (out of memory?); try a smaller --batch or --ctx")
     for seq_id, item in enumerate(batch):
-        ptr = lib.llama_get_embeddings_seq(llama._ctx.ctx, seq_id)
+        ptr = lib.llama_get_embeddings_seq(session.ctx.ctx, seq_id)
         out[item.index] = np.ctypeslib.as_array(ptr, shape=(out.shape[1],))
+
+
+def decode_one(session: "LlamaSession", tokens: list[int], out: np.ndarray) -> None:
+    """Decode one input into row 0 of ``out`` (the AMX probe's single decode)."""
+    decode_sequences(session, [_Tokenized(0, tokens)], out, "embed")
 
 
 def _find_sublist(haystack: list[int], needle: list[int]) -> int:
@@ -370,39 +379,106 @@ def _llama_cpp():
     return llama_cpp
 
 
-def _load_llama(model: ModelInfo, plan: Plan, *, last_pooling: bool = False, rank_pooling: bool = False):
+@dataclass
+class LlamaSession:
+    """A llama.cpp model with its context and batch, loaded with parameters we set ourselves.
+
+    ``llama_cpp.Llama`` cannot turn llama.cpp's extra buffer types off (no argument for
+    ``use_extra_bufts``), which AMX-faulting CPUs need (``runtime/amx.py``), and it does
+    chat-template and tokenizer set-up an embedder never uses. llama-cpp-python's own
+    wrappers (``_internals``) free the native objects in the right order.
+    """
+
+    model: Any
+    ctx: Any
+    batch: Any
+    n_seq_max: int
+
+    @property
+    def vocab(self):
+        return self.model.vocab
+
+    def n_embd(self) -> int:
+        return int(_llama_cpp().llama_model_n_embd(self.model.model))
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
+
+
+def load_session(
+    model: ModelInfo,
+    plan: Plan,
+    *,
+    last_pooling: bool = False,
+    rank_pooling: bool = False,
+    extra_buffer_types: bool | None = None,
+) -> LlamaSession:
     """Create the llama.cpp model and context the plan describes.
 
     ``n_batch`` of the context is the whole context so that one input of up to ``n_ctx``
     tokens fits a single decode; the packing budget (``plan.n_batch``) is ours to apply.
     Encoder models (BERT family) need the whole input in one micro-batch. ``rank_pooling``
     loads a reranker: llama.cpp then returns its classifier's scores per input.
+    ``extra_buffer_types`` None asks ``amx.amx_verdict()`` whether this CPU can run them.
     """
+    from llama_cpp import _internals
+
     lib = _llama_cpp()
-    encoder = model.architecture in ENCODER_ARCHITECTURES
-    n_ctx = plan.n_ctx
-    n_ubatch = n_ctx if encoder else plan.n_ubatch
-    kwargs = dict(
-        model_path=str(model.path),
-        embedding=True,
-        n_ctx=n_ctx,
-        n_batch=n_ctx,
-        n_ubatch=n_ubatch,
-        n_gpu_layers=plan.n_gpu_layers,
-        n_threads=plan.n_threads,
-        n_threads_batch=plan.n_threads,
-        flash_attn=plan.flash_attn,
-        verbose=False,
-    )
+    _backend_init()
+    if extra_buffer_types is None:
+        from edge_embed.runtime.amx import amx_verdict
+
+        extra_buffer_types = amx_verdict().use_extra_buffer_types
+    model_params = lib.llama_model_default_params()
+    model_params.n_gpu_layers = plan.n_gpu_layers
+    model_params.use_extra_bufts = extra_buffer_types
     if plan.gpu is not None and plan.n_gpu_layers > 0:
         # The plan sized the model for this one card: no splitting across others.
-        kwargs["main_gpu"] = plan.gpu.index
-        kwargs["split_mode"] = lib.LLAMA_SPLIT_MODE_NONE
-    if last_pooling and model.pooling != "last":
-        kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_LAST
-    if rank_pooling:
-        kwargs["pooling_type"] = lib.LLAMA_POOLING_TYPE_RANK
+        model_params.main_gpu = plan.gpu.index
+        model_params.split_mode = lib.LLAMA_SPLIT_MODE_NONE
+    context_params = context_parameters(model, plan, last_pooling=last_pooling, rank_pooling=rank_pooling)
     try:
-        return lib.Llama(**kwargs)
-    except (ValueError, RuntimeError) as exc:
+        loaded = _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=False)
+    except ValueError as exc:
         raise EdgeEmbedError(f"llama.cpp could not load {model.path.name}: {exc}") from None
+    try:
+        ctx = _internals.LlamaContext(model=loaded, params=context_params, verbose=False)
+    except ValueError as exc:
+        loaded.close()
+        raise EdgeEmbedError(
+            f"llama.cpp could not make a context for {model.path.name} ({exc}): out of memory? try a smaller --ctx"
+        ) from None
+    batch = _internals.LlamaBatch(n_tokens=plan.n_ctx, embd=0, n_seq_max=plan.n_ctx, verbose=False)
+    return LlamaSession(loaded, ctx, batch, int(context_params.n_seq_max))
+
+
+def context_parameters(model: ModelInfo, plan: Plan, *, last_pooling: bool, rank_pooling: bool):
+    """llama.cpp's context parameters for embedding (or ranking) with ``plan``."""
+    lib = _llama_cpp()
+    encoder = model.architecture in ENCODER_ARCHITECTURES
+    params = lib.llama_context_default_params()
+    params.n_ctx = plan.n_ctx
+    params.n_batch = plan.n_ctx
+    params.n_ubatch = plan.n_ctx if encoder else min(plan.n_ubatch, plan.n_ctx)
+    params.n_threads = params.n_threads_batch = plan.n_threads
+    params.embeddings = True
+    params.n_seq_max = min(plan.n_ctx, int(lib.llama_max_parallel_sequences()))
+    params.kv_unified = True  # one cache for every packed input: n_ctx bounds a decode
+    params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if plan.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    if last_pooling and model.pooling != "last":
+        params.pooling_type = lib.LLAMA_POOLING_TYPE_LAST
+    if rank_pooling:
+        params.pooling_type = lib.LLAMA_POOLING_TYPE_RANK
+    return params
+
+
+@functools.cache
+def _backend_init() -> None:
+    """llama.cpp's one-time set-up, as ``Llama(verbose=False)`` does it: the backends, and
+    its log (routed to Python by llama-cpp-python) quiet except for errors."""
+    from llama_cpp._logger import set_verbose
+
+    set_verbose(False)
+    _llama_cpp().llama_backend_init()

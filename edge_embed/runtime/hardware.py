@@ -1,9 +1,14 @@
-"""What this machine can run on: NVIDIA GPUs and whether the llama.cpp build can use them.
+"""What this machine can run on: the devices llama.cpp drives, and GPUs it cannot.
 
-GPUs are found with ``nvidia-smi`` rather than through llama.cpp because the answer is
-needed *before* a model is loaded (to plan how many layers fit in the free VRAM) and
-also when the installed llama-cpp-python is a CPU-only build, so that ``doctor`` can
-say "you have a GPU, but this build cannot use it".
+The devices come from llama.cpp itself (ggml's backend device API: ``ggml_backend_dev_count``,
+``_get``, ``_type``, ``_name``, ``_description``, ``_memory``, called through ctypes on the
+library llama-cpp-python loaded), so every GPU the installed build can drive is planned
+for: CUDA, ROCm/HIP, Metal (unified memory: its "free" is what macOS lets the GPU use),
+Vulkan, SYCL... The answer is needed *before* a model is loaded (to plan how many layers
+fit in the free memory); listing devices loads no model.
+
+``nvidia-smi`` stays for one question only: is there an NVIDIA card that this build
+cannot use? Then ``doctor`` and the plan say "rebuild with CUDA".
 
 ``EDGE_EMBED_FAKE_GPU="name:total_mib:free_mib"`` (for example
 ``EDGE_EMBED_FAKE_GPU="RTX 3060:12288:11000"``) replaces detection with one simulated
@@ -15,6 +20,8 @@ for "no GPU"), so the planned card is the one llama.cpp will see.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -33,20 +40,149 @@ FAKE_GPU_ENV = "EDGE_EMBED_FAKE_GPU"
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """One NVIDIA card as nvidia-smi reports it (memory in bytes)."""
+    """One GPU (memory in bytes). ``index`` counts the GPUs llama.cpp drives, in its order
+    (what ``main_gpu`` means); ``backend`` is the ggml backend driving it ("CUDA", "Metal",
+    "Vulkan"...); ``unified_memory``: it shares the system RAM (Apple silicon, integrated)."""
 
     index: int
     name: str
     total_bytes: int
     free_bytes: int
+    backend: str = "CUDA"
+    unified_memory: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One device as llama.cpp reports it: ``kind`` is "cpu", "gpu", "igpu" or "accel"."""
+
+    name: str
+    description: str
+    kind: str
+    backend: str
+    total_bytes: int
+    free_bytes: int
+
+
+DEVICE_KINDS = ("cpu", "gpu", "igpu", "accel", "meta")  # enum ggml_backend_dev_type, in order
 
 
 def detect_gpus() -> list[GpuInfo]:
-    """The NVIDIA GPUs CUDA will see, or [] when there are none or nvidia-smi fails."""
+    """The GPUs this llama.cpp build can drive ([] for a CPU-only build or no card)."""
     fake = os.environ.get(FAKE_GPU_ENV)
     if fake:
         return [parse_fake_gpu(fake)]
+    return gpus_from_devices(llama_devices())
+
+
+@dataclass(frozen=True)
+class GpuSurvey:
+    """The GPUs llama.cpp drives, and (only when it drives none) the NVIDIA cards it cannot."""
+
+    driven: list[GpuInfo]
+    undriven: list[GpuInfo]
+    offload_supported: bool
+
+    def planned(self) -> tuple[GpuInfo | None, bool]:
+        """The card to plan for and whether llama.cpp can drive it: the best driven card,
+        else an undriven NVIDIA card (with False: the plan says "rebuild with CUDA")."""
+        if self.driven:
+            return best_gpu(self.driven), self.offload_supported
+        return best_gpu(self.undriven), False
+
+
+def survey_gpus() -> GpuSurvey:
+    """Ask llama.cpp for its GPUs; nvidia-smi only when it has none. A simulated card
+    (EDGE_EMBED_FAKE_GPU) counts as driven when the build can offload at all."""
+    if os.environ.get(FAKE_GPU_ENV):
+        return GpuSurvey(detect_gpus(), [], build_supports_offload())
+    driven = detect_gpus()
+    return GpuSurvey(driven, [] if driven else undriven_nvidia_gpus(), bool(driven))
+
+
+def usable_gpu() -> tuple[GpuInfo | None, bool]:
+    """The card to plan for and whether llama.cpp can drive it (``GpuSurvey.planned``)."""
+    return survey_gpus().planned()
+
+
+def undriven_nvidia_gpus() -> list[GpuInfo]:
+    """The NVIDIA cards CUDA would see (nvidia-smi), for the "rebuild with CUDA" hint."""
     return visible_to_cuda(query_nvidia_smi(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def gpus_from_devices(devices: list[DeviceInfo]) -> list[GpuInfo]:
+    """The GPU and integrated-GPU devices, numbered in llama.cpp's order.
+
+    llama.cpp offloads to dedicated GPUs when it has any and uses an integrated GPU only
+    when there is none, so integrated GPUs count only then.
+    """
+    dedicated = [device for device in devices if device.kind == "gpu"]
+    chosen = dedicated or [device for device in devices if device.kind == "igpu"]
+    return [
+        GpuInfo(
+            index=i,
+            name=device.description or device.name,
+            total_bytes=device.total_bytes,
+            free_bytes=min(device.free_bytes, device.total_bytes),
+            backend=device.backend,
+            unified_memory=device.kind == "igpu" or device.backend == "Metal",
+        )
+        for i, device in enumerate(chosen)
+    ]
+
+
+def llama_devices() -> list[DeviceInfo]:
+    """Every device the installed llama.cpp reports; [] when the library cannot be loaded."""
+    try:
+        ggml = _ggml_library()
+    except Exception:  # ImportError, OSError, a symbol missing: no llama.cpp to ask
+        return []
+    devices = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        ggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        kind_index = ggml.ggml_backend_dev_type(dev)
+        devices.append(
+            DeviceInfo(
+                name=_text(ggml.ggml_backend_dev_name(dev)),
+                description=_text(ggml.ggml_backend_dev_description(dev)),
+                kind=DEVICE_KINDS[kind_index] if 0 <= kind_index < len(DEVICE_KINDS) else "other",
+                backend=_text(ggml.ggml_backend_reg_name(ggml.ggml_backend_dev_backend_reg(dev))),
+                total_bytes=int(total.value),
+                free_bytes=int(free.value),
+            )
+        )
+    return devices
+
+
+@functools.cache
+def _ggml_library() -> ctypes.CDLL:
+    """ggml's device API on the library llama-cpp-python loaded (symbols of its ggml
+    dependency resolve through it), with the argument and result types declared."""
+    import llama_cpp.llama_cpp as bindings
+
+    lib = bindings._lib
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_count.argtypes = []
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+        getattr(lib, name).restype = ctypes.c_char_p
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_memory.restype = None
+    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+    lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace") if value else ""
 
 
 def query_nvidia_smi() -> list[GpuInfo]:

@@ -14,7 +14,7 @@ from edge_embed.download import resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import ModelInfo, read_model_info
 from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, check_dims, check_embedding_model
-from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, plan_for
+from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, cpu_tokens_per_second, plan_for
 
 
 @dataclass
@@ -43,6 +43,16 @@ class ModelHandle:
 
     def check_dims(self, dims: int | None) -> int:
         return check_dims(dims, self.native_dim)
+
+    def rate_key(self) -> str:
+        """Measured embedding rates are remembered per model file, device and threads."""
+        return f"{self.info.header_hash}:{self.plan.device}:{self.plan.n_threads}"
+
+    def planned_tokens_per_s(self) -> float | None:
+        """The plan's CPU rate (a 2-core measurement, scaled); none is known for a GPU."""
+        if self.plan.device != "cpu":
+            return None
+        return cpu_tokens_per_second(ModelShape.from_model_info(self.info), self.plan.n_threads)
 
     @property
     def loaded(self) -> bool:

@@ -37,13 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.modelfile import ModelInfo
-from edge_embed.runtime.hardware import (
-    GpuInfo,
-    available_cores,
-    best_gpu,
-    build_supports_offload,
-    detect_gpus,
-)
+from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
 if TYPE_CHECKING:
     from edge_embed.catalog import CatalogEntry
@@ -293,10 +287,11 @@ def make_plan(
 
 
 def plan_for(shape: ModelShape, settings: RuntimeSettings) -> Plan:
-    """Detect the card and the build's GPU support, then plan (nothing detected if --cpu)."""
+    """Ask llama.cpp for its devices, then plan (nothing detected if --cpu)."""
     if settings.force_cpu:
         return make_plan(shape, settings, None, False)
-    return make_plan(shape, settings, best_gpu(detect_gpus()), build_supports_offload())
+    gpu, driven = usable_gpu()
+    return make_plan(shape, settings, gpu, driven)
 
 
 def context_size(shape: ModelShape, requested: int | None) -> tuple[int, tuple[str, ...]]:
@@ -317,7 +312,7 @@ def reason_for_cpu(settings: RuntimeSettings, gpu: GpuInfo | None, offload_suppo
     if settings.gpu_layers == 0:
         return "--gpu-layers 0: everything runs on the CPU"
     if gpu is None:
-        return "no usable GPU (no NVIDIA card found)"
+        return "no GPU that this llama.cpp build can drive"
     if not offload_supported:
         return (
             f"{gpu.name} found, but this llama-cpp-python build cannot offload to a GPU: "
@@ -435,7 +430,7 @@ def gpu_plan(
     use = vram_use(shape, n_gpu_layers, n_ctx, n_ubatch)
     headroom = headroom_for(gpu)
     plan = Plan(
-        device="cuda",
+        device=gpu.backend.lower(),
         gpu=gpu,
         n_gpu_layers=n_gpu_layers,
         n_layer=shape.n_layer,

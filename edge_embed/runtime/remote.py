@@ -192,6 +192,12 @@ class RemoteHandle:
     def check_dims(self, dims: int | None) -> int:
         return self.embedder.check_dims(dims)
 
+    def rate_key(self) -> str:
+        return f"remote:{self.info.path}:{self.label}"
+
+    def planned_tokens_per_s(self) -> None:
+        return None  # a server's speed is known only once measured
+
     def load(self) -> RemoteEmbedder:
         return self.embedder
 

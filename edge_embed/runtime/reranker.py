@@ -41,7 +41,7 @@ from edge_embed.errors import EdgeEmbedError
 from edge_embed.modelfile import ModelInfo, read_model_info
 from edge_embed.runtime.engine import (
     DEFAULT_INSTRUCTION,
-    _load_llama,
+    load_session,
     _Tokenized,
     decode_sequences,
     pack_by_length,
@@ -87,13 +87,13 @@ class Reranker:
 
     def __post_init__(self) -> None:
         check_reranker_model(self.model)
-        self._llama = _load_llama(self.model, self.plan, rank_pooling=True)
-        vocab = self._llama._model.vocab
+        self._llama = load_session(self.model, self.plan, rank_pooling=True)
+        vocab = self._llama.vocab
         self._tokenize = lambda text, special: tokenize(vocab, text, special=special)
         self._prefix = self._tokenize(PROMPT_PREFIX, True)
         self._suffix = self._tokenize(PROMPT_SUFFIX, True)
         self._width = self.model.n_cls_out
-        self._n_seq_max = int(self._llama.context_params.n_seq_max)
+        self._n_seq_max = self._llama.n_seq_max
 
     def prompt_tokens(self, query: str, document: str) -> list[int]:
         """The model's prompt for one pair, the document's tail cut to fit the context."""

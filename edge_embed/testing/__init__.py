@@ -10,6 +10,7 @@ from edge_embed.testing.gguf_builder import (
     TinyModel,
     write_shape_true_qwen3,
     write_tiny_qwen3,
+    write_tiny_qwen3_quantized,
 )
 from edge_embed.testing.reference import EOS_ID, EOS_TEXT, Qwen3Config
 from edge_embed.testing.reranker import TinyReranker, write_tiny_qwen3_reranker
@@ -25,5 +26,6 @@ __all__ = [
     "write_shape_true_qwen3",
     "write_tiny_bert",
     "write_tiny_qwen3",
+    "write_tiny_qwen3_quantized",
     "write_tiny_qwen3_reranker",
 ]

@@ -113,6 +113,20 @@ def write_tiny_qwen3(
     return TinyModel(path=path, config=config, weights=weights)
 
 
+def write_tiny_qwen3_quantized(path: str | Path, quant: str = "Q8_0", *, seed: int = 0) -> TinyModel:
+    """The tiny model quantized by llama.cpp (Q8_0 by default): the kind of file whose first
+    decode reaches llama.cpp's repacked and AMX kernels. ``weights`` stay the F32 originals,
+    so the reference is close to, not equal to, what llama.cpp computes."""
+    path = Path(path)
+    f32_path = path.with_name(path.name + ".f32.tmp")
+    try:
+        model = write_tiny_qwen3(f32_path, seed=seed)
+        quantize_gguf(f32_path, path, quant)
+    finally:
+        f32_path.unlink(missing_ok=True)
+    return replace(model, path=path)
+
+
 def finish_gguf(writer: GGUFWriter, weights: dict[str, np.ndarray]) -> None:
     """Add the (small, in-memory) tensors after the metadata and write the whole file."""
     for tensor_name, array in weights.items():

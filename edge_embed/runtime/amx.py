@@ -1,0 +1,235 @@
+"""Whether llama.cpp's Intel AMX kernels can run here, found out once and remembered.
+
+Some virtual machines advertise AMX (``amx_tile amx_int8`` in /proc/cpuinfo) and even
+grant the permission to use it (``arch_prctl(ARCH_REQ_XCOMP_PERM)`` succeeds), yet fault
+on the instructions: SIGSEGV or SIGILL in the first decode of a quantized model. A native
+llama.cpp build compiles those kernels whenever the build machine advertises AMX, and
+reaches them only through its "extra" CPU buffer type (weight repacking). Loading every
+model with ``use_extra_bufts = False`` avoids them with the same build; what it costs is
+measured in docs/benchmarks.md ("AMX fallback").
+
+No check short of running the kernels tells, so the first load on such a machine runs a
+probe in a child process: a tiny Q8_0 model (``edge_embed.testing``), one decode, with
+extra buffer types on. A crash there costs nothing but the child. The verdict is cached
+per llama.cpp library (path, size and mtime of its files) and CPU model, so the normal
+cost is one small file read per process, and none at all when the build has no AMX or
+the CPU does not advertise it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge_embed.paths import cache_dir
+
+CACHE_FILE = "amx-probe.json"
+PROBE_TIMEOUT_S = 120.0
+AMX_CPU_FLAGS = ("amx_tile", "amx_int8")
+PROBE_OK = "amx-probe-ok"
+# What turning the extra buffer types off costs, from docs/benchmarks.md ("AMX fallback").
+FALLBACK_COST = "AMX's faster prefill of quantized weights is not used"
+
+
+@dataclass(frozen=True)
+class AmxVerdict:
+    """Whether models load with llama.cpp's extra (AMX) buffer types, and why.
+
+    ``state`` is "no-amx-build" (the library has no AMX kernels), "not-advertised" (the CPU
+    does not offer AMX), "works" (the probe decoded) or "faults" (the probe died: extra
+    buffer types are off). ``detail`` says how the probe ended.
+    """
+
+    state: str
+    detail: str = ""
+
+    @property
+    def use_extra_buffer_types(self) -> bool:
+        return self.state != "faults"
+
+    def describe(self) -> str:
+        """One line for ``doctor``."""
+        if self.state == "faults":
+            return (
+                f"this CPU advertises AMX but faults on it ({self.detail}): models load without "
+                f"llama.cpp's extra buffer types, so {FALLBACK_COST}"
+            )
+        return {
+            "no-amx-build": "this llama.cpp build has no AMX kernels",
+            "not-advertised": "this CPU does not advertise AMX",
+            "works": "AMX kernels run here (probed once)",
+        }[self.state]
+
+
+@functools.cache
+def amx_verdict() -> AmxVerdict:
+    """The verdict for this process's llama.cpp library and CPU (probing at most once a machine)."""
+    if not build_has_amx(system_info()):
+        return AmxVerdict("no-amx-build")
+    if not cpu_advertises_amx(read_cpuinfo()):
+        return AmxVerdict("not-advertised")
+    key = probe_key(library_files(), cpu_model(read_cpuinfo()))
+    cached = read_cached_verdict(key)
+    if cached is not None:
+        return cached
+    verdict = run_probe()
+    write_cached_verdict(key, verdict)
+    return verdict
+
+
+def system_info() -> str:
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+
+
+def build_has_amx(info: str) -> bool:
+    """``AMX_INT8 = 1`` in llama.cpp's system info: the CPU backend carries AMX kernels."""
+    return any(
+        key.strip() == "AMX_INT8" and value.strip() == "1"
+        for key, _, value in (segment.partition("=") for segment in info.split("|"))
+    )
+
+
+def read_cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:  # not Linux: no AMX-advertising VMs known there
+        return ""
+
+
+def cpu_advertises_amx(cpuinfo: str) -> bool:
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            return all(flag in flags for flag in AMX_CPU_FLAGS)
+    return False
+
+
+def cpu_model(cpuinfo: str) -> str:
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def library_files() -> list[Path]:
+    """The shared libraries of the installed llama-cpp-python (llama, ggml and its backends)."""
+    import llama_cpp
+
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    return sorted(path for path in lib_dir.glob("*") if path.is_file())
+
+
+def probe_key(files: list[Path], cpu: str) -> str:
+    """A verdict holds for these exact library files on this CPU model."""
+    parts = [cpu]
+    for path in files:
+        stat = path.stat()
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def cache_path() -> Path:
+    return cache_dir() / CACHE_FILE
+
+
+def read_cached_verdict(key: str) -> AmxVerdict | None:
+    try:
+        data = json.loads(cache_path().read_text())
+        entry = data[key]
+        return AmxVerdict(state=entry["state"], detail=entry.get("detail", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_cached_verdict(key: str, verdict: AmxVerdict) -> None:
+    """Add the verdict to the cache file (atomically); a cache that cannot be written only
+    means probing again next time."""
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = asdict(verdict)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(data, tmp)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+
+
+PROBE_COMMAND = (sys.executable, "-m", "edge_embed.runtime.amx")
+
+
+def run_probe(command: tuple[str, ...] = PROBE_COMMAND, timeout_s: float = PROBE_TIMEOUT_S) -> AmxVerdict:
+    """Load a tiny Q8_0 model with extra buffer types on and decode once, in a child process."""
+    try:
+        done = subprocess.run(
+            list(command),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return AmxVerdict("faults", f"the probe hung for {timeout_s:.0f} s")
+    return verdict_from_exit(done.returncode, done.stdout, done.stderr)
+
+
+def verdict_from_exit(returncode: int, stdout: str, stderr: str) -> AmxVerdict:
+    """A clean decode prints PROBE_OK; a signal or any other end means AMX is not usable."""
+    if returncode == 0 and PROBE_OK in stdout:
+        return AmxVerdict("works")
+    if returncode < 0:
+        return AmxVerdict("faults", f"the probe died of {signal_name(-returncode)}")
+    last = (stderr.strip().splitlines() or ["no output"])[-1]
+    return AmxVerdict("faults", f"the probe exited {returncode}: {last[:200]}")
+
+
+def signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def probe_main() -> None:
+    """The child: one decode of a tiny quantized model with extra buffer types on."""
+    from edge_embed.modelfile import read_model_info
+    import numpy as np
+
+    from edge_embed.runtime.engine import decode_one, load_session
+    from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
+    from edge_embed.testing import write_tiny_qwen3_quantized
+
+    with tempfile.TemporaryDirectory(prefix="edge-embed-amx-") as tmp:
+        info = read_model_info(write_tiny_qwen3_quantized(Path(tmp) / "probe-q8_0.gguf").path)
+        plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ())
+        session = load_session(info, plan, last_pooling=True, extra_buffer_types=True)
+        try:
+            decode_one(session, list(range(1, 33)), np.empty((1, info.n_embd), dtype=np.float32))
+        finally:
+            session.close()
+    print(PROBE_OK, flush=True)
+
+
+if __name__ == "__main__":
+    probe_main()

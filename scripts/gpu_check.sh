@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU check: build llama.cpp with CUDA, then see what edge-embed plans and does on the GPU.
+#
+#   scripts/gpu_check.sh prepare   # here, with PyPI: fills .whl/ with llama-cpp-python's
+#                                  # source (trimmed to fit a 64 MiB carry) and wheels of every
+#                                  # other dependency for the GPU machine's Python (3.12)
+#   scripts/gpu_check.sh run       # on the GPU machine (the device tool's `run`, carry .whl):
+#                                  # offline build + install, then scripts/gpu_check.py
+#
+# `run` is planned for under 8 minutes on a fresh 16-core CUDA machine: the CUDA build for the
+# card's own architecture only, shape-true random 0.6B Q8_0 and 4B Q4_K_M models written
+# there, doctor, the numpy-reference check on the tiny model, tokens/s and the plan's VRAM
+# against what nvidia-smi shows. The report goes to $OUT/gpu_check.json (else /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=.whl
+LLAMA_CPP_PYTHON=0.3.36
+GPU_PYTHON=3.12
+
+prepare() {
+    local tmp src
+    tmp=$(mktemp -d)
+    rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+    pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$tmp"
+    tar xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
+    src=$(basename "$(ls -d "$tmp"/llama_cpp_python-*/)")
+    # Test vocabularies, docs, benchmarks and the web UI are not built: 76 MB -> about 10 MB.
+    rm -rf "$tmp/$src"/vendor/llama.cpp/{models,docs,benches,media,tools/ui,.github}
+    tar czf "$WHEELS/$src.tar.gz" -C "$tmp" "$src"
+    python3 -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"];
+print("\n".join(d for d in deps if not d.startswith(("llama-cpp-python", "numpy", "tomli"))))' > "$tmp/requirements.txt"
+    pip download -q --only-binary=:all: --python-version "$GPU_PYTHON" --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$WHEELS" -r "$tmp/requirements.txt" "scikit-build-core>=0.9.2" "setuptools>=68" wheel
+    rm -rf "$tmp"
+    du -sh "$WHEELS"
+}
+
+run() {
+    local out="${OUT:-/tmp}" started=$SECONDS
+    python3 -m venv --system-site-packages /tmp/gpu-check-venv  # the image's numpy stays
+    . /tmp/gpu-check-venv/bin/activate
+    export PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/$WHEELS"
+    pip install -q scikit-build-core setuptools wheel
+    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native -DLLAMA_BUILD_TESTS=OFF" \
+        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+        pip install -q --no-build-isolation "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_PYTHON".tar.gz
+    echo "llama.cpp CUDA build: $((SECONDS - started)) s"
+    pip install -q --no-build-isolation .
+    python3 scripts/gpu_check.py --models /tmp/gpu-check-models --out "$out/gpu_check.json"
+    echo "gpu check: $((SECONDS - started)) s in all"
+}
+
+case "${1:-run}" in
+    prepare) prepare ;;
+    run) run ;;
+    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
