@@ -17,7 +17,9 @@ A chunk that one list did not return gets that list's *floor*: the last candidat
 when the list was cut at the search depth (the chunk scores at most that), else 0 (it did
 not match at all). Fusion happens per chunk, over candidate lists deeper than the final
 ``k``; then results are grouped so that one long file cannot fill the whole page
-(``per_file``). When the grouping or ``min_score`` leaves fewer than ``k`` results, the
+(``per_file``). One rule overrides the sum (``agreeing_page``): a file that both lists put
+on their own first page stays on the hybrid page, however confident one list is about
+other files. When the grouping or ``min_score`` leaves fewer than ``k`` results, the
 lists are fetched deeper again (up to the store's KNN limit) rather than returning a short
 page.
 
