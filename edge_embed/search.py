@@ -17,7 +17,9 @@ A chunk that one list did not return gets that list's *floor*: the last candidat
 when the list was cut at the search depth (the chunk scores at most that), else 0 (it did
 not match at all). Fusion happens per chunk, over candidate lists deeper than the final
 ``k``; then results are grouped so that one long file cannot fill the whole page
-(``per_file``). When the grouping or ``min_score`` leaves fewer than ``k`` results, the
+(``per_file``). One rule overrides the sum (``agreeing_page``): a file that both lists put
+on their own first page stays on the hybrid page, however confident one list is about
+other files. When the grouping or ``min_score`` leaves fewer than ``k`` results, the
 lists are fetched deeper again (up to the store's KNN limit) rather than returning a short
 page.
 
@@ -197,6 +199,61 @@ def limit_per_file(hits: Sequence[T], per_file: int, k: int, file_of: Callable[[
     return kept
 
 
+def agreeing_page(
+    candidates: Sequence[_Candidate],
+    vector: Sequence[tuple[int, float]],
+    keyword: Sequence[tuple[int, float]],
+    per_file: int,
+    size: int,
+    file_of: Callable[[int], object],
+) -> list[_Candidate]:
+    """The hybrid page of ``size``: the fused order (``limit_per_file``), except that what
+    both lists put on their own page of ``size`` stays on it.
+
+    "What" is a file when results are grouped per file (``per_file`` > 0), else a chunk:
+    a file on the vector page and on the keyword page is on the hybrid page, by its best
+    fused chunk. A score sum lets one confident list push such a file out (vector #7 and
+    keyword #6 fell off a page of 10 when ten chunks each scored high in one list only);
+    both lists agreeing is the strongest evidence fusion has. At most ``size`` files can
+    be on both pages, so there is always room: an agreed file missing from the fused page
+    takes the place of the lowest entry that is not the first of an agreed file, and is
+    placed after the rest (its fused score is below theirs). ``file_of`` maps a chunk id
+    to its file (every listed chunk must have one).
+    """
+
+    def unit(chunk_id: int) -> object:
+        return file_of(chunk_id) if per_file else chunk_id
+
+    def own_page(ranked: Sequence[tuple[int, float]]) -> set[object]:
+        return {unit(cid) for cid, _ in limit_per_file(ranked, per_file, size, lambda item: file_of(item[0]))}
+
+    page = limit_per_file(candidates, per_file, size, lambda c: file_of(c.chunk_id))
+    agreed = own_page(vector) & own_page(keyword)
+    shown = {unit(c.chunk_id) for c in page}
+    promoted: list[_Candidate] = []
+    for candidate in candidates:  # fused order: each missing agreed unit's best chunk
+        if unit(candidate.chunk_id) in agreed - shown:
+            shown.add(unit(candidate.chunk_id))
+            promoted.append(candidate)
+    if not promoted:
+        return page
+    firsts: set[object] = set()
+    keep = []  # (entry, whether it may give its place up)
+    for candidate in page:
+        u = unit(candidate.chunk_id)
+        keep.append((candidate, not (u in agreed and u not in firsts)))
+        if u in agreed:
+            firsts.add(u)
+    excess = len(page) + len(promoted) - size
+    for position in range(len(keep) - 1, -1, -1):
+        if excess <= 0:
+            break
+        if keep[position][1]:
+            del keep[position]
+            excess -= 1
+    return [candidate for candidate, _ in keep] + promoted
+
+
 def highlight_terms(query: str) -> tuple[str, ...]:
     """The query's terms as the keyword search sees them (words, CJK runs and trigrams)."""
     terms = keyword_terms(query)
@@ -234,10 +291,13 @@ def search(
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
         fusion = None if options.mode != "hybrid" else Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth))
         candidates = _score(vector, keyword, fusion, options)
-        files.update(store.chunk_files(c.chunk_id for c in candidates if c.chunk_id not in files))
-        page = limit_per_file(
-            [c for c in candidates if c.chunk_id in files], options.per_file, wanted, lambda c: files[c.chunk_id]
-        )
+        listed = {cid for cid, _ in vector} | {cid for cid, _ in keyword} | {c.chunk_id for c in candidates}
+        files.update(store.chunk_files(cid for cid in listed if cid not in files))
+        candidates = [c for c in candidates if c.chunk_id in files]  # a chunk deleted meanwhile has no file
+        if fusion is None:
+            page = limit_per_file(candidates, options.per_file, wanted, lambda c: files[c.chunk_id])
+        else:
+            page = agreeing_page(candidates, vector, keyword, options.per_file, wanted, files.get)
         if len(page) == wanted or depth >= MAX_KNN_K or not _deeper_can_add(vector, keyword, depth, options):
             hits = _hits(store, page, fusion)  # records (texts) are read for the page only
             return hits if rerank is None else rerank(query, hits)[: options.k]

@@ -1,37 +1,45 @@
-"""Hybrid fusion variants on existing dev-set indexes: a measurement harness, not a feature.
+"""Hybrid fusion variants on existing indexes: a measurement harness, not a feature.
 
 Each variant replaces ``edge_embed.search.fuse`` for the run (candidate lists, per-file
-grouping, deepening and scoring are the library's), so a fusion idea is measured on the
-dev sets before anyone changes the library. The query vectors and the two candidate lists
-of every query are computed once and shared by all variants (``cache_searches``), so a
-variant costs only its own arithmetic. Variants (``variants``):
+grouping, the agreement rule of ``search.agreeing_page``, deepening and scoring are the
+library's), so a fusion idea is measured before anyone changes the library. The query
+vectors and the two candidate lists of every query are computed once and shared by all
+variants (``cache_searches``), so a variant costs only its own arithmetic.
 
-- ``rrf60``: reciprocal rank fusion, k = 60, per chunk, both lists weight 1 (the old default);
-- ``kw x1.5`` / ``vec x1.5``: weighted RRF;
-- ``bonus``: RRF + 0.05 for a #1 and + 0.02 for a #2-3 in either list (qmd's top-rank bonus);
-- ``per-file``: each list first reduced to its best chunk per file (ranks among files),
-  then RRF; ``per-file + bonus``: both;
-- ``strong-signal shortcut``: RRF, but a decisive BM25 #1 (>= 0.5 of the query's BM25
-  ceiling and >= 0.15 above the #2) is put first (qmd's shortcut, on this scale);
-- ``minmax``: each list's scores scaled to 0..1 over its candidates (best = 1, worst = 0),
-  summed (a convex combination with equal weights, "relative score fusion");
-- ``zscore``: each list's scores as (score - mean) / (3 * standard deviation) over its
-  candidates (distribution-based score fusion), summed;
-- ``tmm``: each score over its list's best, the floor 0 (theoretical min-max);
-- ``borda``: (n - rank) / n per list, summed;
-- ``cos + bm25/ceiling``: the library's fusion (``search.fuse``): the cosine plus BM25
-  over the query's BM25 ceiling, a missing list's floor; ``no floors``: a missing list adds 0;
-- ``... per-file``: the same after the per-file reduction.
+The candidates of issue 20 (``CANDIDATES``, the default), each with the agreement rule:
 
-Usage: python scripts/bench_fusion.py [--bm25-weights 1,2,1] SET-DB QUERIES [SET-DB QUERIES ...]
+- ``sum``: the library's fusion: the cosine plus BM25 over the query's BM25 ceiling, a
+  missing list's floor (``search.Fusion``); ``sum, old page`` is the same without the
+  agreement rule (``agreeing_page`` replaced by the plain fused page): the old default;
+- ``sum + rrf``: ``sum`` plus a reciprocal-rank term on a 0..1 scale,
+  ``((60 + 1) / (60 + vector rank) + (60 + 1) / (60 + keyword rank)) / 2`` (1 for a chunk
+  first in both lists, a missing list adds 0): rewards agreement between the lists;
+- ``max-normalised``: each list's score over its best candidate's (a missing list's floor
+  likewise), the two halves averaged: a convex combination with equal weights;
+- ``rrf + floor``: reciprocal rank fusion (k = 60), a chunk missing from a list that was
+  cut at the search depth gets the rank just past its end (the rank floor), as ``sum``
+  gives such a chunk the list's last score.
+
+``--variants all`` adds the earlier variants of issue 9 (weighted RRF, top-rank bonus,
+per-file reduction, strong-signal shortcut, min-max, z-score, theoretical min-max, Borda;
+see ``variants``). ``--exact-words`` searches the keyword list in ``chunks_fts`` only
+(words as written, the keyword list before stemming).
+
+Below the table, a paired sign test of each variant's hybrid against each list alone:
+queries found only by hybrid vs only by that list (Recall@10), and queries whose answer
+hybrid ranks higher vs lower (reciprocal rank), with the two-sided exact binomial p.
+
+Usage: python scripts/bench_fusion.py [--variants "NAME;NAME"|all] [--exact-words] DB QUERIES [DB QUERIES ...]
   e.g. python scripts/bench_fusion.py .bench/retrieval/docs-c256.db .bench/devsets/docs/queries.jsonl \
-           .bench/retrieval/code-c256.db .bench/devsets/code/queries.jsonl
-Prints one Markdown table: Recall@10 / MRR@10 per variant and index.
+           .bench/retrieval/code-c256.db .bench/devsets/code/queries.jsonl .bench/scifact/scifact.db .bench/scifact
+QUERIES is anything `edge-embed eval` reads (a JSONL file or a BEIR folder).
+Prints one Markdown table: Recall@10 / MRR@10 / nDCG@10 per variant and index.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -42,7 +50,8 @@ import edge_embed.search as search_module
 import edge_embed.store.retrieval as retrieval
 from edge_embed.api import Index
 from edge_embed.cli.options import settings_from_options
-from edge_embed.evaluate import evaluate, load_queries
+from edge_embed.evaluate import EvalReport, evaluate, load_queries
+from edge_embed.search import limit_per_file
 from edge_embed.store import Store
 
 Ranked = Sequence[tuple[int, float]]
@@ -50,6 +59,9 @@ Fuse = Callable[..., list]
 BONUS = (0.05, 0.02, 0.02)
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009), the old default
 LIBRARY_FUSE = search_module.fuse  # the runs below swap search_module.fuse
+LIBRARY_PAGE = search_module.agreeing_page
+LIBRARY_SOURCES = retrieval.keyword_sources
+CANDIDATES = ("sum, old page", "sum", "sum + rrf", "max-normalised", "rrf + floor")
 
 
 def best_chunk_per_file(store: Store, lists: dict[str, Ranked]) -> dict[str, Ranked]:
@@ -161,7 +173,75 @@ def strong_signal(fuse: Fuse, share: float = 0.5, gap: float = 0.15) -> Fuse:
     return fused
 
 
+def candidate_fuse(score: Callable[[search_module.ListRank | None, search_module.ListRank | None], float]) -> Fuse:
+    """A fuse() from a per-chunk score of its two list positions (None: not in that list)."""
+
+    def fuse(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
+        ranks: dict[int, dict[str, search_module.ListRank]] = defaultdict(dict)
+        for name, ranked in (("vector", vector), ("keyword", keyword)):
+            for rank, (cid, value) in enumerate(ranked, 1):
+                ranks[cid][name] = search_module.ListRank(rank, value)
+        fused = [
+            search_module._Candidate(cid, score(by.get("vector"), by.get("keyword")), by.get("vector"), by.get("keyword"))
+            for cid, by in ranks.items()
+        ]
+        return sorted(fused, key=lambda c: (-c.score, c.chunk_id))
+
+    return fuse
+
+
+def sum_plus_rrf(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+    """The library's sum plus a 0..1 reciprocal-rank term (see the module docstring)."""
+
+    def rrf(position: search_module.ListRank | None) -> float:
+        return 0.0 if position is None else (RRF_K + 1) / (RRF_K + position.rank)
+
+    return candidate_fuse(lambda v, k: fusion.score(v, k) + (rrf(v) + rrf(k)) / 2)(vector, keyword)
+
+
+def max_normalised(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+    """Each list's score (or floor) over the list's best, averaged with equal weights."""
+    best_vector = max(vector[0][1], 1e-9) if vector else 1.0
+    best_keyword = max(keyword[0][1], 1e-9) if keyword else 1.0
+
+    def score(v: search_module.ListRank | None, k: search_module.ListRank | None) -> float:
+        cosine = fusion.vector_floor if v is None else v.score
+        bm25 = fusion.keyword_floor if k is None else k.score
+        return (max(cosine, 0.0) / best_vector + bm25 / best_keyword) / 2
+
+    return candidate_fuse(score)(vector, keyword)
+
+
+def rrf_with_floor(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+    """RRF; a chunk missing from a list cut at the depth gets the rank past its end."""
+    floor_vector = len(vector) + 1 if fusion.vector_floor else None
+    floor_keyword = len(keyword) + 1 if fusion.keyword_floor else None
+
+    def term(position: search_module.ListRank | None, floor: int | None) -> float:
+        rank = position.rank if position is not None else floor
+        return 0.0 if rank is None else 1.0 / (RRF_K + rank)
+
+    return candidate_fuse(lambda v, k: term(v, floor_vector) + term(k, floor_keyword))(vector, keyword)
+
+
+def plain_page(candidates, vector, keyword, per_file, size, file_of):
+    """The fused page without the agreement rule (the old default)."""
+    return limit_per_file(candidates, per_file, size, lambda c: file_of(c.chunk_id))
+
+
+def candidates(store: Store) -> dict[str, tuple[Fuse, Callable]]:
+    """Issue 20's fusion candidates: name -> (fuse, page builder)."""
+    return {
+        "sum, old page": (LIBRARY_FUSE, plain_page),
+        "sum": (LIBRARY_FUSE, LIBRARY_PAGE),
+        "sum + rrf": (sum_plus_rrf, LIBRARY_PAGE),
+        "max-normalised": (max_normalised, LIBRARY_PAGE),
+        "rrf + floor": (rrf_with_floor, LIBRARY_PAGE),
+    }
+
+
 def variants(store: Store) -> dict[str, Fuse]:
+    """The variants of issue 9 (docs/benchmarks.md, "Fusion"), with the agreement rule."""
     return {
         "cos + bm25/ceiling (new default)": LIBRARY_FUSE,
         "cos + bm25/ceiling, no floors": without_floors,
@@ -228,38 +308,83 @@ def embedder_once(db: Path, store: Store) -> Callable:
     return embed_once
 
 
-def run_set(db: Path, queries_path: Path, table: dict[str, list[str]]) -> None:
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact binomial p of ``wins`` against ``losses`` at even odds (ties dropped)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(report: EvalReport, mode: str, other: str) -> str:
+    """'found +a -b p; ranked +c -d p' of ``mode`` against ``other``, query by query."""
+    by_query: dict[int, dict[str, object]] = defaultdict(dict)
+    for result in report.results:
+        by_query[result.query.line][result.mode] = result.scores
+    found = [(q[mode].recall > q[other].recall) - (q[mode].recall < q[other].recall) for q in by_query.values()]
+    ranked = [(q[mode].mrr > q[other].mrr) - (q[mode].mrr < q[other].mrr) for q in by_query.values()]
+    cells = []
+    for name, signs in (("found", found), ("ranked", ranked)):
+        wins, losses = signs.count(1), signs.count(-1)
+        cells.append(f"{name} +{wins} -{losses} p={sign_test(wins, losses):.2g}")
+    return "; ".join(cells)
+
+
+def run_set(db: Path, queries_path: Path, names: Sequence[str], table: dict[str, list[str]], detail: dict) -> None:
     queries = load_queries(queries_path)
     store = Store.open(db, create=False)
     cache_searches(store)
     embed_once = embedder_once(db, store)
+    singles = evaluate(store, queries, ("vector", "keyword"), 10, embed_query=embed_once)
+    summary = singles.summary()
+    for mode, s in summary.items():
+        table.setdefault(f"{mode} alone", []).append(f"{s.recall:.3f} / {s.mrr:.3f} / {s.ndcg:.3f}")
+    everything = {**candidates(store), **{name: (fuse, LIBRARY_PAGE) for name, fuse in variants(store).items()}}
+    for name in names:
+        search_module.fuse, search_module.agreeing_page = everything[name]
+        report = evaluate(store, queries, ("hybrid",), 10, embed_query=embed_once)
+        s = report.summary()["hybrid"]
+        report.results.extend(singles.results)
+        report.modes += singles.modes
+        sign = "; ".join(f"vs {other}: {paired(report, 'hybrid', other)}" for other in ("vector", "keyword"))
+        table.setdefault(name, []).append(f"{s.recall:.3f} / {s.mrr:.3f} / {s.ndcg:.3f}")
+        detail.setdefault(name, []).append(f"{db.stem}: {sign}")
+        print(f"{db.name} {name}: {s.recall:.3f} / {s.mrr:.3f} / {s.ndcg:.3f}; {sign}", file=sys.stderr, flush=True)
+    search_module.fuse, search_module.agreeing_page = LIBRARY_FUSE, LIBRARY_PAGE
 
-    for mode, s in evaluate(store, queries, ("vector", "keyword"), 10, embed_query=embed_once).summary().items():
-        table.setdefault(f"{mode} alone", []).append(f"{s.recall:.3f} / {s.mrr:.3f}")
-    for name, fuse in variants(store).items():
-        search_module.fuse = fuse
-        s = evaluate(store, queries, ("hybrid",), 10, embed_query=embed_once).summary()["hybrid"]
-        table.setdefault(name, []).append(f"{s.recall:.3f} / {s.mrr:.3f}")
-        print(f"{db.name} {name}: {s.recall:.3f} / {s.mrr:.3f}", file=sys.stderr, flush=True)
-    search_module.fuse = LIBRARY_FUSE
+
+def exact_words_only(terms):
+    """keyword_sources without the stemmed table: the keyword list before stemming."""
+    return [(table, phrases) for table, phrases in LIBRARY_SOURCES(terms) if table != "chunks_stemmed"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries file, repeated")
+    parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries, repeated")
+    parser.add_argument("--variants", default=";".join(CANDIDATES), help="names separated by semicolons, or 'all'")
+    parser.add_argument("--exact-words", action="store_true", help="keyword search without the stemmed table")
     parser.add_argument("--bm25-weights", metavar="T,H,P", help="BM25 column weights for the run "
                         f"(text, heading, path; default the library's {retrieval.BM25_COLUMN_WEIGHTS})")
     args = parser.parse_args()
     if args.bm25_weights:
         retrieval._RANK_FUNCTION = f"bm25({args.bm25_weights})"
+    if args.exact_words:
+        retrieval.keyword_sources = exact_words_only
+    names = list(CANDIDATES) + list(variants(None)) if args.variants == "all" else args.variants.split(";")
     pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
     table: dict[str, list[str]] = {}
+    detail: dict[str, list[str]] = {}
     for db, queries in pairs:
-        run_set(Path(db), Path(queries), table)
+        run_set(Path(db), Path(queries), names, table, detail)
+    print("Recall@10 / MRR@10 / nDCG@10")
     print("| variant | " + " | ".join(Path(db).stem for db, _ in pairs) + " |")
     print("|---" * (len(pairs) + 1) + "|")
     for name, cells in table.items():
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nPaired sign tests, hybrid against each list alone:")
+    for name, lines in detail.items():
+        print(f"- {name}: " + "; ".join(lines))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,27 @@ def test_keyword_scores_match_hand_computed_values(indexed, queries_file):
     assert by_query["kangaroo"]["first_hit"] is None and by_query["kangaroo"]["files"] == []
 
 
+def test_a_beir_folder_is_scored_with_graded_judgments(indexed, tmp_path):
+    """BEIR's layout read as it is: corpus ids name files without their extension, the
+    qrels' scores are grades, queries judged only in another split are left out."""
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in [
+        {"_id": "z", "text": "zebra"}, {"_id": "t", "text": "tiger"}, {"_id": "other", "text": "giraffe"}]) + "\n")
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nz\talpha\t1\nz\tbeta\t2\nt\tdelta\t1\nt\tgamma\t0\n")
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nother\talpha\t1\n")
+    result = run(folder, "--db", indexed, "--mode", "keyword", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    # zebra: alpha (grade 1) 1st, beta (grade 2) 2nd; the ideal puts beta first
+    zebra_ndcg = (1 + 2 / math.log2(3)) / (2 + 1 / math.log2(3))
+    assert document["queries"] == 2
+    assert document["modes"]["keyword"] == pytest.approx({"recall": 1.0, "mrr": 1.0, "ndcg": (zebra_ndcg + 1) / 2}, abs=1e-4)
+    assert [row["relevant"] for row in document["per_query"]] == [{"alpha": 1, "beta": 2}, {"delta": 1}]
+    assert json.loads(run(folder, "--db", indexed, "--mode", "keyword", "--split", "dev", "--json").stdout)["queries"] == 1
+
+
 def test_k_cuts_the_ranking(indexed, queries_file):
     document = json.loads(run(queries_file, "--db", indexed, "--mode", "keyword", "-k", 1, "--json").stdout)
     assert document["modes"]["keyword"]["recall"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)

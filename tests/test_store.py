@@ -24,7 +24,7 @@ from edge_embed.store import (
     Store,
     sqlite_vec_version,
 )
-from edge_embed.store.schema import MIGRATIONS, _migration_3_chunk_pages
+from edge_embed.store.schema import MIGRATIONS, _migration_3_chunk_pages, _migration_5_stemmed_words
 
 DIMS = 16
 SETTINGS = IndexSettings(
@@ -118,7 +118,8 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
         write(store, root_id, tmp_path, "old.md", ["written before pages existed"], vectors[:1])
     before_pages = MIGRATIONS.index(_migration_3_chunk_pages)  # the version an older edge-embed left
     conn = apsw.Connection(str(path))  # turn it into such a file
-    conn.execute(f"ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; PRAGMA user_version = {before_pages}")
+    conn.execute("ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; "
+                 f"DROP TABLE chunks_stemmed; PRAGMA user_version = {before_pages}")
     conn.close()
     with Store.open(path, create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION
@@ -131,6 +132,47 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
         ("manual.pdf", 7, 7),
         ("old.md", None, None),
     ]
+
+
+def test_keyword_search_finds_other_word_forms_and_prefers_the_exact_one(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "index.db") as store:
+        store.init_settings(SETTINGS)
+        root_id = store.add_root(tmp_path)
+        texts = ["the files were indexed overnight", "indexing the files takes a night", "nothing related here"]
+        write(store, root_id, tmp_path, "notes.md", texts, unit_vectors(np.random.default_rng(3), 3))
+        found = store.keyword_search("indexed", 10)
+        by_text = {record.text: score for record, score in
+                   ((store.chunks_by_id([cid])[cid], score) for cid, score in found)}
+    assert set(by_text) == set(texts[:2]), "the stem finds 'indexing' for 'indexed'"
+    assert by_text[texts[0]] > by_text[texts[1]], "the word as typed scores in both tables"
+
+
+def test_an_index_from_before_stemming_migrates_without_re_embedding(tmp_path: Path) -> None:
+    """Migration 5 fills chunks_stemmed from the stored chunks; vectors and ids stay."""
+    path = tmp_path / "index.db"
+    vectors = unit_vectors(np.random.default_rng(2), 2)
+    with Store.open(path) as store:
+        store.init_settings(SETTINGS)
+        root_id = store.add_root(tmp_path)
+        write(store, root_id, tmp_path, "old.md", ["the walrus was indexed", "unrelated text"], vectors)
+        before = store.keyword_search("indexing walrus", 10)
+    conn = apsw.Connection(str(path))  # the file an edge-embed before stemming left
+    conn.execute(f"DROP TABLE chunks_stemmed; PRAGMA user_version = {MIGRATIONS.index(_migration_5_stemmed_words)}")
+    conn.close()
+    assert "chunks_stemmed" not in raw_counts_tables(path)
+    with Store.open(path, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.keyword_search("indexing walrus", 10) == before
+        assert store.vector_search(vectors[1], k=1)[0][1] == pytest.approx(0.0, abs=1e-5)
+        assert store.integrity_check() == "ok"
+
+
+def raw_counts_tables(path: Path) -> set[str]:
+    conn = apsw.Connection(str(path))
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    finally:
+        conn.close()
 
 
 def test_open_refuses_what_is_not_an_index(tmp_path: Path) -> None:
@@ -493,9 +535,10 @@ def test_a_word_in_a_heading_or_file_name_outweighs_more_of_it_in_the_text(store
 def test_keyword_ceiling_is_k1_plus_1_times_the_terms_fts5_idf(store: Store, corpus: dict[str, int]) -> None:
     rows = len(CORPUS)
     idf = lambda matching: max(math.log((rows - matching + 0.5) / (matching + 0.5)), 1e-6)  # noqa: E731
-    # "flour": 1 chunk; "the": 2 (cooking, cafe: text and "The"); "zebra": none, still counted
-    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * idf(1))
-    assert store.keyword_ceiling("flour the zebra") == pytest.approx(2.2 * (idf(1) + idf(2) + idf(0)))
+    # "flour": 1 chunk; "the": 2 (cooking, cafe: text and "The"); "zebra": none, still counted.
+    # Each word is searched as written and stemmed (its stem is itself here): it counts twice.
+    assert store.keyword_ceiling("flour") == pytest.approx(2 * 2.2 * idf(1))
+    assert store.keyword_ceiling("flour the zebra") == pytest.approx(2 * 2.2 * (idf(1) + idf(2) + idf(0)))
     assert store.keyword_ceiling("  ,;  ") == 0.0
 
 
@@ -512,7 +555,7 @@ def test_keyword_ceiling_counts_rows_as_fts5_does_after_deletes(store: Store, co
     rows = store._fts_row_count("chunks_fts")  # what FTS5's bm25() divides by
     # SQLite 3.45's FTS5 (our lowest apsw) keeps a contentless delete in that count; 3.54 takes it out
     assert rows in (len(CORPUS) - 1, len(CORPUS))
-    assert store.keyword_ceiling("flour") == pytest.approx(2.2 * math.log((rows - 1 + 0.5) / 1.5))
+    assert store.keyword_ceiling("flour") == pytest.approx(2 * 2.2 * math.log((rows - 1 + 0.5) / 1.5))  # as written + stemmed
     assert rows == len(CORPUS) or store.keyword_ceiling("flour") != before
 
 
@@ -578,6 +621,7 @@ def test_an_index_from_before_the_bigram_table_is_migrated_from_stored_texts(sto
         INSERT INTO chunks_cjk(rowid, text) SELECT id, text FROM chunks WHERE text NOT LIKE 'English%';
         ALTER TABLE chunks DROP COLUMN page_start;  -- added by a later migration
         ALTER TABLE chunks DROP COLUMN page_end;
+        DROP TABLE chunks_stemmed;  -- added by a later migration
         PRAGMA user_version = {before};
         """
     )

@@ -30,11 +30,13 @@ def parse_modes(text: str) -> tuple[str, ...]:
 
 
 @click.command("eval")
-@click.argument("queries_file", type=click.Path(dir_okay=False, path_type=Path), metavar="QUERIES.jsonl")
+@click.argument("queries_file", type=click.Path(path_type=Path), metavar="QUERIES")
 @click.option("-k", "k", type=click.IntRange(1, MAX_KNN_K), default=10, show_default=True,
               help="Score the first K files of each ranking.")
 @click.option("--mode", "modes", default=",".join(MODES), show_default=True, metavar="MODES",
               help="Comma-separated search modes to score (keyword alone needs no model).")
+@click.option("--split", default="test", show_default=True, metavar="NAME",
+              help="With a BEIR folder: score the queries judged in qrels/NAME.tsv.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document: the mean scores per mode and every query's files and scores.")
 @click.option("--compare", "previous", type=click.Path(dir_okay=False, path_type=Path), metavar="PREVIOUS.json",
@@ -51,6 +53,7 @@ def eval_command(
     queries_file: Path,
     k: int,
     modes: str,
+    split: str,
     as_json: bool,
     previous: Path | None,
     instruct: str | None,
@@ -60,18 +63,26 @@ def eval_command(
     db: Path | None,
     **runtime,
 ) -> None:
-    """Score the search on QUERIES.jsonl, questions whose answers you know.
+    """Score the search on QUERIES, questions whose answers you know.
 
-    Each line of QUERIES.jsonl is a JSON object: the query and the files that answer it
-    (a path, or its last components: "setup.md", "docs/setup.md"):
+    QUERIES is a JSONL file, one JSON object a line: the query and the files that answer
+    it (a path, or its last components: "setup.md", "docs/setup.md"), optionally graded
+    (higher = more relevant; nDCG weighs answers by grade):
 
     \b
       {"query": "how do I rotate the API keys", "relevant": ["docs/keys.md"]}
       {"query": "retry with backoff", "relevant": ["src/http.py", "src/retry.py"]}
+      {"query": "backoff settings", "relevant": {"src/retry.py": 2, "docs/retry.md": 1}}
+
+    QUERIES may also be a BEIR data set folder (queries.jsonl and qrels/test.tsv, see
+    --split): a BEIR document id names the indexed file whose name without its
+    extension is that id (id 4983 is .../4983.txt), so index the corpus as one file
+    per document, named by its id.
 
     Each mode ranks files as `query --files` does (a file counts once), and the first K
     are scored: Recall@K (share of the answers found), MRR@K (1 / rank of the first
-    answer) and nDCG@K (answers near the top count more). Means over all queries.
+    answer) and nDCG@K (answers near the top count more; BEIR's definition). Means over
+    all queries.
 
     \b
     Examples:
@@ -80,12 +91,13 @@ def eval_command(
       edge-embed eval queries.jsonl --json > before.json    keep a run ...
       edge-embed eval queries.jsonl --compare before.json   ... and see what changed
       edge-embed eval queries.jsonl --rerank                with and without the reranker
+      edge-embed eval scifact/ --split test                 a BEIR data set's folder
     """
     refuse_model_option(click.get_current_context())
     runtime.pop("model")
     warnings_to_stderr()
     chosen = parse_modes(modes)
-    queries = load_queries(queries_file)
+    queries = load_queries(queries_file, split)
     earlier = load_previous(previous) if previous is not None else None
     from edge_embed.api import Index
 

@@ -10,6 +10,8 @@ many Pythons cannot load extensions. It holds:
   coarse first stage of vector search on big indexes (see ``coarse``);
 * ``chunks_fts``: FTS5 (unicode61, diacritics folded) over text, heading and relpath for
   BM25 keyword search;
+* ``chunks_stemmed``: the same through FTS5's Porter stemmer; a query searches both and
+  adds the scores, so other forms of a word match and its own form counts more;
 * ``chunks_cjk``: FTS5 with the ``trigram`` tokenizer over text, heading and relpath,
   because unicode61 does not segment Chinese, Japanese or Korean (Hangul particles attach
   to words: 서울에서 is 서울 + 에서). It finds CJK terms of 3+ characters;

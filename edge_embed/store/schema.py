@@ -27,7 +27,9 @@ BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "datab
 # text, heading, relpath: the rank default the FTS5 tables are created with. Queries
 # override it with retrieval.BM25_COLUMN_WEIGHTS, so changing weights needs no migration.
 FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)
-KEYWORD_TABLES = ("chunks_fts", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
+KEYWORD_TABLES = ("chunks_fts", "chunks_stemmed", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
+WORD_TOKENIZER = "unicode61 remove_diacritics 2"  # chunks_fts: words as written, case and diacritics folded
+STEMMED_TOKENIZER = f"porter {WORD_TOKENIZER}"  # chunks_stemmed: the same words, English suffixes removed
 VEC_CHUNK_SIZE = 16  # rows per vec0 chunk (see create_vector_table)
 PROGRESS_MIN_ROWS = 20_000  # a rebuild shorter than this is quiet
 
@@ -78,7 +80,7 @@ def _migration_1_initial_schema(conn: apsw.Connection) -> None:
     )
 
 
-def _create_cjk_table(conn: apsw.Connection, name: str, tokenize: str) -> None:
+def _create_keyword_table(conn: apsw.Connection, name: str, tokenize: str) -> None:
     """A contentless FTS5 table over text, heading, relpath, weighted like ``chunks_fts``."""
     weights = ", ".join(map(str, FTS_COLUMN_WEIGHTS))
     conn.execute(
@@ -100,8 +102,8 @@ def _migration_2_cjk_bigrams_headings_paths(conn: apsw.Connection) -> None:
     and relpaths: nothing is re-embedded.
     """
     conn.execute("DROP TABLE chunks_cjk")
-    _create_cjk_table(conn, "chunks_cjk", "trigram")
-    _create_cjk_table(conn, "chunks_cjk_bigrams", "ascii")
+    _create_keyword_table(conn, "chunks_cjk", "trigram")
+    _create_keyword_table(conn, "chunks_cjk_bigrams", "ascii")
     rows = conn.execute("SELECT c.id, c.text, c.heading, f.relpath FROM chunks c JOIN files f ON f.id = c.file_id")
     for chunk_id, text, heading, relpath in rows.fetchall():
         write_cjk_rows(conn, chunk_id, text, heading or "", relpath)
@@ -125,11 +127,25 @@ def _migration_4_coarse_vectors(conn: apsw.Connection) -> None:
         rebuild_vector_tables(conn, int(json.loads(raw[0][0])["dims"]), tty_progress("building the coarse vector index"))
 
 
+def _migration_5_stemmed_words(conn: apsw.Connection) -> None:
+    """Keyword search finds other forms of a word ("indexing" for "indexed"): ``chunks_stemmed``
+    holds the words of ``chunks_fts`` through FTS5's Porter stemmer, and a query searches
+    both (see ``keywords.keyword_sources``), so an exact form still counts more than a
+    related one. Filled from the stored chunk texts, headings and relpaths: nothing is
+    re-embedded, and ``chunks_fts`` is unchanged."""
+    _create_keyword_table(conn, "chunks_stemmed", STEMMED_TOKENIZER)
+    conn.execute(
+        "INSERT INTO chunks_stemmed(rowid, text, heading, path) "
+        "SELECT c.id, c.text, coalesce(c.heading, ''), f.relpath FROM chunks c JOIN files f ON f.id = c.file_id"
+    )
+
+
 MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
     _migration_1_initial_schema,
     _migration_2_cjk_bigrams_headings_paths,
     _migration_3_chunk_pages,
     _migration_4_coarse_vectors,
+    _migration_5_stemmed_words,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -165,10 +165,11 @@ class StoreWrites(StoreBase):
         return chunk_id
 
     def _insert_keyword_rows(self, chunk_id: int, relpath: str, chunk: NewChunk) -> None:
-        self._conn.execute(
-            "INSERT INTO chunks_fts(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading or "", relpath),
-        )
+        for table in ("chunks_fts", "chunks_stemmed"):
+            self._conn.execute(
+                f"INSERT INTO {table}(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
+                (chunk_id, chunk.text, chunk.heading or "", relpath),
+            )
         write_cjk_rows(self._conn, chunk_id, chunk.text, chunk.heading or "", relpath)
 
     def _delete_keyword_rows(self, ids: list[tuple[int]]) -> None:
