@@ -77,3 +77,33 @@ def test_a_cancelled_request_costs_no_rounds(worker):
     worker.start()
     assert kept.result(timeout=120).vectors.shape[0] == 1
     assert worker.inputs == 1 and worker.queue_depth == 0
+
+
+def test_stop_never_frees_a_model_a_decode_still_uses(tiny_model, monkeypatch):
+    """Issue 16, defect 4: stop() freed the model after 30 s even while a decode ran (a CPU
+    round of 4,096 inputs can take longer): llama.cpp then reads freed memory."""
+    import threading
+    import time
+
+    embedder = TextEmbedder.open(str(tiny_model.path), CPU)
+    engine = embedder.handle.load()
+    decoding, release = threading.Event(), threading.Event()
+    real = engine.embed_inputs_raw
+
+    def slow_round(*args, **kwargs):
+        decoding.set()
+        release.wait(10)  # a long decode, as on a slow CPU
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "embed_inputs_raw", slow_round)
+    worker = EngineWorker(embedder, keep_alive_s=None)
+    worker.start()
+    job = EmbedJob(texts=["a round that outlives stop()'s wait"])
+    worker.submit(job)
+    assert decoding.wait(10)
+    worker.stop(timeout_s=0.2)
+    assert embedder.loaded, "the model a decode still uses was freed"
+    release.set()
+    assert len(job.future.result(timeout=10).vectors) == 1
+    time.sleep(0.1)
+    embedder.close()

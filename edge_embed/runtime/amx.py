@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ CACHE_FILE = "amx-probe.json"
 PROBE_TIMEOUT_S = 120.0
 AMX_CPU_FLAGS = ("amx_tile", "amx_int8")
 PROBE_OK = "amx-probe-ok"
+CPU_FAULT_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGILL", "SIGSEGV", "SIGBUS") if hasattr(signal, name))
 # What turning the extra buffer types off costs, from docs/benchmarks.md ("AMX fallback").
 FALLBACK_COST = "AMX's faster prefill of quantized weights is not used"
 
@@ -42,8 +44,10 @@ class AmxVerdict:
     """Whether models load with llama.cpp's extra (AMX) buffer types, and why.
 
     ``state`` is "no-amx-build" (the library has no AMX kernels), "not-advertised" (the CPU
-    does not offer AMX), "works" (the probe decoded) or "faults" (the probe died: extra
-    buffer types are off). ``detail`` says how the probe ended.
+    does not offer AMX), "works" (the probe decoded), "faults" (the probe died of a CPU
+    fault: extra buffer types are off, remembered) or "inconclusive" (it failed otherwise,
+    say out of memory or time: off for this process only, probed again next time).
+    ``detail`` says how the probe ended.
     """
 
     state: str
@@ -51,7 +55,12 @@ class AmxVerdict:
 
     @property
     def use_extra_buffer_types(self) -> bool:
-        return self.state != "faults"
+        return self.state not in ("faults", "inconclusive")
+
+    @property
+    def worth_remembering(self) -> bool:
+        """A CPU fault is a property of the machine; any other failure may pass."""
+        return self.state != "inconclusive"
 
     def describe(self) -> str:
         """One line for ``doctor``."""
@@ -59,6 +68,11 @@ class AmxVerdict:
             return (
                 f"this CPU advertises AMX but faults on it ({self.detail}): models load without "
                 f"llama.cpp's extra buffer types, so {FALLBACK_COST}"
+            )
+        if self.state == "inconclusive":
+            return (
+                f"the AMX probe was inconclusive ({self.detail}): models load without llama.cpp's extra "
+                "buffer types in this process, and the next run probes again"
             )
         return {
             "no-amx-build": "this llama.cpp build has no AMX kernels",
@@ -79,7 +93,8 @@ def amx_verdict() -> AmxVerdict:
     if cached is not None:
         return cached
     verdict = run_probe()
-    write_cached_verdict(key, verdict)
+    if verdict.worth_remembering:
+        write_cached_verdict(key, verdict)
     return verdict
 
 
@@ -165,23 +180,23 @@ def run_probe(command: tuple[str, ...] = PROBE_COMMAND, timeout_s: float = PROBE
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return AmxVerdict("faults", f"the probe hung for {timeout_s:.0f} s")
+        return AmxVerdict("inconclusive", f"the probe took over {timeout_s:.0f} s")
     return verdict_from_exit(done.returncode, done.stdout, done.stderr)
 
 
 def verdict_from_exit(returncode: int, stdout: str, stderr: str) -> AmxVerdict:
-    """A clean decode prints PROBE_OK; a signal or any other end means AMX is not usable."""
+    """A clean decode prints PROBE_OK; death by a CPU fault (SIGILL, SIGSEGV, SIGBUS) is
+    what faulting AMX kernels do; any other end says nothing about AMX (inconclusive)."""
     if returncode == 0 and PROBE_OK in stdout:
         return AmxVerdict("works")
     if returncode < 0:
-        return AmxVerdict("faults", f"the probe died of {signal_name(-returncode)}")
+        state = "faults" if -returncode in CPU_FAULT_SIGNALS else "inconclusive"
+        return AmxVerdict(state, f"the probe died of {signal_name(-returncode)}")
     last = (stderr.strip().splitlines() or ["no output"])[-1]
-    return AmxVerdict("faults", f"the probe exited {returncode}: {last[:200]}")
+    return AmxVerdict("inconclusive", f"the probe exited {returncode}: {last[:200]}")
 
 
 def signal_name(number: int) -> str:
-    import signal
-
     try:
         return signal.Signals(number).name
     except ValueError:

@@ -65,6 +65,7 @@ class DeviceInfo:
 
 
 DEVICE_KINDS = ("cpu", "gpu", "igpu", "accel", "meta")  # enum ggml_backend_dev_type, in order
+METAL_BACKENDS = frozenset({"Metal", "MTL"})  # ggml has named Apple's backend both ways: unified memory
 
 
 def detect_gpus() -> list[GpuInfo]:
@@ -125,7 +126,7 @@ def gpus_from_devices(devices: list[DeviceInfo]) -> list[GpuInfo]:
             total_bytes=device.total_bytes,
             free_bytes=min(device.free_bytes, device.total_bytes),
             backend=device.backend,
-            unified_memory=device.kind == "igpu" or device.backend == "Metal",
+            unified_memory=device.kind == "igpu" or device.backend in METAL_BACKENDS,
         )
         for i, device in enumerate(chosen)
     ]
@@ -158,11 +159,12 @@ def llama_devices() -> list[DeviceInfo]:
 
 @functools.cache
 def _ggml_library() -> ctypes.CDLL:
-    """ggml's device API on the library llama-cpp-python loaded (symbols of its ggml
-    dependency resolve through it), with the argument and result types declared."""
-    import llama_cpp.llama_cpp as bindings
+    """ggml's device API on the ggml library llama-cpp-python loaded (``llama_cpp._ggml``;
+    on Windows its symbols do not resolve through libllama's handle), with the argument
+    and result types declared."""
+    from llama_cpp import _ggml
 
-    lib = bindings._lib
+    lib = _ggml.libggml
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     lib.ggml_backend_dev_count.argtypes = []
     lib.ggml_backend_dev_get.restype = ctypes.c_void_p

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge_embed")
 
+STOP_WAIT_S = 30.0  # how long stop() waits for the engine thread to finish its round
 SMALL_SHARE = 4  # a request of at most 1/SMALL_SHARE of a round's tokens is interactive
 
 
@@ -145,10 +146,15 @@ class EngineWorker:
             self._holding = True
         self._thread.start()
 
-    def stop(self) -> None:
-        """Finish what was submitted, then free the models."""
+    def stop(self, timeout_s: float = STOP_WAIT_S) -> None:
+        """Finish what was submitted, then free the models. A decode still running after
+        ``timeout_s`` (a CPU round can take longer) keeps its model: freeing it under llama.cpp
+        would crash the process, and the process is ending anyway."""
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            log.warning("the engine is still decoding after %.0f s: its model is left to the process's end", timeout_s)
+            return
         self.embedder.close()
         if self.on_unload is not None:
             self.on_unload()
