@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
@@ -43,6 +44,9 @@ from huggingface_hub.utils import WeakFileLock, build_hf_headers, silent_tqdm
 from edge_embed.catalog import CatalogEntry, find_entry, format_gb, get_entry
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.modelfile import read_model_info
+
+if TYPE_CHECKING:
+    from edge_embed.runtime.plan import RuntimeSettings
 
 MODEL_ENV = "EDGE_EMBED_MODEL"
 REVISION = "main"
@@ -136,7 +140,7 @@ def pull(entry: CatalogEntry, *, progress: bool) -> Path:
     return path
 
 
-def resolve_model(spec: str | None = None) -> ResolvedModel:
+def resolve_model(spec: str | None = None, runtime: RuntimeSettings | None = None) -> ResolvedModel:
     """Turn ``--model`` (catalog name or .gguf path) into a verified local file; never downloads.
 
     With no spec, EDGE_EMBED_MODEL decides, else the default for this machine
@@ -144,7 +148,7 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     naming the `edge-embed pull` command; a path that is missing, not a GGUF or truncated
     raises ModelFileError.
     """
-    spec = (spec or os.environ.get(MODEL_ENV) or machine_default_model()).strip()
+    spec = (spec or os.environ.get(MODEL_ENV) or machine_default_model(runtime)).strip()
     entry = find_entry(spec)
     if entry is None and looks_like_model_path(spec):
         info = read_model_info(spec)
@@ -160,12 +164,12 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     return ResolvedModel(path=path, entry=entry, label=entry.name)
 
 
-def machine_default_model() -> str:
-    """The catalog default that fits this machine (the 4B on a GPU that takes it whole)."""
+def machine_default_model(runtime: RuntimeSettings | None = None) -> str:
+    """The catalog default that fits this machine with these settings (--cpu: the CPU's)."""
     from edge_embed.runtime.choice import choose_default_model
     from edge_embed.runtime.plan import RuntimeSettings
 
-    return choose_default_model(RuntimeSettings.from_env()).name
+    return choose_default_model(runtime or RuntimeSettings.from_env()).name
 
 
 def looks_like_model_path(spec: str) -> bool:

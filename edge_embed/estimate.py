@@ -49,10 +49,6 @@ def estimated_tokens(relpath: str, size: int) -> int:
     return int(size / per_token) + 1
 
 
-def rate_key(model_hash: str, device: str, threads: int) -> str:
-    return f"{model_hash}:{device}:{threads}"
-
-
 def recorded_rate(key: str) -> float | None:
     """The tokens/s this model last reached with this device and threads, if recorded."""
     value = read_cache_entry(RATES_FILE, key)

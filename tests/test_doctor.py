@@ -200,3 +200,12 @@ def test_doctor_says_reranking_is_on_when_the_reranker_fits_the_gpu(
     put_in_hf_cache(isolated, "qwen3-reranker-0.6b", write_tiny_qwen3_reranker(tmp_path / "r.gguf").path)
     assert "rerank      on: qwen3-reranker-0.6b fits whole on the GPU (NVIDIA GeForce RTX 3060)" in run().stdout
     assert run_json()["rerank"]["default"] is True
+
+
+def test_a_malformed_fake_gpu_without_a_model_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Choosing the default model plans for the GPU: a bad EDGE_EMBED_FAKE_GPU made doctor
+    itself exit with that error and no report."""
+    monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "RTX 3060")
+    text = run().stdout
+    assert 'EDGE_EMBED_FAKE_GPU="RTX 3060" is not "name:total_mib:free_mib"' in text
+    assert "model       default model qwen3-embedding-0.6b: no GPU plan (" in text

@@ -264,3 +264,13 @@ def test_resolve_an_unknown_name_lists_the_catalog(fake_hub: FakeHub) -> None:
     with pytest.raises(EdgeEmbedError, match="unknown model 'qwen-typo'.*qwen3-embedding-0.6b") as info:
         resolve_model("qwen-typo")
     assert not isinstance(info.value, (ModelNotFound, ModelFileError))
+
+
+def test_resolve_without_spec_follows_the_callers_cpu_setting(hub: FakeHub, monkeypatch) -> None:
+    """`embed --cpu` on a machine whose GPU takes the 4B whole: the CPU's default, the 0.6B."""
+    from edge_embed.runtime.plan import RuntimeSettings
+
+    monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "NVIDIA GeForce RTX 3060:12288:11200")
+    monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
+    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {CPU_DEFAULT_MODEL}`"):
+        resolve_model(None, RuntimeSettings(force_cpu=True))

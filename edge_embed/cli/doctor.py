@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 
-from edge_embed.catalog import CatalogEntry, format_gb, get_entry, load_catalog
+from edge_embed.catalog import CPU_DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.download import MODEL_ENV, cached_model_path, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.hardware import GpuSurvey, build_description, llama_devices, survey_gpus
-from edge_embed.runtime.choice import choose_default_model
+from edge_embed.runtime.choice import ModelChoice, choose_default_model
 from edge_embed.runtime.engine import check_embedding_model
 from edge_embed.runtime.plan import CUDA_REBUILD, ModelShape, RuntimeSettings, catalog_shape, gib, make_plan
 
@@ -89,7 +89,10 @@ def model_report(spec: str | None, settings: RuntimeSettings) -> tuple[dict[str,
     With no --model and no EDGE_EMBED_MODEL: the default for this machine, and why."""
     choice = None
     if not spec and not os.environ.get(MODEL_ENV, "").strip():
-        choice = choose_default_model(settings)
+        try:
+            choice = choose_default_model(settings)
+        except EdgeEmbedError as exc:  # a malformed EDGE_EMBED_FAKE_GPU: diagnosed below, not a crash
+            choice = ModelChoice(CPU_DEFAULT_MODEL, f"default model {CPU_DEFAULT_MODEL}: no GPU plan ({exc})")
         spec = choice.name
     report, shape = selected_model_report(spec)
     if choice is not None:

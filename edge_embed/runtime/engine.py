@@ -416,6 +416,11 @@ class LlamaSession:
         self.ctx.close()
         self.model.close()
 
+    def __del__(self) -> None:
+        # The context keeps its model alive in a reference cycle: an unclosed session would
+        # hold gigabytes until the cyclic collector ran. Closing twice is harmless.
+        self.close()
+
 
 def load_session(
     model: ModelInfo,
@@ -443,6 +448,7 @@ def load_session(
         extra_buffer_types = amx_verdict().use_extra_buffer_types
     model_params = lib.llama_model_default_params()
     model_params.n_gpu_layers = plan.n_gpu_layers
+    model_params.load_mode = lib.LLAMA_LOAD_MODE_MMAP  # as Llama() loads: weights mapped, not copied
     model_params.use_extra_bufts = extra_buffer_types
     if plan.gpu is not None and plan.n_gpu_layers > 0:
         # The plan sized the model for this one card: no splitting across others.

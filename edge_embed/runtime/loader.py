@@ -85,7 +85,7 @@ def prepare_model(
     ``expect_hash`` (the header hash an index recorded) refuses a different file that
     happens to sit at the same name or path.
     """
-    resolved = resolve_model(spec)
+    resolved = resolve_model(spec, runtime)
     info = read_model_info(resolved.path)
     if expect_hash is not None and info.header_hash != expect_hash:
         raise EdgeEmbedError(
