@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from edge_embed.catalog import CPU_DEFAULT_MODEL, chunking_for
+from edge_embed.catalog import CPU_DEFAULT_MODEL, chunking_for, get_entry
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
@@ -47,6 +47,7 @@ from edge_embed.files import (
     discover,
     read_file,
 )
+from edge_embed.runtime.plan import ModelShape, catalog_shape
 from edge_embed.store import CompactPolicy, CompactResult, IndexSettings, NewChunk, Store
 
 if TYPE_CHECKING:
@@ -226,16 +227,18 @@ def stat_changed(found: FoundFile, state) -> bool:
     return state is None or state.size != found.size or state.mtime_ns != found.mtime_ns
 
 
-def slow_run_note(model, estimate: Estimate) -> str | None:
-    """On a CPU, a run estimated past SLOW_RUN_S names the faster catalog model, once."""
+def slow_run_note(device: str, parameters: int, estimate: Estimate) -> str | None:
+    """On a CPU, a run estimated past SLOW_RUN_S names the CPU's catalog model, once, when
+    it is at least twice as fast (parameters, as ``plan.cpu_speed_note`` counts them)."""
     seconds = estimate.seconds
-    if seconds is None or seconds <= SLOW_RUN_S or getattr(model.plan, "device", None) != "cpu":
+    if seconds is None or seconds <= SLOW_RUN_S or device != "cpu":
         return None
-    if model.label == CPU_DEFAULT_MODEL:
+    faster = parameters / catalog_shape(get_entry(CPU_DEFAULT_MODEL)).parameters
+    if faster < 2:
         return None
     return (
         f"about {estimate.tokens:,} tokens to embed: roughly {format_duration(seconds)} on the CPU at "
-        f"{estimate.tokens_per_s:,.0f} tokens/s ({estimate.basis}); {CPU_DEFAULT_MODEL} is several times "
+        f"{estimate.tokens_per_s:,.0f} tokens/s ({estimate.basis}); {CPU_DEFAULT_MODEL} is ~{faster:.0f}x "
         f"faster: --model {CPU_DEFAULT_MODEL} (an existing index: with --rebuild)"
     )
 
@@ -537,9 +540,15 @@ class Indexer:
             basis=basis,
         )
         self.summary.estimate = estimate
-        note = None if self._said_slow else slow_run_note(self.model, estimate)
+        note = None if self._said_slow else self._slow_run_note(estimate)
         self._said_slow = self._said_slow or note is not None
         self.progress.estimated(estimate, note)
+
+    def _slow_run_note(self, estimate: Estimate) -> str | None:
+        device = getattr(self.model.plan, "device", "remote")  # a server's model has no local plan
+        if device != "cpu":
+            return None
+        return slow_run_note(device, ModelShape.from_model_info(self.model.info).parameters, estimate)
 
     def _index_file(self, root_id: int, found: FoundFile, state) -> None:
         if not stat_changed(found, state):

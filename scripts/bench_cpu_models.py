@@ -77,7 +77,7 @@ def run_once(config: Config, texts: list[str], threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2, help="ABBA rounds (each runs every configuration twice)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds, alternately forwards and backwards (ABBA)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-4b", action="store_true", help="only the 0.6B (the 4B file takes minutes to write)")
     parser.add_argument("--skip-fallback", action="store_true", help="only the models as they load by default")
@@ -98,7 +98,7 @@ def main() -> None:
     for round_ in range(args.repeats):
         for config in configs if round_ % 2 == 0 else reversed(configs):
             run_once(config, texts, args.threads)
-    print(f"{len(texts)} texts, {configs[0].tokens} tokens each run, threads {args.threads}, best of {2 * args.repeats // 2} runs")
+    print(f"{len(texts)} texts, {configs[0].tokens} tokens each run, threads {args.threads}, best of {args.repeats} runs")
     print(f"{'configuration':<36} {'tok/s':>8}  runs (s)")
     rates = {}
     for config in configs:

@@ -41,7 +41,8 @@ def doctor_report() -> dict:
 
 
 def nvidia_smi_used_mib() -> int | None:
-    """GPU memory nvidia-smi shows in use by this process (None without nvidia-smi)."""
+    """GPU memory nvidia-smi shows in use by this process (None without nvidia-smi, or when
+    it lists no process of ours, as in many containers)."""
     binary = shutil.which("nvidia-smi")
     if binary is None:
         return None
@@ -53,7 +54,7 @@ def nvidia_smi_used_mib() -> int | None:
         pid, _, used = line.partition(",")
         if pid.strip() == str(os.getpid()):
             return int(used.strip())
-    return 0
+    return None
 
 
 def reference_check(tmp: Path) -> dict:

@@ -69,20 +69,19 @@ def test_documents_count_fewer_tokens_per_byte_than_text() -> None:
     assert estimate.estimated_tokens("report.pdf", 20_000) < estimate.estimated_tokens("notes.md", 20_000)
 
 
-class FakeHandle:
-    def __init__(self, label: str, device: str = "cpu") -> None:
-        self.label = label
-        self.plan = type("Plan", (), {"device": device})()
+def test_a_long_cpu_run_names_the_faster_model_when_it_is_faster() -> None:
+    from edge_embed.catalog import get_entry
+    from edge_embed.runtime.plan import catalog_shape
 
-
-def test_a_long_cpu_run_names_the_faster_model_once() -> None:
+    big, small = (catalog_shape(get_entry(name)).parameters for name in ("qwen3-embedding-4b", "qwen3-embedding-0.6b"))
     slow = Estimate(files=900, tokens=1_000_000, tokens_per_s=20.0, basis="planned")
-    note = slow_run_note(FakeHandle("qwen3-embedding-4b"), slow)
-    assert note is not None and "13h53m on the CPU" in note and "--model qwen3-embedding-0.6b" in note
-    assert slow_run_note(FakeHandle("qwen3-embedding-0.6b"), slow) is None, "already the fast one"
-    assert slow_run_note(FakeHandle("qwen3-embedding-4b", "cuda"), slow) is None, "not on a GPU"
+    note = slow_run_note("cpu", big, slow)
+    assert note is not None and "13h53m on the CPU" in note and "qwen3-embedding-0.6b is ~7x faster" in note
+    assert slow_run_note("cpu", small, slow) is None, "already the fast one"
+    assert slow_run_note("cpu", small // 4, slow) is None, "a smaller model (MiniLM) is not told to switch"
+    assert slow_run_note("cuda", big, slow) is None, "not on a GPU"
     quick = Estimate(files=3, tokens=2_000, tokens_per_s=20.0, basis="planned")
-    assert slow_run_note(FakeHandle("qwen3-embedding-4b"), quick) is None
+    assert slow_run_note("cpu", big, quick) is None
 
 
 def test_the_terminal_shows_the_estimate_and_counts_it_down(capsys) -> None:
