@@ -220,6 +220,7 @@ def make_index_without_codes(path: Path, vectors: np.ndarray) -> None:
         conn.execute("DROP TABLE chunk_vectors; DROP TABLE chunk_bits")
         conn.execute(MAIN_VECTOR_TABLE.format(dims=vectors.shape[1]))
         conn.execute("INSERT INTO chunk_vectors SELECT chunk_id, embedding FROM old_vectors; DROP TABLE old_vectors")
+        conn.execute("DROP TABLE chunks_stemmed")  # migration 5's, which comes after the codes
         conn.execute(f"PRAGMA user_version = {BEFORE_CODES}")
     conn.close()
 
