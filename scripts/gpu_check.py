@@ -57,6 +57,20 @@ def nvidia_smi_used_mib() -> int | None:
     return None
 
 
+def nvidia_smi_total_used_mib() -> int | None:
+    """GPU memory nvidia-smi shows in use on the first GPU, by every process: the change
+    across a load is this process's share where per-process figures are not shown."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return None
+    done = subprocess.run([binary, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                          capture_output=True, text=True, check=False)
+    try:
+        return int(done.stdout.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
 def reference_check(tmp: Path) -> dict:
     """The tiny model on the planned device against the numpy reference."""
     model = write_tiny_qwen3(tmp / "tiny.gguf")
@@ -95,6 +109,7 @@ def model_check(models: Path, shape: str, quant: str, texts: int) -> dict:
         print(f"wrote {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
     info = read_model_info(path)
     plan = plan_for(ModelShape.from_model_info(info), RuntimeSettings())
+    used_before = nvidia_smi_total_used_mib()
     embedder = Embedder(info, plan)
     try:
         inputs = mixed_texts(embedder, texts)
@@ -104,6 +119,7 @@ def model_check(models: Path, shape: str, quant: str, texts: int) -> dict:
         embedder.embed_documents(inputs)
         seconds = time.perf_counter() - started
         used = nvidia_smi_used_mib()
+        used_after = nvidia_smi_total_used_mib()
     finally:
         embedder.close()
     tokens = embedder.stats.tokens - before
@@ -116,6 +132,7 @@ def model_check(models: Path, shape: str, quant: str, texts: int) -> dict:
         "tokens_per_s": round(tokens / seconds, 1),
         "planned_vram_mib": plan.expected_vram // MIB,
         "nvidia_smi_used_mib": used,
+        "nvidia_smi_used_change_mib": None if used_before is None or used_after is None else used_after - used_before,
     }
 
 

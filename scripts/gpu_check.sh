@@ -10,7 +10,8 @@
 # `run` is planned for under 8 minutes on a fresh 16-core CUDA machine: the CUDA build for the
 # card's own architecture only, shape-true random 0.6B Q8_0 and 4B Q4_K_M models written
 # there, doctor, the numpy-reference check on the tiny model, tokens/s and the plan's VRAM
-# against what nvidia-smi shows. The report goes to $OUT/gpu_check.json (else /tmp).
+# against what nvidia-smi shows; then the AMX fallback's cost on that machine's CPU
+# (scripts/bench_cpu_models.py). The report goes to $OUT/gpu_check.json (else /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=.whl
@@ -41,18 +42,23 @@ print("\n".join(d for d in deps if not d.startswith(("llama-cpp-python", "numpy"
 
 run() {
     local out="${OUT:-/tmp}" started=$SECONDS
-    python3 -m venv --system-site-packages /tmp/gpu-check-venv  # the image's numpy stays
-    . /tmp/gpu-check-venv/bin/activate
+    # Into the image's own Python (itself a virtualenv, with numpy 2.x): a venv made from it
+    # would see the base interpreter's packages, not that numpy. The machine is thrown away.
     export PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/$WHEELS"
-    pip install -q scikit-build-core setuptools wheel
+    python3 -m pip install -q scikit-build-core setuptools wheel
     nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+    grep -m1 "model name" /proc/cpuinfo || true; echo "AMX flags: $(grep -m1 ^flags /proc/cpuinfo | tr ' ' '\n' | grep amx | tr '\n' ' ')"
     CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native -DLLAMA_BUILD_TESTS=OFF" \
         CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        pip install -q --no-build-isolation "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_PYTHON".tar.gz
+        python3 -m pip install -q --no-build-isolation "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_PYTHON".tar.gz
     echo "llama.cpp CUDA build: $((SECONDS - started)) s"
-    pip install -q --no-build-isolation .
+    python3 -m pip install -q --no-build-isolation .
     python3 scripts/gpu_check.py --models /tmp/gpu-check-models --out "$out/gpu_check.json"
     echo "gpu check: $((SECONDS - started)) s in all"
+    # The AMX fallback on this machine's CPU (the GPU hidden): on, without AMX, off.
+    (cd scripts && CUDA_VISIBLE_DEVICES= python3 bench_cpu_models.py --shapes 0.6b --quant Q4_K_M \
+        --threads 8 --texts 8 --repeats 2) || echo "cpu bench failed"
+    echo "cpu bench: $((SECONDS - started)) s in all"
 }
 
 case "${1:-run}" in

@@ -7,7 +7,10 @@ crash path with a child that really dies of a signal, and the fallback with a re
 
 from __future__ import annotations
 
+import ctypes
+import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge_embed.modelfile import read_model_info
-from edge_embed.runtime import amx, engine
+from edge_embed.runtime import amx, engine, hardware
 from edge_embed.runtime.amx import AmxVerdict
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
 from edge_embed.testing import TinyModel, write_tiny_qwen3_quantized
@@ -53,7 +56,7 @@ def test_no_probe_without_both_an_amx_build_and_an_amx_cpu(monkeypatch, info, cp
     monkeypatch.setattr(amx, "read_cpuinfo", lambda: cpuinfo)
     monkeypatch.setattr(amx, "run_probe", lambda: pytest.fail("no probe is needed"))
     verdict = amx.amx_verdict()
-    assert verdict.state == state and verdict.use_extra_buffer_types
+    assert verdict.state == state and verdict.amx_allowed
 
 
 def test_the_probe_runs_once_per_library_and_cpu_then_its_verdict_is_read_back(monkeypatch, tmp_path) -> None:
@@ -74,7 +77,7 @@ def test_the_probe_runs_once_per_library_and_cpu_then_its_verdict_is_read_back(m
     amx.amx_verdict.cache_clear()  # a new process
     second = amx.amx_verdict()
     assert first == second == AmxVerdict("faults", "the probe died of SIGSEGV") and len(probes) == 1
-    assert not second.use_extra_buffer_types
+    assert not second.amx_allowed
 
     library.write_bytes(b"a rebuilt llama.cpp")  # another size: the old verdict does not apply
     amx.amx_verdict.cache_clear()
@@ -97,7 +100,7 @@ def test_a_probe_that_dies_of_a_signal_means_faults(signum: int, name: str) -> N
     suicide = (sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signum)})")
     verdict = amx.run_probe(command=suicide)
     assert verdict == AmxVerdict("faults", f"the probe died of {name}")
-    assert not verdict.use_extra_buffer_types
+    assert not verdict.amx_allowed
     assert "faults on it (the probe died of" in verdict.describe()
 
 
@@ -110,7 +113,7 @@ def test_a_probe_that_hangs_fails_or_is_killed_is_inconclusive_and_not_remembere
     assert amx.run_probe(command=failing) == AmxVerdict("inconclusive", "the probe exited 1: no llama.cpp")
     killed = amx.run_probe(command=(sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
     assert killed == AmxVerdict("inconclusive", "the probe died of SIGKILL")
-    assert not killed.use_extra_buffer_types and "probes again" in killed.describe()
+    assert not killed.amx_allowed and "probes again" in killed.describe()
 
     monkeypatch.setenv("EDGE_EMBED_CACHE", str(tmp_path))
     monkeypatch.setattr(amx, "system_info", lambda: AMX_BUILD_INFO)
@@ -141,23 +144,97 @@ def embed_abc(session: engine.LlamaSession, model: TinyModel) -> np.ndarray:
     return out[0] / np.linalg.norm(out[0])
 
 
-def test_a_faulting_verdict_loads_every_model_without_extra_buffer_types(monkeypatch, tiny_q8) -> None:
+def test_a_faulting_verdict_takes_amx_out_and_keeps_the_other_extra_buffer_types(monkeypatch, tiny_q8) -> None:
+    dropped = []
+    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) or True)
     monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("faults", "the probe died of SIGILL"))
-    session = load(tiny_q8)
-    try:
-        assert session.model.params.use_extra_bufts is False
-    finally:
-        session.close()
+    assert loaded_with_extra_buffer_types(tiny_q8) is True and dropped == ["AMX"]
+
+    # Where llama.cpp's list cannot be changed, no extra buffer type is used at all.
+    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) and False)
+    assert loaded_with_extra_buffer_types(tiny_q8) is False
+
     monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("works"))
-    session = load(tiny_q8)
+    assert loaded_with_extra_buffer_types(tiny_q8) is True and dropped == ["AMX", "AMX"]
+
+
+def loaded_with_extra_buffer_types(model: TinyModel) -> bool:
+    session = load(model)
     try:
-        assert session.model.params.use_extra_bufts is True
+        return session.model.params.use_extra_bufts
     finally:
         session.close()
+
+
+def test_keeping_in_place_moves_the_kept_entries_up_and_nulls_the_rest() -> None:
+    array = ctypes.cast((ctypes.c_void_p * 5)(11, 22, 33, 44, None), ctypes.POINTER(ctypes.c_void_p))
+    hardware.keep_in_place(array, lambda entry: entry != 22)
+    assert [array[i] for i in range(5)] == [11, 33, 44, None, None]
+    hardware.keep_in_place(array, lambda entry: False)
+    assert [array[i] for i in range(5)] == [None] * 5
+
+
+DROP_CHILD = """
+import json, sys
+import numpy as np
+from llama_cpp import _internals
+from edge_embed.modelfile import read_model_info
+from edge_embed.runtime import engine, hardware
+from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
+from edge_embed.testing import write_tiny_qwen3_quantized
+
+engine._backend_init = engine._init_backends  # keep llama.cpp's log on
+import llama_cpp._logger
+llama_cpp._logger.set_verbose(True)
+load_model = _internals.LlamaModel.__init__
+_internals.LlamaModel.__init__ = lambda self, *, path_model, params, verbose=False: load_model(
+    self, path_model=path_model, params=params, verbose=True)  # the loader's log too
+
+model = write_tiny_qwen3_quantized(sys.argv[1])
+info = read_model_info(model.path)
+plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ())
+
+def embed():
+    session = engine.load_session(info, plan, last_pooling=True, extra_buffer_types=True)
+    out = np.empty((1, info.n_embd), dtype=np.float32)
+    engine.decode_one(session, model.tokenize("abc") + [model.eos_id], out)
+    session.close()
+    return out[0].tolist()
+
+before = hardware.cpu_extra_buffer_types()
+print("LOAD-1", file=sys.stderr, flush=True)
+first = embed()
+absent = hardware.drop_cpu_extra_buffer_type("NO-SUCH-BUFFER-TYPE")
+after_absent = hardware.cpu_extra_buffer_types()
+dropped = hardware.drop_cpu_extra_buffer_type(before[-1]) if before else None
+print("LOAD-2", file=sys.stderr, flush=True)
+second = embed()
+print(json.dumps({"before": before, "absent": absent, "after_absent": after_absent, "dropped": dropped,
+                  "after": hardware.cpu_extra_buffer_types(), "first": first, "second": second}))
+"""
+
+
+def test_a_dropped_buffer_type_is_gone_from_later_loads_and_vectors_stay_the_same(tmp_path: Path) -> None:
+    """In a child (the change is process-wide): llama.cpp's loader names the buffer type it
+    prefers for the weights in its log; after the drop it no longer offers it."""
+    done = subprocess.run(
+        [sys.executable, "-c", DROP_CHILD, str(tmp_path / "tiny-q8_0.gguf")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["before"]:
+        pytest.skip("this llama.cpp build has no extra CPU buffer types")
+    assert result["absent"] is True and result["after_absent"] == result["before"]
+    name = result["before"][-1]
+    assert result["dropped"] is True and result["after"] == result["before"][:-1]
+    first_load, second_load = done.stderr.split("LOAD-1", 1)[1].split("LOAD-2", 1)
+    assert name in first_load and name not in second_load, first_load[-2000:]
+    assert np.allclose(result["first"], result["second"], atol=1e-6)
 
 
 def test_without_extra_buffer_types_a_quantized_model_embeds_the_same(tiny_q8: TinyModel) -> None:
-    if not amx.amx_verdict().use_extra_buffer_types:
+    if not amx.amx_verdict().amx_allowed:
         pytest.skip("extra buffer types fault on this CPU: loading with them would kill pytest")
     vectors = []
     for extra in (True, False):
@@ -180,6 +257,7 @@ def test_doctor_names_the_fallback_and_what_it_costs(monkeypatch) -> None:
     monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("faults", "the probe died of SIGSEGV"))
     text = CliRunner().invoke(cli, ["doctor"]).stdout
     assert "this CPU advertises AMX but faults on it (the probe died of SIGSEGV): models load without" in text
+    assert "AMX buffer type (weight repacking stays)" in text
     assert amx.FALLBACK_COST in text
 
 

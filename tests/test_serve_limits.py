@@ -161,6 +161,42 @@ def test_slowloris_under_a_low_open_file_limit_leaves_real_requests_answered(mod
     assert log.count("Too many open files") <= 10 and len(log) < 20_000, log[-2000:]
 
 
+OUT_OF_FILES_CHILD = """
+import asyncio, os, resource, sys
+import uvicorn
+
+def run(self, sockets=None):
+    # What asyncio does when accept() fails with every descriptor taken, in serve's process
+    # as serve set it up (its logging, the MCP SDK's app), with every descriptor taken.
+    loop = asyncio.new_event_loop()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    held = []
+    try:
+        while True:
+            held.append(open(os.devnull))
+    except OSError as exc:
+        loop.call_exception_handler({"message": "socket.accept() out of system resource", "exception": exc})
+    for file in held:
+        file.close()
+    print("SURVIVED", flush=True)
+
+uvicorn.Server.run = run
+from edge_embed.cli import cli
+cli(["serve", "--model", sys.argv[1], "--port", "0"])
+"""
+
+
+def test_an_error_logged_with_every_file_descriptor_taken_does_not_kill_serve(model_path, tmp_path) -> None:
+    """The slowloris test's rare death, made certain: the MCP SDK installed rich's log
+    handler, which imported a module to show the accept error's traceback; with no
+    descriptor left the import failed inside asyncio's exception handler, and serve exited 1."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_EMBED_CPU": "1", "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    done = subprocess.run([sys.executable, "-c", OUT_OF_FILES_CHILD, str(model_path)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0 and "SURVIVED" in done.stdout, done.stderr[-3000:]
+    assert "socket.accept() out of system resource" in done.stderr  # still said, plainly
+
+
 def test_sigterm_removes_the_discovery_file(model_path, tmp_path) -> None:
     with serve_subprocess(model_path, tmp_path) as (process, url):
         file = tmp_path / "run" / "edge-embed" / discovery_file(None, str(model_path)).name

@@ -50,3 +50,19 @@ def warnings_to_stderr(quiet: bool = False) -> None:
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def plain_logging() -> None:
+    """Log records of uvicorn, asyncio and the MCP SDK as plain lines on stderr.
+
+    With no handler on the root logger, the MCP SDK installs rich's, which imports a module
+    on the first traceback it shows. When a connection flood holds every file descriptor,
+    asyncio reports the failed ``accept`` through that handler, the import fails inside
+    asyncio's exception handler, and the server died (tests/test_serve_limits.py). The
+    standard handler never raises from a write it cannot make.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)

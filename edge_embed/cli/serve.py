@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, plain_logging, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
 
@@ -90,6 +90,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, strict_
     from edge_embed.server.security import is_loopback
 
     warnings_to_stderr()
+    plain_logging()
     if not is_loopback(host) and not api_key:
         raise EdgeEmbedError(
             f"listening on {host} makes the server reachable from other machines: give --api-key KEY "
@@ -183,6 +184,7 @@ def mcp(db, keep_alive, reranker, **runtime) -> None:
     from edge_embed.server.mcp_tools import build_mcp
 
     refuse_model_option(click.get_current_context())
+    plain_logging()
     runtime.pop("model")  # the index's own model, always
     service = Service.create(db, None, settings_from_options(**runtime), parse_duration(keep_alive), reranker)
     if service.index is None:

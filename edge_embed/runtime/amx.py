@@ -4,9 +4,12 @@ Some virtual machines advertise AMX (``amx_tile amx_int8`` in /proc/cpuinfo) and
 grant the permission to use it (``arch_prctl(ARCH_REQ_XCOMP_PERM)`` succeeds), yet fault
 on the instructions: SIGSEGV or SIGILL in the first decode of a quantized model. A native
 llama.cpp build compiles those kernels whenever the build machine advertises AMX, and
-reaches them only through its "extra" CPU buffer type (weight repacking). Loading every
-model with ``use_extra_bufts = False`` avoids them with the same build; what it costs is
-measured in docs/benchmarks.md ("AMX fallback").
+reaches them only through its AMX buffer type, one of the CPU's "extra" buffer types.
+Where AMX faults, that one buffer type is taken out of llama.cpp's list before any model
+loads (``hardware.drop_cpu_extra_buffer_type``): the other one, weight repacking for the
+AVX2/AVX-512 kernels, stays, so models run as fast as with a ``-mno-amx`` build (measured
+in docs/benchmarks.md, "AMX fallback"). Only when the list cannot be reached do models load
+with ``use_extra_bufts = False``, which also gives up repacking (0.69x).
 
 No check short of running the kernels tells, so the first load on such a machine runs a
 probe in a child process: a tiny Q8_0 model (``edge_embed.testing``), one decode, with
@@ -37,16 +40,17 @@ PROBE_OK = "amx-probe-ok"
 CPU_FAULT_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGILL", "SIGSEGV", "SIGBUS") if hasattr(signal, name))
 # What turning the extra buffer types off costs, from docs/benchmarks.md ("AMX fallback").
 FALLBACK_COST = "AMX's faster prefill of quantized weights is not used"
+AMX_BUFFER_TYPE = "AMX"  # ggml_backend_buft_name of llama.cpp's AMX buffer type
 
 
 @dataclass(frozen=True)
 class AmxVerdict:
-    """Whether models load with llama.cpp's extra (AMX) buffer types, and why.
+    """Whether models may load with llama.cpp's AMX buffer type, and why.
 
     ``state`` is "no-amx-build" (the library has no AMX kernels), "not-advertised" (the CPU
     does not offer AMX), "works" (the probe decoded), "faults" (the probe died of a CPU
-    fault: extra buffer types are off, remembered) or "inconclusive" (it failed otherwise,
-    say out of memory or time: off for this process only, probed again next time).
+    fault: AMX is avoided, remembered) or "inconclusive" (it failed otherwise, say out of
+    memory or time: avoided in this process only, probed again next time).
     ``detail`` says how the probe ended.
     """
 
@@ -54,7 +58,7 @@ class AmxVerdict:
     detail: str = ""
 
     @property
-    def use_extra_buffer_types(self) -> bool:
+    def amx_allowed(self) -> bool:
         return self.state not in ("faults", "inconclusive")
 
     @property
@@ -67,12 +71,12 @@ class AmxVerdict:
         if self.state == "faults":
             return (
                 f"this CPU advertises AMX but faults on it ({self.detail}): models load without "
-                f"llama.cpp's extra buffer types, so {FALLBACK_COST}"
+                f"llama.cpp's AMX buffer type (weight repacking stays), so {FALLBACK_COST}"
             )
         if self.state == "inconclusive":
             return (
-                f"the AMX probe was inconclusive ({self.detail}): models load without llama.cpp's extra "
-                "buffer types in this process, and the next run probes again"
+                f"the AMX probe was inconclusive ({self.detail}): models load without llama.cpp's AMX "
+                "buffer type in this process, and the next run probes again"
             )
         return {
             "no-amx-build": "this llama.cpp build has no AMX kernels",
@@ -96,6 +100,17 @@ def amx_verdict() -> AmxVerdict:
     if verdict.worth_remembering:
         write_cached_verdict(key, verdict)
     return verdict
+
+
+def extra_buffer_types_allowed() -> bool:
+    """``use_extra_bufts`` for the next model load: on, with the AMX buffer type taken out
+    of llama.cpp's list first where the verdict says AMX may fault; off only when that
+    list cannot be changed (a build without the CPU backend's list, say)."""
+    if amx_verdict().amx_allowed:
+        return True
+    from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
+
+    return drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
 
 
 def system_info() -> str:

@@ -436,16 +436,16 @@ def load_session(
     tokens fits a single decode; the packing budget (``plan.n_batch``) is ours to apply.
     Encoder models (BERT family) need the whole input in one micro-batch. ``rank_pooling``
     loads a reranker: llama.cpp then returns its classifier's scores per input.
-    ``extra_buffer_types`` None asks ``amx.amx_verdict()`` whether this CPU can run them.
+    ``extra_buffer_types`` None: on, without AMX where it faults (``amx.extra_buffer_types_allowed``).
     """
     from llama_cpp import _internals
 
     lib = _llama_cpp()
     _backend_init()
     if extra_buffer_types is None:
-        from edge_embed.runtime.amx import amx_verdict
+        from edge_embed.runtime.amx import extra_buffer_types_allowed
 
-        extra_buffer_types = amx_verdict().use_extra_buffer_types
+        extra_buffer_types = extra_buffer_types_allowed()
     model_params = lib.llama_model_default_params()
     model_params.n_gpu_layers = plan.n_gpu_layers
     model_params.load_mode = lib.LLAMA_LOAD_MODE_MMAP  # as Llama() loads: weights mapped, not copied

@@ -25,6 +25,7 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_embed.errors import EdgeEmbedError
@@ -157,6 +158,71 @@ def llama_devices() -> list[DeviceInfo]:
     return devices
 
 
+GGML_BACKEND_DEVICE_TYPE_CPU = 0
+
+
+def cpu_extra_buffer_types() -> list[str]:
+    """The names of the CPU buffer types llama.cpp's model loader adds when
+    ``use_extra_bufts`` is on, in its order (say ``["AMX", "CPU_REPACK"]``); [] when the
+    build offers none or the list cannot be reached."""
+    array = _extra_buffer_type_array()
+    if array is None:
+        return []
+    return [_text(_ggml_library().ggml_backend_buft_name(buft)) for buft in _entries(array)]
+
+
+def drop_cpu_extra_buffer_type(name: str) -> bool:
+    """Take the buffer type ``name`` out of that list for every later model load in this
+    process, keeping the others in their order. True when it is no longer there (dropped,
+    or never listed); False when the list cannot be reached (then nothing changed).
+
+    llama.cpp hands its loader a pointer to its own null-terminated array (the CPU
+    backend's ``ggml_backend_dev_get_extra_bufts``): the entries after ``name`` move up one
+    place and the last becomes the terminator, within the array's own length. This is how
+    a faulting AMX buffer type is avoided while the weight repacking for AVX2/AVX-512
+    kernels, the other extra buffer type, stays on (``runtime/amx.py``).
+    """
+    array = _extra_buffer_type_array()
+    if array is None:
+        return False
+    buft_name = _ggml_library().ggml_backend_buft_name
+    keep_in_place(array, lambda buft: _text(buft_name(buft)) != name)
+    return True
+
+
+def keep_in_place(array, keep: Callable[[int], bool]) -> None:
+    """Keep the entries of a null-terminated pointer array for which ``keep`` is true, in
+    their order, and null the places freed: the array never grows past its terminator."""
+    entries = _entries(array)
+    kept = [entry for entry in entries if keep(entry)]
+    for i in range(len(entries)):
+        array[i] = kept[i] if i < len(kept) else None
+
+
+def _entries(array) -> list[int]:
+    entries: list[int] = []
+    while array[len(entries)]:
+        entries.append(array[len(entries)])
+    return entries
+
+
+def _extra_buffer_type_array():
+    """The CPU device's array of extra buffer types, as llama.cpp's model loader reads it."""
+    try:
+        ggml = _ggml_library()
+        cpu = ggml.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)
+        if not cpu:
+            return None
+        address = ggml.ggml_backend_reg_get_proc_address(
+            ggml.ggml_backend_dev_backend_reg(cpu), b"ggml_backend_dev_get_extra_bufts"
+        )
+    except Exception:  # no llama.cpp, or a build without these symbols
+        return None
+    if not address:
+        return None
+    return ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)(cpu)
+
+
 @functools.cache
 def _ggml_library() -> ctypes.CDLL:
     """ggml's device API on the ggml library llama-cpp-python loaded (``llama_cpp._ggml``;
@@ -180,6 +246,12 @@ def _ggml_library() -> ctypes.CDLL:
     lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_reg_name.restype = ctypes.c_char_p
     lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+    lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.ggml_backend_buft_name.restype = ctypes.c_char_p
+    lib.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
     return lib
 
 
