@@ -149,7 +149,7 @@ def main() -> None:
     report["reference"] = reference_check(args.models)
     print("reference:", report["reference"], flush=True)
     report["models"] = []
-    for spec in args.shapes.split(","):
+    for spec in filter(None, args.shapes.split(",")):
         shape, quant = spec.split(":")
         report["models"].append(model_check(args.models, shape, quant, args.texts))
         print(report["models"][-1], flush=True)

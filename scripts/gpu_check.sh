@@ -53,12 +53,20 @@ run() {
         python3 -m pip install -q --no-build-isolation "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_PYTHON".tar.gz
     echo "llama.cpp CUDA build: $((SECONDS - started)) s"
     python3 -m pip install -q --no-build-isolation .
-    python3 scripts/gpu_check.py --models /tmp/gpu-check-models --out "$out/gpu_check.json"
-    echo "gpu check: $((SECONDS - started)) s in all"
+    # Each step in its own process, with Python's fault handler: a crash names its place
+    # and the steps after it still run.
+    python3 -X faulthandler -c 'from edge_embed.runtime import hardware as h; print("extra buffer types:", h.cpu_extra_buffer_types(), "drop AMX:", h.drop_cpu_extra_buffer_type("AMX"), "->", h.cpu_extra_buffer_types())' || echo "STEP FAILED: drop"
+    python3 -X faulthandler -c 'from edge_embed.testing import write_tiny_qwen3_quantized as w; w("/tmp/tiny-q8.gguf")' >/dev/null 2>&1
+    CUDA_VISIBLE_DEVICES= timeout 60 python3 -X faulthandler -m edge_embed embed --model /tmp/tiny-q8.gguf hi | cut -c1-80 || echo "STEP FAILED: embed on the CPU"
+    timeout 60 python3 -X faulthandler -m edge_embed embed --model /tmp/tiny-q8.gguf hi | cut -c1-80 || echo "STEP FAILED: embed on the GPU"
+    timeout 90 python3 -X faulthandler scripts/gpu_check.py --models /tmp/gpu-check-models --shapes "" --out "$out/gpu_reference.json" || echo "STEP FAILED: reference"
+    echo "checks: $((SECONDS - started)) s"
     # The AMX fallback on this machine's CPU (the GPU hidden): on, without AMX, off.
-    (cd scripts && CUDA_VISIBLE_DEVICES= python3 bench_cpu_models.py --shapes 0.6b --quant Q4_K_M \
-        --threads 8 --texts 8 --repeats 2) || echo "cpu bench failed"
-    echo "cpu bench: $((SECONDS - started)) s in all"
+    (cd scripts && CUDA_VISIBLE_DEVICES= timeout 150 python3 bench_cpu_models.py --shapes 0.6b --quant Q4_K_M \
+        --threads 8 --texts 8 --repeats 2) || echo "STEP FAILED: cpu bench"
+    echo "cpu bench: $((SECONDS - started)) s"
+    python3 -X faulthandler scripts/gpu_check.py --models /tmp/gpu-check-models --out "$out/gpu_check.json" || echo "STEP FAILED: gpu models"
+    echo "gpu check: $((SECONDS - started)) s in all"
 }
 
 case "${1:-run}" in
