@@ -24,6 +24,15 @@ class ModelNotFound(EdgeEmbedError):
         self.model_name = model_name  # the catalog name, so a caller can offer to pull it
 
 
+class LlamaCppCrashes(EdgeEmbedError):
+    """The installed llama.cpp dies on this CPU (a probe in a child process saw it), so no
+    model is loaded; the message says how to rebuild it. ``detail``: how the probe died."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 class IndexMismatch(EdgeEmbedError):
     """An index was built with another model, dimension or chunking."""
 

@@ -54,7 +54,7 @@ def test_build_and_cpu_flags_are_read_from_their_text() -> None:
 def test_no_probe_without_both_an_amx_build_and_an_amx_cpu(monkeypatch, info, cpuinfo, state) -> None:
     monkeypatch.setattr(amx, "system_info", lambda: info)
     monkeypatch.setattr(amx, "read_cpuinfo", lambda: cpuinfo)
-    monkeypatch.setattr(amx, "run_probe", lambda: pytest.fail("no probe is needed"))
+    monkeypatch.setattr(amx, "probe_this_machine", lambda: pytest.fail("no probe is needed"))
     verdict = amx.amx_verdict()
     assert verdict.state == state and verdict.amx_allowed
 
@@ -72,7 +72,7 @@ def test_the_probe_runs_once_per_library_and_cpu_then_its_verdict_is_read_back(m
         probes.append(1)
         return AmxVerdict("faults", "the probe died of SIGSEGV")
 
-    monkeypatch.setattr(amx, "run_probe", probe)
+    monkeypatch.setattr(amx, "probe_this_machine", probe)
     first = amx.amx_verdict()
     amx.amx_verdict.cache_clear()  # a new process
     second = amx.amx_verdict()
@@ -89,10 +89,11 @@ def test_the_real_probe_decodes_a_quantized_model_in_a_child() -> None:
     """Where the build or the CPU has no AMX the kernels llama.cpp built run, and the child
     says so; on an AMX machine it may die of the fault instead, but only the child dies."""
     verdict = amx.run_probe()
+    fallback = amx.run_probe(amx.FALLBACK_PROBE_COMMAND)  # the same decode without AMX
     if amx.build_has_amx(amx.system_info()) and amx.cpu_advertises_amx(amx.read_cpuinfo()):
         assert verdict.state in ("works", "faults"), verdict
     else:
-        assert verdict == AmxVerdict("works")
+        assert verdict == fallback == AmxVerdict("works")
 
 
 @pytest.mark.parametrize(("signum", "name"), [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGILL, "SIGILL")])
@@ -102,6 +103,47 @@ def test_a_probe_that_dies_of_a_signal_means_faults(signum: int, name: str) -> N
     assert verdict == AmxVerdict("faults", f"the probe died of {name}")
     assert not verdict.amx_allowed
     assert "faults on it (the probe died of" in verdict.describe()
+
+
+SEGFAULT = (sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+DECODES = (sys.executable, "-c", f"print({amx.PROBE_OK!r})")
+
+
+@pytest.mark.parametrize(
+    ("with_amx", "without_amx", "verdict"),
+    [
+        (DECODES, SEGFAULT, AmxVerdict("works")),  # the fallback is not probed
+        (SEGFAULT, DECODES, AmxVerdict("faults", "the probe died of SIGSEGV")),
+        (SEGFAULT, SEGFAULT, AmxVerdict("crashes", "the probe died of SIGSEGV, and without AMX too")),
+    ],
+)
+def test_where_the_probe_dies_a_second_one_without_amx_tells_faults_from_crashes(
+    monkeypatch, with_amx, without_amx, verdict
+) -> None:
+    """As seen on an H200 machine's Xeon under gVisor: the native build died there with AMX
+    and without it (GPU offload included), so "faults" would have promised a fallback that
+    also dies."""
+    monkeypatch.setattr(amx, "PROBE_COMMAND", with_amx)
+    monkeypatch.setattr(amx, "FALLBACK_PROBE_COMMAND", without_amx)
+    assert amx.probe_this_machine() == verdict
+
+
+def test_a_build_that_crashes_on_this_cpu_is_an_error_that_says_how_to_rebuild(monkeypatch, tiny_q8) -> None:
+    from click.testing import CliRunner
+
+    from edge_embed.cli import cli
+    from edge_embed.errors import LlamaCppCrashes
+
+    crashes = AmxVerdict("crashes", "the probe died of SIGSEGV, and without AMX too")
+    monkeypatch.setattr(amx, "amx_verdict", lambda: crashes)
+    assert not crashes.amx_allowed and crashes.worth_remembering
+    with pytest.raises(LlamaCppCrashes) as raised:
+        load(tiny_q8)
+    assert raised.value.detail == crashes.detail and "-DGGML_NATIVE=OFF" in str(raised.value)
+    result = CliRunner().invoke(cli, ["embed", "--model", str(tiny_q8.path), "hi"])
+    assert result.exit_code != 0 and not isinstance(result.exception, LlamaCppCrashes), result.output
+    assert "llama.cpp dies on this CPU, with or without AMX" in result.output
+    assert "llama.cpp dies on this CPU" in CliRunner().invoke(cli, ["doctor"]).stdout
 
 
 def test_a_probe_that_hangs_fails_or_is_killed_is_inconclusive_and_not_remembered(monkeypatch, tmp_path) -> None:
@@ -120,7 +162,7 @@ def test_a_probe_that_hangs_fails_or_is_killed_is_inconclusive_and_not_remembere
     monkeypatch.setattr(amx, "read_cpuinfo", lambda: AMX_CPUINFO)
     monkeypatch.setattr(amx, "library_files", lambda: [])
     probes = []
-    monkeypatch.setattr(amx, "run_probe", lambda: probes.append(1) or killed)
+    monkeypatch.setattr(amx, "probe_this_machine", lambda: probes.append(1) or killed)
     assert amx.amx_verdict() == killed
     CACHED_VERDICT.cache_clear()  # a new process
     amx.amx_verdict()

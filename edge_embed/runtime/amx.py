@@ -13,7 +13,11 @@ with ``use_extra_bufts = False``, which also gives up repacking (0.69x).
 
 No check short of running the kernels tells, so the first load on such a machine runs a
 probe in a child process: a tiny Q8_0 model (``edge_embed.testing``), one decode, with
-extra buffer types on. A crash there costs nothing but the child. The verdict is cached
+extra buffer types on. A crash there costs nothing but the child. When it dies, a second
+child decodes without AMX: if that dies too, the build itself cannot run on this CPU (seen
+on an H200 machine's Xeon under gVisor, where every decode of a native build died, GPU
+offload included), and every load then fails with an error that says how to rebuild,
+instead of the process dying. The verdict is cached
 per llama.cpp library (path, size and mtime of its files) and CPU model, so the normal
 cost is one small file read per process, and none at all when the build has no AMX or
 the CPU does not advertise it.
@@ -31,6 +35,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_embed.errors import LlamaCppCrashes
 from edge_embed.paths import read_cache_entry, write_cache_entry
 
 CACHE_FILE = "amx-probe.json"
@@ -41,6 +46,10 @@ CPU_FAULT_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGILL", "SIGS
 # What turning the extra buffer types off costs, from docs/benchmarks.md ("AMX fallback").
 FALLBACK_COST = "AMX's faster prefill of quantized weights is not used"
 AMX_BUFFER_TYPE = "AMX"  # ggml_backend_buft_name of llama.cpp's AMX buffer type
+REBUILD_ADVICE = (
+    "rebuild it without native CPU code: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --force-reinstall "
+    "--no-cache-dir llama-cpp-python (add -DGGML_CUDA=on to CMAKE_ARGS for a CUDA build)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,9 @@ class AmxVerdict:
 
     ``state`` is "no-amx-build" (the library has no AMX kernels), "not-advertised" (the CPU
     does not offer AMX), "works" (the probe decoded), "faults" (the probe died of a CPU
-    fault: AMX is avoided, remembered) or "inconclusive" (it failed otherwise, say out of
-    memory or time: avoided in this process only, probed again next time).
+    fault: AMX is avoided, remembered), "crashes" (it died without AMX too: no model can
+    load, remembered) or "inconclusive" (it failed otherwise, say out of memory or time:
+    AMX avoided in this process only, probed again next time).
     ``detail`` says how the probe ended.
     """
 
@@ -59,7 +69,7 @@ class AmxVerdict:
 
     @property
     def amx_allowed(self) -> bool:
-        return self.state not in ("faults", "inconclusive")
+        return self.state in ("no-amx-build", "not-advertised", "works")
 
     @property
     def worth_remembering(self) -> bool:
@@ -73,6 +83,8 @@ class AmxVerdict:
                 f"this CPU advertises AMX but faults on it ({self.detail}): models load without "
                 f"llama.cpp's AMX buffer type (weight repacking stays), so {FALLBACK_COST}"
             )
+        if self.state == "crashes":
+            return f"llama.cpp dies on this CPU, with or without AMX ({self.detail}): {REBUILD_ADVICE}"
         if self.state == "inconclusive":
             return (
                 f"the AMX probe was inconclusive ({self.detail}): models load without llama.cpp's AMX "
@@ -96,7 +108,7 @@ def amx_verdict() -> AmxVerdict:
     cached = read_cached_verdict(key)
     if cached is not None:
         return cached
-    verdict = run_probe()
+    verdict = probe_this_machine()
     if verdict.worth_remembering:
         write_cached_verdict(key, verdict)
     return verdict
@@ -105,8 +117,12 @@ def amx_verdict() -> AmxVerdict:
 def extra_buffer_types_allowed() -> bool:
     """``use_extra_bufts`` for the next model load: on, with the AMX buffer type taken out
     of llama.cpp's list first where the verdict says AMX may fault; off only when that
-    list cannot be changed (a build without the CPU backend's list, say)."""
-    if amx_verdict().amx_allowed:
+    list cannot be changed (a build without the CPU backend's list, say). Where the build
+    dies even without AMX, ``LlamaCppCrashes`` instead of a load that would kill us."""
+    verdict = amx_verdict()
+    if verdict.state == "crashes":
+        raise LlamaCppCrashes(verdict.describe(), verdict.detail)
+    if verdict.amx_allowed:
         return True
     from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
 
@@ -182,6 +198,18 @@ def write_cached_verdict(key: str, verdict: AmxVerdict) -> None:
 
 
 PROBE_COMMAND = (sys.executable, "-m", "edge_embed.runtime.amx")
+FALLBACK_PROBE_COMMAND = (*PROBE_COMMAND, "--without-amx")
+
+
+def probe_this_machine() -> AmxVerdict:
+    """The probe with AMX; where it dies of a CPU fault, the probe without AMX tells
+    whether the fallback runs ("faults") or nothing does ("crashes")."""
+    verdict = run_probe(PROBE_COMMAND)
+    if verdict.state != "faults":
+        return verdict
+    if run_probe(FALLBACK_PROBE_COMMAND).state == "faults":
+        return AmxVerdict("crashes", f"{verdict.detail}, and without AMX too")
+    return verdict
 
 
 def run_probe(command: tuple[str, ...] = PROBE_COMMAND, timeout_s: float = PROBE_TIMEOUT_S) -> AmxVerdict:
@@ -218,8 +246,9 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def probe_main() -> None:
-    """The child: one decode of a tiny quantized model with extra buffer types on."""
+def probe_main(without_amx: bool = False) -> None:
+    """The child: one decode of a tiny quantized model with extra buffer types on (and the
+    AMX one taken out, for the fallback's probe)."""
     from edge_embed.modelfile import read_model_info
     import numpy as np
 
@@ -230,6 +259,10 @@ def probe_main() -> None:
     with tempfile.TemporaryDirectory(prefix="edge-embed-amx-") as tmp:
         info = read_model_info(write_tiny_qwen3_quantized(Path(tmp) / "probe-q8_0.gguf").path)
         plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ())
+        if without_amx:
+            from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
+
+            drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
         session = load_session(info, plan, last_pooling=True, extra_buffer_types=True)
         try:
             decode_one(session, list(range(1, 33)), np.empty((1, info.n_embd), dtype=np.float32))
@@ -239,4 +272,4 @@ def probe_main() -> None:
 
 
 if __name__ == "__main__":
-    probe_main()
+    probe_main(without_amx="--without-amx" in sys.argv[1:])
