@@ -31,11 +31,12 @@ if TYPE_CHECKING:
 
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
     from edge_embed.rerank import RerankDecision, RerankStep
+    from edge_embed.results import Hit
     from edge_embed.runtime.reranker import RerankerHandle
     from edge_embed.runtime.engine import Embedder
     from edge_embed.runtime.loader import ModelHandle
     from edge_embed.runtime.plan import RuntimeSettings
-    from edge_embed.search import EmbedQuery, Hit, SearchOptions
+    from edge_embed.search import EmbedQuery, SearchOptions
     from edge_embed.store import IndexSettings, Store
     from edge_embed.watch import WatchReport, WatchSettings
 

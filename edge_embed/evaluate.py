@@ -39,7 +39,7 @@ from edge_embed.search import EmbedQuery, Mode, SearchOptions, search
 from edge_embed.store import Store
 
 if TYPE_CHECKING:
-    from edge_embed.rerank import RerankStep
+    from edge_embed.results import RerankHook
 
 METRICS = ("recall", "mrr", "ndcg")
 RERANKED = "+rerank"  # a mode's row label when its results were reranked: "hybrid+rerank"
@@ -276,7 +276,7 @@ def evaluate(
     k: int,
     *,
     embed_query: EmbedQuery | None,
-    rerank: RerankStep | None = None,
+    rerank: RerankHook | None = None,
 ) -> EvalReport:
     """Search every query in every mode (file ranking, ``per_file=1``) and score the results.
 

@@ -30,7 +30,7 @@ import click
 from edge_embed.extract import keeps_lines
 
 if TYPE_CHECKING:
-    from edge_embed.search import Fusion, Hit, ListRank
+    from edge_embed.results import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
 SCHEMA_VERSION = 1
@@ -305,7 +305,7 @@ def hit_record(hit: Hit, rank: int) -> dict[str, object]:
 def fusion_from_record(fusion: dict) -> Fusion:
     """The ``fusion`` object of a JSON hit; keys a newer edge-embed adds are ignored
     (docs/query-json.md: keys may be added within a schema version)."""
-    from edge_embed.search import Fusion
+    from edge_embed.results import Fusion
 
     known = ("keyword_ceiling", "vector_floor", "keyword_floor")
     return Fusion(**{key: float(fusion[key]) for key in known if key in fusion})
@@ -314,7 +314,7 @@ def fusion_from_record(fusion: dict) -> Fusion:
 def hit_from_record(record: Mapping[str, object]) -> Hit:
     """The inverse of ``hit_record``: a hit answered by a server, rendered like a local one."""
     from edge_embed.rerank import blend
-    from edge_embed.search import Fusion, Hit, ListRank
+    from edge_embed.results import Fusion, Hit, ListRank
     from edge_embed.store import ChunkRecord
 
     def position(prefix: str) -> ListRank | None:

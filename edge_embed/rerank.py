@@ -25,30 +25,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edge_embed.errors import ModelNotFound
+from edge_embed.results import Hit, RerankInfo
 
 if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.runtime.reranker import RerankerHandle
-    from edge_embed.search import Hit
 
 DEFAULT_RERANK_TOP = 20  # candidates rescored: enough to lift a page of 10, cheap on a GPU
 RANK_WEIGHTS = ((3, 0.75), (10, 0.60))  # (last rank, weight on the rank) as in qmd
 TAIL_WEIGHT = 0.40
 ScoreDocuments = Callable[[str, Sequence[str]], Sequence[float]]
-
-
-@dataclass(frozen=True)
-class RerankInfo:
-    """How one hit's final score came about (``--explain`` shows it)."""
-
-    rank: int  # 1-based place before reranking
-    weight: float  # on the rank's score 1/rank
-    rerank_score: float  # the reranker's P(yes)
-    blended: float
-
-    @property
-    def position_score(self) -> float:
-        return 1.0 / self.rank
 
 
 def rank_weight(rank: int) -> float:
@@ -64,7 +50,7 @@ def blend(rank: int, rerank_score: float) -> RerankInfo:
 
 @dataclass(frozen=True)
 class RerankStep:
-    """The hook ``search`` calls after fusion: rescore the first ``top`` hits and reorder."""
+    """The hook ``search`` calls after fusion (a ``results.RerankHook``): rescore the first ``top`` hits and reorder."""
 
     score_documents: ScoreDocuments
     top: int = DEFAULT_RERANK_TOP

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store import MAX_KNN_K, ChunkRecord, as_stored, keyword_terms, under_prefix
+from edge_embed.results import Fusion, Hit, ListRank, RerankHook
+from edge_embed.store import MAX_KNN_K, as_stored, keyword_terms, under_prefix
 
 if TYPE_CHECKING:  # neither numpy nor SQLite is imported by `query` answered by a server
     import numpy as np
 
-    from edge_embed.rerank import RerankInfo, RerankStep
     from edge_embed.store import Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
@@ -86,58 +86,6 @@ class SearchOptions:
     def uses_vectors(self) -> bool:
         """Whether this search needs the query embedded (and so the model loaded)."""
         return self.mode != "keyword"
-
-
-@dataclass(frozen=True)
-class ListRank:
-    """Where a chunk stood in one ranked list: 1-based rank and that list's own score."""
-
-    rank: int
-    score: float  # cosine similarity for the vector list, BM25 (higher = better) for keyword
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """How one query's hybrid scores were made: score = vector term + keyword term.
-
-    The vector term is the cosine; the keyword term is BM25 / ``keyword_ceiling``. A chunk
-    missing from a list gets that list's floor instead (see the module docstring).
-    """
-
-    keyword_ceiling: float  # the most BM25 any chunk could reach for the query (0: no words)
-    vector_floor: float = 0.0  # cosine given to a chunk the vector list did not return
-    keyword_floor: float = 0.0  # BM25 given to a chunk the keyword list did not return
-
-    def vector_term(self, position: ListRank | None) -> float:
-        """The cosine where the vector list has the chunk, else its floor."""
-        return self.vector_floor if position is None else position.score
-
-    def keyword_term(self, position: ListRank | None) -> float:
-        """BM25 (or the floor) over the ceiling: 0..1; 0 when the query has no words to search."""
-        bm25 = self.keyword_floor if position is None else position.score
-        return bm25 / self.keyword_ceiling if self.keyword_ceiling > 0 else 0.0
-
-    def score(self, vector: ListRank | None, keyword: ListRank | None) -> float:
-        """The hybrid score of a chunk at these places in the two lists (None: not in it)."""
-        return self.vector_term(vector) + self.keyword_term(keyword)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One result: the chunk, its final score, and what --explain shows about it.
-
-    ``score`` is the cosine in vector mode, BM25 in keyword mode and the fused score in
-    hybrid, whose arithmetic ``fusion`` holds (None in the other modes), or, reranked, the
-    blend of rank and reranker score (``rerank``, see edge_embed.rerank).
-    ``vector`` / ``keyword`` are None when that list did not run or did not contain the chunk.
-    """
-
-    chunk: ChunkRecord
-    score: float
-    vector: ListRank | None = None
-    keyword: ListRank | None = None
-    rerank: RerankInfo | None = None
-    fusion: Fusion | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +209,7 @@ def highlight_terms(query: str) -> tuple[str, ...]:
 
 
 def search(
-    store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None, rerank: RerankStep | None = None
+    store: Store, query: str, options: SearchOptions, *, embed_query: EmbedQuery | None, rerank: RerankHook | None = None
 ) -> list[Hit]:
     """Up to ``options.k`` hits for ``query``, best first.
 

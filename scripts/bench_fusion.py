@@ -9,7 +9,7 @@ variants (``cache_searches``), so a variant costs only its own arithmetic.
 The candidates of issue 20 (``CANDIDATES``, the default), each with the agreement rule:
 
 - ``sum``: the library's fusion: the cosine plus BM25 over the query's BM25 ceiling, a
-  missing list's floor (``search.Fusion``); ``sum, old page`` is the same without the
+  missing list's floor (``results.Fusion``); ``sum, old page`` is the same without the
   agreement rule (``agreeing_page`` replaced by the plain fused page): the old default;
 - ``sum + rrf``: ``sum`` plus a reciprocal-rank term on a 0..1 scale,
   ``((60 + 1) / (60 + vector rank) + (60 + 1) / (60 + keyword rank)) / 2`` (1 for a chunk
@@ -51,6 +51,7 @@ import edge_embed.store.retrieval as retrieval
 from edge_embed.api import Index
 from edge_embed.cli.options import settings_from_options
 from edge_embed.evaluate import EvalReport, evaluate, load_queries
+from edge_embed.results import Fusion, ListRank
 from edge_embed.search import limit_per_file
 from edge_embed.store import Store
 
@@ -119,15 +120,15 @@ def borda_scores(ranked: Ranked, weight: float = 1.0) -> dict[int, float]:
 def make_fuse(store: Store, scorer=rrf_scores, *, weights=(1.0, 1.0), bonus: Sequence[float] = (), per_file: bool = False) -> Fuse:
     """A replacement for search.fuse: per-list ``scorer`` summed, optional bonus and file reduction."""
 
-    def fuse(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
+    def fuse(vector: Ranked, keyword: Ranked, fusion: Fusion | None = None):
         lists = {"vector": vector, "keyword": keyword}
         if per_file:
             lists = best_chunk_per_file(store, lists)
-        ranks: dict[int, dict[str, search_module.ListRank]] = defaultdict(dict)
+        ranks: dict[int, dict[str, ListRank]] = defaultdict(dict)
         total: dict[int, float] = defaultdict(float)
         for (name, ranked), weight in zip(lists.items(), weights):
             for rank, (cid, score) in enumerate(ranked, 1):
-                ranks[cid][name] = search_module.ListRank(rank, score)
+                ranks[cid][name] = ListRank(rank, score)
             for cid, value in scorer(ranked, weight).items():
                 total[cid] += value
         fused = []
@@ -143,23 +144,23 @@ def make_fuse(store: Store, scorer=rrf_scores, *, weights=(1.0, 1.0), bonus: Seq
 def fuse_per_file(store: Store, fuse: Fuse) -> Fuse:
     """``fuse`` after each list is reduced to its best chunk per file."""
 
-    def fused(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
+    def fused(vector: Ranked, keyword: Ranked, fusion: Fusion | None = None):
         lists = best_chunk_per_file(store, {"vector": vector, "keyword": keyword})
         return fuse(lists["vector"], lists["keyword"], fusion)
 
     return fused
 
 
-def without_floors(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+def without_floors(vector: Ranked, keyword: Ranked, fusion: Fusion):
     """The library's score fusion with a chunk missing from a list given 0 instead of the floor."""
-    return LIBRARY_FUSE(vector, keyword, search_module.Fusion(fusion.keyword_ceiling))
+    return LIBRARY_FUSE(vector, keyword, Fusion(fusion.keyword_ceiling))
 
 
 def strong_signal(fuse: Fuse, share: float = 0.5, gap: float = 0.15) -> Fuse:
     """``fuse``, but a decisive BM25 first place (at least ``share`` of the query's ceiling and
     ``gap`` more than the second's) goes first: qmd's strong-signal shortcut, on our scale."""
 
-    def fused(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
+    def fused(vector: Ranked, keyword: Ranked, fusion: Fusion | None = None):
         ranked = fuse(vector, keyword, fusion)
         if not keyword or fusion is None or fusion.keyword_ceiling <= 0:
             return ranked
@@ -173,14 +174,14 @@ def strong_signal(fuse: Fuse, share: float = 0.5, gap: float = 0.15) -> Fuse:
     return fused
 
 
-def candidate_fuse(score: Callable[[search_module.ListRank | None, search_module.ListRank | None], float]) -> Fuse:
+def candidate_fuse(score: Callable[[ListRank | None, ListRank | None], float]) -> Fuse:
     """A fuse() from a per-chunk score of its two list positions (None: not in that list)."""
 
-    def fuse(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion | None = None):
-        ranks: dict[int, dict[str, search_module.ListRank]] = defaultdict(dict)
+    def fuse(vector: Ranked, keyword: Ranked, fusion: Fusion | None = None):
+        ranks: dict[int, dict[str, ListRank]] = defaultdict(dict)
         for name, ranked in (("vector", vector), ("keyword", keyword)):
             for rank, (cid, value) in enumerate(ranked, 1):
-                ranks[cid][name] = search_module.ListRank(rank, value)
+                ranks[cid][name] = ListRank(rank, value)
         fused = [
             search_module._Candidate(cid, score(by.get("vector"), by.get("keyword")), by.get("vector"), by.get("keyword"))
             for cid, by in ranks.items()
@@ -190,21 +191,21 @@ def candidate_fuse(score: Callable[[search_module.ListRank | None, search_module
     return fuse
 
 
-def sum_plus_rrf(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+def sum_plus_rrf(vector: Ranked, keyword: Ranked, fusion: Fusion):
     """The library's sum plus a 0..1 reciprocal-rank term (see the module docstring)."""
 
-    def rrf(position: search_module.ListRank | None) -> float:
+    def rrf(position: ListRank | None) -> float:
         return 0.0 if position is None else (RRF_K + 1) / (RRF_K + position.rank)
 
     return candidate_fuse(lambda v, k: fusion.score(v, k) + (rrf(v) + rrf(k)) / 2)(vector, keyword)
 
 
-def max_normalised(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+def max_normalised(vector: Ranked, keyword: Ranked, fusion: Fusion):
     """Each list's score (or floor) over the list's best, averaged with equal weights."""
     best_vector = max(vector[0][1], 1e-9) if vector else 1.0
     best_keyword = max(keyword[0][1], 1e-9) if keyword else 1.0
 
-    def score(v: search_module.ListRank | None, k: search_module.ListRank | None) -> float:
+    def score(v: ListRank | None, k: ListRank | None) -> float:
         cosine = fusion.vector_floor if v is None else v.score
         bm25 = fusion.keyword_floor if k is None else k.score
         return (max(cosine, 0.0) / best_vector + bm25 / best_keyword) / 2
@@ -212,12 +213,12 @@ def max_normalised(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion
     return candidate_fuse(score)(vector, keyword)
 
 
-def rrf_with_floor(vector: Ranked, keyword: Ranked, fusion: search_module.Fusion):
+def rrf_with_floor(vector: Ranked, keyword: Ranked, fusion: Fusion):
     """RRF; a chunk missing from a list cut at the depth gets the rank past its end."""
     floor_vector = len(vector) + 1 if fusion.vector_floor else None
     floor_keyword = len(keyword) + 1 if fusion.keyword_floor else None
 
-    def term(position: search_module.ListRank | None, floor: int | None) -> float:
+    def term(position: ListRank | None, floor: int | None) -> float:
         rank = position.rank if position is not None else floor
         return 0.0 if rank is None else 1.0 / (RRF_K + rank)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_embed.search import Fusion, agreeing_page, fuse, limit_per_file
+from edge_embed.results import Fusion
+from edge_embed.search import agreeing_page, fuse, limit_per_file
 
 Ranked = list[tuple[int, float]]
 

@@ -26,7 +26,7 @@ from edge_embed.render import (
     use_color,
 )
 from edge_embed.rerank import blend
-from edge_embed.search import Fusion, Hit, ListRank
+from edge_embed.results import Fusion, Hit, ListRank
 from edge_embed.store import ChunkRecord
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

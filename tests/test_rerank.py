@@ -10,9 +10,9 @@ import pytest
 from edge_embed.errors import ModelNotFound
 from edge_embed.render import explain_line, format_hit, hit_from_record, hit_record
 from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
+from edge_embed.results import Hit, ListRank
 from edge_embed.runtime import hardware
 from edge_embed.runtime.plan import RuntimeSettings
-from edge_embed.search import Hit, ListRank
 from edge_embed.store import ChunkRecord
 from edge_embed.testing.reranker import write_tiny_qwen3_reranker
 

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.results import Fusion, Hit, ListRank
 from edge_embed.runtime.loader import load_embedder
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import (
-    Fusion,
-    Hit,
-    ListRank,
     SearchOptions,
     cosine_from_l2,
     fuse,
