@@ -15,6 +15,7 @@ Importing this module is cheap: llama.cpp and numpy load when a model is first n
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -38,7 +39,10 @@ if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.search import EmbedQuery, SearchOptions
     from edge_embed.store import IndexSettings, Store
+    from edge_embed.store.schema import MigrationProgress
     from edge_embed.watch import WatchReport, WatchSettings
+
+log = logging.getLogger("edge_embed")
 
 InputType = Literal["document", "query"]
 INPUT_TYPES: tuple[InputType, ...] = ("document", "query")
@@ -208,6 +212,7 @@ class Index:
     _rerank_decisions: dict[tuple[bool | None, str | None, bool], RerankDecision] = field(default_factory=dict)
     _rerankers: dict[str | None, RerankerHandle] = field(default_factory=dict)  # one per reranker: one model
     _rerank_lock: threading.Lock = field(default_factory=threading.Lock)  # the server decides on many threads
+    _upgrade_noted: bool = False  # an index an older edge-embed wrote is pointed out once, not per search
 
     @classmethod
     def open(
@@ -259,14 +264,18 @@ class Index:
         *,
         model: str | None = None,
         progress: Progress | None = None,
+        on_migration: MigrationProgress | None = None,
     ) -> IndexSummary:
-        """Index ``folders`` incrementally (the index's model, else ``model``/the default)."""
+        """Index ``folders`` incrementally (the index's model, else ``model``/the default).
+
+        An index an older edge-embed wrote is migrated first (``on_migration`` hears of each step).
+        """
         from edge_embed.indexer import Indexer, NoProgress
         from edge_embed.store import Store
 
         handle, options = self._indexing(model, options)
         try:
-            with Store.open(self.path) as store, store.writer_lock():
+            with Store.open(self.path) as store, store.writer_lock(on_migration=on_migration):
                 indexer = Indexer(store, handle, options, progress=progress or NoProgress())
                 return indexer.run([Path(folder).expanduser() for folder in folders])
         finally:
@@ -283,6 +292,7 @@ class Index:
         handle: ModelHandle | None = None,
         progress: Progress | None = None,
         report: WatchReport | None = None,
+        on_migration: MigrationProgress | None = None,
     ) -> None:
         """Keep ``folders`` (none: every folder of the index) current until ``stop`` is set.
 
@@ -290,6 +300,7 @@ class Index:
         it) and publishes its status beside the index for `status` (``read_watch_state``).
         ``handle`` lends another model handle (the server's engine); the watcher's own is
         unloaded after ``settings.keep_alive_s`` without changes and closed at the end.
+        An index an older edge-embed wrote is migrated first (``on_migration`` hears of each step).
         """
         from edge_embed.indexer import Indexer, NoProgress
         from edge_embed.store import Store
@@ -300,7 +311,7 @@ class Index:
         else:
             options = options or self._default_options(self.store_settings() if self.exists else None)
         try:
-            with Store.open(self.path) as store, store.writer_lock("edge-embed watch"):
+            with Store.open(self.path) as store, store.writer_lock("edge-embed watch", on_migration):
                 roots = [Path(folder).expanduser().resolve() for folder in folders]
                 roots = roots or [Path(path) for path in store.root_paths()]
                 if not roots:
@@ -365,10 +376,21 @@ class Index:
 
         options = options or SearchOptions()
         with self.store() as store:
+            self._note_upgrade(store)
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
             step = self.rerank_step(rerank, reranker, rerank_top, uses_model=options.uses_vectors)
             return search(store, text, options, embed_query=embed_query, rerank=step)
+
+    def _note_upgrade(self, store: Store) -> None:
+        """Warn, once, that an older edge-embed wrote the index: searches answer without
+        what its pending migrations add, and only a writer runs them (``writer_lock``)."""
+        if self._upgrade_noted:
+            return
+        note = store.upgrade_note()
+        if note is not None:
+            log.warning(note)
+        self._upgrade_noted = True
 
     def rerank_step(
         self, requested: bool | None, reranker: str | None = None, top: int | None = None, *, uses_model: bool = True

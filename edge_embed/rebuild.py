@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.indexer import IndexOptions, Indexer, IndexSummary, NoProgress, Progress, resolve_options, unavailable_state
 from edge_embed.store import Store
+from edge_embed.store.lock import writer_lock
 
 if TYPE_CHECKING:
     from edge_embed.runtime.loader import ModelHandle
@@ -80,7 +81,8 @@ def rebuild_index(
             "--rebuild would drop: rebuild without them (list files in .edgeembedignore to drop them for good)"
         )
     model.load()  # a model llama.cpp cannot load (or that does not fit) fails before anything is written
-    with Store.open(index) as current, current.writer_lock():
+    # the lock alone, not Store.writer_lock: the old index is replaced whole, so migrating it first would be wasted
+    with Store.open(index) as current, writer_lock(current.path):
         remove_partial_rebuilds(index)
         options = resolve_options(options, current.settings(), model)
         folders = rebuild_roots(current.root_paths(), roots)

@@ -121,7 +121,7 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
     conn.execute("ALTER TABLE chunks DROP COLUMN page_start; ALTER TABLE chunks DROP COLUMN page_end; "
                  f"DROP TABLE chunks_stemmed; PRAGMA user_version = {before_pages}")
     conn.close()
-    with Store.open(path, create=False) as store:
+    with Store.open(path, create=False) as store, store.writer_lock():  # a writer migrates
         assert store.schema_version() == SCHEMA_VERSION
         old = store.vector_search(vectors[0], k=1)[0]
         assert old[1] == pytest.approx(0.0, abs=1e-5)  # the same vector, found again (L2 distance)
@@ -160,7 +160,7 @@ def test_an_index_from_before_stemming_migrates_without_re_embedding(tmp_path: P
     conn.execute(f"DROP TABLE chunks_stemmed; PRAGMA user_version = {MIGRATIONS.index(_migration_5_stemmed_words)}")
     conn.close()
     assert "chunks_stemmed" not in raw_counts_tables(path)
-    with Store.open(path, create=False) as store:
+    with Store.open(path, create=False) as store, store.writer_lock():  # a writer migrates
         assert store.schema_version() == SCHEMA_VERSION
         assert store.keyword_search("indexing walrus", 10) == before
         assert store.vector_search(vectors[1], k=1)[0][1] == pytest.approx(0.0, abs=1e-5)
@@ -625,7 +625,7 @@ def test_an_index_from_before_the_bigram_table_is_migrated_from_stored_texts(sto
         PRAGMA user_version = {before};
         """
     )
-    with Store.open(store.path, create=False) as migrated:
+    with Store.open(store.path, create=False) as migrated, migrated.writer_lock():  # a writer migrates
         assert migrated.schema_version() == SCHEMA_VERSION
         ids = {record.relpath: chunk_id for chunk_id, record in migrated.chunks_by_id(range(1, 10)).items()}
         assert top(migrated, "서울") == [ids["ko/seoul.md"]]

@@ -230,7 +230,7 @@ def test_an_index_without_codes_migrates_from_stored_vectors(tmp_path: Path) -> 
     vectors = unit(rng.standard_normal((300, 32)))
     make_index_without_codes(tmp_path / "i.db", vectors)
     query = unit(rng.standard_normal(32))
-    with Store.open(tmp_path / "i.db", create=False) as store:
+    with Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():  # a writer migrates
         assert store.schema_version() == SCHEMA_VERSION
         assert "chunk_size=16" in str(store._scalar("SELECT sql FROM sqlite_schema WHERE name = 'chunk_vectors'"))
         assert stored_codes(store) == expected_codes(store) and len(stored_codes(store)) == 300
@@ -256,7 +256,7 @@ def test_migration_copies_vectors_inside_the_index_file(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(schema_module, "connect", traced)
     monkeypatch.setattr(base_module, "connect", traced)
-    with Store.open(tmp_path / "i.db", create=False) as store:
+    with Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():
         assert store.schema_version() == SCHEMA_VERSION and store.integrity_check() == "ok"
     assert any("INSERT INTO chunk_vectors" in sql for sql in statements)  # the trace saw the rebuild
     assert not [sql for sql in statements if "TEMP" in sql.upper().split("(")[0] or "temp." in sql]
@@ -270,14 +270,14 @@ def test_interrupted_migration_leaves_the_old_index(tmp_path: Path, monkeypatch:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(coarse_module, "fill_coarse_table", crash)
-    with pytest.raises(KeyboardInterrupt):
-        Store.open(tmp_path / "i.db", create=False)
+    with pytest.raises(KeyboardInterrupt), Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():
+        pass
     conn = apsw.Connection(str(tmp_path / "i.db"))
     assert conn.execute("PRAGMA user_version").fetchall()[0][0] == BEFORE_CODES
     assert "chunk_size" not in conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'chunk_vectors'").fetchall()[0][0]
     conn.close()
     monkeypatch.undo()
-    with Store.open(tmp_path / "i.db", create=False) as store:
+    with Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():
         assert store.schema_version() == SCHEMA_VERSION and len(stored_codes(store)) == 100
 
 

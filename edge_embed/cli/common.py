@@ -37,6 +37,12 @@ def open_existing_index(db: Path | None):
     return Index.open(db).store()
 
 
+def report_migration(step: int, total: int, name: str) -> None:
+    """A writer's ``on_migration``: one line on stderr per migration of an index an older
+    edge-embed wrote, so a start that rewrites every vector does not look like a hang."""
+    click.echo(f"upgrading the index ({step}/{total}): {name}", err=True)
+
+
 class _StderrHandler(logging.Handler):
     """Writes through click so CliRunner and NO_COLOR-aware terminals see it."""
 

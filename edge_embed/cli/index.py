@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from edge_embed.cli import EXIT_INTERRUPTED
-from edge_embed.cli.common import db_option, open_existing_index, resolve_db, warnings_to_stderr
+from edge_embed.cli.common import db_option, open_existing_index, report_migration, resolve_db, warnings_to_stderr
 from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
@@ -110,7 +110,7 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
             if rebuild:
                 summary = rebuild_index(db_path, handle, options, list(paths), progress=progress, stop=stop)
             else:
-                with Store.open(db_path) as store, store.writer_lock():
+                with Store.open(db_path) as store, store.writer_lock(on_migration=report_migration):
                     remove_partial_rebuilds(db_path)  # left by a killed --rebuild
                     summary = Indexer(store, handle, options, progress=progress, stop=stop).run(list(paths))
     except KeyboardInterrupt:  # the second Ctrl-C: the open transaction rolls back
@@ -381,6 +381,7 @@ def format_status(stats: dict, roots, space) -> list[str]:
         f"query task: {settings.get('instruction') or '(default)'}",
         f"totals:   {stats['files']} files, {stats['chunks']} chunks",
         *per_chunk_line(stats),
+        *upgrade_line(stats),
         "folders:" if roots else "folders:  none yet (edge-embed index FOLDER)",
     ]
     for root in roots:
@@ -400,6 +401,18 @@ def per_chunk_line(stats: dict) -> list[str]:
     return [f"per chunk: {stats['bytes_per_chunk'] / 1e3:.1f} KB on disk; {scanned}"]
 
 
+def upgrade_line(stats: dict) -> list[str]:
+    """The migrations an index an older edge-embed wrote still lacks (none when current):
+    reads never run them, so `status` is where a user learns they are pending."""
+    pending = stats.get("pending_migrations")
+    if not pending:
+        return []
+    return [
+        f"upgrade:  {len(pending)} pending ({', '.join(pending)}); searches answer without them until "
+        "the next `edge-embed index FOLDER` (or watch, remove, compact) applies them, without re-embedding"
+    ]
+
+
 def format_time(timestamp) -> str:
     if not timestamp:
         return "never (interrupted?)"
@@ -412,7 +425,7 @@ def format_time(timestamp) -> str:
 def remove(path, db):
     """Forget an indexed folder (PATH as given to `index`) and all its chunks."""
     absolute = str(path.expanduser().resolve())
-    with open_existing_index(db) as store, store.writer_lock():
+    with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
         if not store.remove_root(absolute):
             known = ", ".join(store.root_paths()) or "none"
             raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
@@ -434,7 +447,7 @@ def config(db, instruct, reset_instruct):
         raise EdgeEmbedError("--instruct needs a non-empty task sentence")
     with open_existing_index(db) as store:
         if instruct or reset_instruct:
-            with store.writer_lock():
+            with store.writer_lock(on_migration=report_migration):
                 store.set_instruction(None if reset_instruct else instruct)
         settings = store.settings()
     if settings is None:  # created by a run that stopped before its first file

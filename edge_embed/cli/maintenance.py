@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edge_embed.cli.common import db_option, open_existing_index, resolve_db
+from edge_embed.cli.common import db_option, open_existing_index, report_migration, resolve_db
 from edge_embed.store import CompactPolicy, CompactResult, SpaceUsage
 
 
@@ -36,7 +36,7 @@ def compact(db, as_json):
       edge-embed compact
       edge-embed compact --db project.db --json
     """
-    with open_existing_index(db) as store, store.writer_lock():
+    with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
         result = store.compact()
     if as_json:
         click.echo(json.dumps({"db": str(resolve_db(db)), **result.to_dict()}, indent=2))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.cli.common import db_option, warnings_to_stderr
+from edge_embed.cli.common import db_option, report_migration, warnings_to_stderr
 from edge_embed.cli.index import WarningsOnly, stop_on_sigint
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.serve import parse_duration
@@ -79,7 +79,10 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
         names = ", ".join(str(folder) for folder in folders) or "every folder of the index"
         click.echo(f"watching {names} into {index.path} (Ctrl-C stops)", err=True)
     with stop_on_sigint(stop, quiet=True), stop_on_sigterm(stop):
-        index.watch(folders, options, settings, stop=stop, model=model, progress=WarningsOnly(quiet), report=report)
+        index.watch(
+            folders, options, settings, stop=stop, model=model, progress=WarningsOnly(quiet), report=report,
+            on_migration=report_migration,
+        )
     if not quiet:
         click.echo("stopped: the index is consistent; files changed from now on are found by the next watch or index", err=True)
 

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +17,18 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store.filters import absolute
 from edge_embed.store.lock import DEFAULT_HOLDER, writer_lock
 from edge_embed.store.records import FileState, IndexSettings, RootInfo, settings_differences
-from edge_embed.store.schema import APPLICATION_ID, KEYWORD_TABLES, MIGRATIONS, SCHEMA_VERSION, connect, create_vector_table, table_exists
+from edge_embed.store.schema import (
+    APPLICATION_ID,
+    KEYWORD_TABLES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    MigrationProgress,
+    connect,
+    create_vector_table,
+    migration_name,
+    pending_migrations,
+    table_exists,
+)
 from edge_embed.store.sqlite_errors import translated_errors
 
 _Self = TypeVar("_Self", bound="StoreBase")
@@ -57,6 +68,11 @@ class StoreBase:
         it will be copied into). ``reading``: the caller only reads (query, status, serve,
         mcp), so an index that cannot be written here (a read-only folder, file or mount)
         is opened read-only instead of failing; writing through it is refused, by name.
+
+        Opening never migrates an existing index: a migration can rewrite every vector, and
+        a reader doing it inside a write transaction made every other command wait, then
+        fail with IndexBusy. Reads answer from the schema as it is (``pending_migrations``);
+        writers migrate when they take the writer lock (``writer_lock``).
         """
         path = Path(path).expanduser().absolute()
         if not create and not path.is_file():
@@ -86,28 +102,25 @@ class StoreBase:
         try:
             cls._check_identity(conn, path)
             store = cls(conn, path, read_only=True)
-            version = store.schema_version()
+            store._check_readable()
         except BaseException:
             conn.close()
             raise
-        if version < SCHEMA_VERSION:
-            conn.close()
-            raise EdgeEmbedError(
-                f"{path} was written by an older edge-embed and must be upgraded once, which needs "
-                "write access to it and its folder: run `edge-embed status` where it is writable"
-            )
         return store
 
     def _prepare(self, page_size: int | None = None) -> None:
-        """WAL so readers never wait for the indexer; then bring the schema up to date.
+        """WAL so readers never wait for the indexer; a new file gets its schema at once.
 
-        The page size must be set first: a database in WAL mode cannot change it.
+        The page size must be set first: a database in WAL mode cannot change it. Only a
+        new (or empty) file is migrated here: there is nothing in it to rebuild, so it is
+        quick, and nobody can be reading it yet.
         """
         try:
             if page_size is not None:
                 self._conn.execute(f"PRAGMA page_size = {int(page_size)}")
             self._conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-            self._migrate()
+            if self.schema_version() == 0:
+                self._migrate()
         except (apsw.ReadOnlyError, apsw.CantOpenError):
             raise EdgeEmbedError(
                 f"cannot write the index {self.path} (or its -wal/-shm files beside it); check the permissions"
@@ -137,21 +150,50 @@ class StoreBase:
         if objects:
             raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index; pass another --db")
 
-    def _migrate(self) -> None:
+    def _check_readable(self) -> None:
+        """Every schema from migration 1 on answers reads; an empty file that cannot be
+        written here (so not given its schema) holds no index yet."""
+        if self.schema_version() == 0:
+            raise EdgeEmbedError(
+                f"{self.path} holds no index yet (its first run stopped at once): build it with `edge-embed index FOLDER`"
+            )
+
+    def _migrate(self, on_migration: MigrationProgress | None = None) -> None:
         """Run the migrations this file has not seen, in one transaction (all or none).
 
-        The version is read again inside the write transaction: another process (an index
-        and a query opening a new file at the same instant) may have migrated it meanwhile.
+        The version is read again inside the write transaction: another process (two
+        commands opening a new file at the same instant) may have migrated it meanwhile.
+        ``on_migration`` hears of each step before it runs.
         """
         if self.schema_version() >= SCHEMA_VERSION:
             return
         with self.transaction():
-            for number in range(self.schema_version(), SCHEMA_VERSION):
-                MIGRATIONS[number](self._conn)
-                self._conn.execute(f"PRAGMA user_version = {number + 1}")
+            pending = self.pending_migrations()
+            for step, number in enumerate(pending, start=1):
+                if on_migration is not None:
+                    on_migration(step, len(pending), migration_name(number))
+                MIGRATIONS[number - 1](self._conn)
+                self._conn.execute(f"PRAGMA user_version = {number}")
 
     def schema_version(self) -> int:
         return int(self._scalar("PRAGMA user_version"))
+
+    def pending_migrations(self) -> list[int]:
+        """The migrations (numbers, 1-based) the next writer will run; reads work without them."""
+        return pending_migrations(self.schema_version())
+
+    def upgrade_note(self) -> str | None:
+        """What to tell a reader of an index an older edge-embed wrote; None when it is current."""
+        pending = self.pending_migrations()
+        if not pending:
+            return None
+        roots = self.root_paths()
+        command = f"edge-embed index {roots[0]}" if len(roots) == 1 else "edge-embed index FOLDER (any of its folders)"
+        return (
+            f"{self.path} was written by an older edge-embed: searches answer, without what its "
+            f"{len(pending)} pending upgrade(s) add ({', '.join(map(migration_name, pending))}); "
+            f"run `{command}` once to apply them (no re-embedding)"
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -285,14 +327,23 @@ class StoreBase:
         )
         return {relpath: FileState(*state) for relpath, *state in rows}
 
-    def writer_lock(self, holder: str = DEFAULT_HOLDER) -> AbstractContextManager[None]:
-        """Fail fast when another command (``holder`` names this one) is writing this index."""
+    @contextmanager
+    def writer_lock(self, holder: str = DEFAULT_HOLDER, on_migration: MigrationProgress | None = None) -> Iterator[None]:
+        """Fail fast when another command (``holder`` names this one) is writing this index;
+        then bring its schema up to date, so every write sees the current one.
+
+        Migrating here, not on open, means one process at a time migrates, and no reader
+        ever does: a query keeps answering from the old schema meanwhile (WAL).
+        ``on_migration`` hears of each migration before it runs.
+        """
         if self.read_only:
             raise EdgeEmbedError(
                 f"changing the index {self.path} needs write access to it and its folder, which this "
                 "user does not have here (a read-only folder, file or disk); searching it works"
             )
-        return writer_lock(self.path, holder)
+        with writer_lock(self.path, holder):
+            self._migrate(on_migration)
+            yield
 
     def last_write_at(self) -> float | None:
         """When a file was last written or forgotten (epoch seconds); None for an empty index.
@@ -337,6 +388,7 @@ class StoreBase:
             "coarse_bytes_per_chunk": code_bytes(settings.dims) + 8 if settings else None,
             "settings": asdict(settings) if settings else None,
             "schema_version": self.schema_version(),
+            "pending_migrations": [migration_name(number) for number in self.pending_migrations()],
         }
 
     def page_size(self) -> int:

@@ -13,6 +13,7 @@ from edge_embed.store.base import StoreBase
 from edge_embed.store.filters import as_stored, chunk_filter, under_prefix
 from edge_embed.store.keywords import bm25_ceiling, fts5_idf, keyword_sources, keyword_terms, read_varint
 from edge_embed.store.records import MAX_KNN_K, ChunkRecord, vector_blob
+from edge_embed.store.schema import column_exists
 from edge_embed.store.sqlite_errors import translating_errors
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class StoreRetrieval(StoreBase):
         contributes its top ``k * KEYWORD_POOL_FACTOR`` candidates; a chunk outside a pool
         gets 0 from that source.
         """
-        sources = keyword_sources(keyword_terms(text))
+        sources = self._keyword_sources(text)
         if not sources or k <= 0:
             return []
         pool = k if len(sources) == 1 else k * KEYWORD_POOL_FACTOR
@@ -196,11 +197,17 @@ class StoreRetrieval(StoreBase):
         """
         idfs = []
         with self._conn:
-            for table, phrases in keyword_sources(keyword_terms(text)):
+            for table, phrases in self._keyword_sources(text):
                 rows = self._fts_row_count(table)
                 count = f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"
                 idfs.extend(fts5_idf(rows, self._scalar(count, (phrase,))) for phrase in phrases)
         return bm25_ceiling(idfs)
+
+    def _keyword_sources(self, text: str) -> list[tuple[str, list[str]]]:
+        """``keyword_sources`` of the tables this index has: one an older edge-embed wrote
+        lacks those of the migrations its next writer runs (``pending_migrations``), and
+        its searches answer without them meanwhile."""
+        return [(table, phrases) for table, phrases in keyword_sources(keyword_terms(text)) if self._has_table(table)]
 
     def _fts_row_count(self, table: str) -> int:
         """The row count FTS5's bm25() uses: the first varint of the table's averages record
@@ -227,9 +234,12 @@ class StoreRetrieval(StoreBase):
         return {int(chunk_id): int(file_id) for chunk_id, file_id in rows}
 
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRecord]:
+        """The chunks of ``ids`` still stored; no pages in an index from before their columns
+        (migration 3), which its next writer adds."""
+        pages = "c.page_start, c.page_end" if column_exists(self._conn, "chunks", "page_start") else "NULL, NULL"
         rows = self._conn.execute(
-            """
-            SELECT c.id, r.path, f.path, f.relpath, c.start_line, c.end_line, c.heading, c.text, c.page_start, c.page_end
+            f"""
+            SELECT c.id, r.path, f.path, f.relpath, c.start_line, c.end_line, c.heading, c.text, {pages}
             FROM chunks c JOIN files f ON f.id = c.file_id JOIN roots r ON r.id = f.root_id
             WHERE c.id IN (SELECT value FROM json_each(?))
             """,

@@ -148,6 +148,19 @@ MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
     _migration_5_stemmed_words,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Called before each migration a writer runs: (step, of how many, what it adds), so a
+# command can say why its start takes long (migration 4 rewrites every vector).
+MigrationProgress = Callable[[int, int, str], None]
+
+
+def migration_name(number: int) -> str:
+    """What migration ``number`` (1-based) adds, in words: its function's name, e.g. 'coarse vectors'."""
+    return MIGRATIONS[number - 1].__name__.split("_", 3)[3].replace("_", " ")
+
+
+def pending_migrations(version: int) -> list[int]:
+    """The numbers (1-based) of the migrations a file at schema ``version`` has not seen."""
+    return list(range(version + 1, SCHEMA_VERSION + 1))
 
 
 def create_vector_table(conn: apsw.Connection, dims: int) -> None:
@@ -211,6 +224,11 @@ VECTOR_TABLES = ("chunk_vectors",)
 
 def table_exists(conn: apsw.Connection, name: str) -> bool:
     rows = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+    return rows[0][0] == 1
+
+
+def column_exists(conn: apsw.Connection, table: str, column: str) -> bool:
+    rows = conn.execute("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", (table, column)).fetchall()
     return rows[0][0] == 1
 
 
