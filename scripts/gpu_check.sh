@@ -59,7 +59,7 @@ run() {
     # Each step in its own process, with Python's fault handler: a crash names its place
     # and the steps after it still run.
     python3 -X faulthandler -c 'from edge_embed.runtime import hardware as h; print("extra buffer types:", h.cpu_extra_buffer_types(), "drop AMX:", h.drop_cpu_extra_buffer_type("AMX"), "->", h.cpu_extra_buffer_types())' || echo "STEP FAILED: drop"
-    python3 -X faulthandler -c 'from edge_embed.testing import write_tiny_qwen3_quantized as w; w("/tmp/tiny-q8.gguf")' >/dev/null 2>&1
+    python3 -X faulthandler -c 'from edge_embed.testing import write_tiny_qwen3_quantized as w; w("/tmp/tiny-q8.gguf")' >/dev/null 2>&1 || echo "STEP FAILED: write the tiny model"
     CUDA_VISIBLE_DEVICES= timeout 60 python3 -X faulthandler -m edge_embed embed --model /tmp/tiny-q8.gguf hi | cut -c1-80 || echo "STEP FAILED: embed on the CPU"
     timeout 60 python3 -X faulthandler -m edge_embed embed --model /tmp/tiny-q8.gguf hi | cut -c1-80 || echo "STEP FAILED: embed on the GPU"
     timeout 90 python3 -X faulthandler scripts/gpu_check.py --models /tmp/gpu-check-models --shapes "" --out "$out/gpu_reference.json" || echo "STEP FAILED: reference"

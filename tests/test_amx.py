@@ -90,10 +90,11 @@ def test_the_real_probe_decodes_a_quantized_model_in_a_child() -> None:
     says so; on an AMX machine it may die of the fault instead, but only the child dies."""
     verdict = amx.run_probe()
     fallback = amx.run_probe(amx.FALLBACK_PROBE_COMMAND)  # the same decode without AMX
+    no_extra = amx.run_probe(amx.NO_EXTRA_PROBE_COMMAND)  # and with no extra buffer type
     if amx.build_has_amx(amx.system_info()) and amx.cpu_advertises_amx(amx.read_cpuinfo()):
         assert verdict.state in ("works", "faults"), verdict
     else:
-        assert verdict == fallback == AmxVerdict("works")
+        assert verdict == fallback == no_extra == AmxVerdict("works")
 
 
 @pytest.mark.parametrize(("signum", "name"), [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGILL, "SIGILL")])
@@ -109,22 +110,30 @@ SEGFAULT = (sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signa
 DECODES = (sys.executable, "-c", f"print({amx.PROBE_OK!r})")
 
 
+FAILS = (sys.executable, "-c", "raise SystemExit('no llama.cpp')")
+
+
 @pytest.mark.parametrize(
-    ("with_amx", "without_amx", "verdict"),
+    ("with_amx", "without_amx", "without_extra", "verdict"),
     [
-        (DECODES, SEGFAULT, AmxVerdict("works")),  # the fallback is not probed
-        (SEGFAULT, DECODES, AmxVerdict("faults", "the probe died of SIGSEGV")),
-        (SEGFAULT, SEGFAULT, AmxVerdict("crashes", "the probe died of SIGSEGV, and without AMX too")),
+        (DECODES, SEGFAULT, SEGFAULT, AmxVerdict("works")),  # no fallback is probed
+        (SEGFAULT, DECODES, SEGFAULT, AmxVerdict("faults", "the probe died of SIGSEGV")),
+        (SEGFAULT, SEGFAULT, DECODES, AmxVerdict("extra-faults", "the probe died of SIGSEGV, and without AMX too")),
+        (SEGFAULT, SEGFAULT, SEGFAULT,
+         AmxVerdict("crashes", "the probe died of SIGSEGV, and without extra buffer types too")),
+        (SEGFAULT, FAILS, DECODES,
+         AmxVerdict("inconclusive", "the probe died of SIGSEGV; then the probe exited 1: no llama.cpp")),
     ],
 )
-def test_where_the_probe_dies_a_second_one_without_amx_tells_faults_from_crashes(
-    monkeypatch, with_amx, without_amx, verdict
+def test_where_the_probe_dies_the_narrowest_fallback_that_decodes_is_found(
+    monkeypatch, with_amx, without_amx, without_extra, verdict
 ) -> None:
     """As seen on an H200 machine's Xeon under gVisor: the native build died there with AMX
     and without it (GPU offload included), so "faults" would have promised a fallback that
-    also dies."""
+    also dies. A fallback never seen to decode is not remembered (inconclusive)."""
     monkeypatch.setattr(amx, "PROBE_COMMAND", with_amx)
     monkeypatch.setattr(amx, "FALLBACK_PROBE_COMMAND", without_amx)
+    monkeypatch.setattr(amx, "NO_EXTRA_PROBE_COMMAND", without_extra)
     assert amx.probe_this_machine() == verdict
 
 
@@ -144,6 +153,21 @@ def test_a_build_that_crashes_on_this_cpu_is_an_error_that_says_how_to_rebuild(m
     assert result.exit_code != 0 and not isinstance(result.exception, LlamaCppCrashes), result.output
     assert "llama.cpp dies on this CPU, with or without AMX" in result.output
     assert "llama.cpp dies on this CPU" in CliRunner().invoke(cli, ["doctor"]).stdout
+
+
+def test_a_server_whose_build_crashes_answers_503_with_the_rebuild_and_logs_it(monkeypatch, tiny_q8, caplog) -> None:
+    import httpx
+    from serving import running_server
+
+    monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("crashes", "the probe died of SIGSEGV"))
+    with running_server(None, str(tiny_q8.path)) as (url, _):
+        # The second request too: a load that failed used to kill the engine thread, and
+        # every later request waited forever.
+        replies = [httpx.post(url + "/v1/embeddings", json={"input": ["hi"]}, timeout=30) for _ in range(2)]
+    assert [reply.status_code for reply in replies] == [503, 503], replies[-1].text
+    reply = replies[0]
+    assert "-DGGML_NATIVE=OFF" in reply.json()["error"]["message"]
+    assert any("llama.cpp dies on this CPU" in record.getMessage() for record in caplog.records)
 
 
 def test_a_probe_that_hangs_fails_or_is_killed_is_inconclusive_and_not_remembered(monkeypatch, tmp_path) -> None:
@@ -188,13 +212,18 @@ def embed_abc(session: engine.LlamaSession, model: TinyModel) -> np.ndarray:
 
 def test_a_faulting_verdict_takes_amx_out_and_keeps_the_other_extra_buffer_types(monkeypatch, tiny_q8) -> None:
     dropped = []
-    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) or True)
+    real_drop = hardware.drop_cpu_extra_buffer_type  # really dropped: this may be an AMX-faulting host
+    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) or real_drop(name))
     monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("faults", "the probe died of SIGILL"))
     assert loaded_with_extra_buffer_types(tiny_q8) is True and dropped == ["AMX"]
+    assert "AMX" not in hardware.cpu_extra_buffer_types()
 
     # Where llama.cpp's list cannot be changed, no extra buffer type is used at all.
-    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) and False)
+    monkeypatch.setattr(hardware, "drop_cpu_extra_buffer_type", lambda name: dropped.append(name) or False)
     assert loaded_with_extra_buffer_types(tiny_q8) is False
+
+    monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("extra-faults", "the probe died of SIGILL"))
+    assert loaded_with_extra_buffer_types(tiny_q8) is False and dropped == ["AMX", "AMX"]
 
     monkeypatch.setattr(amx, "amx_verdict", lambda: AmxVerdict("works"))
     assert loaded_with_extra_buffer_types(tiny_q8) is True and dropped == ["AMX", "AMX"]
@@ -258,7 +287,10 @@ print(json.dumps({"before": before, "absent": absent, "after_absent": after_abse
 
 def test_a_dropped_buffer_type_is_gone_from_later_loads_and_vectors_stay_the_same(tmp_path: Path) -> None:
     """In a child (the change is process-wide): llama.cpp's loader names the buffer type it
-    prefers for the weights in its log; after the drop it no longer offers it."""
+    prefers for the weights in its log (here "cannot be used with preferred buffer type
+    CPU_REPACK": x86 repacks no Q8_0); after the drop it no longer offers it."""
+    if not amx.amx_verdict().amx_allowed:
+        pytest.skip("the child loads with every extra buffer type, AMX included, which faults here")
     done = subprocess.run(
         [sys.executable, "-c", DROP_CHILD, str(tmp_path / "tiny-q8_0.gguf")],
         capture_output=True, text=True, timeout=300, check=False,

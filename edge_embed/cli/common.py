@@ -71,4 +71,11 @@ def plain_logging() -> None:
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_not_said_already)
         root.addHandler(handler)
+
+
+def _not_said_already(record: logging.LogRecord) -> bool:
+    """edge-embed's own records are said by ``warnings_to_stderr``'s handler; the root
+    handler adds only their tracebacks."""
+    return record.name.split(".")[0] != "edge_embed" or record.exc_info is not None

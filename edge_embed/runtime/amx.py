@@ -38,7 +38,7 @@ from pathlib import Path
 from edge_embed.errors import LlamaCppCrashes
 from edge_embed.paths import read_cache_entry, write_cache_entry
 
-CACHE_FILE = "amx-probe.json"
+CACHE_FILE = "amx-probe-v2.json"  # v2: "faults" means the probe without AMX decoded (v1 never ran it)
 PROBE_TIMEOUT_S = 120.0
 AMX_CPU_FLAGS = ("amx_tile", "amx_int8")
 PROBE_OK = "amx-probe-ok"
@@ -58,9 +58,11 @@ class AmxVerdict:
 
     ``state`` is "no-amx-build" (the library has no AMX kernels), "not-advertised" (the CPU
     does not offer AMX), "works" (the probe decoded), "faults" (the probe died of a CPU
-    fault: AMX is avoided, remembered), "crashes" (it died without AMX too: no model can
-    load, remembered) or "inconclusive" (it failed otherwise, say out of memory or time:
-    AMX avoided in this process only, probed again next time).
+    fault, and decoded without AMX: AMX is avoided, remembered), "extra-faults" (it died
+    without AMX too, and decoded with no extra buffer type at all: those are off,
+    remembered), "crashes" (it died every way: no model can load, remembered) or
+    "inconclusive" (it failed otherwise, say out of memory or time: AMX avoided in this
+    process only, probed again next time).
     ``detail`` says how the probe ended.
     """
 
@@ -82,6 +84,11 @@ class AmxVerdict:
             return (
                 f"this CPU advertises AMX but faults on it ({self.detail}): models load without "
                 f"llama.cpp's AMX buffer type (weight repacking stays), so {FALLBACK_COST}"
+            )
+        if self.state == "extra-faults":
+            return (
+                f"this CPU faults in llama.cpp's AMX and repacked kernels ({self.detail}): models load "
+                "without llama.cpp's extra buffer types"
             )
         if self.state == "crashes":
             return f"llama.cpp dies on this CPU, with or without AMX ({self.detail}): {REBUILD_ADVICE}"
@@ -124,6 +131,8 @@ def extra_buffer_types_allowed() -> bool:
         raise LlamaCppCrashes(verdict.describe(), verdict.detail)
     if verdict.amx_allowed:
         return True
+    if verdict.state == "extra-faults":
+        return False
     from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
 
     return drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
@@ -199,17 +208,26 @@ def write_cached_verdict(key: str, verdict: AmxVerdict) -> None:
 
 PROBE_COMMAND = (sys.executable, "-m", "edge_embed.runtime.amx")
 FALLBACK_PROBE_COMMAND = (*PROBE_COMMAND, "--without-amx")
+NO_EXTRA_PROBE_COMMAND = (*PROBE_COMMAND, "--no-extra-buffer-types")
 
 
 def probe_this_machine() -> AmxVerdict:
-    """The probe with AMX; where it dies of a CPU fault, the probe without AMX tells
-    whether the fallback runs ("faults") or nothing does ("crashes")."""
+    """The probe with AMX; where it dies of a CPU fault, the probes without AMX, then
+    without any extra buffer type, find the narrowest fallback that decodes. A fallback
+    probe that fails otherwise (a timeout, say) leaves the verdict inconclusive."""
     verdict = run_probe(PROBE_COMMAND)
     if verdict.state != "faults":
         return verdict
-    if run_probe(FALLBACK_PROBE_COMMAND).state == "faults":
-        return AmxVerdict("crashes", f"{verdict.detail}, and without AMX too")
-    return verdict
+    for command, state, fell_back in (
+        (FALLBACK_PROBE_COMMAND, "faults", ""),
+        (NO_EXTRA_PROBE_COMMAND, "extra-faults", ", and without AMX too"),
+    ):
+        fallback = run_probe(command)
+        if fallback.state == "works":
+            return AmxVerdict(state, verdict.detail + fell_back)
+        if fallback.state != "faults":
+            return AmxVerdict("inconclusive", f"{verdict.detail}; then {fallback.detail}")
+    return AmxVerdict("crashes", f"{verdict.detail}, and without extra buffer types too")
 
 
 def run_probe(command: tuple[str, ...] = PROBE_COMMAND, timeout_s: float = PROBE_TIMEOUT_S) -> AmxVerdict:
@@ -218,6 +236,7 @@ def run_probe(command: tuple[str, ...] = PROBE_COMMAND, timeout_s: float = PROBE
         done = subprocess.run(
             list(command),
             capture_output=True,
+            stdin=subprocess.DEVNULL,  # `edge-embed mcp` speaks its protocol on stdin
             text=True,
             timeout=timeout_s,
             check=False,
@@ -246,9 +265,9 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def probe_main(without_amx: bool = False) -> None:
-    """The child: one decode of a tiny quantized model with extra buffer types on (and the
-    AMX one taken out, for the fallback's probe)."""
+def probe_main(mode: str = "") -> None:
+    """The child: one decode of a tiny quantized model with extra buffer types on, or
+    without AMX (``--without-amx``), or with none (``--no-extra-buffer-types``)."""
     from edge_embed.modelfile import read_model_info
     import numpy as np
 
@@ -259,11 +278,12 @@ def probe_main(without_amx: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="edge-embed-amx-") as tmp:
         info = read_model_info(write_tiny_qwen3_quantized(Path(tmp) / "probe-q8_0.gguf").path)
         plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ())
-        if without_amx:
+        extra = mode != "--no-extra-buffer-types"
+        if mode == "--without-amx":
             from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
 
-            drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
-        session = load_session(info, plan, last_pooling=True, extra_buffer_types=True)
+            extra = drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)  # False: as a load would, none
+        session = load_session(info, plan, last_pooling=True, extra_buffer_types=extra)
         try:
             decode_one(session, list(range(1, 33)), np.empty((1, info.n_embd), dtype=np.float32))
         finally:
@@ -272,4 +292,4 @@ def probe_main(without_amx: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    probe_main(without_amx="--without-amx" in sys.argv[1:])
+    probe_main(sys.argv[1] if len(sys.argv) > 1 else "")

@@ -220,7 +220,8 @@ def _extra_buffer_type_array():
         return None
     if not address:
         return None
-    return ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)(cpu)
+    array = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)(cpu)
+    return array if array else None  # a NULL list: the loader takes it as empty
 
 
 @functools.cache

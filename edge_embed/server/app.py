@@ -29,7 +29,7 @@ from starlette.schemas import SchemaGenerator
 
 from edge_embed import __version__
 from edge_embed.api import Index, TextEmbedder, TextReranker, index_model_handle
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, LlamaCppCrashes
 from edge_embed.server.protocol import (
     MAX_BODY_BYTES,
     ApiError,
@@ -202,6 +202,9 @@ def answers_errors(handler: Handler, body: Callable[[ApiError], Any] = ApiError.
             return JSONResponse(body(error), status_code=error.status)
         except InputRejected as exc:
             return JSONResponse(body(ApiError(400, str(exc), param=exc.param)), status_code=400)
+        except LlamaCppCrashes as exc:  # the server's own build, not the request: said to both
+            log.error("%s", exc)
+            return JSONResponse(body(ApiError(503, str(exc))), status_code=503)
         except EdgeEmbedError as exc:
             return JSONResponse(body(ApiError(400, str(exc))), status_code=400)
         except ClientDisconnect:  # common and harmless: one line, not a traceback per client

@@ -243,7 +243,9 @@ class EngineWorker:
         interactive_turn = bool(self._interactive) and not (self._bulk and self._last_was_interactive)
         self._last_was_interactive = interactive_turn
         line = self._interactive if interactive_turn else self._bulk
-        if line and isinstance(line[0], CallJob):
+        if not line:  # the job just accepted failed (its model did not load): nothing to run
+            return
+        if isinstance(line[0], CallJob):
             self._call(line.popleft())
             return
         self._embed_pieces(self._take(line, self.embedder.engine().plan.n_batch))  # loaded when accepted
