@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
     from edge_embed.rerank import RerankDecision, RerankStep
-    from edge_embed.results import Hit
+    from edge_embed.results import Hit, SearchOutcome
     from edge_embed.runtime.reranker import RerankerHandle
     from edge_embed.runtime.engine import Embedder
     from edge_embed.runtime.loader import ModelHandle
@@ -363,7 +363,25 @@ class Index:
         rerank_top: int | None = None,
         reranker: str | None = None,
     ) -> list[Hit]:
-        """Hits for ``text``, best first (``options``: mode, k, --in, --glob, ...).
+        """Hits for ``text``, best first: ``search_outcome``'s hits (its arguments)."""
+        return self.search_outcome(
+            text, options, instruct=instruct, embed_query=embed_query, rerank=rerank, rerank_top=rerank_top,
+            reranker=reranker,
+        ).hits
+
+    def search_outcome(
+        self,
+        text: str,
+        options: SearchOptions | None = None,
+        *,
+        instruct: str | None = None,
+        embed_query: EmbedQuery | None = None,
+        rerank: bool | None = None,
+        rerank_top: int | None = None,
+        reranker: str | None = None,
+    ) -> SearchOutcome:
+        """Hits for ``text``, best first (``options``: mode, k, --in, --glob, ...), with the
+        rerank reason and the index's age read on the same open store.
 
         Vector and hybrid searches embed the query with the index's own model, loaded on
         the first such search and kept for the next ones (``close()`` frees it), unless
@@ -372,6 +390,7 @@ class Index:
         search loads a model anyway (not keyword mode; see ``rerank_decision``); the first ``rerank_top`` candidates are rescored by
         ``reranker`` (a catalog name or GGUF path; None: qwen3-reranker-0.6b).
         """
+        from edge_embed.results import SearchOutcome
         from edge_embed.search import SearchOptions, search
 
         options = options or SearchOptions()
@@ -380,7 +399,10 @@ class Index:
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
             step = self.rerank_step(rerank, reranker, rerank_top, uses_model=options.uses_vectors)
-            return search(store, text, options, embed_query=embed_query, rerank=step)
+            hits = search(store, text, options, embed_query=embed_query, rerank=step)
+            age = age_s(store.last_write_at())
+        reason = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
+        return SearchOutcome(hits, reason, age)
 
     def _note_upgrade(self, store: Store) -> None:
         """Warn, once, that an older edge-embed wrote the index: searches answer without
@@ -498,11 +520,6 @@ class Index:
             age = age_s(store.last_write_at())
         return {**stats, "roots": [root_dict(root) for root in roots], "index_age_s": age, "watch": read_watch_state(self.path)}
 
-    def index_age_s(self) -> float | None:
-        """Seconds since the index last changed (a file written or forgotten); None: no files yet."""
-        with self.store() as store:
-            return age_s(store.last_write_at())
-
     def close(self) -> None:
         if self._query_model is not None:
             self._query_model.close()
@@ -522,8 +539,12 @@ def age_s(timestamp: float | None) -> float | None:
 def index_files(index_path: Path) -> list[Path]:
     """The files an index lives in (SQLite's journals, the lock, the watch status): a
     watcher of a folder that holds its own index must not take its writes for changes."""
-    suffixes = ("", "-wal", "-shm", "-journal", ".lock", ".watch.json", ".watch.json.tmp")
-    return [Path(f"{index_path}{suffix}") for suffix in suffixes]
+    from edge_embed.store.lock import lock_path
+    from edge_embed.watch import partial_path, state_path
+
+    sqlite_files = [Path(f"{index_path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    watch_state = state_path(index_path)
+    return [*sqlite_files, lock_path(index_path), watch_state, partial_path(watch_state)]
 
 
 def root_dict(root) -> dict[str, object]:

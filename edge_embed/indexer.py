@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from edge_embed.catalog import CPU_DEFAULT_MODEL, chunking_for, get_entry
+from edge_embed.catalog import CPU_DEFAULT_MODEL, chunking_for
 from edge_embed.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from edge_embed.documents import RETRIED_SKIPS, Limits, Unextractable
 from edge_embed.documents.sandbox import Sandbox
@@ -47,7 +47,7 @@ from edge_embed.files import (
     discover,
     read_file,
 )
-from edge_embed.runtime.plan import ModelShape, catalog_shape
+from edge_embed.runtime.plan import ModelShape, cpu_speedup
 from edge_embed.store import CompactPolicy, CompactResult, IndexSettings, NewChunk, Store
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def slow_run_note(device: str, parameters: int, estimate: Estimate) -> str | Non
     seconds = estimate.seconds
     if seconds is None or seconds <= SLOW_RUN_S or device != "cpu":
         return None
-    faster = parameters / catalog_shape(get_entry(CPU_DEFAULT_MODEL)).parameters
+    faster = cpu_speedup(parameters)
     if faster < 2:
         return None
     return (

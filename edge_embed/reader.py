@@ -79,8 +79,7 @@ def _indexed_target(index: Index, path: str) -> tuple[str, os.stat_result]:
             raise EdgeEmbedError(f"{path} is not inside an indexed folder: only indexed files can be read")
         # Inside a folder is not enough: hidden files, .git/, ignored files (.env, keys) are
         # never indexed, and an agent must not read them through us, under any name.
-        if not any(store.has_file(resolved) or store.has_file(os.path.join(root, os.path.relpath(resolved, root)))
-                   for root in containing):
+        if not store.has_file(resolved):
             raise EdgeEmbedError(f"{path} is not an indexed file: only indexed files can be read")
     if not stat.S_ISREG(checked.st_mode):
         raise EdgeEmbedError(f"{path} is not a file")

@@ -84,6 +84,16 @@ class Hit:
     fusion: Fusion | None = None
 
 
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A search's hits with what the faces show beside them: why it reranked or not
+    (``--explain``) and how fresh the index was (``index_age_s``, None: no files yet)."""
+
+    hits: list[Hit]
+    rerank_reason: str
+    index_age_s: float | None
+
+
 class RerankHook(Protocol):
     """What ``search`` calls after fusion (``rerank.RerankStep`` is one): a hook typed here,
     so that search need not import the reranking module to name it."""

@@ -239,7 +239,7 @@ def search(
         keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
         fusion = None if options.mode != "hybrid" else Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth))
         candidates = _score(vector, keyword, fusion, options)
-        listed = {cid for cid, _ in vector} | {cid for cid, _ in keyword} | {c.chunk_id for c in candidates}
+        listed = {cid for cid, _ in vector} | {cid for cid, _ in keyword}  # every candidate comes from these
         files.update(store.chunk_files(cid for cid in listed if cid not in files))
         candidates = [c for c in candidates if c.chunk_id in files]  # a chunk deleted meanwhile has no file
         if fusion is None:

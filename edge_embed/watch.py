@@ -106,6 +106,11 @@ def state_path(index_path: Path) -> Path:
     return Path(f"{index_path}.watch.json")
 
 
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it replaces ``path`` whole."""
+    return path.with_name(path.name + ".tmp")
+
+
 def read_watch_state(index_path: Path) -> dict[str, object] | None:
     """The status of the watcher of this index, or None when none runs (a killed one too)."""
     try:
@@ -276,7 +281,7 @@ class Watcher:
         document = json.dumps(self.status.to_dict())
         if self.publish_to is None or document == self._published:
             return  # an idle loop writes nothing
-        partial = self.publish_to.with_name(self.publish_to.name + ".tmp")
+        partial = partial_path(self.publish_to)
         try:
             partial.write_text(document)
             os.replace(partial, self.publish_to)

@@ -36,6 +36,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import compileall
 import concurrent.futures
 import json
@@ -277,6 +278,7 @@ def bench_throughput(name: str, model: Path, clients: int, per_client: int, repe
     }
 
 
+@functools.cache  # once a run: each model's latency bench compares with the same baseline
 def export_revision(ref: str, workdir: Path) -> Path:
     """The edge_embed package as of git ``ref``, in a folder of its own (for PYTHONPATH)."""
     target = workdir / f"rev-{ref}"

@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import pytest
 import uvicorn
 
+from edge_embed.api import TextEmbedder
 from edge_embed.cli.serve import bind
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.server.app import Service, create_app
@@ -59,3 +62,17 @@ def running_server(
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def local(model_path) -> Iterator[TextEmbedder]:
+    """The served model loaded in this process: what a server's answers must equal
+    (``model_path``: the requesting test module's own fixture)."""
+    embedder = TextEmbedder.open(str(model_path), CPU)
+    yield embedder
+    embedder.close()

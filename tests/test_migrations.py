@@ -11,8 +11,8 @@ import apsw
 import pytest
 import sqlite_vec
 from click.testing import CliRunner
+from test_cli_index import invoke
 
-from edge_embed.cli import cli
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.store import SCHEMA_VERSION
 from edge_embed.store import schema as schema_module
@@ -52,8 +52,6 @@ def notes(tmp_path) -> Path:
     return root
 
 
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
 
 
 def index_at_version(runner, notes: Path, model: Path, db: Path, version: int) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import openai
 import pytest
 from click.testing import CliRunner
-from serving import CPU, running_server
+from serving import CPU, cosine, local, running_server  # noqa: F401 (local: a fixture)
 
 from edge_embed.api import Index, TextEmbedder
 from edge_embed.cli import cli
@@ -36,11 +36,6 @@ NOTES = {
 }
 
 
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 @pytest.fixture(autouse=True)
 def runtime_dir(tmp_path_factory, monkeypatch):
     """Discovery files of this session only."""
@@ -53,13 +48,6 @@ def model_path(tmp_path_factory, tiny_model) -> Path:
     path = tmp_path_factory.mktemp("serve-model") / "tiny-serve.gguf"
     shutil.copy(tiny_model.path, path)
     return path
-
-
-@pytest.fixture(scope="module")
-def local(model_path) -> TextEmbedder:
-    embedder = TextEmbedder.open(str(model_path), CPU)
-    yield embedder
-    embedder.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ import ollama
 import openai
 import pytest
 from fixtures import open_webui_clients as open_webui
-from serving import CPU, running_server
+from serving import CPU, cosine, local, running_server  # noqa: F401 (local: a fixture)
 
-from edge_embed.api import TextEmbedder
 from edge_embed.server.protocol import DOCUMENT_TYPES, QUERY_TYPES
 from edge_embed.server.rerank_api import MAX_DOCUMENTS
 from edge_embed.testing import write_tiny_bert, write_tiny_qwen3_reranker
@@ -31,11 +30,6 @@ SERVED = "tiny-clients"  # the model file's name: the id the server answers with
 TEXTS = [f"chunk {i} about {'cats' if i % 3 else 'rotating the API keys'}" for i in range(100)]
 QUERY = "how do I rotate the keys"
 DOCUMENTS = ["The cat sat on the mat.", "Rotate the API keys every ninety days.", "Budget for hardware.", "keys keys"]
-
-
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.fixture(autouse=True)
@@ -53,13 +47,6 @@ def model_path(tmp_path_factory, tiny_model) -> Path:
 @pytest.fixture(scope="module")
 def tiny_reranker(tmp_path_factory):
     return write_tiny_qwen3_reranker(tmp_path_factory.mktemp("clients-reranker") / "tiny-reranker.gguf")
-
-
-@pytest.fixture(scope="module")
-def local(model_path) -> TextEmbedder:
-    embedder = TextEmbedder.open(str(model_path), CPU)
-    yield embedder
-    embedder.close()
 
 
 @pytest.fixture(scope="module")

@@ -215,9 +215,8 @@ def query(
         from edge_embed.api import Index  # the model, numpy and SQLite: only in this process's path
 
         with Index.open(db, settings_from_options(**runtime), embed_url=embed_url) as index:
-            hits = index.search(text, options, instruct=instruct, **reranking)
-            rerank_reason = index.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
-            index_age_s = index.index_age_s() if as_json else None
+            outcome = index.search_outcome(text, options, instruct=instruct, **reranking)
+            hits, rerank_reason, index_age_s = outcome.hits, outcome.rerank_reason, outcome.index_age_s
     cwd = Path.cwd()
     if as_json:
         click.echo(json_document(text, mode, hits, index_age_s))

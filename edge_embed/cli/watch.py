@@ -71,8 +71,7 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
     )
     model = runtime.pop("model")
     index = Index.open(db, settings_from_options(**runtime))
-    existing = index.store_settings() if index.exists else None
-    options = IndexOptions(include=include, exclude=exclude, hidden=hidden, instruction=existing.instruction if existing else None)
+    options = IndexOptions(include=include, exclude=exclude, hidden=hidden)  # the index keeps its instruction
     stop = threading.Event()
     report = CliReport(quiet)
     if not quiet:

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from edge_embed.errors import LlamaCppCrashes
 from edge_embed.paths import read_cache_entry, write_cache_entry
+from edge_embed.runtime import hardware
+from edge_embed.runtime.hardware import system_info
 
 CACHE_FILE = "amx-probe-v2.json"  # v2: "faults" means the probe without AMX decoded (v1 never ran it)
 PROBE_TIMEOUT_S = 120.0
@@ -109,9 +111,10 @@ def amx_verdict() -> AmxVerdict:
     """The verdict for this process's llama.cpp library and CPU (probing at most once a machine)."""
     if not build_has_amx(system_info()):
         return AmxVerdict("no-amx-build")
-    if not cpu_advertises_amx(read_cpuinfo()):
+    cpuinfo = read_cpuinfo()
+    if not cpu_advertises_amx(cpuinfo):
         return AmxVerdict("not-advertised")
-    key = probe_key(library_files(), cpu_model(read_cpuinfo()))
+    key = probe_key(library_files(), cpu_model(cpuinfo))
     cached = read_cached_verdict(key)
     if cached is not None:
         return cached
@@ -133,16 +136,7 @@ def extra_buffer_types_allowed() -> bool:
         return True
     if verdict.state == "extra-faults":
         return False
-    from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
-
-    return drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
-
-
-def system_info() -> str:
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info()
-    return info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    return hardware.drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
 
 
 def build_has_amx(info: str) -> bool:
@@ -280,9 +274,7 @@ def probe_main(mode: str = "") -> None:
         plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 256, 1, ())
         extra = mode != "--no-extra-buffer-types"
         if mode == "--without-amx":
-            from edge_embed.runtime.hardware import drop_cpu_extra_buffer_type
-
-            extra = drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)  # False: as a load would, none
+            extra = hardware.drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)  # False: as a load would, none
         session = load_session(info, plan, last_pooling=True, extra_buffer_types=extra)
         try:
             decode_one(session, list(range(1, 33)), np.empty((1, info.n_embd), dtype=np.float32))

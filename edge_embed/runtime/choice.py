@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, DEFAULT_MODEL, get_entry
-from edge_embed.runtime.plan import RuntimeSettings, catalog_shape, plan_for
+from edge_embed.runtime.plan import RuntimeSettings, catalog_shape, cpu_speedup, plan_for
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ def choose_default_model(settings: RuntimeSettings | None = None) -> ModelChoice
     if plan.gpu is not None and plan.output_on_gpu:
         return ModelChoice(entry.name, f"default model {entry.name}: it fits whole on {plan.gpu.name}")
     where = plan.notes[0] if plan.notes else "it would run on the CPU"
-    # By parameters, as plan.cpu_speed_note says it: measured 6.9x (docs/benchmarks.md).
-    faster = catalog_shape(entry).parameters / catalog_shape(get_entry(CPU_DEFAULT_MODEL)).parameters
+    faster = cpu_speedup(catalog_shape(entry).parameters)
     return ModelChoice(
         CPU_DEFAULT_MODEL,
         f"default model {CPU_DEFAULT_MODEL}, not {entry.name}: {where}; on the CPU it is ~{faster:.0f}x "

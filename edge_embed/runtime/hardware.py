@@ -367,12 +367,18 @@ def build_description() -> str:
     try:
         import llama_cpp
 
-        info = llama_cpp.llama_print_system_info()
-        version = llama_cpp.__version__
+        text = system_info()
     except Exception as exc:  # report, never crash: doctor exists to diagnose this
         return f"llama-cpp-python not usable ({exc.__class__.__name__}: {exc})"
-    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
-    return f"llama-cpp-python {version}, {describe_system_info(text)}"
+    return f"llama-cpp-python {llama_cpp.__version__}, {describe_system_info(text)}"
+
+
+def system_info() -> str:
+    """llama.cpp's system info line: its backends and the CPU features it was built with."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
 
 
 def describe_system_info(system_info: str) -> str:

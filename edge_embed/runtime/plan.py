@@ -36,6 +36,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from edge_embed.catalog import CPU_DEFAULT_MODEL as SMALL_MODEL
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
@@ -68,7 +69,6 @@ MIN_HEADROOM_BYTES = 512 * MIB
 CPU_REF_TOKENS_PER_S = 100.0
 CPU_REF_CORES = 2
 CPU_REF_BITS_PER_WEIGHT = 8.5
-SMALL_MODEL = "qwen3-embedding-0.6b"
 CUDA_REBUILD = 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
 
 
@@ -512,12 +512,18 @@ def cpu_tokens_per_second(shape: ModelShape, threads: int) -> float:
     return CPU_REF_TOKENS_PER_S * threads / CPU_REF_CORES * size_factor * quant_factor
 
 
+def cpu_speedup(parameters: int) -> float:
+    """How many times faster the CPU's catalog model embeds on a CPU than a model of
+    ``parameters``: by parameters (measured 6.9x for the 4B, docs/benchmarks.md)."""
+    return parameters / SMALL_MODEL_PARAMETERS
+
+
 def cpu_speed_note(shape: ModelShape, threads: int) -> str:
     """E.g. "the 4.0B model runs on the CPU at roughly 20 tokens/s here; ... ~7x faster"."""
     billions = shape.parameters / 1e9
     speed = cpu_tokens_per_second(shape, threads)
     note = f"the {billions:.1f}B model runs on the CPU at roughly {speed:.0f} tokens/s here ({threads} threads)"
-    ratio = shape.parameters / SMALL_MODEL_PARAMETERS
+    ratio = cpu_speedup(shape.parameters)
     if ratio >= 2:
         note += f"; {SMALL_MODEL} is ~{ratio:.0f}x faster (--model {SMALL_MODEL})"
     return note

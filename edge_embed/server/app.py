@@ -164,13 +164,12 @@ class Service:
             per_file=DEFAULT_PER_FILE if request.per_file is None else request.per_file,
         )
         embed_query = self._query_embedder(request.instruct) if options.uses_vectors else None
-        hits = self.index.search(
+        outcome = self.index.search_outcome(
             request.query, options, embed_query=embed_query, rerank=request.rerank, rerank_top=request.rerank_top,
             reranker=self.reranker,
         )
-        decision = self.index.rerank_decision(request.rerank, self.reranker, uses_model=options.uses_vectors)
-        rerank = decision.reason  # for --explain
-        return {**search_document(request.query, request.mode, hits, self.index.index_age_s()), "rerank": rerank}
+        document = search_document(request.query, request.mode, outcome.hits, outcome.index_age_s)
+        return {**document, "rerank": outcome.rerank_reason}  # the reason: for --explain
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()

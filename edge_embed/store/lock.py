@@ -63,13 +63,18 @@ def _write_holder(fd: int, holder: str) -> None:
     os.write(fd, f"{os.getpid()} {holder}\n".encode("utf-8"))
 
 
+def lock_path(index_path: Path) -> Path:
+    """The file beside the index that writers lock."""
+    return Path(f"{index_path}.lock")
+
+
 @contextmanager
 def writer_lock(index_path: Path, holder: str = DEFAULT_HOLDER) -> Iterator[None]:
     """Fail fast, saying who holds it, when another command is writing this index (OS file lock).
 
     ``holder`` is the command taking the lock, as the refused one will name it.
     """
-    fd = os.open(Path(f"{index_path}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path(index_path), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if not _try_lock(fd):
             pid, other = _read_holder(fd)
