@@ -46,6 +46,7 @@ from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 
 if TYPE_CHECKING:
+    from edge_embed.runtime.choice import ModelChoice
     from edge_embed.runtime.plan import RuntimeSettings
 
 MODEL_ENV = "EDGE_EMBED_MODEL"
@@ -148,7 +149,7 @@ def resolve_model(spec: str | None = None, runtime: RuntimeSettings | None = Non
     naming the `edge-embed pull` command; a path that is missing, not a GGUF or truncated
     raises ModelFileError.
     """
-    spec = (spec or os.environ.get(MODEL_ENV) or machine_default_model(runtime)).strip()
+    spec = (spec or os.environ.get(MODEL_ENV) or machine_default(runtime).name).strip()
     entry = find_entry(spec)
     if entry is None and looks_like_model_path(spec):
         info = read_model_info(spec)
@@ -164,12 +165,21 @@ def resolve_model(spec: str | None = None, runtime: RuntimeSettings | None = Non
     return ResolvedModel(path=path, entry=entry, label=entry.name)
 
 
-def machine_default_model(runtime: RuntimeSettings | None = None) -> str:
-    """The catalog default that fits this machine with these settings (--cpu: the CPU's)."""
+def machine_default(runtime: RuntimeSettings | None = None) -> ModelChoice:
+    """The catalog default that fits this machine with these settings, and why (None: the
+    environment's, so EDGE_EMBED_CPU counts as --cpu does)."""
     from edge_embed.runtime.choice import choose_default_model
     from edge_embed.runtime.plan import RuntimeSettings
 
-    return choose_default_model(runtime or RuntimeSettings.from_env()).name
+    return choose_default_model(runtime or RuntimeSettings.from_env())
+
+
+def default_model_choice(runtime: RuntimeSettings | None = None) -> ModelChoice | None:
+    """For a command given no --model: the machine's default and why, or None when
+    EDGE_EMBED_MODEL names the model (it decides, as ``resolve_model`` does)."""
+    if os.environ.get(MODEL_ENV, "").strip():
+        return None
+    return machine_default(runtime)
 
 
 def looks_like_model_path(spec: str) -> bool:

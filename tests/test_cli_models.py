@@ -63,6 +63,18 @@ def test_models_marks_the_4b_default_when_it_fits_the_gpu(hub: FakeHub, gpu_12gb
     assert f"* here: default model {DEFAULT.name}: it fits whole on NVIDIA GeForce RTX 3060" in result.stdout
 
 
+def test_models_and_pull_choose_as_index_does_when_edge_embed_cpu_is_set(
+    hub: FakeHub, gpu_12gb: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EDGE_EMBED_CPU=1 makes `index` plan for the CPU, so its default is the 0.6B; `models`
+    and `pull` ignored the variable and named (and fetched) the 4B, which `index` then
+    reported as not downloaded."""
+    monkeypatch.setenv("EDGE_EMBED_CPU", "1")
+    assert models_json()["default"] == SMALL.name
+    pulled = run("pull")
+    assert pulled.exit_code == 0 and pulled.stderr.startswith(f"default model {SMALL.name}, not {DEFAULT.name}")
+
+
 def test_models_shows_where_a_pulled_model_is_and_marks_the_env_selection(
     hub: FakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,11 +18,11 @@ import click
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.download import MODEL_ENV, cached_model_path, resolve_model
+from edge_embed.download import MODEL_ENV, cached_model_path, default_model_choice, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.hardware import GpuSurvey, build_description, llama_devices, survey_gpus
-from edge_embed.runtime.choice import ModelChoice, choose_default_model
+from edge_embed.runtime.choice import ModelChoice
 from edge_embed.runtime.engine import check_embedding_model
 from edge_embed.runtime.plan import CUDA_REBUILD, ModelShape, RuntimeSettings, catalog_shape, gib, make_plan
 
@@ -88,12 +88,12 @@ def model_report(spec: str | None, settings: RuntimeSettings) -> tuple[dict[str,
     A file that no command would run (not found, not a GGUF, a chat model) has no plan.
     With no --model and no EDGE_EMBED_MODEL: the default for this machine, and why."""
     choice = None
-    if not spec and not os.environ.get(MODEL_ENV, "").strip():
+    if not spec:
         try:
-            choice = choose_default_model(settings)
+            choice = default_model_choice(settings)
         except EdgeEmbedError as exc:  # a malformed EDGE_EMBED_FAKE_GPU: diagnosed below, not a crash
             choice = ModelChoice(CPU_DEFAULT_MODEL, f"default model {CPU_DEFAULT_MODEL}: no GPU plan ({exc})")
-        spec = choice.name
+        spec = choice.name if choice is not None else None
     report, shape = selected_model_report(spec)
     if choice is not None:
         report["choice"] = choice.reason

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -141,12 +140,11 @@ def stored_settings(db_path: Path):
 def default_model_for_new_index(runtime_settings, quiet: bool) -> str | None:
     """No --model and no index yet: the model that fits this machine, said in one line
     (None when EDGE_EMBED_MODEL names one: it decides)."""
-    from edge_embed.download import MODEL_ENV
-    from edge_embed.runtime.choice import choose_default_model
+    from edge_embed.download import default_model_choice
 
-    if os.environ.get(MODEL_ENV, "").strip():
+    choice = default_model_choice(runtime_settings)
+    if choice is None:
         return None
-    choice = choose_default_model(runtime_settings)
     if not quiet:
         click.echo(choice.reason, err=True)
     return choice.name

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from edge_embed.catalog import CatalogEntry, find_entry, get_entry, load_catalog
-from edge_embed.runtime.choice import ModelChoice, choose_default_model
-from edge_embed.download import MODEL_ENV, HubSettings, cached_model_path, looks_like_model_path, pull as pull_model
+from edge_embed.runtime.choice import ModelChoice
+from edge_embed.download import MODEL_ENV, HubSettings, cached_model_path, looks_like_model_path, machine_default, pull as pull_model
 
 DEFAULT_MARK = "*"
 ENV_MARK = ">"
@@ -35,7 +35,7 @@ def models(as_json: bool) -> None:
       edge-embed models --json | jq -r '.models[] | select(.downloaded) | .path'
     """
     env_model = os.environ.get(MODEL_ENV, "").strip() or None
-    choice = choose_default_model()
+    choice = machine_default()
     states = [_ModelState.of(entry, env_model, choice.name) for entry in load_catalog()]
     if as_json:
         report = {
@@ -90,7 +90,7 @@ def _name_to_pull() -> str:
     env_model = os.environ.get(MODEL_ENV, "").strip()
     if env_model and (find_entry(env_model) or not looks_like_model_path(env_model)):
         return env_model
-    choice = choose_default_model()
+    choice = machine_default()
     click.echo(choice.reason, err=True)
     return choice.name
 
