@@ -22,8 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_embed import __version__
-from edge_embed.runtime.engine import MIN_MRL_DIMS
-from edge_embed.server.protocol import MAX_INPUTS, ApiError, is_int, parse_input
+from edge_embed.server.protocol import MAX_INPUTS, ApiError, json_object, optional_dimensions, optional_model, parse_input
 from edge_embed.server.worker import EmbedJob
 
 if TYPE_CHECKING:
@@ -44,8 +43,7 @@ class OllamaEmbedRequest:
 
 def parse_ollama_embed(body: Any, native_dim: int, *, legacy: bool = False) -> OllamaEmbedRequest:
     """/api/embed (``input``: a string or strings) or, ``legacy``, /api/embeddings (``prompt``)."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
+    body = json_object(body)
     key = "prompt" if legacy else "input"
     value = body.get(key)
     if legacy and not isinstance(value, str):
@@ -60,16 +58,8 @@ def parse_ollama_embed(body: Any, native_dim: int, *, legacy: bool = False) -> O
     truncate = True if body.get("truncate") is None else body["truncate"]
     if not isinstance(truncate, bool):
         raise ApiError(400, "truncate must be true or false", param="truncate")
-    dims = body.get("dimensions")
-    if dims is not None and (not is_int(dims) or not MIN_MRL_DIMS <= dims <= native_dim):
-        raise ApiError(
-            400, f"dimensions must be an integer from {MIN_MRL_DIMS} to {native_dim} (this model's native size)",
-            param="dimensions",
-        )
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ApiError(400, "model must be a string", param="model")
-    return OllamaEmbedRequest(texts, model, truncate, dims)
+    dims = optional_dimensions(body, native_dim)
+    return OllamaEmbedRequest(texts, optional_model(body), truncate, dims)
 
 
 def ollama_error(error: ApiError) -> dict[str, str]:

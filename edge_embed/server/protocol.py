@@ -89,10 +89,35 @@ def parse_input(value: Any) -> tuple[list[str] | None, list[list[int]] | None]:
     return texts, None
 
 
-def parse_embedding_request(body: Any, native_dim: int) -> EmbeddingRequest:
-    """A validated /v1/embeddings request; ``dimensions`` must be within 32..native."""
+def json_object(body: Any) -> dict[str, Any]:
+    """The request body, which every API here wants as a JSON object."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def optional_model(body: dict[str, Any]) -> str | None:
+    """``model``: any string or none (which name is answered is the server's business)."""
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, "model must be a string", param="model")
+    return model
+
+
+def optional_dimensions(body: dict[str, Any], native_dim: int) -> int | None:
+    """``dimensions`` (Matryoshka truncation): from MIN_MRL_DIMS to the model's native size."""
+    dims = body.get("dimensions")
+    if dims is not None and (not is_int(dims) or not MIN_MRL_DIMS <= dims <= native_dim):
+        raise ApiError(
+            400, f"dimensions must be an integer from {MIN_MRL_DIMS} to {native_dim} (this model's native size)",
+            param="dimensions",
+        )
+    return dims
+
+
+def parse_embedding_request(body: Any, native_dim: int) -> EmbeddingRequest:
+    """A validated /v1/embeddings request; ``dimensions`` must be within 32..native."""
+    body = json_object(body)
     if "input" not in body:
         raise ApiError(400, "missing required parameter 'input'", param="input")
     texts, token_ids = parse_input(body["input"])
@@ -102,22 +127,14 @@ def parse_embedding_request(body: Any, native_dim: int) -> EmbeddingRequest:
     encoding = body.get("encoding_format") or "float"
     if encoding not in ENCODINGS:
         raise ApiError(400, f"encoding_format must be 'float' or 'base64', got {encoding!r}", param="encoding_format")
-    dims = body.get("dimensions")
-    if dims is not None and (not is_int(dims) or not MIN_MRL_DIMS <= dims <= native_dim):
-        raise ApiError(
-            400, f"dimensions must be an integer from {MIN_MRL_DIMS} to {native_dim} (this model's native size)",
-            param="dimensions",
-        )
+    dims = optional_dimensions(body, native_dim)
     input_type = parse_input_type(body)
     instruct = body.get("instruct")
     if instruct is not None and (not isinstance(instruct, str) or not instruct.strip()):
         raise ApiError(400, "instruct must be a non-empty string (the task sentence of a query)", param="instruct")
     if token_ids is not None and (input_type in QUERY_TYPES or instruct):
         raise ApiError(400, "input_type 'query' needs text input (the instruction is text)", param="input_type")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ApiError(400, "model must be a string", param="model")
-    return EmbeddingRequest(texts, token_ids, model, encoding, dims, input_type, instruct)
+    return EmbeddingRequest(texts, token_ids, optional_model(body), encoding, dims, input_type, instruct)
 
 
 def parse_input_type(body: dict[str, Any]) -> str:
@@ -177,8 +194,7 @@ def _string_list(body: dict[str, Any], key: str) -> tuple[str, ...]:
 
 
 def parse_search_request(body: Any) -> SearchRequest:
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
+    body = json_object(body)
     text = body.get("query")
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "query must be a non-empty string: the words to search for", param="query")

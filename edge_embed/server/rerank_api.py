@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_embed.server.protocol import ApiError, is_int
+from edge_embed.server.protocol import ApiError, is_int, json_object, optional_model
 
 if TYPE_CHECKING:
     from edge_embed.api import Ranked, TextReranker
@@ -50,8 +50,7 @@ def document_text(value: Any, i: int) -> str:
 
 def parse_rerank_request(body: Any) -> RerankRequest:
     """A validated rerank request; ``texts`` (TEI's name) is taken for ``documents``."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
+    body = json_object(body)
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise ApiError(400, "query must be a non-empty string", param="query")
@@ -66,9 +65,7 @@ def parse_rerank_request(body: Any) -> RerankRequest:
     return_documents = body.get("return_documents") or False
     if not isinstance(return_documents, bool):
         raise ApiError(400, "return_documents must be true or false", param="return_documents")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ApiError(400, "model must be a string", param="model")
+    model = optional_model(body)
     texts = [document_text(value, i) for i, value in enumerate(documents)]
     return RerankRequest(query, texts, model, top_n, return_documents)
 
