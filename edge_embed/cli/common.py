@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -79,3 +83,18 @@ def _not_said_already(record: logging.LogRecord) -> bool:
     """edge-embed's own records are said by ``warnings_to_stderr``'s handler; the root
     handler adds only their tracebacks."""
     return record.name.split(".")[0] != "edge_embed" or record.exc_info is not None
+
+
+@contextmanager
+def handling_signal(signum: int, handler: Callable) -> Iterator[None]:
+    """``handler`` for ``signum`` while the block runs, the previous one after. Python
+    takes signal handlers on the main thread only: elsewhere (a test's runner thread) the
+    block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from edge_embed.cli import EXIT_INTERRUPTED
-from edge_embed.cli.common import db_option, open_existing_index, report_migration, resolve_db, warnings_to_stderr
+from edge_embed.cli.common import (
+    db_option,
+    handling_signal,
+    open_existing_index,
+    report_migration,
+    resolve_db,
+    warnings_to_stderr,
+)
 from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
@@ -185,14 +192,8 @@ def stop_on_sigint(stop: threading.Event, quiet: bool):
         if not quiet:
             click.echo("\ninterrupted: finishing the current batch (Ctrl-C again to abort)", err=True)
 
-    if threading.current_thread() is not threading.main_thread():
+    with handling_signal(signal.SIGINT, handler):
         yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class WarningsOnly(NoProgress):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.cli.common import db_option, report_migration, warnings_to_stderr
+from edge_embed.cli.common import db_option, handling_signal, report_migration, warnings_to_stderr
 from edge_embed.cli.index import WarningsOnly, stop_on_sigint
 from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.serve import parse_duration
@@ -97,14 +97,8 @@ def duration(text: str, option: str) -> float:
 @contextmanager
 def stop_on_sigterm(stop: threading.Event):
     """`kill` (SIGTERM) stops like Ctrl-C: the current file is finished and committed."""
-    if threading.current_thread() is not threading.main_thread():
+    with handling_signal(signal.SIGTERM, lambda signum, frame: stop.set()):
         yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class CliReport:
