@@ -14,7 +14,7 @@ from edge_embed.runtime import engine as engine_module
 from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, truncate_and_normalize
 from edge_embed.runtime.loader import prepare_model
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, make_plan
-from edge_embed.testing import write_tiny_qwen3
+from edge_embed.testing import write_tiny_bert, write_tiny_qwen3
 from edge_embed.testing.gguf_builder import IM_END_TEXT
 
 MIN_COSINE = 0.999
@@ -219,3 +219,29 @@ def test_a_verbose_llama_elsewhere_does_not_make_the_engine_noisy(tiny_model, ca
     capfd.readouterr()
     make_embedder(tiny_model).close()
     assert "llama_context" not in capfd.readouterr().err
+
+
+def test_a_model_load_leaves_what_the_process_prints_alone(tiny_model, capfd, monkeypatch, tmp_path):
+    """llama-cpp-python's quiet load (``verbose=False``) points sys.stdout, sys.stderr and
+    file descriptors 1 and 2 at /dev/null for the whole process while it loads, then puts
+    back what it found: another thread's output meanwhile was lost, and a stream another
+    thread had swapped in meanwhile was undone (a CliRunner's: `query --json` printed
+    nothing while a watcher thread loaded its model). A print during the load stands for
+    that other thread. llama.cpp's own log stays quiet through its log switch."""
+    import llama_cpp.llama_cpp as lib
+
+    load = lib.llama_model_load_from_file
+
+    def load_while_printing(*args):
+        print("printed during the load", flush=True)
+        return load(*args)
+
+    make_embedder(tiny_model).close()  # llama.cpp's one-time set-up is behind us
+    bert = write_tiny_bert(tmp_path / "tiny-bert.gguf")  # its loader warns about special tokens
+    capfd.readouterr()
+    monkeypatch.setattr(lib, "llama_model_load_from_file", load_while_printing)
+    make_embedder(tiny_model).close()
+    make_embedder(bert).close()
+    seen = capfd.readouterr()
+    assert seen.out.count("printed during the load") == 2
+    assert seen.err == "", seen.err

@@ -25,6 +25,8 @@ import ctypes
 import functools
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -456,7 +458,10 @@ def load_session(
         model_params.split_mode = lib.LLAMA_SPLIT_MODE_NONE
     context_params = context_parameters(model, plan, last_pooling=last_pooling, rank_pooling=rank_pooling)
     try:
-        loaded = _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=False)
+        # verbose=True: no swapping of sys.stdout and fds 1-2 for the whole process (see
+        # tests/test_engine.py); the loader's log is quieted at its source instead.
+        with _loader_log_quiet():
+            loaded = _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=True)
     except ValueError as exc:
         raise EdgeEmbedError(f"llama.cpp could not load {model.path.name}: {exc}") from None
     try:
@@ -498,6 +503,21 @@ def _backend_init() -> None:
 
     set_verbose(False)
     _init_backends()
+
+
+@contextmanager
+def _loader_log_quiet() -> Iterator[None]:
+    """llama.cpp's log at CRITICAL while a model loads: the loader's complaints about a
+    file's metadata ("special_eos_id is not in special_eog_ids" for every BERT GGUF) are
+    not the user's to act on, and a file that does not load comes back as our error."""
+    from llama_cpp._logger import logger
+
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @functools.cache
