@@ -246,20 +246,17 @@ def test_keeping_in_place_moves_the_kept_entries_up_and_nulls_the_rest() -> None
 
 
 DROP_CHILD = """
-import json, sys
+import contextlib, json, sys
 import numpy as np
-from llama_cpp import _internals
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime import engine, hardware
 from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
 from edge_embed.testing import write_tiny_qwen3_quantized
 
 engine._backend_init = engine._init_backends  # keep llama.cpp's log on
+engine._loader_log_quiet = contextlib.nullcontext  # the loader's log too
 import llama_cpp._logger
 llama_cpp._logger.set_verbose(True)
-load_model = _internals.LlamaModel.__init__
-_internals.LlamaModel.__init__ = lambda self, *, path_model, params, verbose=False: load_model(
-    self, path_model=path_model, params=params, verbose=True)  # the loader's log too
 
 model = write_tiny_qwen3_quantized(sys.argv[1])
 info = read_model_info(model.path)
