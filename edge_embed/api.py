@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.paths import resolve_db
 
@@ -90,7 +91,7 @@ class TextEmbedder:
             return cls(RemoteHandle(RemoteEmbedder(embed_url, model=model, qwen3_format=qwen3_format is not False)))
         from edge_embed.runtime.loader import prepare_model
 
-        return cls(prepare_model(model or os.environ.get("EDGE_EMBED_MODEL"), _runtime(runtime), qwen3_format=qwen3_format))
+        return cls(prepare_model(model or current().model, _runtime(runtime), qwen3_format=qwen3_format))
 
     @property
     def name(self) -> str:
@@ -247,7 +248,6 @@ class IndexStatus:
         }
 
 
-# --------------------------------------------------------------------------- index
 @dataclass
 class Index:
     """One index file: index folders into it, search it, describe it.

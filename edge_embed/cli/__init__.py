@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from edge_embed import __version__
+from edge_embed.config import Config, using
 from edge_embed.errors import EdgeEmbedError
 
 COMMANDS = {
@@ -60,7 +61,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            with import_errors_explained():  # dependencies imported on first use: llama_cpp, apsw...
+            # dependencies imported on first use: llama_cpp, apsw...; the environment read once, here
+            with import_errors_explained(), using(Config.from_env()):
                 return super().invoke(ctx)
         except EdgeEmbedError as exc:
             raise UserError(str(exc)) from None

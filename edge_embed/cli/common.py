@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.paths import default_db_path
+from edge_embed.config import current
 
 
 def reranker_option(command):
@@ -30,7 +30,7 @@ def db_option(command):
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="The index file. Default: $EDGE_EMBED_DB, else index.db in your data "
-        f"directory ({default_db_path()}).",
+        f"directory ({current().default_db}).",
     )(command)
 
 
