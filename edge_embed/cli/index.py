@@ -120,16 +120,20 @@ def say_default_model(choice: ModelChoice) -> None:
 
 
 def offer_pull(missing: ModelNotFound) -> bool:
-    """A missing catalog model: on a terminal, offer to download it (True: it is there now)."""
+    """A missing catalog model: on a terminal, offer to download it (True: it is there now).
+
+    Asked while `index`'s Ctrl-C handler is installed, which only asks the run to stop
+    after its batch: at the question and during the download a Ctrl-C aborts at once."""
     if not interactive():
         return False
     from edge_embed.catalog import get_entry
     from edge_embed.download import pull
 
     entry = get_entry(missing.model_name)
-    if not click.confirm(f"{entry.name} is not downloaded ({entry.approx_size}). Download it now?", err=True):
-        return False
-    pull(entry, progress=True)
+    with handling_signal(signal.SIGINT, signal.default_int_handler):
+        if not click.confirm(f"{entry.name} is not downloaded ({entry.approx_size}). Download it now?", err=True):
+            return False
+        pull(entry, progress=True)
     return True
 
 
