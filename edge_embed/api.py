@@ -4,7 +4,8 @@ Two objects cover everything a caller does with edge-embed:
 
 * ``Index``: one index file. ``Index.open(path)``, ``index(folders)``, ``search(text)``
   (with the model the index was built with, loaded on the first vector search and kept
-  warm), ``status()``.
+  warm), ``status()``, and every other operation a face offers: ``watch``,
+  ``remove_folder``, ``compact``, ``set_instruction``, ``evaluate``, ``read_file``.
 * ``TextEmbedder``: raw texts to unit vectors with any model, as documents or as queries
   (with the Qwen3 instruction), at any Matryoshka dimension.
 
@@ -18,18 +19,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.paths import resolve_db
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from edge_embed.runtime.choice import ModelChoice
+    from edge_embed.evaluate import EvalQuery, EvalReport
     from edge_embed.indexer import IndexOptions, IndexSummary, Progress
     from edge_embed.rerank import RerankDecision, RerankStep
     from edge_embed.results import Hit, SearchOutcome
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
     from edge_embed.runtime.loader import ModelHandle
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.search import EmbedQuery, SearchOptions
-    from edge_embed.store import IndexSettings, Store
+    from edge_embed.store import CompactResult, IndexSettings, RootInfo, SpaceUsage, Store
     from edge_embed.store.schema import MigrationProgress
     from edge_embed.watch import WatchReport, WatchSettings
 
@@ -87,7 +91,7 @@ class TextEmbedder:
             return cls(RemoteHandle(RemoteEmbedder(embed_url, model=model, qwen3_format=qwen3_format is not False)))
         from edge_embed.runtime.loader import prepare_model
 
-        return cls(prepare_model(model or os.environ.get("EDGE_EMBED_MODEL"), _runtime(runtime), qwen3_format=qwen3_format))
+        return cls(prepare_model(model or current().model, _runtime(runtime), qwen3_format=qwen3_format))
 
     @property
     def name(self) -> str:
@@ -195,6 +199,55 @@ class TextReranker:
 
 
 # --------------------------------------------------------------------------- index
+@dataclass(frozen=True)
+class IndexRequest:
+    """What a face asks of an indexing run: which files (walk rules, one run's) and the
+    index's own settings. ``chunk_tokens``, ``overlap``, ``dims`` and ``instruction`` None
+    keep the index's own, else the model's defaults; the sizes None are the defaults."""
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    hidden: bool = False
+    follow_links: bool = False
+    max_file_size: int | None = None
+    max_document_size: int | None = None
+    chunk_tokens: int | None = None
+    overlap: int | None = None
+    dims: int | None = None
+    instruction: str | None = None
+
+    def options(self) -> IndexOptions:
+        """The indexer's options (which also hold what no face sets: document limits, compaction)."""
+        from edge_embed.indexer import IndexOptions
+
+        sizes = {name: getattr(self, name) for name in ("max_file_size", "max_document_size") if getattr(self, name) is not None}
+        return IndexOptions(
+            include=self.include, exclude=self.exclude, hidden=self.hidden, follow_links=self.follow_links,
+            chunk_tokens=self.chunk_tokens, overlap=self.overlap, dims=self.dims, instruction=self.instruction, **sizes,
+        )
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """An index described: the store's figures (``stats``: path, size, files, chunks, model
+    settings, pending migrations...), its folders, its wasted space and whether compacting
+    is worth it, its age and its watcher (None: none runs)."""
+
+    stats: dict[str, object]
+    roots: list[RootInfo]
+    space: SpaceUsage
+    worth_compacting: bool
+    index_age_s: float | None
+    watch: dict[str, object] | None
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document of `status --json` and MCP ``status``: the same fields for both."""
+        return {
+            **self.stats, "space": self.space.to_dict(), "roots": [root_dict(root) for root in self.roots],
+            "index_age_s": self.index_age_s, "watch": self.watch,
+        }
+
+
 @dataclass
 class Index:
     """One index file: index folders into it, search it, describe it.
@@ -260,31 +313,50 @@ class Index:
     def index(
         self,
         folders: Sequence[str | os.PathLike[str]],
-        options: IndexOptions | None = None,
+        request: IndexRequest | None = None,
         *,
         model: str | None = None,
         progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        rebuild: bool = False,
         on_migration: MigrationProgress | None = None,
+        on_default: Callable[[ModelChoice], None] | None = None,
+        on_missing: Callable[[ModelNotFound], bool] | None = None,
     ) -> IndexSummary:
         """Index ``folders`` incrementally (the index's model, else ``model``/the default).
 
-        An index an older edge-embed wrote is migrated first (``on_migration`` hears of each step).
+        Everything that can fail (the model, ``request``'s settings against the model and
+        the index) is checked before the index file is touched. ``rebuild``: every folder
+        of the index (and ``folders``) again into a new file swapped in whole (rebuild.py).
+        ``stop`` set: the current batch is finished and written, then the run returns
+        (``summary.interrupted``). An index an older edge-embed wrote is migrated first
+        (``on_migration`` hears of each step). ``on_default`` hears which model a new index
+        gets when none is named; ``on_missing`` may fetch a catalog model that is not
+        downloaded (True: try again), so a face can ask its user first.
         """
-        from edge_embed.indexer import Indexer, NoProgress
+        from edge_embed.indexer import Indexer, NoProgress, index_settings, resolve_options
+        from edge_embed.rebuild import rebuild_index, remove_partial_rebuilds
         from edge_embed.store import Store
 
-        handle, options = self._indexing(model, options)
+        existing = self.store_settings() if self.exists else None
+        handle = self._indexing_model(model, existing, rebuild=rebuild, on_default=on_default, on_missing=on_missing)
         try:
+            options = (request or IndexRequest()).options()
+            index_settings(handle, resolve_options(options, existing, handle))  # refuses what the model cannot do
+            roots = [Path(folder).expanduser() for folder in folders]
+            progress, stop = progress or NoProgress(), stop or threading.Event()
+            if rebuild:
+                return rebuild_index(self.path, handle, options, roots, progress=progress, stop=stop)
             with Store.open(self.path) as store, store.writer_lock(on_migration=on_migration):
-                indexer = Indexer(store, handle, options, progress=progress or NoProgress())
-                return indexer.run([Path(folder).expanduser() for folder in folders])
+                remove_partial_rebuilds(self.path)  # left by a killed --rebuild
+                return Indexer(store, handle, options, progress=progress, stop=stop).run(roots)
         finally:
             handle.close()
 
     def watch(
         self,
         folders: Sequence[str | os.PathLike[str]] = (),
-        options: IndexOptions | None = None,
+        request: IndexRequest | None = None,
         settings: WatchSettings | None = None,
         *,
         stop: threading.Event,
@@ -307,9 +379,8 @@ class Index:
         from edge_embed.watch import Watcher, WatchSettings, state_path
 
         if handle is None:
-            handle, options = self._indexing(model, options)
-        else:
-            options = options or self._default_options(self.store_settings() if self.exists else None)
+            handle = self._indexing_model(model, self.store_settings() if self.exists else None)
+        options = (request or IndexRequest()).options()
         try:
             with Store.open(self.path) as store, store.writer_lock("edge-embed watch", on_migration):
                 roots = [Path(folder).expanduser().resolve() for folder in folders]
@@ -329,27 +400,84 @@ class Index:
         finally:
             handle.close()
 
-    def _indexing(self, model: str | None, options: IndexOptions | None) -> tuple[ModelHandle, IndexOptions]:
-        """The model to index with (the index's own, else ``model``/the default) and the options."""
+    def _indexing_model(
+        self,
+        model: str | None,
+        existing: IndexSettings | None,
+        *,
+        rebuild: bool = False,
+        on_default: Callable[[ModelChoice], None] | None = None,
+        on_missing: Callable[[ModelNotFound], bool] | None = None,
+    ) -> ModelHandle:
+        """The model to index with: with ``embed_url`` the server's (the index's own by name,
+        unless rebuilding; ``model`` then only lends its tokenizer), else ``model``, the
+        index's own, or this machine's default."""
+        runtime = _runtime(self.runtime)
+        if self.embed_url:
+            return remote_index_handle(self.embed_url, None if rebuild else existing, model, runtime)
+        from edge_embed.download import default_model_choice
         from edge_embed.runtime.loader import prepare_model
 
-        existing = self.store_settings() if self.exists else None
-        if self.embed_url:
-            handle = remote_index_handle(self.embed_url, existing, model, _runtime(self.runtime))
-        else:
-            handle = prepare_model(model or (existing.model_label if existing else None), _runtime(self.runtime))
-        return handle, options or self._default_options(existing)
+        spec = model or (existing.model_label if existing else None)
+        if spec is None:
+            choice = default_model_choice(runtime)
+            if choice is not None:  # None: EDGE_EMBED_MODEL decides
+                spec = choice.name
+                if on_default is not None:
+                    on_default(choice)
+        try:
+            return prepare_model(spec, runtime)
+        except ModelNotFound as missing:
+            if on_missing is None or not on_missing(missing):
+                raise
+            return prepare_model(spec, runtime)
 
-    @staticmethod
-    def _default_options(existing: IndexSettings | None) -> IndexOptions:
-        from edge_embed.indexer import IndexOptions
+    # ------------------------------------------------------------------ maintenance
+    def remove_folder(self, folder: str | os.PathLike[str], *, on_migration: MigrationProgress | None = None) -> str:
+        """Forget an indexed folder (as given to ``index``) and all its chunks; its absolute path."""
+        absolute = str(Path(folder).expanduser().resolve())
+        with self.store() as store, store.writer_lock(on_migration=on_migration):
+            if not store.remove_root(absolute):
+                known = ", ".join(store.root_paths()) or "none"
+                raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
+        return absolute
 
-        return IndexOptions(
-            dims=existing.dims if existing else None,
-            chunk_tokens=existing.chunk_tokens if existing else IndexOptions.chunk_tokens,
-            overlap=existing.overlap if existing else IndexOptions.overlap,
-            instruction=existing.instruction if existing else None,
-        )
+    def compact(self, *, on_migration: MigrationProgress | None = None) -> CompactResult:
+        """Give back the space edits wasted (``Store.compact``): the sizes before and after."""
+        with self.store() as store, store.writer_lock(on_migration=on_migration):
+            return store.compact()
+
+    def set_instruction(self, instruction: str | None, *, on_migration: MigrationProgress | None = None) -> None:
+        """The index's default query task (None: the model's own)."""
+        with self.store() as store, store.writer_lock(on_migration=on_migration):
+            store.set_instruction(instruction)
+
+    def evaluate(
+        self,
+        queries: Sequence[EvalQuery],
+        modes: Sequence[str],
+        k: int,
+        *,
+        instruct: str | None = None,
+        rerank: bool = False,
+        reranker: str | None = None,
+        rerank_top: int | None = None,
+    ) -> EvalReport:
+        """Score ``modes`` on queries with known answers (edge_embed.evaluate); a keyword-only
+        run loads no model, and the model loads once for every query of the others."""
+        from edge_embed.evaluate import evaluate
+
+        with self.store() as store:
+            needs_model = any(mode != "keyword" for mode in modes)
+            embed_query = self.query_embedder(store, instruct) if needs_model else None
+            step = self.rerank_step(True, reranker, rerank_top) if rerank else None
+            return evaluate(store, queries, modes, k, embed_query=embed_query, rerank=step)
+
+    def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
+        """Lines ``start_line``..``end_line`` of an indexed file (MCP ``get``; edge_embed.reader)."""
+        from edge_embed.reader import read_indexed
+
+        return read_indexed(self, path, start_line, end_line)
 
     # ------------------------------------------------------------------ search
     def search(
@@ -509,16 +637,17 @@ class Index:
         return self._query_model
 
     # ------------------------------------------------------------------ status
-    def status(self) -> dict[str, object]:
-        """Folders, files, chunks, model, settings and size (what `edge-embed status` shows),
-        how fresh it is (``index_age_s``) and its watcher's status (``watch``, None: none runs)."""
+    def status(self) -> IndexStatus:
+        """What `edge-embed status` and MCP ``status`` show, read on one open store."""
+        from edge_embed.store import CompactPolicy
         from edge_embed.watch import read_watch_state
 
         with self.store() as store:
             stats = store.stats()
             roots = store.roots()
+            space = store.space_usage()
             age = age_s(store.last_write_at())
-        return {**stats, "roots": [root_dict(root) for root in roots], "index_age_s": age, "watch": read_watch_state(self.path)}
+        return IndexStatus(stats, roots, space, CompactPolicy(min_bytes=0).due(space), age, read_watch_state(self.path))
 
     def close(self) -> None:
         if self._query_model is not None:
@@ -527,6 +656,19 @@ class Index:
         self.release_rerankers()
         self._rerankers.clear()
         self._rerank_decisions.clear()
+
+
+def escaped_sqlite_error(exc: Exception) -> EdgeEmbedError | None:
+    """An apsw error that got past the store's translation, as the one-line error the store
+    would have raised; None for any other exception."""
+    import apsw
+
+    from edge_embed.store.sqlite_errors import index_error
+
+    if not isinstance(exc, apsw.Error):
+        return None
+
+    return index_error(exc, None)
 
 
 def age_s(timestamp: float | None) -> float | None:

@@ -42,6 +42,7 @@ from huggingface_hub.file_download import http_get, repo_folder_name
 from huggingface_hub.utils import WeakFileLock, build_hf_headers, silent_tqdm
 
 from edge_embed.catalog import CatalogEntry, find_entry, format_gb, get_entry
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 
@@ -57,11 +58,11 @@ _TRUTHY = {"1", "ON", "YES", "TRUE"}
 
 @dataclass(frozen=True)
 class HubSettings:
-    """The Hugging Face variables, read when a download or lookup happens.
+    """The Hugging Face variables (``Config.hub``), read when a download or lookup happens.
 
     huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, when it is first
-    imported; a library user (or a test) may set them later, so we read them ourselves and
-    pass them explicitly. HF_TOKEN is read by huggingface_hub at request time already.
+    imported; a library user (or a test) may set them later, so we take them from the run's
+    ``Config`` and pass them explicitly. HF_TOKEN is read by huggingface_hub at request time already.
     """
 
     endpoint: str
@@ -70,7 +71,7 @@ class HubSettings:
 
     @classmethod
     def from_env(cls) -> HubSettings:
-        env = os.environ
+        env = current().hub
         home = env.get("HF_HOME")
         cache = (
             env.get("HF_HUB_CACHE")
@@ -149,7 +150,7 @@ def resolve_model(spec: str | None = None, runtime: RuntimeSettings | None = Non
     naming the `edge-embed pull` command; a path that is missing, not a GGUF or truncated
     raises ModelFileError.
     """
-    spec = (spec or os.environ.get(MODEL_ENV) or machine_default(runtime).name).strip()
+    spec = (spec or current().model or machine_default(runtime).name).strip()
     entry = find_entry(spec)
     if entry is None and looks_like_model_path(spec):
         info = read_model_info(spec)
@@ -177,7 +178,7 @@ def machine_default(runtime: RuntimeSettings | None = None) -> ModelChoice:
 def default_model_choice(runtime: RuntimeSettings | None = None) -> ModelChoice | None:
     """For a command given no --model: the machine's default and why, or None when
     EDGE_EMBED_MODEL names the model (it decides, as ``resolve_model`` does)."""
-    if os.environ.get(MODEL_ENV, "").strip():
+    if current().model:
         return None
     return machine_default(runtime)
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from edge_embed.errors import ModelFileError
-from edge_embed.paths import cache_dir
+from edge_embed.config import current
 
 GGUF_MAGIC = b"GGUF"
 POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
@@ -104,7 +104,7 @@ def _read_model_info_cached(path: Path, size: int, mtime_ns: int) -> ModelInfo:
 
 def _sidecar_path(path: Path, size: int, mtime_ns: int) -> Path:
     key = hashlib.sha256(f"{SIDECAR_VERSION}|{path}|{size}|{mtime_ns}".encode()).hexdigest()[:32]
-    return cache_dir() / "gguf-headers" / f"{key}.json"
+    return current().cache_dir / "gguf-headers" / f"{key}.json"
 
 
 def _load_sidecar(sidecar: Path) -> ModelInfo | None:

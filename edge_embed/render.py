@@ -18,7 +18,6 @@ them the JSON way (``\u001b``), C1 controls and line separators included.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -67,7 +66,7 @@ def json_safe(document: str) -> str:
 
 
 # ------------------------------------------------------------------------ colour
-def use_color(choice: str, *, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
+def use_color(choice: str, *, isatty: bool, environ: Mapping[str, str]) -> bool:
     """--color: 'auto' colours only a terminal and only when NO_COLOR is unset or empty
     (https://no-color.org); an explicit 'always'/'never' wins over NO_COLOR, as that
     convention asks."""

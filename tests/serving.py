@@ -16,9 +16,8 @@ import uvicorn
 from edge_embed.api import TextEmbedder
 from edge_embed.cli.serve import bind
 from edge_embed.runtime.plan import RuntimeSettings
-from edge_embed.server.app import Service, create_app
+from edge_embed.server.app import Service, build_app
 from edge_embed.server.discovery import ServerInfo, publish, withdraw
-from edge_embed.server.mcp_tools import mcp_http_app
 from edge_embed.watch import WatchSettings
 
 CPU = RuntimeSettings(force_cpu=True, ctx=256)
@@ -41,8 +40,7 @@ def running_server(
     """(base URL, service) of a server that stops when the block ends (``watch``: `serve --watch`)."""
     service = Service.create(db, model, runtime, keep_alive_s, reranker, strict_model)
     service.watch = watch
-    mcp_route, mcp_lifespan = mcp_http_app(service)
-    app = create_app(service, api_key=api_key, cors=cors, extra_routes=[mcp_route], lifespans=[mcp_lifespan])
+    app = build_app(service, api_key=api_key, cors=cors)
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import edge_embed
-from edge_embed.errors import EdgeEmbedError
-from edge_embed.indexer import IndexOptions
+from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.api import IndexRequest
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.search import SearchOptions
 
@@ -35,7 +35,7 @@ def test_import_edge_embed_loads_neither_numpy_nor_llama_cpp():
 
 def test_index_search_status_through_the_facade(tmp_path, tiny_model, notes):
     with edge_embed.Index.open(tmp_path / "i.db", CPU) as index:
-        summary = index.index([notes], IndexOptions(chunk_tokens=64, overlap=0), model=str(tiny_model.path))
+        summary = index.index([notes], IndexRequest(chunk_tokens=64, overlap=0), model=str(tiny_model.path))
         assert summary.indexed == 2
         hits = index.search("rotate keys", SearchOptions(k=2, mode="keyword"))
         assert hits[0].chunk.relpath == "keys.md"
@@ -43,10 +43,59 @@ def test_index_search_status_through_the_facade(tmp_path, tiny_model, notes):
         assert {hit.chunk.relpath for hit in vector_hits} == {"keys.md", "pets.txt"}
         assert index.query_model().loaded  # kept warm for the next search
         status = index.status()
-        assert status["chunks"] == summary.chunks_added and status["roots"][0]["path"] == str(notes.resolve())
+        assert status.stats["chunks"] == summary.chunks_added and status.roots[0].path == str(notes.resolve())
         again = index.index([notes])  # the index's own model and settings, nothing changed
         assert again.unchanged == 2 and again.indexed == 0
     assert index._query_model is None  # closed with the block
+
+
+def test_every_face_operation_is_an_index_method(tmp_path, tiny_model, notes):
+    """What `status`, `config`, `eval`, MCP `get`, `compact` and `remove` do, as a library user calls it."""
+    from edge_embed.evaluate import EvalQuery
+
+    with edge_embed.Index.open(tmp_path / "i.db", CPU) as index:
+        index.index([notes], IndexRequest(chunk_tokens=64, overlap=0), model=str(tiny_model.path))
+        status = index.status()
+        assert status.stats["files"] == 2 and [root.path for root in status.roots] == [str(notes.resolve())]
+        assert status.space.vectors == status.stats["chunks"] and status.watch is None
+        assert set(status.to_dict()) >= {"space", "roots", "index_age_s", "watch", "chunks"}
+        index.set_instruction("Given a question about pets, retrieve the note")
+        assert index.store_settings().instruction == "Given a question about pets, retrieve the note"
+        index.set_instruction(None)
+        assert index.store_settings().instruction is None
+        report = index.evaluate([EvalQuery(1, "rotate keys", {"keys.md": 1})], ["keyword"], 2)
+        assert report.summary()["keyword"].recall == 1.0 and index._query_model is None  # keyword: no model
+        assert index.read_file(str(notes / "keys.md"), 2, 2) == "Rotate the API keys every ninety days."
+        assert index.compact().after.vectors == status.space.vectors
+        with pytest.raises(EdgeEmbedError, match="is not an indexed folder"):
+            index.remove_folder(tmp_path)
+        assert index.remove_folder(notes) == str(notes.resolve())
+        assert index.status().roots == []
+
+
+def test_index_refuses_bad_settings_before_creating_the_file(tmp_path, tiny_model, notes):
+    """Validation comes before the file: a refused --dims leaves no empty index behind."""
+    index = edge_embed.Index.open(tmp_path / "new.db", CPU)
+    with pytest.raises(EdgeEmbedError, match="between 32"):
+        index.index([notes], IndexRequest(dims=8), model=str(tiny_model.path))
+    assert not index.exists
+
+
+def test_index_names_the_default_model_and_asks_before_failing_on_a_missing_one(tmp_path, notes, monkeypatch):
+    """A new index without a model: the face hears the machine's choice, then may fetch it (here: declines)."""
+    monkeypatch.delenv("EDGE_EMBED_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # nothing downloaded
+    chosen, asked = [], []
+
+    def decline(missing) -> bool:
+        asked.append(missing.model_name)
+        return False
+
+    index = edge_embed.Index.open(tmp_path / "new.db", CPU)
+    with pytest.raises(ModelNotFound):
+        index.index([notes], on_default=chosen.append, on_missing=decline)
+    assert [choice.name for choice in chosen] == asked and asked  # the CPU default, named once
+    assert not index.exists
 
 
 def test_missing_index_is_a_one_line_error(tmp_path):

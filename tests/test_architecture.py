@@ -24,20 +24,6 @@ NONE = {"nothing", "-"}
 FACES = ("edge_embed.cli", "edge_embed.server")
 BEHIND_FACADE = ("edge_embed.store", "edge_embed.indexer")
 
-# Faces that still import Store/Indexer (or store's constants) instead of going through
-# api.py: issue 16 ("status, remove, config, compact, eval and MCP reach around the
-# façade"). This list may only shrink: a new entry fails the test, and so does an entry
-# that no longer imports them (remove it then).
-FACADE_EXCEPTIONS = {
-    "edge_embed.cli": {"edge_embed.store"},  # sqlite_errors.index_error for an index's apsw error
-    "edge_embed.cli.eval": {"edge_embed.store"},  # MAX_KNN_K, the -k bound
-    "edge_embed.cli.index": {"edge_embed.indexer", "edge_embed.store"},  # Indexer/Store for index, remove, config
-    "edge_embed.cli.maintenance": {"edge_embed.store"},  # CompactPolicy/CompactResult/SpaceUsage
-    "edge_embed.cli.query": {"edge_embed.store"},  # MAX_KNN_K, the -k bound
-    "edge_embed.cli.watch": {"edge_embed.indexer"},  # IndexOptions
-}
-
-
 @dataclass(frozen=True)
 class Row:
     """One line of the table: the modules it covers and the names it may import, as written."""
@@ -194,11 +180,11 @@ def facade_reach(module: str) -> set[str]:
     return {b for b in BEHIND_FACADE for t in imports_of(module, MODULES[module]) if t == b or t.startswith(b + ".")}
 
 
-def test_faces_reach_store_and_indexer_only_where_listed():
-    """Faces call api.py; the known exceptions (issue 16) are exact, so the list can only shrink."""
+def test_faces_never_reach_store_or_indexer():
+    """Faces call api.py (issue 16: status, remove, config, compact, eval and MCP reached around it)."""
     faces = [m for m in MODULES if m.startswith(FACES)]
     reach = {m: facade_reach(m) for m in faces}
-    assert {m: r for m, r in reach.items() if r} == FACADE_EXCEPTIONS
+    assert {m: r for m, r in reach.items() if r} == {}
 
 
 def test_imports_are_read_at_every_level(tmp_path):

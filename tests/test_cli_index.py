@@ -114,6 +114,35 @@ def test_index_missing_catalog_model_names_the_pull_command(runner, notes, tmp_p
     assert_clean_error(result, "edge-embed pull qwen3-embedding-0.6b")
 
 
+def test_ctrl_c_at_the_download_question_aborts_at_once(monkeypatch):
+    """The model is chosen inside the run (Index.index), under index's Ctrl-C handler, which
+    only sets ``stop``: at the offer to download, Ctrl-C must still abort, not download and stop."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import click
+
+    from edge_embed import download
+    from edge_embed.cli import index as index_command
+    from edge_embed.errors import ModelNotFound
+
+    def answer_with_ctrl_c(*args, **kwargs) -> bool:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the signal arrives before this ends
+        return True
+
+    pulled = []
+    monkeypatch.setattr(index_command, "interactive", lambda: True)
+    monkeypatch.setattr(click, "confirm", answer_with_ctrl_c)
+    monkeypatch.setattr(download, "pull", lambda entry, progress: pulled.append(entry))
+    stop = threading.Event()
+    with pytest.raises(KeyboardInterrupt), index_command.stop_on_sigint(stop, quiet=True):
+        index_command.offer_pull(ModelNotFound("not downloaded", model_name="qwen3-embedding-0.6b"))
+    assert not stop.is_set() and pulled == []
+
+
 def test_index_not_a_gguf(runner, notes, tmp_path):
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"not a model at all")

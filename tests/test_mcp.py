@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from serving import CPU, running_server
 
 from edge_embed.api import Index
-from edge_embed.indexer import IndexOptions
+from edge_embed.api import IndexRequest
 
 NOTES = {"keys.md": "# Keys\nRotate the API keys every ninety days.\nline three\nline four", "pets.txt": "The cat sat."}
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def indexed(tmp_path_factory, tiny_model) -> Path:
         (notes / name).write_text(text, encoding="utf-8")
     (base / "secret.txt").write_text("outside", encoding="utf-8")
     with Index.open(base / "index.db", CPU) as index:
-        index.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(base / "model.gguf"))
+        index.index([notes], IndexRequest(chunk_tokens=128, overlap=0), model=str(base / "model.gguf"))
     (notes / "escape.txt").symlink_to(base / "secret.txt")  # after indexing: a link planted later
     (notes / ".env").write_text("TOKEN=outside", encoding="utf-8")  # inside the folder, never indexed (hidden)
     return base
@@ -58,6 +58,8 @@ async def exercise(client: Client, base: Path) -> None:
     assert text_of(lines) == "Rotate the API keys every ninety days.\nline three"
     status = await client.call_tool("status", {})
     assert str(base / "notes") in text_of(status)
+    answer = status.structured_content or json.loads(text_of(status))
+    assert set(answer) == set(cli_status(base)) and "space" in answer  # the same fields as `status --json`
     for outside in (
         str(base / "secret.txt"),
         str(base / "notes" / ".." / "secret.txt"),
@@ -69,6 +71,17 @@ async def exercise(client: Client, base: Path) -> None:
         refused = await client.call_tool("get", {"path": outside})
         assert refused.is_error, outside
         assert "outside" not in text_of_error(refused)
+
+
+def cli_status(base: Path) -> dict:
+    """`edge-embed status --json` of the index."""
+    from click.testing import CliRunner
+
+    from edge_embed.cli import cli
+
+    result = CliRunner().invoke(cli, ["status", "--db", str(base / "index.db"), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
 
 
 def text_of_error(result) -> str:

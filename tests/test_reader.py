@@ -10,7 +10,7 @@ from serving import CPU
 
 from edge_embed.api import Index
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.indexer import IndexOptions
+from edge_embed.api import IndexRequest
 from edge_embed.reader import read_indexed
 from edge_embed.testing.documents import pdf_bytes
 
@@ -24,7 +24,7 @@ def notes(tmp_path: Path, tiny_model) -> tuple[Index, Path]:
     (folder / ".env").write_text("TOKEN=hunter2\n", encoding="utf-8")
     (folder / "manual.pdf").write_bytes(pdf_bytes([["Install the tool."], ["Rotate the keys.", "Every ninety days."]]))
     index = Index.open(tmp_path / "index.db", CPU)
-    index.index([folder], IndexOptions(chunk_tokens=128, overlap=0), model=str(tiny_model.path))
+    index.index([folder], IndexRequest(chunk_tokens=128, overlap=0), model=str(tiny_model.path))
     return index, folder
 
 

@@ -24,7 +24,7 @@ from serving import CPU, cosine, local, running_server  # noqa: F401 (local: a f
 from edge_embed.api import Index, TextEmbedder
 from edge_embed.cli import cli
 from edge_embed.store import Store
-from edge_embed.indexer import IndexOptions
+from edge_embed.api import IndexRequest
 from edge_embed.server.protocol import MAX_BODY_BYTES, MAX_INPUTS
 
 MIN_COSINE = 0.9999
@@ -59,7 +59,7 @@ def indexed(tmp_path_factory, model_path) -> Path:
     (base / "secret.txt").write_text("outside the index", encoding="utf-8")
     (base / "notes" / "link.txt").symlink_to(base / "secret.txt")
     with Index.open(base / "index.db", CPU) as index:
-        index.index([base / "notes"], IndexOptions(chunk_tokens=128, overlap=0), model=str(model_path))
+        index.index([base / "notes"], IndexRequest(chunk_tokens=128, overlap=0), model=str(model_path))
     return base
 
 
@@ -421,7 +421,7 @@ def test_index_through_embed_url_holds_the_vectors_of_a_local_build(indexed, mod
     notes = indexed / "notes"
     with running_server(None, str(model_path)) as (url, service):
         with Index.open(tmp_path / "remote.db", CPU, embed_url=url) as remote:
-            summary = remote.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(model_path))
+            summary = remote.index([notes], IndexRequest(chunk_tokens=128, overlap=0), model=str(model_path))
             assert summary.indexed >= len(NOTES) and summary.tokens_embedded > 0
             settings = remote.settings()
             assert (settings.model_label, settings.model_file, settings.dims) == (service.model_id, url + "/v1", local_dims(indexed))

@@ -318,13 +318,13 @@ def test_serve_passes_strict_model_to_the_server(model_path, monkeypatch):
 def test_rerank_on_a_server_with_an_index_shares_the_searches_reranker(model_path, tiny_reranker, tmp_path):
     """One copy of the reranker in memory: /v1/rerank scores with the model searches rerank with."""
     from edge_embed.api import Index
-    from edge_embed.indexer import IndexOptions
+    from edge_embed.api import IndexRequest
 
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "keys.md").write_text("Rotate the API keys every ninety days.", encoding="utf-8")
     with Index.open(tmp_path / "index.db", CPU) as index:
-        index.index([notes], IndexOptions(chunk_tokens=128, overlap=0), model=str(model_path))
+        index.index([notes], IndexRequest(chunk_tokens=128, overlap=0), model=str(model_path))
     with running_server(tmp_path / "index.db", None, reranker=str(tiny_reranker.path)) as (url, service):
         ranked = httpx.post(url + "/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS}, timeout=60)
         searched = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword", "rerank": True}, timeout=60)

@@ -22,10 +22,11 @@ import pytest
 from click.testing import CliRunner
 
 import edge_embed
+from edge_embed.api import IndexRequest
 from edge_embed.cli import cli
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.files import FoundFile, discover
-from edge_embed.indexer import IndexOptions, IndexSummary
+from edge_embed.indexer import IndexSummary
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.store import Store
 from edge_embed.watch import WatchSettings, file_system_type, may_matter, read_watch_state, sends_no_events
@@ -33,7 +34,7 @@ from edge_embed.watch import WatchSettings, file_system_type, may_matter, read_w
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file operations and signals")
 
 CPU = RuntimeSettings(force_cpu=True, ctx=256, threads=1)
-OPTIONS = IndexOptions(chunk_tokens=96, overlap=8)
+OPTIONS = IndexRequest(chunk_tokens=96, overlap=8)
 QUICK = WatchSettings(debounce_ms=300, step_ms=50, reconcile_s=3600, poll_s=3600, keep_alive_s=None)
 
 
@@ -137,7 +138,7 @@ def update(db: Path, root: Path, relpaths: set[str], model: Path) -> IndexSummar
     handle = prepare_model(str(model), CPU)
     try:
         with Store.open(db) as store:
-            return Indexer(store, handle, OPTIONS).update(root, relpaths)
+            return Indexer(store, handle, OPTIONS.options()).update(root, relpaths)
     finally:
         handle.close()
 
@@ -327,7 +328,7 @@ def test_status_shows_the_watcher_and_query_json_the_index_age(notes, indexed, t
         document = json.loads(runner.invoke(cli, ["status", "--db", str(indexed), "--json"]).output)
         assert document["watch"]["watching"] == [str(notes)] and document["watch"]["error"] is None
         facade = edge_embed.Index.open(indexed).status()  # what MCP `status` answers
-        assert facade["watch"]["watching"] == [str(notes)] and facade["index_age_s"] >= 0
+        assert facade.watch["watching"] == [str(notes)] and facade.index_age_s >= 0
         time.sleep(1.1)
         answer = runner.invoke(cli, ["query", "apples", "--db", str(indexed), "--json", "--mode", "keyword", "--no-server"])
         assert 1.0 <= json.loads(answer.output)["index_age_s"] < 60

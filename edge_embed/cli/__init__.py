@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from edge_embed import __version__
+from edge_embed.config import Config, using
 from edge_embed.errors import EdgeEmbedError
 
 COMMANDS = {
@@ -43,15 +44,6 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def is_sqlite_error(exc: Exception) -> bool:
-    """An apsw error that got past the store's translation: still one line, not a traceback.
-
-    Checked without importing apsw, which `edge-embed --help` does not need.
-    """
-    apsw = sys.modules.get("apsw")
-    return apsw is not None and isinstance(exc, apsw.Error)
-
-
 class LazyGroup(click.Group):
     """Imports a command's module on first use; EdgeEmbedError and a dependency's
     ImportError become UserError (exit 2)."""
@@ -69,16 +61,20 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            with import_errors_explained():  # dependencies imported on first use: llama_cpp, apsw...
+            # dependencies imported on first use: llama_cpp, apsw...; the environment read once, here
+            with import_errors_explained(), using(Config.from_env()):
                 return super().invoke(ctx)
         except EdgeEmbedError as exc:
             raise UserError(str(exc)) from None
-        except Exception as exc:
-            if not is_sqlite_error(exc):
+        except Exception as exc:  # an apsw error that got past the store: still one line, not a traceback
+            if "apsw" not in sys.modules:  # no index was opened (click's Exit, the query fast path): api stays unloaded
                 raise
-            from edge_embed.store.sqlite_errors import index_error
+            from edge_embed.api import escaped_sqlite_error
 
-            raise UserError(str(index_error(exc, None))) from None
+            error = escaped_sqlite_error(exc)
+            if error is None:
+                raise
+            raise UserError(str(error)) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
             click.echo("\naborted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None

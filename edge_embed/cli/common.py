@@ -1,4 +1,4 @@
-"""Pieces several commands share: the --db option, opening an index, its embedder."""
+"""Pieces several commands share: the --db option, migration and warning lines, signal handling."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from edge_embed.paths import default_db_path, resolve_db  # noqa: F401 (resolve_db: index, compact)
+from edge_embed.config import current
 
 
 def reranker_option(command):
@@ -30,15 +30,8 @@ def db_option(command):
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="The index file. Default: $EDGE_EMBED_DB, else index.db in your data "
-        f"directory ({default_db_path()}).",
+        f"directory ({current().default_db}).",
     )(command)
-
-
-def open_existing_index(db: Path | None):
-    """Open an index that must already exist (query, status, remove)."""
-    from edge_embed.api import Index
-
-    return Index.open(db).store()
 
 
 def report_migration(step: int, total: int, name: str) -> None:

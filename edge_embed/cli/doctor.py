@@ -10,7 +10,6 @@ doctor exists to diagnose broken setups, so it must not crash on one.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -18,7 +17,8 @@ import click
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.download import MODEL_ENV, cached_model_path, default_model_choice, resolve_model
+from edge_embed.config import current
+from edge_embed.download import cached_model_path, default_model_choice, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.hardware import GpuSurvey, build_description, llama_devices, survey_gpus
@@ -101,7 +101,7 @@ def model_report(spec: str | None, settings: RuntimeSettings) -> tuple[dict[str,
 
 
 def selected_model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape | None]:
-    name = spec or os.environ.get(MODEL_ENV, "").strip()
+    name = spec or current().model or ""
     try:
         resolved = resolve_model(spec)
         info = read_model_info(resolved.path)

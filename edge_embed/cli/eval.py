@@ -12,9 +12,8 @@ from edge_embed.cli.options import runtime_options, settings_from_options
 from edge_embed.cli.query import refuse_model_option
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.rerank import DEFAULT_RERANK_TOP
-from edge_embed.evaluate import METRICS, Scores, compare, evaluate, load_previous, load_queries, report_document
-from edge_embed.search import MODES
-from edge_embed.store import MAX_KNN_K
+from edge_embed.evaluate import METRICS, Scores, compare, load_previous, load_queries, report_document
+from edge_embed.search import MAX_KNN_K, MODES
 
 METRIC_LABELS = {"recall": "Recall", "mrr": "MRR", "ndcg": "nDCG"}
 
@@ -101,11 +100,8 @@ def eval_command(
     earlier = load_previous(previous) if previous is not None else None
     from edge_embed.api import Index
 
-    with Index.open(db, settings_from_options(**runtime)) as index, index.store() as store:
-        needs_model = any(mode != "keyword" for mode in chosen)
-        embed_query = index.query_embedder(store, instruct) if needs_model else None  # loads the model once
-        step = index.rerank_step(True, reranker, rerank_top) if rerank else None
-        report = evaluate(store, queries, chosen, k, embed_query=embed_query, rerank=step)
+    with Index.open(db, settings_from_options(**runtime)) as index:
+        report = index.evaluate(queries, chosen, k, instruct=instruct, rerank=rerank, reranker=reranker, rerank_top=rerank_top)
     summary = report.summary()
     deltas = compare(summary, earlier) if earlier is not None else None
     if as_json:

@@ -9,29 +9,23 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edge_embed.cli import EXIT_INTERRUPTED
-from edge_embed.cli.common import (
-    db_option,
-    handling_signal,
-    open_existing_index,
-    report_migration,
-    resolve_db,
-    warnings_to_stderr,
-)
+from edge_embed.cli.common import db_option, handling_signal, report_migration, warnings_to_stderr
 from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.estimate import format_duration
-from edge_embed.indexer import (
-    DEFAULT_MAX_DOCUMENT_SIZE,
-    DEFAULT_MAX_FILE_SIZE,
-    NoProgress,
-)
+from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE, DEFAULT_MAX_FILE_SIZE
+
+if TYPE_CHECKING:
+    from edge_embed.api import IndexStatus
+    from edge_embed.runtime.choice import ModelChoice
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -77,26 +71,15 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
     a note: PDFs without a text layer (scanned), encrypted or damaged documents, and any
     document whose parser takes over 2 minutes or 2 GiB (it runs in a separate process).
     """
-    from edge_embed.indexer import IndexOptions, Indexer, index_settings, resolve_options
-    from edge_embed.rebuild import rebuild_index, remove_partial_rebuilds
-    from edge_embed.store import Store
+    from edge_embed.api import Index, IndexRequest
 
     if not paths and not rebuild:
         raise click.UsageError("name the folders to index (or --rebuild to re-index those of the index)")
     warnings_to_stderr(quiet)
-    db_path = resolve_db(db)
-    existing = stored_settings(db_path)
-    # Everything that can fail is checked before any index file is created or touched.
-    if embed_url:  # vectors from a server; --model (or the default) only lends its tokenizer
-        from edge_embed.api import remote_index_handle
-
-        handle = remote_index_handle(embed_url, None if rebuild else existing, runtime.pop("model"), settings_from_options(**runtime))
-    else:
-        model = runtime.pop("model") or (existing.model_label if existing else None)
-        runtime_settings = settings_from_options(**runtime)
-        handle = prepare_model_or_offer_pull(model or default_model_for_new_index(runtime_settings, quiet), runtime_settings, quiet)
+    model = runtime.pop("model")
+    index = Index.open(db, settings_from_options(**runtime), embed_url=embed_url)
     # Unset settings (None) keep the index's own, with or without --rebuild.
-    options = IndexOptions(
+    request = IndexRequest(
         include=include,
         exclude=exclude,
         hidden=hidden,
@@ -108,72 +91,50 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
         dims=dims,
         instruction=instruct or None,
     )
-    index_settings(handle, resolve_options(options, existing, handle))  # refuses what the model cannot do, before anything is touched
     progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
     stop = threading.Event()
     try:
         with stop_on_sigint(stop, quiet):
-            if rebuild:
-                summary = rebuild_index(db_path, handle, options, list(paths), progress=progress, stop=stop)
-            else:
-                with Store.open(db_path) as store, store.writer_lock(on_migration=report_migration):
-                    remove_partial_rebuilds(db_path)  # left by a killed --rebuild
-                    summary = Indexer(store, handle, options, progress=progress, stop=stop).run(list(paths))
+            summary = index.index(
+                paths, request, model=model, progress=progress, stop=stop, rebuild=rebuild,
+                on_migration=report_migration, on_default=None if quiet else say_default_model,
+                on_missing=None if quiet else offer_pull,
+            )
     except KeyboardInterrupt:  # the second Ctrl-C: the open transaction rolls back
         kept = "the index is as it was" if rebuild else "files written so far are kept"
         click.echo(f"aborted: {kept}; run the same command again to finish", err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
         progress.close()
-        handle.close()
     if as_json:
-        click.echo(json.dumps({"db": str(db_path), **summary.to_dict()}, indent=2))
+        click.echo(json.dumps({"db": str(index.path), **summary.to_dict()}, indent=2))
     else:
-        click.echo(format_summary(summary, db_path), err=False)
+        click.echo(format_summary(summary, index.path), err=False)
     if summary.interrupted:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def stored_settings(db_path: Path):
-    """The settings of an existing index (its model, dims, chunking), or None."""
-    from edge_embed.store import Store
-
-    if not db_path.exists():
-        return None
-    with Store.open(db_path, create=False) as store:
-        return store.settings()
+def say_default_model(choice: ModelChoice) -> None:
+    """No --model and no index yet: the model that fits this machine, said in one line."""
+    click.echo(choice.reason, err=True)
 
 
-def default_model_for_new_index(runtime_settings, quiet: bool) -> str | None:
-    """No --model and no index yet: the model that fits this machine, said in one line
-    (None when EDGE_EMBED_MODEL names one: it decides)."""
-    from edge_embed.download import default_model_choice
+def offer_pull(missing: ModelNotFound) -> bool:
+    """A missing catalog model: on a terminal, offer to download it (True: it is there now).
 
-    choice = default_model_choice(runtime_settings)
-    if choice is None:
-        return None
-    if not quiet:
-        click.echo(choice.reason, err=True)
-    return choice.name
+    Asked while `index`'s Ctrl-C handler is installed, which only asks the run to stop
+    after its batch: at the question and during the download a Ctrl-C aborts at once."""
+    if not interactive():
+        return False
+    from edge_embed.catalog import get_entry
+    from edge_embed.download import pull
 
-
-def prepare_model_or_offer_pull(model, runtime_settings, quiet):
-    """A missing catalog model: on a terminal, offer to download it; else say how."""
-    from edge_embed.runtime.loader import prepare_model
-
-    try:
-        return prepare_model(model, runtime_settings)
-    except ModelNotFound as missing:
-        if quiet or not interactive():
-            raise
-        from edge_embed.catalog import get_entry
-        from edge_embed.download import pull
-
-        entry = get_entry(missing.model_name)
+    entry = get_entry(missing.model_name)
+    with handling_signal(signal.SIGINT, signal.default_int_handler):
         if not click.confirm(f"{entry.name} is not downloaded ({entry.approx_size}). Download it now?", err=True):
-            raise
+            return False
         pull(entry, progress=True)
-        return prepare_model(model, runtime_settings)
+    return True
 
 
 def interactive() -> bool:
@@ -196,11 +157,27 @@ def stop_on_sigint(stop: threading.Event, quiet: bool):
         yield
 
 
-class WarningsOnly(NoProgress):
-    """Not a terminal (or --quiet): no progress line, a warning per unusual skip."""
+class WarningsOnly:
+    """Not a terminal (or --quiet): no progress line, a warning per unusual skip (the
+    indexer's ``Progress``; the other events are ignored here, drawn by ``TtyProgress``)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+
+    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
+        pass
+
+    def file_done(self, relpath: str, size: int) -> None:
+        pass
+
+    def embedded(self, texts: int, tokens: int) -> None:
+        pass
+
+    def estimated(self, estimate, slow_note: str | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def warning(self, message: str) -> None:
         if not self.quiet:
@@ -335,22 +312,13 @@ def status(db, as_json):
     dead, and free pages. "watching:" says whether `edge-embed watch` (or `serve --watch`)
     keeps the index current, what it has pending, and when the index last changed.
     """
-    from edge_embed.api import age_s
-    from edge_embed.watch import read_watch_state
+    from edge_embed.api import Index
 
-    with open_existing_index(db) as store:
-        stats = store.stats()
-        roots = store.roots()
-        space = store.space_usage()
-        age = age_s(store.last_write_at())
-        watch = read_watch_state(store.path)
+    status = Index.open(db).status()
     if as_json:
-        from edge_embed.api import root_dict
-
-        document = {**stats, "space": space.to_dict(), "roots": [root_dict(r) for r in roots], "index_age_s": age, "watch": watch}
-        click.echo(json.dumps(document, indent=2, default=str))
+        click.echo(json.dumps(status.to_dict(), indent=2, default=str))
         return
-    for line in format_status(stats, roots, space) + format_watch(watch, age):
+    for line in format_status(status) + format_watch(status.watch, status.index_age_s):
         click.echo(line)
 
 
@@ -370,11 +338,12 @@ def format_watch(watch: dict | None, age: float | None) -> list[str]:
     return lines
 
 
-def format_status(stats: dict, roots, space) -> list[str]:
+def format_status(status: IndexStatus) -> list[str]:
+    stats, roots = status.stats, status.roots
     settings = stats.get("settings") or {}
     lines = [
         f"index:    {stats['path']} ({stats['db_bytes'] / 1e6:.1f} MB)",
-        f"space:    {describe_space(space)}",
+        f"space:    {describe_space(status)}",
         f"model:    {settings.get('model_label', '-')} (dims {settings.get('dims', '-')})",
         f"chunking: {settings.get('chunk_tokens', '-')} tokens, overlap {settings.get('overlap', '-')}",
         f"query task: {settings.get('instruction') or '(default)'}",
@@ -423,11 +392,9 @@ def format_time(timestamp) -> str:
 @db_option
 def remove(path, db):
     """Forget an indexed folder (PATH as given to `index`) and all its chunks."""
-    absolute = str(path.expanduser().resolve())
-    with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
-        if not store.remove_root(absolute):
-            known = ", ".join(store.root_paths()) or "none"
-            raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
+    from edge_embed.api import Index
+
+    absolute = Index.open(db).remove_folder(path, on_migration=report_migration)
     click.echo(f"removed {absolute}")
 
 
@@ -444,14 +411,15 @@ def config(db, instruct, reset_instruct):
     """
     if instruct is not None and not instruct.strip():
         raise EdgeEmbedError("--instruct needs a non-empty task sentence")
-    with open_existing_index(db) as store:
-        if instruct or reset_instruct:
-            with store.writer_lock(on_migration=report_migration):
-                store.set_instruction(None if reset_instruct else instruct)
-        settings = store.settings()
+    from edge_embed.api import Index
+
+    index = Index.open(db)
+    if instruct or reset_instruct:
+        index.set_instruction(None if reset_instruct else instruct, on_migration=report_migration)
+    settings = index.store_settings()
     if settings is None:  # created by a run that stopped before its first file
         raise EdgeEmbedError(
-            f"the index {store.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"
+            f"the index {index.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"
         )
     click.echo(f"model: {settings.model_label}")
     click.echo(f"query task: {settings.instruction or '(default) Given a web search query, retrieve relevant passages that answer the query'}")

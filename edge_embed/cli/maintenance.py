@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from edge_embed.cli.common import db_option, open_existing_index, report_migration, resolve_db
-from edge_embed.store import CompactPolicy, CompactResult, SpaceUsage
+from edge_embed.cli.common import db_option, report_migration
+
+if TYPE_CHECKING:
+    from edge_embed.api import CompactResult, IndexStatus
 
 
 @click.command()
@@ -36,12 +39,14 @@ def compact(db, as_json):
       edge-embed compact
       edge-embed compact --db project.db --json
     """
-    with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
-        result = store.compact()
+    from edge_embed.api import Index
+
+    index = Index.open(db)
+    result = index.compact(on_migration=report_migration)
     if as_json:
-        click.echo(json.dumps({"db": str(resolve_db(db)), **result.to_dict()}, indent=2))
+        click.echo(json.dumps({"db": str(index.path), **result.to_dict()}, indent=2))
     else:
-        click.echo(f"Compacted {resolve_db(db)}: {describe_compaction(result)}")
+        click.echo(f"Compacted {index.path}: {describe_compaction(result)}")
 
 
 def describe_compaction(result: CompactResult) -> str:
@@ -53,14 +58,15 @@ def describe_compaction(result: CompactResult) -> str:
     )
 
 
-def describe_space(usage: SpaceUsage) -> str:
+def describe_space(status: IndexStatus) -> str:
     """What `status` says about wasted space, with the command that gives it back."""
+    usage = status.space
     line = (
         f"{megabytes(usage.reclaimable_bytes)} reclaimable ({usage.reclaimable_fraction:.0%}): "
         f"{usage.vector_chunks} vector chunks for {usage.vectors} vectors "
         f"({usage.needed_vector_chunks} needed), {megabytes(usage.free_bytes)} free pages"
     )
-    if CompactPolicy(min_bytes=0).due(usage):
+    if status.worth_compacting:
         line += "; `edge-embed compact` gives it back"
     return line
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import click
 
 from edge_embed.catalog import CatalogEntry, find_entry, get_entry, load_catalog
 from edge_embed.runtime.choice import ModelChoice
+from edge_embed.config import current
 from edge_embed.download import MODEL_ENV, HubSettings, cached_model_path, looks_like_model_path, machine_default, pull as pull_model
 
 DEFAULT_MARK = "*"
@@ -34,7 +34,7 @@ def models(as_json: bool) -> None:
       EDGE_EMBED_MODEL=qwen3-embedding-0.6b edge-embed index ~/notes
       edge-embed models --json | jq -r '.models[] | select(.downloaded) | .path'
     """
-    env_model = os.environ.get(MODEL_ENV, "").strip() or None
+    env_model = current().model
     choice = machine_default()
     states = [_ModelState.of(entry, env_model, choice.name) for entry in load_catalog()]
     if as_json:
@@ -87,7 +87,7 @@ def pull(name: str | None) -> None:
 def _name_to_pull() -> str:
     """EDGE_EMBED_MODEL when it names a catalog model (a typo fails in get_entry), else the
     default for this machine, saying which and why."""
-    env_model = os.environ.get(MODEL_ENV, "").strip()
+    env_model = current().model or ""
     if env_model and (find_entry(env_model) or not looks_like_model_path(env_model)):
         return env_model
     choice = machine_default()

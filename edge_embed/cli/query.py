@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from edge_embed.cli.common import db_option, reranker_option, resolve_db, warnings_to_stderr
+from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import FINITE_FLOAT, embed_url_option, runtime_options, settings_from_options
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.paths import resolve_db
 from edge_embed.render import (
     COLOR_CHOICES,
     format_hits,
@@ -26,10 +27,10 @@ from edge_embed.rerank import DEFAULT_RERANK_TOP
 from edge_embed.search import (
     DEFAULT_PER_FILE,
     MODES,
+    MAX_KNN_K,
     SearchOptions,
     highlight_terms,
 )
-from edge_embed.store import MAX_KNN_K
 
 EXIT_NO_RESULTS = 1  # like grep: 0 found, 1 nothing found, 2 trouble
 

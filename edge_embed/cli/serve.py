@@ -84,7 +84,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, strict_
     """
     import uvicorn
 
-    from edge_embed.server.app import Service, create_app
+    from edge_embed.server.app import Service, build_app
     from edge_embed.server.discovery import ServerInfo, publish, withdraw
     from edge_embed.server.limits import accept_backlog, connection_cap, guarded_protocol, raise_open_file_limit
     from edge_embed.server.security import is_loopback
@@ -101,11 +101,7 @@ def serve(host, port, db, api_key, keep_alive, preload, reranker, watch, strict_
     )
     if watch:
         service.watch = watch_settings_for(service)
-    from edge_embed.server.mcp_tools import mcp_http_app
-
-    mcp_route, mcp_lifespan = mcp_http_app(service)
-    app = create_app(service, bind_host=host, api_key=api_key, cors=tuple(cors), preload=preload,
-                     extra_routes=[mcp_route], lifespans=[mcp_lifespan])
+    app = build_app(service, bind_host=host, api_key=api_key, cors=tuple(cors), preload=preload)
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
     index_path = str(service.index.path) if service.index is not None else None

@@ -57,8 +57,7 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
       edge-embed watch ~/notes --db notes.db    one folder (indexed first if new)
       edge-embed watch --reconcile 1h --keep-alive 1m
     """
-    from edge_embed.api import Index
-    from edge_embed.indexer import IndexOptions
+    from edge_embed.api import Index, IndexRequest
     from edge_embed.watch import WatchSettings
 
     warnings_to_stderr(quiet)
@@ -71,7 +70,7 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
     )
     model = runtime.pop("model")
     index = Index.open(db, settings_from_options(**runtime))
-    options = IndexOptions(include=include, exclude=exclude, hidden=hidden)  # the index keeps its instruction
+    request = IndexRequest(include=include, exclude=exclude, hidden=hidden)  # the index keeps its instruction
     stop = threading.Event()
     report = CliReport(quiet)
     if not quiet:
@@ -79,7 +78,7 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
         click.echo(f"watching {names} into {index.path} (Ctrl-C stops)", err=True)
     with stop_on_sigint(stop, quiet=True), stop_on_sigterm(stop):
         index.watch(
-            folders, options, settings, stop=stop, model=model, progress=WarningsOnly(quiet), report=report,
+            folders, request, settings, stop=stop, model=model, progress=WarningsOnly(quiet), report=report,
             on_migration=report_migration,
         )
     if not quiet:

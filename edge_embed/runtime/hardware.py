@@ -28,6 +28,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError
 
 MIB = 1 << 20
@@ -71,7 +72,7 @@ METAL_BACKENDS = frozenset({"Metal", "MTL"})  # ggml has named Apple's backend b
 
 def detect_gpus() -> list[GpuInfo]:
     """The GPUs this llama.cpp build can drive ([] for a CPU-only build or no card)."""
-    fake = os.environ.get(FAKE_GPU_ENV)
+    fake = current().fake_gpu
     if fake:
         return [parse_fake_gpu(fake)]
     return gpus_from_devices(llama_devices())
@@ -96,7 +97,7 @@ class GpuSurvey:
 def survey_gpus() -> GpuSurvey:
     """Ask llama.cpp for its GPUs; nvidia-smi only when it has none. A simulated card
     (EDGE_EMBED_FAKE_GPU) counts as driven when the build can offload at all."""
-    if os.environ.get(FAKE_GPU_ENV):
+    if current().fake_gpu:
         return GpuSurvey(detect_gpus(), [], build_supports_offload())
     driven = detect_gpus()
     return GpuSurvey(driven, [] if driven else undriven_nvidia_gpus(), bool(driven))
@@ -109,7 +110,7 @@ def usable_gpu() -> tuple[GpuInfo | None, bool]:
 
 def undriven_nvidia_gpus() -> list[GpuInfo]:
     """The NVIDIA cards CUDA would see (nvidia-smi), for the "rebuild with CUDA" hint."""
-    return visible_to_cuda(query_nvidia_smi(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return visible_to_cuda(query_nvidia_smi(), current().cuda_visible_devices)
 
 
 def gpus_from_devices(devices: list[DeviceInfo]) -> list[GpuInfo]:

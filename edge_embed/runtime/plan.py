@@ -32,11 +32,11 @@ VRAM accounting (all in bytes; a layer = one transformer block):
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL as SMALL_MODEL
+from edge_embed.config import current
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
@@ -188,10 +188,9 @@ class RuntimeSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "RuntimeSettings":
-        """Settings from ``EDGE_EMBED_CPU=1`` plus explicit values (None = not given)."""
-        force_cpu = os.environ.get("EDGE_EMBED_CPU", "").strip().lower() in {"1", "true", "yes", "on"}
+        """Settings from the run's ``Config`` (EDGE_EMBED_CPU=1) plus explicit values (None = not given)."""
         given = {name: value for name, value in overrides.items() if value is not None}
-        given["force_cpu"] = bool(given.get("force_cpu")) or force_cpu
+        given["force_cpu"] = bool(given.get("force_cpu")) or current().force_cpu
         return cls(**given)
 
 

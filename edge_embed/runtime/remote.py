@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, EmbedStats, OnDecode, check_dims, truncate_and_normalize
 
@@ -49,7 +49,8 @@ class RemoteEmbedder:
     tokenizer: ModelHandle | None = None  # a local GGUF for token counts (indexing only)
     instruction: str = DEFAULT_INSTRUCTION
     qwen3_format: bool = True
-    api_key: str | None = field(default_factory=lambda: embed_url_key())
+    # EDGE_EMBED_URL_KEY, never EDGE_EMBED_API_KEY (`serve`'s own key must not reach another host)
+    api_key: str | None = field(default_factory=lambda: current().url_key)
     stats: EmbedStats = field(default_factory=EmbedStats)
     native_dim: int = 0
 
@@ -154,15 +155,6 @@ def decode_embedding(value) -> np.ndarray:
     if isinstance(value, str):
         return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
     return np.asarray(value, dtype=np.float32)
-
-
-URL_KEY_ENV = "EDGE_EMBED_URL_KEY"
-
-
-def embed_url_key() -> str | None:
-    """The bearer token for the --embed-url server: EDGE_EMBED_URL_KEY, never
-    EDGE_EMBED_API_KEY (that one is `serve`'s own key, and must not reach another host)."""
-    return os.environ.get(URL_KEY_ENV) or None
 
 
 @dataclass(frozen=True)

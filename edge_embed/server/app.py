@@ -370,17 +370,21 @@ def openapi_route(app_routes: list[Route]) -> Route:
     return Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)
 
 
-def create_app(
+def build_app(
     service: Service,
     *,
     bind_host: str = "127.0.0.1",
     api_key: str | None = None,
     cors: tuple[str, ...] = (),
     preload: bool = False,
-    extra_routes: list = (),
-    lifespans: list = (),
 ) -> Starlette:
-    """The ASGI app; the engine thread starts with it and stops with it."""
+    """`serve`'s ASGI app, the one the tests run too: the HTTP APIs and the MCP tools at
+    /mcp behind one guard; the engine thread starts with it and stops with it."""
+    from edge_embed.server.mcp_tools import mcp_http_app
+    from edge_embed.server.ollama import ollama_routes
+    from edge_embed.server.rerank_api import rerank_routes
+
+    mcp_route, mcp_lifespan = mcp_http_app(service)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -389,18 +393,12 @@ def create_app(
         service.worker.start(preload=preload)
         watching = start_watching(service.index, service.worker, service.watch) if service.watch else None
         try:
-            if lifespans:
-                async with lifespans[0](app):
-                    yield
-            else:
+            async with mcp_lifespan(app):
                 yield
         finally:
             if watching is not None:
                 await run_in_threadpool(watching.close)
             await run_in_threadpool(service.worker.stop)
-
-    from edge_embed.server.ollama import ollama_routes
-    from edge_embed.server.rerank_api import rerank_routes
 
     api_routes = [*routes(service), *rerank_routes(service), *ollama_routes(service)]
     middleware = [Middleware(Guard, hosts=allowed_host_names(bind_host), api_key=api_key, cors=cors)]
@@ -409,5 +407,5 @@ def create_app(
             0, Middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["*"], allow_headers=["*"])
         )
     return Starlette(
-        routes=[*api_routes, openapi_route(api_routes), *extra_routes], middleware=middleware, lifespan=lifespan
+        routes=[*api_routes, openapi_route(api_routes), mcp_route], middleware=middleware, lifespan=lifespan
     )

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 from array import array
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.server.discovery import ServerInfo, find_server
 
@@ -59,7 +59,7 @@ def request_bytes(host: str, path: str, body: dict[str, Any]) -> bytes:
     is everything read until then (no keep-alive, no chunked transfer to decode)."""
     payload = json.dumps(body).encode("utf-8")
     lines = [f"POST {path} HTTP/1.0", f"Host: {host}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    api_key = os.environ.get("EDGE_EMBED_API_KEY")
+    api_key = current().api_key
     if api_key:
         lines.append(f"Authorization: Bearer {api_key}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload

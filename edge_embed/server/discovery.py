@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_embed.paths import runtime_dir
+from edge_embed.config import current
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ServerInfo:
 def discovery_file(db: str | None, model: str) -> Path:
     """The file for a server of this index (or, without an index, of this model)."""
     key = f"db:{db}" if db else f"model:{model}"
-    return runtime_dir() / f"server-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return current().server_dir / f"server-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def publish(info: ServerInfo) -> Path:
@@ -64,7 +64,7 @@ def find_server(db: str | None = None, model: str | None = None) -> ServerInfo |
     if db is not None:
         candidates = [discovery_file(db, "")]
     else:
-        folder = runtime_dir()
+        folder = current().server_dir
         candidates = sorted(folder.glob("server-*.json")) if folder.is_dir() else []
     for path in candidates:
         info = _read(path)

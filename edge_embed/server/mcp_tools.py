@@ -21,6 +21,7 @@ from edge_embed.server.protocol import ApiError, parse_search_request
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from edge_embed.api import Index
     from edge_embed.server.app import Service
 
 INSTRUCTIONS = (
@@ -89,26 +90,22 @@ def build_mcp(service: Service) -> MCPServer:
         """Read an indexed file, or lines start_line..end_line of it (1-based, inclusive).
         Only indexed files can be read; an answer stops at 2 MiB (it then says where, to
         read on from there). PDF and Word files give their text, '[page N]' before each page."""
-        return read_indexed_file(service, path, start_line, end_line)
+        return served_index(service).read_file(path, start_line, end_line)
 
     @server.tool()
     @agent_errors
     def status() -> dict[str, Any]:
-        """The index: folders, file and chunk counts, model, settings, size."""
-        if service.index is None:
-            raise EdgeEmbedError("this server has no index: start it with --db FILE")
-        return service.index.status()
+        """The index: folders, file and chunk counts, model, settings, size, wasted space."""
+        return served_index(service).status().to_dict()
 
     return server
 
 
-def read_indexed_file(service: Service, path: str, start_line: int | None, end_line: int | None) -> str:
-    """The file's text (or a line range) when it is an indexed file."""
-    from edge_embed.reader import read_indexed
-
+def served_index(service: Service) -> Index:
+    """The index this server answers for; a server of embeddings alone says so."""
     if service.index is None:
         raise EdgeEmbedError("this server has no index: start it with --db FILE")
-    return read_indexed(service.index, path, start_line, end_line)
+    return service.index
 
 
 def mcp_http_app(service: Service):
