@@ -247,7 +247,7 @@ class Index:
     def store_settings(self) -> IndexSettings | None:
         """What the index was built with; None before its first files."""
         with self.store() as store:
-            return store.settings()
+            return store.meta.settings()
 
     def settings(self) -> IndexSettings:
         """What the index was built with; an index without files yet is an error here."""
@@ -313,7 +313,7 @@ class Index:
         try:
             with Store.open(self.path) as store, store.writer_lock("edge-embed watch", on_migration):
                 roots = [Path(folder).expanduser().resolve() for folder in folders]
-                roots = roots or [Path(path) for path in store.root_paths()]
+                roots = roots or [Path(path) for path in store.files.root_paths()]
                 if not roots:
                     raise EdgeEmbedError(f"{self.path} has no folders to watch: name some, or `edge-embed index FOLDER` first")
 
@@ -400,7 +400,7 @@ class Index:
                 embed_query = self.query_embedder(store, instruct)
             step = self.rerank_step(rerank, reranker, rerank_top, uses_model=options.uses_vectors)
             hits = search(store, text, options, embed_query=embed_query, rerank=step)
-            age = age_s(store.last_write_at())
+            age = age_s(store.meta.last_write_at())
         reason = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
         return SearchOutcome(hits, reason, age)
 
@@ -482,7 +482,7 @@ class Index:
         The model loads on the first call, which search() makes only after checking the
         query and the --in paths: a typo is reported at once, not after seconds of loading.
         """
-        settings = store.settings()
+        settings = store.meta.settings()
         if settings is None:
             raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
 
@@ -515,9 +515,9 @@ class Index:
         from edge_embed.watch import read_watch_state
 
         with self.store() as store:
-            stats = store.stats()
-            roots = store.roots()
-            age = age_s(store.last_write_at())
+            stats = store.maintenance.stats()
+            roots = store.files.roots()
+            age = age_s(store.meta.last_write_at())
         return {**stats, "roots": [root_dict(root) for root in roots], "index_age_s": age, "watch": read_watch_state(self.path)}
 
     def close(self) -> None:

@@ -141,7 +141,7 @@ def stored_settings(db_path: Path):
     if not db_path.exists():
         return None
     with Store.open(db_path, create=False) as store:
-        return store.settings()
+        return store.meta.settings()
 
 
 def default_model_for_new_index(runtime_settings, quiet: bool) -> str | None:
@@ -339,10 +339,10 @@ def status(db, as_json):
     from edge_embed.watch import read_watch_state
 
     with open_existing_index(db) as store:
-        stats = store.stats()
-        roots = store.roots()
-        space = store.space_usage()
-        age = age_s(store.last_write_at())
+        stats = store.maintenance.stats()
+        roots = store.files.roots()
+        space = store.maintenance.space_usage()
+        age = age_s(store.meta.last_write_at())
         watch = read_watch_state(store.path)
     if as_json:
         from edge_embed.api import root_dict
@@ -425,8 +425,8 @@ def remove(path, db):
     """Forget an indexed folder (PATH as given to `index`) and all its chunks."""
     absolute = str(path.expanduser().resolve())
     with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
-        if not store.remove_root(absolute):
-            known = ", ".join(store.root_paths()) or "none"
+        if not store.files.remove_root(absolute):
+            known = ", ".join(store.files.root_paths()) or "none"
             raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
     click.echo(f"removed {absolute}")
 
@@ -447,8 +447,8 @@ def config(db, instruct, reset_instruct):
     with open_existing_index(db) as store:
         if instruct or reset_instruct:
             with store.writer_lock(on_migration=report_migration):
-                store.set_instruction(None if reset_instruct else instruct)
-        settings = store.settings()
+                store.meta.set_instruction(None if reset_instruct else instruct)
+        settings = store.meta.settings()
     if settings is None:  # created by a run that stopped before its first file
         raise EdgeEmbedError(
             f"the index {store.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"

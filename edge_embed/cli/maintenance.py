@@ -37,7 +37,7 @@ def compact(db, as_json):
       edge-embed compact --db project.db --json
     """
     with open_existing_index(db) as store, store.writer_lock(on_migration=report_migration):
-        result = store.compact()
+        result = store.maintenance.compact()
     if as_json:
         click.echo(json.dumps({"db": str(resolve_db(db)), **result.to_dict()}, indent=2))
     else:
