@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.search import EmbedQuery, SearchOptions
     from edge_embed.store import IndexSettings, Store
+    from edge_embed.store.readers import ThreadReaders
     from edge_embed.store.schema import MigrationProgress
     from edge_embed.watch import WatchReport, WatchSettings
 
@@ -195,6 +196,12 @@ class TextReranker:
 
 
 # --------------------------------------------------------------------------- index
+def _thread_readers() -> ThreadReaders:
+    from edge_embed.store.readers import ThreadReaders  # loads no SQLite until a read
+
+    return ThreadReaders()
+
+
 @dataclass
 class Index:
     """One index file: index folders into it, search it, describe it.
@@ -213,6 +220,7 @@ class Index:
     _rerankers: dict[str | None, RerankerHandle] = field(default_factory=dict)  # one per reranker: one model
     _rerank_lock: threading.Lock = field(default_factory=threading.Lock)  # the server decides on many threads
     _upgrade_noted: bool = False  # an index an older edge-embed wrote is pointed out once, not per search
+    _readers: ThreadReaders = field(default_factory=_thread_readers)  # searches' stores, one per thread
 
     @classmethod
     def open(
@@ -244,9 +252,14 @@ class Index:
             raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
         return Store.open(self.path, create=False, reading=True)
 
+    def reading(self) -> AbstractContextManager[Store]:
+        """This thread's read-only store of the index, kept open for its next read (the
+        server's pool threads each keep one; ``close()`` closes them all)."""
+        return self._readers.reading(self.path)
+
     def store_settings(self) -> IndexSettings | None:
         """What the index was built with; None before its first files."""
-        with self.store() as store:
+        with self.reading() as store:
             return store.meta.settings()
 
     def settings(self) -> IndexSettings:
@@ -394,7 +407,7 @@ class Index:
         from edge_embed.search import SearchOptions, search
 
         options = options or SearchOptions()
-        with self.store() as store:
+        with self.reading() as store:
             self._note_upgrade(store)
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
@@ -514,7 +527,7 @@ class Index:
         how fresh it is (``index_age_s``) and its watcher's status (``watch``, None: none runs)."""
         from edge_embed.watch import read_watch_state
 
-        with self.store() as store:
+        with self.reading() as store:
             stats = store.maintenance.stats()
             roots = store.files.roots()
             age = age_s(store.meta.last_write_at())
@@ -527,6 +540,7 @@ class Index:
         self.release_rerankers()
         self._rerankers.clear()
         self._rerank_decisions.clear()
+        self._readers.close()
 
 
 def age_s(timestamp: float | None) -> float | None:

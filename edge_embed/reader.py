@@ -72,7 +72,7 @@ def _indexed_target(index: Index, path: str) -> tuple[str, os.stat_result]:
         checked = os.stat(resolved)
     except (OSError, RuntimeError):
         raise EdgeEmbedError(f"{path} does not exist") from None
-    with index.store() as store:
+    with index.reading() as store:
         roots = [os.path.realpath(root) for root in store.files.root_paths()]
         containing = [root for root in roots if resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)]
         if not containing:

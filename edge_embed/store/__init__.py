@@ -40,6 +40,7 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``keyword_search`` | ``store.keywords``: BM25 over the FTS tables, and its ceiling |
 | ``maintenance`` | ``store.maintenance``: stats, wasted space and compaction, integrity, a rebuild's copy |
 | ``core`` | ``Store``: open, identity, schema, transactions, the writer lock; owns the connection and the parts |
+| ``readers`` | ``ThreadReaders``: one read Store per thread and index path, reopened when the file is another |
 """
 
 from __future__ import annotations
