@@ -244,8 +244,9 @@ class Index:
         return self.path.exists()
 
     def store(self) -> Store:
-        """The store of an index that must already exist (query, status, remove), opened
-        read-only where it cannot be written (its ``writer_lock`` then refuses, by name)."""
+        """A store of the caller's own (it closes it) of an index that must already exist
+        (remove, config, eval; searches use ``reading()``), opened read-only where it cannot
+        be written (its ``writer_lock`` then refuses, by name)."""
         from edge_embed.store import Store
 
         if not self.exists:

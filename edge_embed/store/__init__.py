@@ -31,7 +31,7 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``keywords`` | free text to quoted FTS5 terms, by script |
 | ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
 | ``coarse`` | the sign-bit codes: blocks, their upkeep, the Hamming scan |
-| ``sqlite_errors`` | the error boundary: apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses, for every public method of the classes below |
+| ``sqlite_errors`` | the one error boundary: apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
 | ``part`` | what the parts share: the store's connection, transactions |
 | ``meta`` | ``store.meta``: settings, the last write, extraction timeouts |
 | ``rows`` | one chunk's rows across its tables, written and deleted together |

@@ -124,6 +124,9 @@ def translated_errors(path: str | os.PathLike[str] | None) -> Iterator[None]:
         raise unstorable_name(exc.object) from exc
 
 
+_MARK = "__translates_errors__"  # set on every wrapper, so tests can walk the boundary
+
+
 class TranslatesErrors:
     """The boundary: every public method of a subclass translates SQLite's errors.
 
@@ -149,9 +152,6 @@ class TranslatesErrors:
 def translates_errors(method: object) -> bool:
     """Whether ``method`` (a function or bound method) runs inside the boundary."""
     return getattr(getattr(method, "__func__", method), _MARK, False)
-
-
-_MARK = "__translates_errors__"
 
 
 def _translating(method: Callable) -> Callable:
