@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from edge_embed.runtime.plan import RuntimeSettings
     from edge_embed.search import EmbedQuery, SearchOptions
     from edge_embed.store import CompactResult, IndexSettings, RootInfo, SpaceUsage, Store
+    from edge_embed.store.readers import ThreadReaders
     from edge_embed.store.schema import MigrationProgress
     from edge_embed.watch import WatchReport, WatchSettings
 
@@ -248,6 +249,12 @@ class IndexStatus:
         }
 
 
+def _thread_readers() -> ThreadReaders:
+    from edge_embed.store.readers import ThreadReaders  # loads no SQLite until a read
+
+    return ThreadReaders()
+
+
 @dataclass
 class Index:
     """One index file: index folders into it, search it, describe it.
@@ -266,6 +273,7 @@ class Index:
     _rerankers: dict[str | None, RerankerHandle] = field(default_factory=dict)  # one per reranker: one model
     _rerank_lock: threading.Lock = field(default_factory=threading.Lock)  # the server decides on many threads
     _upgrade_noted: bool = False  # an index an older edge-embed wrote is pointed out once, not per search
+    _readers: ThreadReaders = field(default_factory=_thread_readers)  # searches' stores, one per thread
 
     @classmethod
     def open(
@@ -289,18 +297,24 @@ class Index:
         return self.path.exists()
 
     def store(self) -> Store:
-        """The store of an index that must already exist (query, status, remove), opened
-        read-only where it cannot be written (its ``writer_lock`` then refuses, by name)."""
+        """A store of the caller's own (it closes it) of an index that must already exist
+        (remove, config, eval; searches use ``reading()``), opened read-only where it cannot
+        be written (its ``writer_lock`` then refuses, by name)."""
         from edge_embed.store import Store
 
         if not self.exists:
             raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
         return Store.open(self.path, create=False, reading=True)
 
+    def reading(self) -> AbstractContextManager[Store]:
+        """This thread's read-only store of the index, kept open for its next read (the
+        server's pool threads each keep one; ``close()`` closes them all)."""
+        return self._readers.reading(self.path)
+
     def store_settings(self) -> IndexSettings | None:
         """What the index was built with; None before its first files."""
-        with self.store() as store:
-            return store.settings()
+        with self.reading() as store:
+            return store.meta.settings()
 
     def settings(self) -> IndexSettings:
         """What the index was built with; an index without files yet is an error here."""
@@ -384,7 +398,7 @@ class Index:
         try:
             with Store.open(self.path) as store, store.writer_lock("edge-embed watch", on_migration):
                 roots = [Path(folder).expanduser().resolve() for folder in folders]
-                roots = roots or [Path(path) for path in store.root_paths()]
+                roots = roots or [Path(path) for path in store.files.root_paths()]
                 if not roots:
                     raise EdgeEmbedError(f"{self.path} has no folders to watch: name some, or `edge-embed index FOLDER` first")
 
@@ -437,20 +451,20 @@ class Index:
         """Forget an indexed folder (as given to ``index``) and all its chunks; its absolute path."""
         absolute = str(Path(folder).expanduser().resolve())
         with self.store() as store, store.writer_lock(on_migration=on_migration):
-            if not store.remove_root(absolute):
-                known = ", ".join(store.root_paths()) or "none"
+            if not store.files.remove_root(absolute):
+                known = ", ".join(store.files.root_paths()) or "none"
                 raise EdgeEmbedError(f"{absolute} is not an indexed folder (indexed: {known})")
         return absolute
 
     def compact(self, *, on_migration: MigrationProgress | None = None) -> CompactResult:
         """Give back the space edits wasted (``Store.compact``): the sizes before and after."""
         with self.store() as store, store.writer_lock(on_migration=on_migration):
-            return store.compact()
+            return store.maintenance.compact()
 
     def set_instruction(self, instruction: str | None, *, on_migration: MigrationProgress | None = None) -> None:
         """The index's default query task (None: the model's own)."""
         with self.store() as store, store.writer_lock(on_migration=on_migration):
-            store.set_instruction(instruction)
+            store.meta.set_instruction(instruction)
 
     def evaluate(
         self,
@@ -522,13 +536,13 @@ class Index:
         from edge_embed.search import SearchOptions, search
 
         options = options or SearchOptions()
-        with self.store() as store:
+        with self.reading() as store:
             self._note_upgrade(store)
             if options.uses_vectors and embed_query is None:
                 embed_query = self.query_embedder(store, instruct)
             step = self.rerank_step(rerank, reranker, rerank_top, uses_model=options.uses_vectors)
             hits = search(store, text, options, embed_query=embed_query, rerank=step)
-            age = age_s(store.last_write_at())
+            age = age_s(store.meta.last_write_at())
         reason = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
         return SearchOutcome(hits, reason, age)
 
@@ -610,7 +624,7 @@ class Index:
         The model loads on the first call, which search() makes only after checking the
         query and the --in paths: a typo is reported at once, not after seconds of loading.
         """
-        settings = store.settings()
+        settings = store.meta.settings()
         if settings is None:
             raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
 
@@ -642,11 +656,11 @@ class Index:
         from edge_embed.store import CompactPolicy
         from edge_embed.watch import read_watch_state
 
-        with self.store() as store:
-            stats = store.stats()
-            roots = store.roots()
-            space = store.space_usage()
-            age = age_s(store.last_write_at())
+        with self.reading() as store:
+            stats = store.maintenance.stats()
+            roots = store.files.roots()
+            space = store.maintenance.space_usage()
+            age = age_s(store.meta.last_write_at())
         return IndexStatus(stats, roots, space, CompactPolicy(min_bytes=0).due(space), age, read_watch_state(self.path))
 
     def close(self) -> None:
@@ -656,6 +670,7 @@ class Index:
         self.release_rerankers()
         self._rerankers.clear()
         self._rerank_decisions.clear()
+        self._readers.close()
 
 
 def escaped_sqlite_error(exc: Exception) -> EdgeEmbedError | None:

@@ -9,7 +9,7 @@ Incremental at three levels, so a re-run costs (almost) only what changed:
    Chunks whose text the file already had keep their rows (ids, vector slots) in place.
 
 When the edit history has wasted enough space (dead vector slots, free pages), the run
-ends with a compaction (``IndexOptions.auto_compact``, see ``Store.compact``).
+ends with a compaction (``IndexOptions.auto_compact``, see ``store.maintenance.compact``).
 
 Crash safety comes from the store: each file's rows are written in one transaction, so an
 interrupted run leaves every file either in its old or its new state, and the next run
@@ -329,7 +329,7 @@ class Indexer:
     sandbox: Sandbox | None = None
 
     def __post_init__(self) -> None:
-        self.options = resolve_options(self.options, self.store.settings(), self.model)
+        self.options = resolve_options(self.options, self.store.meta.settings(), self.model)
         self.settings = index_settings(self.model, self.options)
         self._pending: list[_PendingFile] = []
         self._pending_chunks = 0
@@ -359,7 +359,7 @@ class Indexer:
         return self._walk_roots([(root, scope) for root in self._available_roots([root])], started)
 
     def _walk_roots(self, roots: list[tuple[Path, frozenset[str] | None]], started: float) -> IndexSummary:
-        chunks_before = self.store.chunk_count()
+        chunks_before = self.store.files.chunk_count()
         owns_sandbox = self.sandbox is None
         try:
             for root, scope in roots:
@@ -370,9 +370,9 @@ class Indexer:
             if owns_sandbox and self.sandbox is not None:
                 self.sandbox.close()
                 self.sandbox = None
-        self.store.checkpoint()
+        self.store.maintenance.checkpoint()
         record_rate(self.model.rate_key(), self.summary.tokens_embedded, self._embed_s)
-        self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.chunk_count()
+        self.summary.chunks_removed = chunks_before + self.summary.chunks_added - self.store.files.chunk_count()
         self.summary.interrupted = self.stop.is_set()
         self._compact_if_due()
         self.summary.elapsed_s = round(time.perf_counter() - started, 3)
@@ -402,9 +402,9 @@ class Indexer:
         return available
 
     def _indexed_file_count(self, root: Path) -> int:
-        if str(root) not in self.store.root_paths():
+        if str(root) not in self.store.files.root_paths():
             return 0
-        return len(self.store.file_states(self.store.add_root(str(root))))
+        return len(self.store.files.file_states(self.store.files.add_root(str(root))))
 
     def _keep(self, kept: KeptFolder, how_to_drop: str) -> None:
         self.summary.kept.append(kept)
@@ -421,29 +421,29 @@ class Indexer:
         and where the model file lives (the same header hash at another path: the file was
         moved, and the index must follow it or queries cannot load the model).
         """
-        stored = self.store.settings()
+        stored = self.store.meta.settings()
         if stored is None:
-            self.store.init_settings(self.settings)
+            self.store.meta.init_settings(self.settings)
             return
-        self.store.check_settings(self.settings)
+        self.store.meta.check_settings(self.settings)
         if self.settings.instruction != stored.instruction:
-            self.store.set_instruction(self.settings.instruction)
+            self.store.meta.set_instruction(self.settings.instruction)
         new = self.settings
         if (new.model_label, new.model_file, new.model_size) != (stored.model_label, stored.model_file, stored.model_size):
-            self.store.set_model_file(new.model_label, new.model_file, new.model_size)
+            self.store.meta.set_model_file(new.model_label, new.model_file, new.model_size)
     def _compact_if_due(self) -> None:
         """Give back the space the edit history wasted, once it is worth a rewrite.
 
         Not after an interrupted run: the user asked it to stop.
         """
         policy = self.options.auto_compact
-        if policy is None or self.summary.interrupted or not policy.due(self.store.space_usage()):
+        if policy is None or self.summary.interrupted or not policy.due(self.store.maintenance.space_usage()):
             return
-        self.summary.compacted = self.store.compact()
+        self.summary.compacted = self.store.maintenance.compact()
 
     def _refuse_overlapping_roots(self, roots: list[Path]) -> None:
         """A folder inside another indexed folder would store its files twice."""
-        known = [Path(path) for path in self.store.root_paths()]
+        known = [Path(path) for path in self.store.files.root_paths()]
         for i, root in enumerate(roots):
             others = [other for other in known + roots[:i] + roots[i + 1:] if other != root]
             for other in others:
@@ -458,8 +458,8 @@ class Indexer:
     def _index_root(self, root: Path, scope: frozenset[str] | None = None) -> None:
         """Walk the root (only ``scope`` under it, when given), index, forget what vanished."""
         self.summary.roots.append(str(root))
-        root_id = self.store.add_root(str(root))
-        known = self.store.file_states(root_id)
+        root_id = self.store.files.add_root(str(root))
+        known = self.store.files.file_states(root_id)
         if scope is not None:
             known = {relpath: state for relpath, state in known.items() if _under_any(relpath, scope)}
         found, keep, dangling = self._discover(root, scope)
@@ -475,7 +475,7 @@ class Indexer:
             seen = {item.relpath for item in found}
             self._remove_missing(root, known, seen, keep)
             if scope is None:
-                self.store.mark_indexed(root_id)
+                self.store.files.mark_indexed(root_id)
 
     def _discover(self, root: Path, scope: frozenset[str] | None = None) -> tuple[list[FoundFile], set[str], list[str]]:
         """Walk first (cheap stats only) so the progress display knows the total.
@@ -562,7 +562,7 @@ class Indexer:
                 self._delete(state)
             return
         if state is not None and state.content_hash == content.content_hash:
-            self.store.touch_file(state.id, found.size, found.mtime_ns)
+            self.store.files.touch_file(state.id, found.size, found.mtime_ns)
             self.summary.unchanged += 1
             self.progress.file_done(found.relpath, found.size)
             return
@@ -601,7 +601,7 @@ class Indexer:
             detail = exc.detail + ("; not tried again until the file changes" if exc.reason in RETRIED_SKIPS and remembered else "")
             self._record_skip(Skip(found.relpath, exc.reason, detail))
             if remembered:
-                self.store.write_file(
+                self.store.files.write_file(
                     root_id, found.relpath, str(found.path), found.size, found.mtime_ns, document.content_hash, []
                 )
             return None
@@ -612,9 +612,9 @@ class Indexer:
     def _timed_out_again(self, exc: Unextractable, content_hash: str) -> bool:
         """Whether these bytes have now timed out ``TIMEOUTS_REMEMBERED`` times (then forgotten
         as a count: the file row remembers them from here)."""
-        if exc.reason != "timed-out" or self.store.count_timeout(content_hash) < TIMEOUTS_REMEMBERED:
+        if exc.reason != "timed-out" or self.store.meta.count_timeout(content_hash) < TIMEOUTS_REMEMBERED:
             return False
-        self.store.forget_timeouts(content_hash)
+        self.store.meta.forget_timeouts(content_hash)
         return True
 
     def _chunk(self, found: FoundFile, content: FileContent) -> list[Chunk] | None:
@@ -652,7 +652,7 @@ class Indexer:
         for item in self._pending:
             for chunk, digest in zip(item.chunks, item.hashes):
                 wanted.setdefault(digest, chunk.embed_text)
-        vectors = self.store.vectors_for_hashes(list(wanted))
+        vectors = self.store.vectors.vectors_for_hashes(list(wanted))
         missing = [digest for digest in wanted if digest not in vectors]
         self.summary.chunks_reused += sum(len(item.hashes) for item in self._pending) - len(missing)
         waiting = list(self._pending)
@@ -717,7 +717,7 @@ class Indexer:
             )
             for seq, (chunk, digest) in enumerate(zip(pending.chunks, pending.hashes))
         ]
-        changes = self.store.write_file(
+        changes = self.store.files.write_file(
             pending.root_id, found.relpath, str(found.path), found.size, found.mtime_ns, pending.content_hash, chunks
         )
         self.summary.indexed += 1
@@ -742,7 +742,7 @@ class Indexer:
             self._delete(state)
 
     def _delete(self, state) -> None:
-        self.store.delete_file(state.id)
+        self.store.files.delete_file(state.id)
         self.summary.removed += 1
 
     def _record_skip(self, skip: Skip) -> None:

@@ -72,14 +72,14 @@ def _indexed_target(index: Index, path: str) -> tuple[str, os.stat_result]:
         checked = os.stat(resolved)
     except (OSError, RuntimeError):
         raise EdgeEmbedError(f"{path} does not exist") from None
-    with index.store() as store:
-        roots = [os.path.realpath(root) for root in store.root_paths()]
+    with index.reading() as store:
+        roots = [os.path.realpath(root) for root in store.files.root_paths()]
         containing = [root for root in roots if resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)]
         if not containing:
             raise EdgeEmbedError(f"{path} is not inside an indexed folder: only indexed files can be read")
         # Inside a folder is not enough: hidden files, .git/, ignored files (.env, keys) are
         # never indexed, and an agent must not read them through us, under any name.
-        if not store.has_file(resolved):
+        if not store.files.has_file(resolved):
             raise EdgeEmbedError(f"{path} is not an indexed file: only indexed files can be read")
     if not stat.S_ISREG(checked.st_mode):
         raise EdgeEmbedError(f"{path} is not a file")

@@ -5,7 +5,7 @@ a kill -9) must not cost the user the index they had. So nothing is dropped: eve
 folder of the old index (and any new one named) is indexed into ``INDEX.rebuild-<pid>``
 in the same folder while the old index stays as it was, queryable. Only a complete
 rebuild replaces it, through SQLite's backup API in one destination transaction
-(``Store.replace_with``): a reader sees the old index or the new one, and a crash during
+(``store.maintenance.replace_with``): a reader sees the old index or the new one, and a crash during
 the copy rolls back to the old one. Renaming the file instead would pull it from under
 readers that hold the old inode together with a ``-wal``/``-shm`` found by name.
 
@@ -84,15 +84,15 @@ def rebuild_index(
     # the lock alone, not Store.writer_lock: the old index is replaced whole, so migrating it first would be wasted
     with Store.open(index) as current, writer_lock(current.path):
         remove_partial_rebuilds(index)
-        options = resolve_options(options, current.settings(), model)
-        folders = rebuild_roots(current.root_paths(), roots)
+        options = resolve_options(options, current.meta.settings(), model)
+        folders = rebuild_roots(current.files.root_paths(), roots)
         try:
-            with Store.open(partial_path(index), page_size=current.page_size()) as fresh:
+            with Store.open(partial_path(index), page_size=current.maintenance.page_size()) as fresh:
                 indexer = Indexer(fresh, model, options, progress=progress or NoProgress(), stop=stop or threading.Event())
                 summary = indexer.run(folders)
                 summary.rebuilt = True
                 if not summary.interrupted:
-                    current.replace_with(fresh)
+                    current.maintenance.replace_with(fresh.maintenance)
         finally:
             remove_partial_rebuilds(index)
     return summary

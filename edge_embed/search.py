@@ -2,7 +2,7 @@
 
 Hybrid adds the two lists' scores once both mean the same on every query: a chunk's
 cosine similarity (the model's own scale) plus its BM25 score divided by the query's
-*BM25 ceiling*, the most any chunk could score for these words (``Store.keyword_ceiling``:
+*BM25 ceiling*, the most any chunk could score for these words (``store.keywords.keyword_ceiling``:
 (k1 + 1) times the sum of the query terms' IDF). The keyword term is then the share of the
 query's term weight a chunk holds, 0..1: a chunk that merely shares "the" and "return"
 with the query adds little, one holding its rare words adds much. Neither list gets a
@@ -228,19 +228,19 @@ def search(
         raise ValueError(f"{options.mode} search needs embed_query")
     prefixes = resolve_in_paths(store, options.in_paths)
     filters = {"path_prefixes": prefixes, "globs": options.globs}
-    ranking = store.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
-    ceiling = store.keyword_ceiling(query) if options.mode == "hybrid" else 0.0
+    ranking = store.vectors.vector_ranking(embed_query(query), **filters) if options.uses_vectors and embed_query else None
+    ceiling = store.keywords.keyword_ceiling(query) if options.mode == "hybrid" else 0.0
     files: dict[int, int] = {}  # chunk id -> file id, for the candidates seen so far
     factor = CANDIDATE_FACTOR if options.mode == "hybrid" else SINGLE_LIST_FACTOR
     wanted = options.k if rerank is None else max(options.k, rerank.top)
     depth = min(max(wanted * factor, MIN_CANDIDATES), MAX_KNN_K)
     while True:
         vector = [(cid, cosine_from_l2(d)) for cid, d in ranking.top(depth)] if ranking else []
-        keyword = store.keyword_search(query, depth, **filters) if options.mode != "vector" else []
+        keyword = store.keywords.keyword_search(query, depth, **filters) if options.mode != "vector" else []
         fusion = None if options.mode != "hybrid" else Fusion(ceiling, list_floor(vector, depth), list_floor(keyword, depth))
         candidates = _score(vector, keyword, fusion, options)
         listed = {cid for cid, _ in vector} | {cid for cid, _ in keyword}  # every candidate comes from these
-        files.update(store.chunk_files(cid for cid in listed if cid not in files))
+        files.update(store.files.chunk_files(cid for cid in listed if cid not in files))
         candidates = [c for c in candidates if c.chunk_id in files]  # a chunk deleted meanwhile has no file
         if fusion is None:
             page = limit_per_file(candidates, options.per_file, wanted, lambda c: files[c.chunk_id])
@@ -267,7 +267,7 @@ def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str,
     """``--in`` paths spelled like stored paths (``as_stored``); each must exist and overlap a root."""
     if not in_paths:
         return ()
-    roots = store.root_paths()
+    roots = store.files.root_paths()
     resolved = []
     for given in in_paths:
         if not Path(given).expanduser().exists():
@@ -315,7 +315,7 @@ def _passes(candidate: _Candidate, mode: Mode, min_score: float) -> bool:
 
 def _hits(store: Store, candidates: list[_Candidate], fusion: Fusion | None) -> list[Hit]:
     """Attach the chunk records; a chunk deleted by a concurrent re-index is skipped."""
-    records = store.chunks_by_id(c.chunk_id for c in candidates)
+    records = store.files.chunks_by_id(c.chunk_id for c in candidates)
     return [
         Hit(records[c.chunk_id], c.score, c.vector, c.keyword, fusion=fusion) for c in candidates if c.chunk_id in records
     ]

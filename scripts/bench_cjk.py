@@ -6,7 +6,7 @@ drawn from a Zipf-distributed vocabulary of made-up 2-character words, with comm
 full stops cutting them into runs; tiny random vectors, since no vector is searched), then
 each query is timed two ways in the same run, in alternating order:
 
-* bigram: ``Store.keyword_search`` as it is now, 1-2 character CJK terms looked up in the
+* bigram: ``store.keywords.keyword_search`` as it is now, 1-2 character CJK terms looked up in the
   ``chunks_cjk_bigrams`` FTS5 table;
 * scan: the previous implementation, reimplemented here as the baseline: every CJK chunk
   tested with ``instr()``, the matching texts loaded into Python, the term counted and
@@ -79,8 +79,8 @@ def build_index(db: Path, root: Path, texts: list[str], rng: np.random.Generator
     started = time.perf_counter()
     vectors = rng.standard_normal((len(texts), DIMS)).astype(np.float32)
     with Store.open(db) as store:
-        store.init_settings(IndexSettings("bench", "/bench.gguf", 0, "0" * 64, DIMS, 512, 0))
-        root_id = store.add_root(root)
+        store.meta.init_settings(IndexSettings("bench", "/bench.gguf", 0, "0" * 64, DIMS, 512, 0))
+        root_id = store.files.add_root(root)
         files = len(texts) // CHUNKS_PER_FILE
         for first in range(0, files, FILES_PER_TRANSACTION):
             with store.transaction():
@@ -92,7 +92,7 @@ def build_index(db: Path, root: Path, texts: list[str], rng: np.random.Generator
                         for i in range(CHUNKS_PER_FILE)
                     ]
                     relpath = f"d{f // 100:04d}/f{f:06d}.txt"
-                    store.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+                    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
     return time.perf_counter() - started
 
 
@@ -127,7 +127,7 @@ def check_same_matches(store: Store, conn: apsw.Connection, queries: list[str]) 
     """Both ways must find the same chunks: all of them, with k above any match count."""
     for query in queries:
         scan = {chunk_id for chunk_id, _ in scan_keyword_search(conn, query, 10**9)}
-        bigram = {chunk_id for chunk_id, _ in store.keyword_search(query, max(len(scan) + 1, K))}
+        bigram = {chunk_id for chunk_id, _ in store.keywords.keyword_search(query, max(len(scan) + 1, K))}
         assert scan == bigram, f"{query}: scan found {len(scan)}, bigram {len(bigram)}"
 
 
@@ -175,7 +175,7 @@ def run(chunks: int, queries: int) -> None:
                 check_same_matches(store, conn, texts_of_kind[:5])
                 matches = statistics.median(len(scan_keyword_search(conn, q, 10**9)) for q in texts_of_kind)
                 scan, bigram = timed_pair([
-                    (lambda q=q: scan_keyword_search(conn, q, K), lambda q=q: store.keyword_search(q, K))
+                    (lambda q=q: scan_keyword_search(conn, q, K), lambda q=q: store.keywords.keyword_search(q, K))
                     for q in texts_of_kind
                 ])
                 scan_ms, bigram_ms = statistics.median(scan), statistics.median(bigram)

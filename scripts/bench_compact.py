@@ -8,7 +8,7 @@ This is done twice in the same run, with the in-place write path and with the on
 it (every chunk of a changed file deleted and inserted again, ``RewriteAllStore``); each
 edited index is then compacted, and a fresh index of the final content is built. Measured:
 file size, vec0 chunks of slots, and the p50 of QUERIES KNN searches (k=10, random unit
-queries) through ``Store.vector_search``.
+queries) through ``store.vectors.vector_search``.
 
 Part 2, what compaction costs (random vectors of --dims, written straight to the store):
 VECTORS vectors in files of 1,000, then 3 of every 4 chunks deleted, spread over all
@@ -34,6 +34,9 @@ from edge_embed.indexer import IndexOptions, Indexer
 from edge_embed.runtime.loader import ModelHandle, prepare_model
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store.files import Files
+from edge_embed.store.part import transaction
+from edge_embed.store.rows import delete_file_rows
 from edge_embed.testing import write_tiny_qwen3
 
 WORDS = "apple river stone cloud garden kernel budget travel music recipe backup python lantern".split()
@@ -56,15 +59,23 @@ def write_note(root: Path, number: int, note: list[str]) -> Path:
     return path
 
 
-class RewriteAllStore(Store):
+class RewriteAllFiles(Files):
     """The write path before in-place writes: every chunk of a changed file deleted, then inserted."""
 
     def write_file(self, root_id, relpath, *args, **kwargs):
-        with self.transaction():
+        with transaction(self._conn):
             state = self.file_states(root_id).get(relpath)
             if state is not None:
-                self._delete_chunk_rows(state.id)
+                delete_file_rows(self._conn, state.id)
             return super().write_file(root_id, relpath, *args, **kwargs)
+
+
+class RewriteAllStore(Store):
+    """A Store whose ``files`` writes the old way."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.files = RewriteAllFiles(self._conn, self.path, self.meta)
 
 
 def index(store: Store, model: ModelHandle, root: Path) -> None:
@@ -78,14 +89,14 @@ def knn_p50_ms(store: Store, dims: int, queries: int) -> float:
     for _ in range(queries):
         query = rng.standard_normal(dims).astype(np.float32)
         started = time.perf_counter()
-        store.vector_search(query / np.linalg.norm(query), 10)
+        store.vectors.vector_search(query / np.linalg.norm(query), 10)
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
 
 
 def measure(label: str, store: Store, dims: int, queries: int) -> dict[str, object]:
-    store.checkpoint()
-    usage = store.space_usage()
+    store.maintenance.checkpoint()
+    usage = store.maintenance.space_usage()
     return {
         "index": label,
         "file MB": usage.database_bytes / 1e6,
@@ -114,14 +125,14 @@ def edit_history(args: argparse.Namespace, work: Path, model: ModelHandle) -> li
         notes = write_corpus(root, args.files, args.paragraphs, rng)
         with store_class.open(work / f"{store_class.__name__}.db") as store:
             index(store, model, root)
-            dims = store.settings().dims
+            dims = store.meta.settings().dims
             if not rows:
                 rows.append(measure("fresh, before the edits", store, dims, args.queries))
             started = time.perf_counter()
             edit_cycles(store, model, root, notes, args.cycles, rng)
             elapsed = time.perf_counter() - started
             rows.append(measure(f"{label}: after {args.cycles} edit cycles ({elapsed:.0f} s)", store, dims, args.queries))
-            result = store.compact()
+            result = store.maintenance.compact()
             rows.append(measure(f"{label}: then compacted ({result.elapsed_s:.2f} s)", store, dims, args.queries))
     fresh_root = work / "fresh"
     fresh_root.mkdir()
@@ -138,16 +149,16 @@ def compaction_cost(args: argparse.Namespace, work: Path) -> list[dict[str, obje
     rng = np.random.default_rng(2)
     settings = IndexSettings("random", "/random.gguf", 1, "c" * 64, args.dims, 512, 51)
     with Store.open(work / "random.db") as store:
-        store.init_settings(settings)
-        root_id = store.add_root(work)
+        store.meta.init_settings(settings)
+        root_id = store.files.add_root(work)
         files = range(0, args.vectors, 1000)
         for start in files:
             vectors = rng.standard_normal((1000, args.dims)).astype(np.float32)
-            store.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "x", random_chunks(vectors, keep=range(1000)))
+            store.files.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "x", random_chunks(vectors, keep=range(1000)))
         for start in files:  # the same files, 1 chunk in 4 kept: the kept rows pin every chunk of slots
-            store.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "y", random_chunks(None, keep=range(0, 1000, 4), dims=args.dims))
+            store.files.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "y", random_chunks(None, keep=range(0, 1000, 4), dims=args.dims))
         before = measure(f"{args.vectors} x {args.dims}-dim vectors, 3 in 4 deleted", store, args.dims, args.queries)
-        result = store.compact()
+        result = store.maintenance.compact()
         after = measure(f"then compacted ({result.elapsed_s:.2f} s)", store, args.dims, args.queries)
     return [before, after]
 

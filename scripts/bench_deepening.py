@@ -27,9 +27,9 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 def build(path: Path, chunks: int, dims: int, rng: np.random.Generator) -> Store:
     store = Store.open(path)
-    store.init_settings(IndexSettings("bench", "/bench.gguf", 1, "b" * 64, dims, 256, 0))
+    store.meta.init_settings(IndexSettings("bench", "/bench.gguf", 1, "b" * 64, dims, 256, 0))
     root = path.parent / "notes"
-    root_id = store.add_root(root)
+    root_id = store.files.add_root(root)
     vectors = rng.standard_normal((chunks, dims)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with store.transaction():
@@ -39,7 +39,7 @@ def build(path: Path, chunks: int, dims: int, rng: np.random.Generator) -> Store
                 text = " ".join(rng.choice(WORDS, 60))
                 new.append(NewChunk(seq, seq * 5 + 1, seq * 5 + 5, None, text, hashlib.sha256(f"{i}".encode()).hexdigest(), vectors[i]))
             relpath = f"f{file_no}.md"
-            store.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, new)
+            store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, new)
     return store
 
 
@@ -52,7 +52,7 @@ class Counting:
     def chunks_by_id(self, ids):
         ids = list(ids)
         self.records += len(ids)
-        return self.store.chunks_by_id(ids)
+        return self.store.files.chunks_by_id(ids)
 
     def __getattr__(self, name):
         return getattr(self.store, name)

@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import edge_embed.search as search_module
-import edge_embed.store.retrieval as retrieval
+import edge_embed.store.keyword_search as retrieval
 from edge_embed.api import Index
 from edge_embed.cli.options import settings_from_options
 from edge_embed.evaluate import EvalReport, evaluate, load_queries
@@ -67,7 +67,7 @@ CANDIDATES = ("sum, old page", "sum", "sum + rrf", "max-normalised", "rrf + floo
 
 def best_chunk_per_file(store: Store, lists: dict[str, Ranked]) -> dict[str, Ranked]:
     """Each list with only its first chunk of each file; a file keeps one chunk id in all lists."""
-    files = store.chunk_files([cid for ranked in lists.values() for cid, _ in ranked])
+    files = store.files.chunk_files([cid for ranked in lists.values() for cid, _ in ranked])
     representative: dict[object, int] = {}
     reduced: dict[str, Ranked] = {}
     for name, ranked in lists.items():
@@ -279,7 +279,7 @@ class _CachedRanking:
 
 def cache_searches(store: Store) -> None:
     """Memoise this store's vector and keyword searches: every variant sees the same lists."""
-    keyword_search, vector_ranking = store.keyword_search, store.vector_ranking
+    keyword_search, vector_ranking = store.keywords.keyword_search, store.vectors.vector_ranking
     memo: dict = {}
 
     def cached_keyword(text: str, k: int, **filters):
@@ -292,7 +292,7 @@ def cache_searches(store: Store) -> None:
         key = ("vector", query_vec.tobytes(), repr(sorted(filters.items())))
         return _CachedRanking(vector_ranking(query_vec, **filters), key, memo)
 
-    store.keyword_search, store.vector_ranking = cached_keyword, cached_ranking
+    store.keywords.keyword_search, store.vectors.vector_ranking = cached_keyword, cached_ranking
 
 
 def embedder_once(db: Path, store: Store) -> Callable:

@@ -76,7 +76,7 @@ def pipeline_overhead(model_path: Path, files: int, threads: int) -> None:
             started = time.perf_counter()
             summary = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions()).run([corpus])
             index_s = time.perf_counter() - started
-            stats = store.stats()
+            stats = store.maintenance.stats()
         bare = Embedder(info, plan)
         tokens_before = bare.stats.tokens
         started = time.perf_counter()
@@ -118,7 +118,7 @@ def noop_reindex(files: int) -> None:
             walls.append(time.perf_counter() - started)
             assert '"unchanged": %d' % files in again.stdout
         with Store.open(db) as store:
-            stats = store.stats()
+            stats = store.maintenance.stats()
         floor = []
         for _ in range(3):
             started = time.perf_counter()

@@ -4,7 +4,7 @@ Each variant changes the keyword side only, so the vectors, chunks and query emb
 stay the same and only the keyword list (and through it hybrid) can move:
 
 - ``weights T,H,P``: FTS5's bm25() column weights for chunk text, heading and file path
-  (``retrieval.BM25_COLUMN_WEIGHTS``, which queries pass to FTS5, swapped for the run);
+  (``keyword_search.BM25_COLUMN_WEIGHTS``, which queries pass to FTS5, swapped for the run);
   ``1,0,0`` leaves headings and file names out of keyword search, the keyword half of the
   chunk-header lever;
 - ``as written``: words searched in ``chunks_fts`` only (the keyword list before stemming);
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import edge_embed.store.retrieval as retrieval
+import edge_embed.store.keyword_search as retrieval
 from bench_fusion import embedder_once  # scripts/ is on the path when a script runs
 from edge_embed.evaluate import evaluate, load_queries
 from edge_embed.store import Store

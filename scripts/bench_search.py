@@ -86,15 +86,15 @@ def build_index(db: Path, texts: list[str], vectors: np.ndarray) -> dict[str, fl
     n, dims = vectors.shape
     root = db.parent / "corpus"
     with Store.open(db) as store:
-        store.init_settings(IndexSettings("bench", "/bench.gguf", 0, "0" * 64, dims, 512, 0))
-        root_id = store.add_root(root)
+        store.meta.init_settings(IndexSettings("bench", "/bench.gguf", 0, "0" * 64, dims, 512, 0))
+        root_id = store.files.add_root(root)
         for first_file in range(0, n // CHUNKS_PER_FILE, FILES_PER_TRANSACTION):
             with store.transaction():
                 last_file = min(first_file + FILES_PER_TRANSACTION, n // CHUNKS_PER_FILE)
                 for f in range(first_file, last_file):
                     write_bench_file(store, root_id, root, f, texts, vectors)
         check_ids_follow_insert_order(store, texts)
-        store.checkpoint()
+        store.maintenance.checkpoint()
     seconds = time.perf_counter() - started
     return {"build_s": seconds, "insert_per_s": n / seconds}
 
@@ -107,13 +107,13 @@ def write_bench_file(store: Store, root_id: int, root: Path, f: int, texts: list
         for i in range(CHUNKS_PER_FILE)
     ]
     relpath = f"d{f // 100:04d}/f{f:06d}.txt"
-    store.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
 
 
 def check_ids_follow_insert_order(store: Store, texts: list[str]) -> None:
     """recall maps numpy row i to chunk id i + 1: make sure that holds."""
     probe = [1, len(texts) // 2, len(texts)]
-    records = store.chunks_by_id(probe)
+    records = store.files.chunks_by_id(probe)
     assert all(records[i].text == texts[i - 1] for i in probe), "chunk ids do not follow insert order"
 
 
@@ -174,8 +174,8 @@ def bench_one(args: argparse.Namespace, n: int, dims: int) -> dict[str, object]:
     row: dict[str, object] = {"corpus": args.corpus, "size": n, "dims": dims, "words_per_chunk": args.words}
     with Store.open(db, create=False) as store:
         if args.two_stage:
-            store.exact_scan_max_floats = store.two_stage_min_dims = 0
-        row["path"] = "exact" if store.vector_ranking(queries[0]).exact else "two-stage"
+            store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+        row["path"] = "exact" if store.vectors.vector_ranking(queries[0]).exact else "two-stage"
 
         def run(mode: str, k: int = K, per_file: int = 2) -> tuple[tuple[list[float], list[float]], list[list[int]]]:
             options = SearchOptions(mode=mode, k=k, per_file=per_file)
@@ -214,7 +214,7 @@ def percentiles(name: str, times: list[float]) -> dict[str, float]:
 def _rss_child(db: str, queries: np.ndarray, two_stage: bool, out: multiprocessing.Queue) -> None:
     with Store.open(db, create=False) as store:
         if two_stage:
-            store.exact_scan_max_floats = store.two_stage_min_dims = 0
+            store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
         for q in queries:
             search(store, "x", SearchOptions(mode="vector"), embed_query=lambda _, q=q: q)
     # VmHWM, not ru_maxrss: the latter keeps the parent's size from before the exec

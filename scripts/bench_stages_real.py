@@ -50,14 +50,14 @@ def main(argv: list[str]) -> None:
     retrieval.RESCORE_PER_RESULT = 0
     texts = read_queries(args.queries, args.limit)
     with Index.open(args.db) as index, index.store() as store:
-        settings = store.settings()
+        settings = store.meta.settings()
         embedder = index.query_model(settings)
         vectors = embedder.embed(texts, input_type="query", instruct=settings.instruction, dims=settings.dims)
-        exact_top = [[cid for cid, _ in store.vector_search(np.asarray(v), K)] for v in vectors]
-        store.exact_scan_max_floats = store.two_stage_min_dims = 0
-        rankings = [store.vector_ranking(np.asarray(v)) for v in vectors]
+        exact_top = [[cid for cid, _ in store.vectors.vector_search(np.asarray(v), K)] for v in vectors]
+        store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+        rankings = [store.vectors.vector_ranking(np.asarray(v)) for v in vectors]
         staged_top = [[cid for cid, _ in ranking.top(K)] for ranking in rankings]
-        chunks = store.stats()["chunks"]
+        chunks = store.maintenance.stats()["chunks"]
     row = {
         "db": str(args.db),
         "chunks": chunks,

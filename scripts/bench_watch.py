@@ -166,7 +166,7 @@ def index_rows(db: Path) -> set:
 
 def index_vectors(db: Path, rows: set) -> dict:
     with Store.open(db, create=False) as store:
-        return store.vectors_for_hashes(list({row[3] for row in rows}))
+        return store.vectors.vectors_for_hashes(list({row[3] for row in rows}))
 
 
 def checkout(model: Path, files: int, work: Path) -> dict:

@@ -101,7 +101,7 @@ def timed_run(command: list[str]) -> float:
 def index_state(db: Path) -> dict:
     """Files, chunks and vectors (by chunk text hash) of an index; integrity checked first."""
     with Store.open(db, create=False) as store:
-        problems = store.integrity_check()
+        problems = store.maintenance.integrity_check()
         if problems != "ok":
             raise AssertionError(f"integrity_check: {problems}")
         conn = store._conn  # read-only look at the rows, as the tests do
@@ -109,7 +109,7 @@ def index_state(db: Path) -> dict:
         chunks = set(conn.execute(
             "SELECT f.relpath, c.seq, c.text_hash, c.start_line, c.end_line FROM chunks c JOIN files f ON f.id = c.file_id"
         ))
-        settings = store.settings()
+        settings = store.meta.settings()
         vectors = {} if settings is None else {  # a new index gets its vector table with its settings
             text_hash: np.frombuffer(blob, dtype=np.float32)
             for text_hash, blob in conn.execute(

@@ -70,12 +70,12 @@ def test_index_then_status_then_reindex(runner, notes, tiny_model, tmp_path):
 
 
 def test_status_names_the_two_stage_path_of_a_big_index(runner, notes, tiny_model, tmp_path, monkeypatch):
-    from edge_embed.store.retrieval import StoreRetrieval
+    from edge_embed.store.vectors import Vectors
 
     db = tmp_path / "i.db"
     assert invoke(runner, "index", notes, "--db", db, "--model", tiny_model.path, "--quiet").exit_code == 0
-    monkeypatch.setattr(StoreRetrieval, "exact_scan_max_floats", 0)  # as if it held millions of chunks
-    monkeypatch.setattr(StoreRetrieval, "two_stage_min_dims", 0)  # ... of a model with more dimensions
+    monkeypatch.setattr(Vectors, "exact_scan_max_floats", 0)  # as if it held millions of chunks
+    monkeypatch.setattr(Vectors, "two_stage_min_dims", 0)  # ... of a model with more dimensions
     as_json = json.loads(invoke(runner, "status", "--db", db, "--json").output)
     assert as_json["vector_path"] == "two-stage"
     status = invoke(runner, "status", "--db", db).output
@@ -98,7 +98,7 @@ def test_index_with_another_model_is_refused(runner, notes, tiny_model, tmp_path
     rebuilt = invoke(runner, "index", notes, "--db", db, "--model", other.path, "--rebuild")
     assert rebuilt.exit_code == 0, rebuilt.output
     with Store.open(db) as store:
-        assert store.settings().model_file == str(other.path.resolve())
+        assert store.meta.settings().model_file == str(other.path.resolve())
 
 
 def test_index_dims_and_mismatch(runner, notes, tiny_model, tmp_path):
@@ -160,7 +160,7 @@ def test_remove_forgets_a_root(runner, notes, tiny_model, tmp_path):
     result = invoke(runner, "remove", notes, "--db", db)
     assert result.exit_code == 0, result.output
     with Store.open(db) as store:
-        assert store.stats()["chunks"] == 0 and store.roots() == []
+        assert store.maintenance.stats()["chunks"] == 0 and store.files.roots() == []
     assert_clean_error(invoke(runner, "remove", notes, "--db", db), "not an indexed folder")
 
 
@@ -174,10 +174,10 @@ def test_config_sets_the_query_task(runner, notes, tiny_model, tmp_path):
     result = invoke(runner, "config", "--db", db, "--instruct", "Find the note that answers the question")
     assert result.exit_code == 0 and "Find the note" in result.output
     with Store.open(db) as store:
-        assert store.settings().instruction == "Find the note that answers the question"
+        assert store.meta.settings().instruction == "Find the note that answers the question"
     invoke(runner, "config", "--db", db, "--reset-instruct")
     with Store.open(db) as store:
-        assert store.settings().instruction is None
+        assert store.meta.settings().instruction is None
 
 
 def test_config_on_an_index_without_settings_is_a_clean_error(runner, tmp_path):
@@ -258,7 +258,7 @@ def test_catalog_model_end_to_end_with_offer_to_pull(runner, notes, tiny_model, 
     assert found.exit_code == 0, found.output
     assert found.output.splitlines()[0].endswith("keys.md")
     with Store.open(db) as store:
-        assert store.settings().model_label == entry.name
+        assert store.meta.settings().model_label == entry.name
 
 
 def test_embed_warns_when_an_input_is_cut(runner, tiny_model):
@@ -276,7 +276,7 @@ def test_failed_model_check_never_wipes_or_creates_an_index(runner, notes, tiny_
     missing = invoke(runner, "index", notes, "--db", db, "--rebuild", "--model", tmp_path / "gone.gguf")
     assert_clean_error(missing, "not found")
     with Store.open(db) as store:
-        assert store.stats()["chunks"] > 0, "--rebuild with a bad model must not wipe the index"
+        assert store.maintenance.stats()["chunks"] > 0, "--rebuild with a bad model must not wipe the index"
     fresh = tmp_path / "fresh.db"
     assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", "qwen3-embedding-8b"), "edge-embed pull")
     assert not fresh.exists()
@@ -290,13 +290,13 @@ def test_rebuild_keeps_the_model_and_every_setting_not_given(runner, notes, tiny
     rebuilt = invoke(runner, "index", notes, "--db", db, "--rebuild", "--dims", "32")
     assert rebuilt.exit_code == 0, rebuilt.output
     with Store.open(db) as store:
-        settings = store.settings()
+        settings = store.meta.settings()
     assert settings.model_file == str(tiny_model.path.resolve())
     assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 256, 20, "Find the note")
     again = invoke(runner, "index", notes, "--db", db, "--rebuild", "--chunk-tokens", "128")
     assert again.exit_code == 0, again.output
     with Store.open(db) as store:
-        settings = store.settings()
+        settings = store.meta.settings()
     assert (settings.dims, settings.chunk_tokens, settings.overlap, settings.instruction) == (32, 128, 20, "Find the note")
 
 
@@ -306,7 +306,7 @@ def test_rebuild_with_impossible_chunking_keeps_the_index(runner, notes, tiny_mo
     result = invoke(runner, "index", notes, "--db", db, "--rebuild", "--ctx", "64", "--chunk-tokens", "128")
     assert_clean_error(result, "--chunk-tokens")
     with Store.open(db) as store:
-        assert store.stats()["chunks"] > 0
+        assert store.maintenance.stats()["chunks"] > 0
     fresh = tmp_path / "fresh.db"
     assert_clean_error(invoke(runner, "index", notes, "--db", fresh, "--model", tiny_model.path, "--ctx", "64", "--chunk-tokens", "128"), "--chunk-tokens")
     assert not fresh.exists()
@@ -349,7 +349,7 @@ def test_a_moved_model_file_is_followed_by_the_index(runner, notes, tiny_model, 
     moved = invoke(runner, "index", notes, "--db", db, "--model", second)
     assert moved.exit_code == 0, moved.output
     with Store.open(db) as store:
-        settings = store.settings()
+        settings = store.meta.settings()
     assert (settings.model_label, settings.model_file) == (str(second), str(second))
     assert settings.model_size == second.stat().st_size
     found = invoke(runner, "query", "API keys vault", "--db", db, "--files", "--cpu")
@@ -389,9 +389,9 @@ def test_rebuild_redoes_every_folder_of_the_index_and_removes_stale_partial_file
     rebuilt = invoke(runner, "index", "--rebuild", "--db", db, "--dims", "32")
     assert rebuilt.exit_code == 0, rebuilt.output
     with Store.open(db) as store:
-        assert store.root_paths() == sorted([str(notes.resolve()), str(other.resolve())])
-        assert store.stats()["files"] == 3 and store.settings().dims == 32
-        assert store.integrity_check() == "ok"
+        assert store.files.root_paths() == sorted([str(notes.resolve()), str(other.resolve())])
+        assert store.maintenance.stats()["files"] == 3 and store.meta.settings().dims == 32
+        assert store.maintenance.integrity_check() == "ok"
     assert not any(path.exists() for path in stale)
     stale[0].write_bytes(b"left by a killed rebuild")
     assert invoke(runner, "index", notes, "--db", db).exit_code == 0
@@ -410,7 +410,7 @@ def tiny_bert_path(tmp_path_factory) -> Path:
 
 def stored_chunking(db: Path) -> tuple[int, int]:
     with Store.open(db) as store:
-        settings = store.settings()
+        settings = store.meta.settings()
     return settings.chunk_tokens, settings.overlap
 
 

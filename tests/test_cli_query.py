@@ -42,15 +42,15 @@ def build_index(db: Path, root: Path, model_path: Path) -> None:
     vectors = embedder.embed_documents(list(FILES.values()))
     embedder.close()
     with Store.open(db) as store:
-        store.init_settings(index_settings(model_path, vectors.shape[1]))
-        root_id = store.add_root(root)
+        store.meta.init_settings(index_settings(model_path, vectors.shape[1]))
+        root_id = store.files.add_root(root)
         for (relpath, text), vector in zip(FILES.items(), vectors):
             path = root / relpath
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             digest = hashlib.sha256(text.encode()).hexdigest()
             chunk = NewChunk(0, 1, text.count("\n") + 1, None, text, digest, vector)
-            store.write_file(root_id, relpath, str(path), len(text), 1, digest, [chunk])
+            store.files.write_file(root_id, relpath, str(path), len(text), 1, digest, [chunk])
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +272,8 @@ def test_missing_model_file_says_how_to_get_it_and_keyword_mode_still_works(inde
 
 def test_missing_catalog_model_names_the_pull_command(index_without_model: Path, tmp_path: Path) -> None:
     with Store.open(index_without_model) as store:
-        settings = store.settings()
-        store._save_settings(replace(settings, model_label="qwen3-embedding-0.6b"))  # noqa: SLF001
+        settings = store.meta.settings()
+        store.meta._save_settings(replace(settings, model_label="qwen3-embedding-0.6b"))  # noqa: SLF001
     result = run("keys", "--db", str(index_without_model), env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
     assert_one_line_error(result, "edge-embed pull qwen3-embedding-0.6b", "--mode keyword")
 

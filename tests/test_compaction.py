@@ -40,7 +40,7 @@ class Notes:
     def __init__(self, store: Store, root: Path) -> None:
         self.store = store
         self.root = root
-        self.root_id = store.add_root(root)
+        self.root_id = store.files.add_root(root)
         self.vectors: dict[str, np.ndarray] = {}
 
     def vector(self, text: str) -> np.ndarray:
@@ -56,7 +56,7 @@ class Notes:
             NewChunk(seq, seq * 3 + 1, seq * 3 + 2, heading, text, hashlib.sha256(text.encode()).hexdigest(), self.vector(text))
             for seq, (text, heading) in enumerate(zip(texts, headings))
         ]
-        return self.store.write_file(self.root_id, relpath, str(self.root / relpath), 1, 1, f"content-{texts}", chunks)
+        return self.store.files.write_file(self.root_id, relpath, str(self.root / relpath), 1, 1, f"content-{texts}", chunks)
 
     def rows(self, relpath: str) -> list[tuple[int, int, int, str]]:
         """(id, seq, start_line, text) of a file's chunks, in order."""
@@ -72,7 +72,7 @@ def notes(tmp_path: Path):
     """Notes over a new index of DIMS-dimension vectors."""
     (tmp_path / "notes").mkdir()
     with Store.open(tmp_path / "index.db") as store:
-        store.init_settings(SETTINGS)
+        store.meta.init_settings(SETTINGS)
         yield Notes(store, tmp_path / "notes")
 
 
@@ -92,10 +92,10 @@ def test_an_edit_keeps_the_rows_of_unchanged_texts(notes: Notes) -> None:
     assert [text for *_, text in after] == ["alpha", "xray", "charlie", "delta"]
     assert after[0][0] == before["alpha"] and after[2][0] == before["charlie"]
     assert {after[1][0], after[3][0]}.isdisjoint(before.values())
-    assert notes.store.keyword_search("bravo", 5) == []
-    assert [chunk_id for chunk_id, _ in notes.store.keyword_search("xray", 5)] == [after[1][0]]
-    assert notes.store.stats()["vectors"] == 4
-    assert notes.store.integrity_check() == "ok"
+    assert notes.store.keywords.keyword_search("bravo", 5) == []
+    assert [chunk_id for chunk_id, _ in notes.store.keywords.keyword_search("xray", 5)] == [after[1][0]]
+    assert notes.store.maintenance.stats()["vectors"] == 4
+    assert notes.store.maintenance.integrity_check() == "ok"
 
 
 def test_a_moved_chunk_keeps_its_id_and_gets_its_new_position(notes: Notes) -> None:
@@ -103,7 +103,7 @@ def test_a_moved_chunk_keeps_its_id_and_gets_its_new_position(notes: Notes) -> N
     [(alpha_id, _, _, _), (bravo_id, _, _, _)] = notes.rows("a.md")
     notes.write("a.md", ["new first", "alpha", "bravo"])
     assert notes.rows("a.md")[1:] == [(alpha_id, 1, 4, "alpha"), (bravo_id, 2, 7, "bravo")]
-    hits = notes.store.vector_search(notes.vector("bravo"), 1)
+    hits = notes.store.vectors.vector_search(notes.vector("bravo"), 1)
     assert hits[0][0] == bravo_id and hits[0][1] < 1e-5
 
 
@@ -114,16 +114,16 @@ def test_repeated_paragraphs_keep_one_row_each(notes: Notes) -> None:
     assert [row[0] for row in notes.rows("a.md")][:2] == [first, last]
     assert notes.write("a.md", ["same"]) == ChunkChanges(kept=1, deleted=2)
     assert [row[0] for row in notes.rows("a.md")] == [first]
-    assert notes.store.integrity_check() == "ok"
+    assert notes.store.maintenance.integrity_check() == "ok"
 
 
 def test_a_kept_row_whose_heading_changed_is_found_by_the_new_heading(notes: Notes) -> None:
     """The store matches on the hash alone; a hash that does not cover the heading still works."""
     notes.write("a.md", ["text"], headings=["Oldheading"])
     assert notes.write("a.md", ["text"], headings=["Newheading"]) == ChunkChanges(kept=1)
-    assert notes.store.keyword_search("Oldheading", 5) == []
-    assert len(notes.store.keyword_search("Newheading", 5)) == 1
-    assert notes.store.integrity_check() == "ok"
+    assert notes.store.keywords.keyword_search("Oldheading", 5) == []
+    assert len(notes.store.keywords.keyword_search("Newheading", 5)) == 1
+    assert notes.store.maintenance.integrity_check() == "ok"
 
 
 def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
@@ -134,16 +134,16 @@ def test_vector_slots_do_not_grow_over_many_edit_cycles(notes: Notes) -> None:
     for relpath, texts in files.items():  # their rows fill the first chunk of slots
         notes.write(relpath, texts)
     notes.write("big.md", paragraphs("big", 1100))
-    [before] = notes.store.space_usage().vector_tables
+    [before] = notes.store.maintenance.space_usage().vector_tables
     assert before.slots == chunks_for(2100) * SLOTS_PER_CHUNK
     for cycle in range(200):
         relpath = f"note-{cycle % 50:02d}.md"
         files[relpath][cycle % 20] = f"edit {cycle}"
         notes.write(relpath, files[relpath])
-    usage = notes.store.space_usage()
+    usage = notes.store.maintenance.space_usage()
     assert usage.vectors == 2100
     assert usage.vector_tables[0].slots <= before.slots + 200 + SLOTS_PER_CHUNK
-    assert notes.store.integrity_check() == "ok"
+    assert notes.store.maintenance.integrity_check() == "ok"
 
 
 # ---------------------------------------------------------------------- wasted space and compaction
@@ -155,7 +155,7 @@ def wasteful_index(notes: Notes) -> None:
     for n in range(50):
         notes.write(f"note-{n:02d}.md", paragraphs(f"note {n}", 20))
     notes.write("big.md", big[::4])
-    notes.store.checkpoint()
+    notes.store.maintenance.checkpoint()
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def wasteful_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("wasteful")
     (folder / "notes").mkdir()
     with Store.open(folder / "index.db") as store:
-        store.init_settings(SETTINGS)
+        store.meta.init_settings(SETTINGS)
         wasteful_index(Notes(store, folder / "notes"))
     return folder / "index.db", folder / "notes"
 
@@ -180,12 +180,12 @@ def wasted(wasteful_db: tuple[Path, Path], tmp_path: Path):
 
 def search_results(store: Store, notes: Notes) -> list[object]:
     queries = [notes.vector(text) for text in ("note 3 paragraph 4", "note 40 paragraph 7", "big paragraph 400")]
-    return [store.vector_search(query, 20) for query in queries] + [store.keyword_search("big paragraph 400", 5)]
+    return [store.vectors.vector_search(query, 20) for query in queries] + [store.keywords.keyword_search("big paragraph 400", 5)]
 
 
 def test_status_numbers_say_what_compaction_gives_back(wasted: Notes) -> None:
     notes = wasted
-    usage = notes.store.space_usage()
+    usage = notes.store.maintenance.space_usage()
     assert usage.vectors == 1750 and usage.needed_vector_chunks == chunks_for(1750)
     assert usage.vector_chunks == chunks_for(4000)
     assert usage.reclaimable_bytes > 0 and 0 < usage.reclaimable_fraction < 1
@@ -198,24 +198,24 @@ def test_compact_gives_back_the_space_and_keeps_ids_vectors_and_results(wasted: 
     notes = wasted
     store = notes.store
     expected = search_results(store, notes)
-    before = store.space_usage()
+    before = store.maintenance.space_usage()
 
-    result = store.compact()
+    result = store.maintenance.compact()
 
     assert result.before == before
     assert result.after.vector_chunks == result.after.needed_vector_chunks == chunks_for(1750)
     assert result.after.free_bytes == 0 and result.after.reclaimable_bytes == 0
     assert result.after.database_bytes < before.database_bytes and result.freed_bytes > 0
     assert search_results(store, notes) == expected
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
     notes.write("note-00.md", ["after compaction"])  # writes go on as before
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def test_compact_an_index_without_vectors_yet(tmp_path: Path) -> None:
     with Store.open(tmp_path / "empty.db") as store:
-        result = store.compact()
-        assert result.after.vector_chunks == 0 and store.integrity_check() == "ok"
+        result = store.maintenance.compact()
+        assert result.after.vector_chunks == 0 and store.maintenance.integrity_check() == "ok"
 
 
 def test_queries_from_another_connection_answer_throughout_a_compaction(wasted: Notes) -> None:
@@ -241,7 +241,7 @@ def test_queries_from_another_connection_answer_throughout_a_compaction(wasted: 
     thread.start()
     compacting.set()
     started = time.perf_counter()
-    notes.store.compact()
+    notes.store.maintenance.compact()
     finished = time.perf_counter()
     done.set()
     thread.join(timeout=60)
@@ -256,7 +256,7 @@ def test_a_read_snapshot_taken_before_compaction_still_reads_after_it(wasted: No
     with Store.open(notes.store.path, create=False) as reader:
         with reader._conn:  # one read transaction across the compaction: its snapshot stays
             assert search_results(reader, notes) == expected
-            notes.store.compact()
+            notes.store.maintenance.compact()
             assert search_results(reader, notes) == expected
         assert search_results(reader, notes) == expected
 
@@ -312,7 +312,7 @@ def fragmented_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     (folder / "notes").mkdir()
     rng = np.random.default_rng(11)
     with Store.open(folder / "index.db") as store:
-        store.init_settings(SETTINGS)
+        store.meta.init_settings(SETTINGS)
         notes = Notes(store, folder / "notes")
         for n in range(8):
             texts = paragraphs(f"big {n}", 3000)
@@ -321,7 +321,7 @@ def fragmented_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
             notes.write(f"big-{n}.md", texts)
         for n in range(8):
             notes.write(f"big-{n}.md", paragraphs(f"big {n}", 3000)[::4])
-        store.checkpoint()
+        store.maintenance.checkpoint()
     return folder / "index.db", folder / "notes"
 
 
@@ -331,7 +331,7 @@ from edge_embed.store import Store
 store = Store.open(sys.argv[1], create=False)
 print("ready", flush=True)
 started = time.perf_counter()
-store.compact()
+store.maintenance.compact()
 print(time.perf_counter() - started, flush=True)
 """
 
@@ -349,7 +349,7 @@ def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db:
     db, root = fragmented_db
     with Store.open(db, create=False) as store:
         expected = search_results(store, Notes(store, root))
-        assert store.space_usage().vector_chunks == chunks_for(24_000)
+        assert store.maintenance.space_usage().vector_chunks == chunks_for(24_000)
     timing = start_compaction(Path(shutil.copy(db, tmp_path / "timing.db")))
     duration = float(timing.communicate()[0])
     rng = random.Random(7)
@@ -361,11 +361,11 @@ def test_kill_9_during_compaction_leaves_the_old_or_the_new_index(fragmented_db:
         process.kill()
         process.communicate()
         with Store.open(copy, create=False) as store:
-            assert store.integrity_check() == "ok"
+            assert store.maintenance.integrity_check() == "ok"
             assert search_results(store, Notes(store, root)) == expected
-            outcomes.add(store.space_usage().vector_chunks)
-            store.compact()
-            assert store.space_usage().vector_chunks == chunks_for(6000) and store.integrity_check() == "ok"
+            outcomes.add(store.maintenance.space_usage().vector_chunks)
+            store.maintenance.compact()
+            assert store.maintenance.space_usage().vector_chunks == chunks_for(6000) and store.maintenance.integrity_check() == "ok"
     assert outcomes <= {chunks_for(24_000), chunks_for(6000)}
 
 
@@ -397,13 +397,13 @@ def test_index_says_when_it_compacted(tmp_path: Path, tiny_model, monkeypatch: p
 def test_a_kept_chunk_that_moved_to_another_page_gets_its_new_page(notes: Notes) -> None:
     """A PDF paragraph pushed onto the next page keeps its row but must report the new page."""
     digest = hashlib.sha256(b"moved").hexdigest()
-    write = notes.store.write_file
+    write = notes.store.files.write_file
     first = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=3, page_end=3)
     write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v1", [first])
     [(chunk_id, _, _, _)] = notes.rows("m.pdf")
     moved = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=4, page_end=4)
     write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v2", [moved])
-    record = notes.store.chunks_by_id([chunk_id])[chunk_id]
+    record = notes.store.files.chunks_by_id([chunk_id])[chunk_id]
     assert (record.page_start, record.page_end) == (4, 4)
 
 

@@ -46,16 +46,16 @@ def chunks_written(db: Path) -> int:
     except EdgeEmbedError:
         return 0
     with store:
-        return store.stats()["chunks"]
+        return store.maintenance.stats()["chunks"]
 
 
 def final_state(db: Path) -> tuple[set, int]:
     with Store.open(db, create=False) as store:
-        assert store.integrity_check() == "ok"
+        assert store.maintenance.integrity_check() == "ok"
         rows = store._conn.execute(
             "SELECT f.relpath, c.seq, c.text_hash, c.start_line, c.end_line FROM chunks c JOIN files f ON f.id = c.file_id"
         ).fetchall()
-        return {tuple(row) for row in rows}, store.stats()["vectors"]
+        return {tuple(row) for row in rows}, store.maintenance.stats()["vectors"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_kill_9_at_random_moments_then_resume(corpus, tiny_model, reference, tmp
         process.wait(timeout=30)
         if db.exists():
             with Store.open(db, create=False) as store:
-                assert store.integrity_check() == "ok", f"after kill {attempt}"
+                assert store.maintenance.integrity_check() == "ok", f"after kill {attempt}"
     done = subprocess.run(index_command(db, corpus, tiny_model.path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     state, vectors = final_state(db)
@@ -114,11 +114,11 @@ def test_kill_9_in_the_first_instants_of_a_new_index_never_leaves_a_dead_file(ti
     *opened, (last, _size) = leftovers
     for db, size in opened:
         with Store.open(db, create=False) as store:
-            assert store.integrity_check() == "ok", f"{db.name} ({size} bytes after the kill)"
+            assert store.maintenance.integrity_check() == "ok", f"{db.name} ({size} bytes after the kill)"
     done = subprocess.run(index_command(last, small, tiny_model.path), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     with Store.open(last, create=False) as store:
-        assert store.integrity_check() == "ok" and store.stats()["files"] == 3
+        assert store.maintenance.integrity_check() == "ok" and store.maintenance.stats()["files"] == 3
     assert len(leftovers) >= 3
 
 
@@ -133,12 +133,12 @@ def test_queries_during_an_index_get_answers(corpus, tiny_model, tmp_path):
                 time.sleep(0.01)
                 continue
             with Store.open(db, create=False) as store:  # an empty new file is initialised, not refused
-                settings = store.settings()
+                settings = store.meta.settings()
                 if settings is None:
                     continue
-                store.keyword_search("garden keys", 5)
+                store.keywords.keyword_search("garden keys", 5)
                 vector = rng.normal(size=settings.dims).astype(np.float32)
-                store.vector_search(vector / np.linalg.norm(vector), 5)
+                store.vectors.vector_search(vector / np.linalg.norm(vector), 5)
                 answered += 1
     finally:
         process.wait(timeout=300)
@@ -205,4 +205,4 @@ def test_second_ctrl_c_aborts_at_once_with_130(corpus, tiny_model, tmp_path):
     assert process.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and "Aborted!" not in err
     with Store.open(db, create=False) as store:
-        assert store.integrity_check() == "ok"
+        assert store.maintenance.integrity_check() == "ok"

@@ -68,7 +68,7 @@ def test_documents_are_indexed_and_bad_ones_skipped_with_a_note(store, engine, l
     assert "Region | Revenue\nNorth | 120\nSouth | 95" in "\n".join(stored_texts(store, "report.docx"))
     assert "CONFIDENTIAL" not in "\n".join(stored_texts(store, "report.docx"))  # headers are left out
     assert stored_texts(store, "downloaded-without-extension") == ["A PDF found by its first bytes."]
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def test_unchanged_documents_are_neither_extracted_nor_embedded_again(store, engine, library):

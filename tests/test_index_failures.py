@@ -17,11 +17,12 @@ import pytest
 import sqlite_vec
 from click.testing import CliRunner
 
-import edge_embed.store.base as store_base
+import edge_embed.store.core as store_core
 import edge_embed.store.schema as store_schema
 from edge_embed.cli import cli
 from edge_embed.errors import IndexBusy, IndexChanged
 from edge_embed.store import Store
+from edge_embed.store.maintenance import Maintenance
 
 NOTES = {
     "keys.md": "# Security\n\nRotate the API keys every month with the vault CLI.\n",
@@ -66,16 +67,16 @@ def indexed(runner, tmp_path, tiny_model) -> tuple[Path, Path]:
 def contents(db: Path) -> tuple:
     """What a user can see of an index: its folders and counts, a keyword hit, and its health."""
     with Store.open(db, create=False) as store:
-        roots = [(root.path, root.files, root.chunks) for root in store.roots()]
-        hits = store.chunks_by_id(chunk_id for chunk_id, _ in store.keyword_search("rotate vault", 5))
-        return roots, sorted(hit.relpath for hit in hits.values()), store.integrity_check()
+        roots = [(root.path, root.files, root.chunks) for root in store.files.roots()]
+        hits = store.files.chunks_by_id(chunk_id for chunk_id, _ in store.keywords.keyword_search("rotate vault", 5))
+        return roots, sorted(hit.relpath for hit in hits.values()), store.maintenance.integrity_check()
 
 
 def test_disk_full_during_index_is_one_line_and_the_index_is_as_it_was(runner, indexed, monkeypatch):
     db, notes = indexed
     before = contents(db)
     (notes / "new.md").write_text("# New note\n\n" + "fresh words to store " * 150)
-    real_connect = store_base.connect
+    real_connect = store_core.connect
 
     def connect_to_a_full_disk(path, create):
         conn = real_connect(path, create)
@@ -83,9 +84,9 @@ def test_disk_full_during_index_is_one_line_and_the_index_is_as_it_was(runner, i
         conn.execute(f"PRAGMA max_page_count = {pages}")
         return conn
 
-    monkeypatch.setattr(store_base, "connect", connect_to_a_full_disk)
+    monkeypatch.setattr(store_core, "connect", connect_to_a_full_disk)
     assert_one_line_error(invoke(runner, "index", notes, "--db", db, "--quiet"), "is full", "free some space", "rolled back")
-    monkeypatch.setattr(store_base, "connect", real_connect)
+    monkeypatch.setattr(store_core, "connect", real_connect)
     after = contents(db)
     assert after == before and after[2] == "ok"
     assert after[1] == ["keys.md"]
@@ -160,7 +161,7 @@ def test_a_query_racing_a_rebuild_is_told_to_run_again(indexed, tiny_model):
         other.execute("DROP TABLE chunk_vectors")
         other.close()
         with pytest.raises(IndexChanged, match="rebuilt while this command read it") as raised:
-            store.vector_search(tiny_model.embed(tiny_model.tokenize("keys")), 3)
+            store.vectors.vector_search(tiny_model.embed(tiny_model.tokenize("keys")), 3)
         assert raised.value.path == str(store.path) and "no such table" in raised.value.sqlite_error
 
 
@@ -171,7 +172,7 @@ def test_a_writer_held_too_long_is_index_busy(indexed, monkeypatch):
     holder.execute("BEGIN IMMEDIATE")
     try:
         with Store.open(db, create=False) as store, pytest.raises(IndexBusy, match="try again"):
-            store.mark_indexed(1)
+            store.files.mark_indexed(1)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -183,5 +184,5 @@ def test_an_apsw_error_past_the_store_is_still_one_line(runner, indexed, monkeyp
     def failing_stats(self):
         raise apsw.IOError("disk I/O error")
 
-    monkeypatch.setattr(Store, "stats", failing_stats)  # the raw method: no translation
+    monkeypatch.setattr(Maintenance, "stats", failing_stats)  # the raw method: no translation
     assert_one_line_error(invoke(runner, "status", "--db", db), "reading or writing the index failed", "check the disk")

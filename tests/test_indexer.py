@@ -83,11 +83,11 @@ def test_first_run_indexes_text_files_and_skips_binary(store, engine, tree):
     summary = run(store, engine, tree)
     assert summary.indexed == 3
     assert summary.skipped == {"binary": 1}
-    stats = store.stats()
+    stats = store.maintenance.stats()
     assert stats["files"] == 3
     assert stats["chunks"] == summary.chunks_added == len(engine.embedded)
     assert summary.tokens_embedded > 0
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def test_stored_vectors_are_the_engines_document_vectors(store, engine, tree):
@@ -101,7 +101,7 @@ def test_stored_vectors_are_the_engines_document_vectors(store, engine, tree):
     import hashlib
 
     text_hash = hashlib.sha256(embed_text.encode()).hexdigest()
-    stored = store.vectors_for_hashes([text_hash])[text_hash]
+    stored = store.vectors.vectors_for_hashes([text_hash])[text_hash]
     assert np.allclose(stored, engine.embed_documents([embed_text])[0], atol=1e-5)
 
 
@@ -118,7 +118,7 @@ def test_touch_without_change_embeds_nothing(store, engine, tree):
     summary = run(store, engine, tree)
     assert engine.calls == []
     assert summary.unchanged == 3
-    assert store.file_states(store.add_root(tree))["a.md"].mtime_ns == 1_000_000_000
+    assert store.files.file_states(store.files.add_root(tree))["a.md"].mtime_ns == 1_000_000_000
 
 
 def test_edit_embeds_only_new_chunk_texts(store, engine, tree):
@@ -159,7 +159,7 @@ def test_an_edited_paragraph_leaves_the_other_chunks_in_place(store, engine, tmp
     assert all(before[text] == after[text] for text in unchanged)
     assert summary.chunks_kept == len(unchanged)
     assert summary.chunks_added == summary.chunks_removed == len(engine.embedded) == 1
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def write_note(root: Path, number: int, paragraphs: list[str]) -> None:
@@ -197,10 +197,10 @@ def test_200_edit_cycles_leave_the_index_the_size_of_a_fresh_one(store, single_t
         write_note(fresh_root, number, paragraphs)
     with Store.open(tmp_path / "fresh.db") as fresh:
         run(fresh, single_thread_engine, fresh_root, auto_compact=None)
-        fresh.checkpoint()
-        fresh_usage = fresh.space_usage()
-    store.checkpoint()
-    edited_usage = store.space_usage()
+        fresh.maintenance.checkpoint()
+        fresh_usage = fresh.maintenance.space_usage()
+    store.maintenance.checkpoint()
+    edited_usage = store.maintenance.space_usage()
     assert edited_usage.vectors == fresh_usage.vectors
     slack = VEC_CHUNK_SIZE  # the newest chunk of slots, partly filled
     assert edited_usage.vector_tables[0].slots <= fresh_usage.vector_tables[0].slots + 200 + slack
@@ -215,7 +215,7 @@ def test_a_run_compacts_by_itself_only_when_its_policy_says_so(store, engine, tr
     summary = run(store, engine, tree, auto_compact=CompactPolicy(min_fraction=0.0, min_bytes=0))
     assert summary.compacted is not None
     assert summary.to_dict()["compacted"]["after"]["reclaimable_bytes"] == 0
-    assert store.space_usage().free_bytes == 0 and store.integrity_check() == "ok"
+    assert store.maintenance.space_usage().free_bytes == 0 and store.maintenance.integrity_check() == "ok"
     options = IndexOptions(chunk_tokens=128, overlap=8, auto_compact=CompactPolicy(0.0, 0))
     indexer = Indexer(store, ModelHandle.from_embedder(engine), options)
     indexer.stop.set()
@@ -229,7 +229,7 @@ def test_deleted_file_disappears(store, engine, tree):
     assert summary.removed == 1
     assert summary.chunks_removed >= 1
     assert {row[0] for row in index_state(store)} == {"a.md", "b.txt"}
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def test_copy_in_another_folder_is_not_embedded_again(store, engine, tree):
@@ -264,8 +264,8 @@ def test_several_roots_in_one_index(store, engine, tree, tmp_path):
     other.mkdir()
     (other / "o.md").write_text("Oranges.\n")
     run(store, engine, tree, other)
-    assert {root.path for root in store.roots()} == {str(tree.resolve()), str(other.resolve())}
-    assert all(root.last_indexed_at for root in store.roots())
+    assert {root.path for root in store.files.roots()} == {str(tree.resolve()), str(other.resolve())}
+    assert all(root.last_indexed_at for root in store.files.roots())
 
 
 def test_stop_event_finishes_current_batch_and_keeps_it(store, engine, tree):
@@ -273,7 +273,7 @@ def test_stop_event_finishes_current_batch_and_keeps_it(store, engine, tree):
     indexer.stop.set()
     summary = indexer.run([tree])
     assert summary.interrupted
-    assert store.stats()["files"] == 0
+    assert store.maintenance.stats()["files"] == 0
     assert run(store, engine, tree).indexed == 3
 
 
@@ -296,8 +296,8 @@ def test_other_dimension_is_refused(store, engine, tree):
 
 def test_mrl_index_stores_truncated_vectors(store, engine, tree):
     run(store, engine, tree, dims=32)
-    assert store.settings().dims == 32
-    assert store.integrity_check() == "ok"
+    assert store.meta.settings().dims == 32
+    assert store.maintenance.integrity_check() == "ok"
 
 
 def test_chunk_budget_larger_than_context_is_refused(store, tiny_model, tree):
@@ -405,7 +405,7 @@ def test_stop_during_embedding_keeps_finished_files_only(store, engine, tmp_path
     assert summary.interrupted
     partial = index_state(store)
     assert 0 < summary.indexed < 12 and partial < expected
-    assert store.integrity_check() == "ok"
+    assert store.maintenance.integrity_check() == "ok"
     run(store, engine, root)
     assert index_state(store) == expected
 
@@ -413,7 +413,7 @@ def test_stop_during_embedding_keeps_finished_files_only(store, engine, tmp_path
 def test_index_instruct_updates_an_existing_index(store, engine, tree):
     run(store, engine, tree)
     run(store, engine, tree, instruction="Find the note")
-    assert store.settings().instruction == "Find the note"
+    assert store.meta.settings().instruction == "Find the note"
 
 
 def test_options_left_unset_keep_the_index_own_settings(store, engine, tree):
@@ -422,7 +422,7 @@ def test_options_left_unset_keep_the_index_own_settings(store, engine, tree):
     (tree / "b.txt").write_text("Bananas are green at first.\n")
     summary = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions()).run([tree])
     assert summary.indexed == 1
-    settings = store.settings()
+    settings = store.meta.settings()
     assert (settings.instruction, settings.chunk_tokens, settings.overlap, settings.dims) == ("Find the note", 128, 8, 32)
 
 

@@ -78,14 +78,14 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     ]
     with Store.open(folder / "index.db") as opened:
         dims = 8
-        opened.init_settings(IndexSettings("tiny", "/m.gguf", 1, "h", dims, 512, 64))
-        root_id = opened.add_root(folder)
+        opened.meta.init_settings(IndexSettings("tiny", "/m.gguf", 1, "h", dims, 512, 64))
+        root_id = opened.files.add_root(folder)
         vectors = rng.standard_normal((len(texts), dims)).astype(np.float32)
         chunks = [
             NewChunk(i, i + 1, i + 1, "Notes", text, hashlib.sha256(text.encode()).hexdigest(), vector)
             for i, (text, vector) in enumerate(zip(texts, vectors))
         ]
-        opened.write_file(root_id, "notes/readme.md", str(folder / "notes/readme.md"), 1, 1, "c", chunks)
+        opened.files.write_file(root_id, "notes/readme.md", str(folder / "notes/readme.md"), 1, 1, "c", chunks)
         yield opened
 
 
@@ -103,7 +103,7 @@ def test_adversarial_input_never_raises(store: Store, text: str) -> None:
     if expression is not None:
         raw_match(store, expression)
     for k in (1, 10):
-        results = store.keyword_search(text, k)
+        results = store.keywords.keyword_search(text, k)
         assert len(results) <= k
         assert all(score > 0 for _, score in results)
 
@@ -116,14 +116,14 @@ def test_there_are_at_least_30_adversarial_inputs() -> None:
 def test_text_without_terms_gives_no_query_and_no_results(store: Store, text: str) -> None:
     assert fts5_query(text) is None
     assert not keyword_terms(text)
-    assert store.keyword_search(text, 5) == []
+    assert store.keywords.keyword_search(text, 5) == []
 
 
 def test_operators_are_searched_as_plain_words(store: Store) -> None:
     assert fts5_query("NEAR(walrus narwhal)") == '"NEAR" OR "walrus" OR "narwhal"'
     assert fts5_query("text:walrus -narwhal") == '"text" OR "walrus" OR "narwhal"'
     assert len(raw_match(store, fts5_query("NOT"))) == 1  # the chunk that contains the word "NOT"
-    assert len(store.keyword_search("-walrus", 5)) == 1  # a minus is not exclusion
+    assert len(store.keywords.keyword_search("-walrus", 5)) == 1  # a minus is not exclusion
 
 
 def test_terms_are_deduplicated_case_insensitively_and_capped() -> None:
@@ -151,7 +151,7 @@ def test_random_punctuation_soup_never_raises(store: Store) -> None:
         expression = fts5_query(text)
         if expression is not None:
             raw_match(store, expression)
-        store.keyword_search(text, 3)
+        store.keywords.keyword_search(text, 3)
 
 
 def test_quoting_escapes_embedded_quotes(store: Store, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from edge_embed.rebuild import rebuild_index
 from edge_embed.runtime.loader import prepare_model
 from edge_embed.runtime.plan import RuntimeSettings
 from edge_embed.store import Store
+from edge_embed.store.files import Files
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def notes(tmp_path) -> Path:
 def snapshot(db: Path) -> tuple:
     with Store.open(db, create=False) as store:
         rows = store._conn.execute("SELECT f.relpath, c.seq, c.text_hash FROM chunks c JOIN files f ON f.id = c.file_id")
-        return store.settings(), sorted(map(tuple, rows)), store.stats()["vectors"]
+        return store.meta.settings(), sorted(map(tuple, rows)), store.maintenance.stats()["vectors"]
 
 
 @pytest.fixture
@@ -79,9 +80,9 @@ def test_a_query_during_a_rebuild_answers_from_the_old_index(index, handle):
     def query_the_old_index() -> None:
         assert partial_files(index), "the rebuild writes beside the index"
         with Store.open(index, create=False) as store:
-            assert (store.settings(), store.stats()["vectors"]) == (before[0], before[2])
-            vector = np.ones(store.settings().dims, dtype=np.float32)
-            answers.append((store.vector_search(vector / np.linalg.norm(vector), 3), store.keyword_search("garden", 3)))
+            assert (store.meta.settings(), store.maintenance.stats()["vectors"]) == (before[0], before[2])
+            vector = np.ones(store.meta.settings().dims, dtype=np.float32)
+            answers.append((store.vectors.vector_search(vector / np.linalg.norm(vector), 3), store.keywords.keyword_search("garden", 3)))
 
     summary = rebuild_index(index, handle, IndexOptions(dims=32), progress=AfterFirstFile(query_the_old_index))
     assert not summary.interrupted
@@ -97,7 +98,7 @@ def test_a_failing_rebuild_leaves_the_old_index_and_no_partial_file(index, handl
     def disk_full(*args, **kwargs):
         raise EdgeEmbedError("the disk is full")
 
-    monkeypatch.setattr(Store, "write_file", disk_full)
+    monkeypatch.setattr(Files, "write_file", disk_full)
     with pytest.raises(EdgeEmbedError, match="disk is full"):
         rebuild_index(index, handle, IndexOptions())
     assert snapshot(index) == before

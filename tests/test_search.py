@@ -110,7 +110,7 @@ class Corpus:
         self.root = tmp_path / "notes"
         self.store = store
         self.rng = rng
-        self.root_id = store.add_root(self.root)
+        self.root_id = store.files.add_root(self.root)
         self.vectors: dict[int, np.ndarray] = {}
         self.paths: dict[int, str] = {}
 
@@ -123,7 +123,7 @@ class Corpus:
             NewChunk(i, i * 5 + 1, i * 5 + 5, None, text, hashlib.sha256(f"{relpath}{i}".encode()).hexdigest(), vec)
             for i, (text, vec) in enumerate(zip(texts, vectors))
         ]
-        self.store.write_file(self.root_id, relpath, str(path), 1, 1, relpath, chunks)
+        self.store.files.write_file(self.root_id, relpath, str(path), 1, 1, relpath, chunks)
         ids = self.store._conn.execute(  # noqa: SLF001 - test reads back the ids it just wrote
             "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.relpath = ? ORDER BY c.seq",
             (relpath,),
@@ -146,8 +146,8 @@ def corpus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Corpus]:
     candidates, so on this 72-chunk index it must give exactly the exact path's results."""
     with Store.open(tmp_path / "index.db") as store:
         if request.param == "two-stage":
-            store.exact_scan_max_floats = store.two_stage_min_dims = 0
-        store.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, DIMS, 256, 0))
+            store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+        store.meta.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, DIMS, 256, 0))
         built = Corpus(tmp_path, store, np.random.default_rng(7))
         for i in range(30):
             built.add_file(f"docs/a{i}.md", [f"document {i} part one", f"document {i} part two"])
@@ -249,7 +249,7 @@ def test_hybrid_fuses_scores_and_a_chunk_in_both_lists_wins(corpus: Corpus) -> N
     both_id = min(i for i, p in corpus.paths.items() if p.endswith("animals.md"))
     hits = search(corpus.store, "walrus", SearchOptions(per_file=0), embed_query=by_vector(q))
     assert hits[0].chunk.id == both_id
-    ceiling = corpus.store.keyword_ceiling("walrus")
+    ceiling = corpus.store.keywords.keyword_ceiling("walrus")
     for hit in hits:
         assert hit.fusion is not None and hit.fusion.keyword_ceiling == ceiling
         assert hit.score == pytest.approx(hit.fusion.vector_term(hit.vector) + hit.fusion.keyword_term(hit.keyword))
@@ -295,7 +295,7 @@ def test_exact_document_text_finds_its_own_chunk_first(tmp_path: Path, tiny_mode
     ]
     vectors = embedder.embed_documents(texts)
     with Store.open(tmp_path / "index.db") as store:
-        store.init_settings(IndexSettings("tiny", str(tiny_model.path), 1, "h", vectors.shape[1], 256, 0))
+        store.meta.init_settings(IndexSettings("tiny", str(tiny_model.path), 1, "h", vectors.shape[1], 256, 0))
         corpus = Corpus(tmp_path, store, np.random.default_rng(0))
         for i, (text, vec) in enumerate(zip(texts, vectors)):
             corpus.add_file(f"f{i}.txt", [text], vec[None, :])
@@ -307,6 +307,17 @@ def test_exact_document_text_finds_its_own_chunk_first(tmp_path: Path, tiny_mode
     embedder.close()
 
 
+class PartWith:
+    """A store part with some methods replaced (the rest are the part's own)."""
+
+    def __init__(self, part: object, **methods: object) -> None:
+        self._part = part
+        self.__dict__.update(methods)
+
+    def __getattr__(self, name):
+        return getattr(self._part, name)
+
+
 class CountingStore:
     """Wraps a Store and records the calls search() makes (depths asked, records read)."""
 
@@ -314,9 +325,11 @@ class CountingStore:
         self._store = store
         self.vector_depths: list[int] = []
         self.records_read = 0
+        self.vectors = PartWith(store.vectors, vector_ranking=self.vector_ranking)
+        self.files = PartWith(store.files, chunks_by_id=self.chunks_by_id)
 
     def vector_ranking(self, query_vec, **filters):
-        ranking = self._store.vector_ranking(query_vec, **filters)
+        ranking = self._store.vectors.vector_ranking(query_vec, **filters)
         top = ranking.top
 
         def counted_top(depth: int) -> list[tuple[int, float]]:
@@ -329,7 +342,7 @@ class CountingStore:
     def chunks_by_id(self, ids):
         ids = list(ids)
         self.records_read += len(ids)
-        return self._store.chunks_by_id(ids)
+        return self._store.files.chunks_by_id(ids)
 
     def __getattr__(self, name):
         return getattr(self._store, name)

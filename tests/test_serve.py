@@ -387,7 +387,7 @@ def test_embed_through_the_server_prints_exactly_the_in_process_output(model_pat
 # What `query` answered by a server must not import: each costs start-up time on every query.
 NOT_ON_THE_CLIENT_PATH = (
     "numpy", "llama_cpp", "edge_embed.runtime",  # the model
-    "apsw", "sqlite_vec", "edge_embed.store.joined", "edge_embed.store.base",  # SQLite, the Store
+    "apsw", "sqlite_vec", "edge_embed.store.core", "edge_embed.store.part",  # SQLite, the Store
     "edge_embed.api", "edge_embed.files", "pathspec",  # the library's façade, indexing
     "importlib.metadata",  # dependency_error's, needed only when an import fails
     "http.client", "ssl", "email", "importlib.resources",  # the client speaks HTTP on a socket
@@ -443,7 +443,7 @@ def local_dims(indexed: Path) -> int:
 def stored_vectors(db: Path) -> dict[str, np.ndarray]:
     with Store.open(db, create=False) as store:
         hashes = [row[0] for row in store._conn.execute("SELECT text_hash FROM chunks")]
-        return store.vectors_for_hashes(hashes)
+        return store.vectors.vectors_for_hashes(hashes)
 
 
 def test_embed_url_retries_then_says_what_to_do(monkeypatch):
@@ -494,7 +494,7 @@ def test_an_embed_url_index_keeps_its_dims_when_run_again_without_them(indexed, 
     for result in (built, again, rebuilt):
         assert result.exit_code == 0, result.output
     with Store.open(tmp_path / "dims.db", create=False) as store:
-        assert store.settings().dims == 32
+        assert store.meta.settings().dims == 32
 
 
 def test_index_and_query_commands_through_embed_url(indexed, model_path, tmp_path):

@@ -14,13 +14,20 @@ import pytest
 
 from edge_embed.search import SearchOptions, search
 from edge_embed.store import SCHEMA_VERSION, IndexSettings, NewChunk, Store
-from edge_embed.store import base as base_module
+from edge_embed.store import core as core_module
 from edge_embed.store import coarse as coarse_module
 from edge_embed.store import schema as schema_module
-from edge_embed.store import retrieval
+from edge_embed.store import vectors as vectors_module
 from edge_embed.store.schema import MIGRATIONS, _migration_4_coarse_vectors
 from edge_embed.store.coarse import BLOCK_ROWS, bit_counts, sign_codes
-from edge_embed.store.retrieval import VectorRanking
+from edge_embed.store.files import Files
+from edge_embed.store.keyword_search import Keywords
+from edge_embed.store.vectors import Vectors, VectorRanking
+
+
+def scalar(store: Store, sql: str) -> object:
+    """The one value ``sql`` reads from the store's file."""
+    return store._conn.execute(sql).fetchall()[0][0]  # noqa: SLF001 - the test reads the rows it checks
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -36,13 +43,13 @@ def embedding_like(rng: np.random.Generator, n: int, dims: int) -> np.ndarray:
 
 def open_index(path: Path, dims: int) -> Store:
     store = Store.open(path)
-    store.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, dims, 256, 0))
+    store.meta.init_settings(IndexSettings("test", "/m.gguf", 1, "h" * 64, dims, 256, 0))
     return store
 
 
 def write_files(store: Store, root: Path, vectors: np.ndarray, per_file: int, word: str = "common") -> dict[int, int]:
     """One file per ``per_file`` vectors; returns chunk id -> row of ``vectors``."""
-    root_id = store.add_root(root)
+    root_id = store.files.add_root(root)
     rows: dict[int, int] = {}
     with store.transaction():
         for f, start in enumerate(range(0, len(vectors), per_file)):
@@ -57,7 +64,7 @@ def write_file(store: Store, root_id: int, root: Path, relpath: str, vectors: np
         NewChunk(i, i + 1, i + 1, None, f"{word} {relpath} {i} " + "filler " * filler_count(relpath, i), hashlib.sha256(f"{relpath}{i}{v[0]}".encode()).hexdigest(), v)
         for i, v in enumerate(vectors)
     ]
-    store.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
 
 
 def filler_count(relpath: str, seq: int) -> int:
@@ -96,17 +103,17 @@ def test_codes_follow_writes_rewrites_and_deletes(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     with open_index(tmp_path / "i.db", 24) as store:
         write_files(store, tmp_path, unit(rng.standard_normal((700, 24))), per_file=70)  # 10 files, 3 blocks
-        root_id = store.add_root(tmp_path)
+        root_id = store.files.add_root(tmp_path)
         for f in (0, 4, 9):  # rewrites: the old chunks leave their blocks, the new ones are appended
             write_file(store, root_id, tmp_path, f"f{f:05d}.md", unit(rng.standard_normal((5, 24))))
-        store.delete_file(int(store._scalar("SELECT id FROM files WHERE relpath = 'f00002.md'")))
+        store.files.delete_file(int(scalar(store, "SELECT id FROM files WHERE relpath = 'f00002.md'")))
         assert stored_codes(store) == expected_codes(store)
-        assert len(stored_codes(store)) == int(store._scalar("SELECT count(*) FROM chunks")) == 700 - 3 * 70 + 15 - 70
-        assert store.integrity_check() == "ok"
+        assert len(stored_codes(store)) == int(scalar(store, "SELECT count(*) FROM chunks")) == 700 - 3 * 70 + 15 - 70
+        assert store.maintenance.integrity_check() == "ok"
         store._conn.execute("DELETE FROM chunk_bits WHERE first_id = (SELECT max(first_id) FROM chunk_bits)")
-        assert "chunk_bits has" in store.integrity_check()
-        store.remove_root(tmp_path)
-        assert store._scalar("SELECT count(*) FROM chunk_bits") == 0  # emptied blocks are deleted
+        assert "chunk_bits has" in store.maintenance.integrity_check()
+        store.files.remove_root(tmp_path)
+        assert scalar(store, "SELECT count(*) FROM chunk_bits") == 0  # emptied blocks are deleted
 
 
 def test_bit_counts_without_numpy_2_popcount(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,11 +129,11 @@ def test_forced_two_stage_path_is_taken(tmp_path: Path) -> None:
     with open_index(tmp_path / "i.db", 16) as store:
         write_files(store, tmp_path, unit(rng.standard_normal((50, 16))), per_file=10)
         query = unit(rng.standard_normal(16))
-        assert store.vector_ranking(query).exact
-        store.exact_scan_max_floats = store.two_stage_min_dims = 0
-        ranking = store.vector_ranking(query)
+        assert store.vectors.vector_ranking(query).exact
+        store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+        ranking = store.vectors.vector_ranking(query)
         assert not ranking.exact
-        assert_same_ranking(ranking.top(10), Store.vector_search(store, query, 10))
+        assert_same_ranking(ranking.top(10), Vectors.vector_search(store.vectors, query, 10))
         assert ranking.rescored == 50  # fewer chunks than RESCORE_MIN: every one re-scored, exact
 
 
@@ -136,26 +143,26 @@ def test_an_index_of_few_dimensions_keeps_the_exact_scan(tmp_path: Path) -> None
     rng = np.random.default_rng(8)
     with open_index(tmp_path / "low.db", 64) as store:
         write_files(store, tmp_path, unit(rng.standard_normal((40, 64))), per_file=10)
-        store.exact_scan_max_floats = 0  # as if it held millions of chunks
-        assert store.vector_ranking(unit(rng.standard_normal(64))).exact
+        store.vectors.exact_scan_max_floats = 0  # as if it held millions of chunks
+        assert store.vectors.vector_ranking(unit(rng.standard_normal(64))).exact
     with open_index(tmp_path / "high.db", 256) as store:
         write_files(store, tmp_path, unit(rng.standard_normal((40, 256))), per_file=10)
-        store.exact_scan_max_floats = 0
-        assert not store.vector_ranking(unit(rng.standard_normal(256))).exact
+        store.vectors.exact_scan_max_floats = 0
+        assert not store.vectors.vector_ranking(unit(rng.standard_normal(256))).exact
 
 
 def test_a_bigger_index_re_scores_more_candidates(three_thousand, monkeypatch: pytest.MonkeyPatch) -> None:
     """Near-ties grow with the corpus: at 1M chunks 160 re-scored candidates gave recall@10
     0.97 (320: 0.995), so the count grows with the index (one per CHUNKS_PER_RESCORED)."""
     store, _, rng = three_thousand
-    store.exact_scan_max_floats = store.two_stage_min_dims = 0
+    store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
     query = unit(rng.standard_normal(16))
-    ranking = store.vector_ranking(query)
+    ranking = store.vectors.vector_ranking(query)
     ranking.top(10)
-    assert ranking.rescored == retrieval.RESCORE_MIN  # 3,000 chunks: the floor
-    monkeypatch.setattr(retrieval, "CHUNKS_PER_RESCORED", 10)
-    ranking = store.vector_ranking(query)
-    assert_same_ranking(ranking.top(10), store.vector_ranking(query).top(10))
+    assert ranking.rescored == vectors_module.RESCORE_MIN  # 3,000 chunks: the floor
+    monkeypatch.setattr(vectors_module, "CHUNKS_PER_RESCORED", 10)
+    ranking = store.vectors.vector_ranking(query)
+    assert_same_ranking(ranking.top(10), store.vectors.vector_ranking(query).top(10))
     assert ranking.rescored == 300
 
 
@@ -168,7 +175,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
     vectors = embedding_like(rng, 6000, 256)
     store = open_index(path / "i.db", 256)
     rows = write_files(store, path / "root", vectors, per_file=20)
-    store.exact_scan_max_floats = store.two_stage_min_dims = 0
+    store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
     yield store, vectors, rows, rng, path / "root"
     store.close()
 
@@ -181,7 +188,7 @@ def test_two_stage_recall_at_10_on_embedding_like_vectors(synthetic) -> None:
     found = planted_hits = 0
     for row, query in zip(planted, queries):
         exact = set(ids[np.argsort(-(vectors[[rows[i] for i in ids]] @ query))[:10]].tolist())
-        got = [chunk_id for chunk_id, _ in store.vector_search(query, 10)]
+        got = [chunk_id for chunk_id, _ in store.vectors.vector_search(query, 10)]
         found += len(exact & set(got))
         planted_hits += rows[got[0]] == row
     assert found / 400 >= 0.98
@@ -194,8 +201,8 @@ def test_two_stage_filters_apply_inside_the_coarse_stage(synthetic) -> None:
     kept = [i for i in rows if rows[i] < 20]  # the first file: 20 of 6,000 chunks
     want = sorted(kept, key=lambda i: -float(vectors[rows[i]] @ query))[:10]
     for filters in ({"globs": ["f00000.md"]}, {"path_prefixes": [str(root / "f00000.md")]}):
-        assert [chunk_id for chunk_id, _ in store.vector_search(query, 10, **filters)] == want
-    assert len(store.vector_search(query, 50, globs=["f00000.md"])) == 20  # fewer only when fewer exist
+        assert [chunk_id for chunk_id, _ in store.vectors.vector_search(query, 10, **filters)] == want
+    assert len(store.vectors.vector_search(query, 50, globs=["f00000.md"])) == 20  # fewer only when fewer exist
 
 
 # ---------------------------------------------------------------------- migration
@@ -232,12 +239,12 @@ def test_an_index_without_codes_migrates_from_stored_vectors(tmp_path: Path) -> 
     query = unit(rng.standard_normal(32))
     with Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():  # a writer migrates
         assert store.schema_version() == SCHEMA_VERSION
-        assert "chunk_size=16" in str(store._scalar("SELECT sql FROM sqlite_schema WHERE name = 'chunk_vectors'"))
+        assert "chunk_size=16" in str(scalar(store, "SELECT sql FROM sqlite_schema WHERE name = 'chunk_vectors'"))
         assert stored_codes(store) == expected_codes(store) and len(stored_codes(store)) == 300
-        exact = store.vector_search(query, 10)
-        store.exact_scan_max_floats = store.two_stage_min_dims = 0
-        assert_same_ranking(store.vector_search(query, 10), exact)
-        assert store.integrity_check() == "ok"
+        exact = store.vectors.vector_search(query, 10)
+        store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+        assert_same_ranking(store.vectors.vector_search(query, 10), exact)
+        assert store.maintenance.integrity_check() == "ok"
     want = np.argsort(-(vectors @ query))[:10] + 1
     assert [chunk_id for chunk_id, _ in exact] == want.tolist()
 
@@ -255,9 +262,9 @@ def test_migration_copies_vectors_inside_the_index_file(tmp_path: Path, monkeypa
         return conn
 
     monkeypatch.setattr(schema_module, "connect", traced)
-    monkeypatch.setattr(base_module, "connect", traced)
+    monkeypatch.setattr(core_module, "connect", traced)
     with Store.open(tmp_path / "i.db", create=False) as store, store.writer_lock():
-        assert store.schema_version() == SCHEMA_VERSION and store.integrity_check() == "ok"
+        assert store.schema_version() == SCHEMA_VERSION and store.maintenance.integrity_check() == "ok"
     assert any("INSERT INTO chunk_vectors" in sql for sql in statements)  # the trace saw the rebuild
     assert not [sql for sql in statements if "TEMP" in sql.upper().split("(")[0] or "temp." in sql]
 
@@ -308,17 +315,17 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, size=
 
 def test_min_score_stops_when_no_deeper_keyword_candidate_can_pass(three_thousand, monkeypatch) -> None:
     store, _, _ = three_thousand
-    floor = store.keyword_search("filler", 30)[-1][1]  # the 30 chunks with 'filler' 10 times pass
-    calls = count_calls(monkeypatch, Store, "keyword_search")
+    floor = store.keywords.keyword_search("filler", 30)[-1][1]  # the 30 chunks with 'filler' 10 times pass
+    calls = count_calls(monkeypatch, Keywords, "keyword_search")
     hits = search(store, "filler", SearchOptions(mode="keyword", k=50, per_file=0, min_score=floor), embed_query=None)
     assert len(calls) == 1  # the 100th candidate is below the floor: no deeper list (before: 4 calls)
-    assert len(hits) == 30 == sum(1 for _, score in store.keyword_search("filler", 3000) if score >= floor)
+    assert len(hits) == 30 == sum(1 for _, score in store.keywords.keyword_search("filler", 3000) if score >= floor)
 
 
 def test_min_score_stops_when_no_deeper_vector_candidate_can_pass(three_thousand, monkeypatch) -> None:
     store, _, rng = three_thousand
     query = unit(rng.standard_normal(16))
-    floor = 1 - store.vector_search(query, 3)[2][1] ** 2 / 2  # the third cosine: 3 pass
+    floor = 1 - store.vectors.vector_search(query, 3)[2][1] ** 2 / 2  # the third cosine: 3 pass
     depths = count_calls(monkeypatch, VectorRanking, "top", size=lambda args: args[0])
     hits = search(store, "x", SearchOptions(mode="vector", k=10, min_score=floor), embed_query=lambda _: query)
     assert len(hits) == 3
@@ -330,12 +337,12 @@ def test_files_k100_reads_only_the_page_and_matches_the_exact_answer(three_thous
     store, rows, rng = three_thousand
     query = unit(rng.standard_normal(16))
     best_per_file: dict[str, float] = {}
-    for chunk_id, distance in store.vector_search(query, 3000):
-        best_per_file.setdefault(store.chunks_by_id([chunk_id])[chunk_id].path, distance)
+    for chunk_id, distance in store.vectors.vector_search(query, 3000):
+        best_per_file.setdefault(store.files.chunks_by_id([chunk_id])[chunk_id].path, distance)
     if path == "two-stage":
-        store.exact_scan_max_floats = store.two_stage_min_dims = 0
-    records = count_calls(monkeypatch, Store, "chunks_by_id", size=lambda args: len(args[0]))
-    floats = count_calls(monkeypatch, Store, "_exact_distances", size=lambda args: len(args[1]))
+        store.vectors.exact_scan_max_floats = store.vectors.two_stage_min_dims = 0
+    records = count_calls(monkeypatch, Files, "chunks_by_id", size=lambda args: len(args[0]))
+    floats = count_calls(monkeypatch, VectorRanking, "_exact_distances", size=lambda args: len(args[0]))
     hits = search(store, "x", SearchOptions(mode="vector", k=100, per_file=1), embed_query=lambda _: query)
     assert sum(records) == 100  # before: every candidate's record (500 and more)
     assert sum(floats) <= 300  # two-stage: the float vectors read back are O(k) (exact: none)
@@ -354,7 +361,7 @@ def test_a_vector_table_gone_under_a_ranking_is_a_one_line_index_error(tmp_path:
     store = open_index(tmp_path / "x.db", 256)
     vectors = embedding_like(np.random.default_rng(3), 40, 256)
     write_files(store, tmp_path, vectors, per_file=4)
-    ranking = store.vector_ranking(vectors[0])
+    ranking = store.vectors.vector_ranking(vectors[0])
     ranking.exact = exact
     store._conn.execute("DROP TABLE chunk_vectors; DROP TABLE chunk_bits")  # as a rebuild swapping tables would
     with pytest.raises(IndexChanged, match="was rebuilt while this command read it"):

@@ -31,12 +31,16 @@ All FTS tables are contentless (``contentless_delete=1``): the text is stored on
 | ``keywords`` | free text to quoted FTS5 terms, by script |
 | ``filters`` | ``--in`` paths spelled like stored paths, the SQL of a path filter |
 | ``coarse`` | the sign-bit codes: blocks, their upkeep, the Hamming scan |
-| ``base`` | open, identity, transactions, settings, roots, stats, integrity |
-| ``writes`` | files, chunks, vectors, keyword rows (unchanged texts keep their rows) |
-| ``maintenance`` | wasted space (dead vector slots, free pages) and compaction |
-| ``retrieval`` | vector KNN, BM25, chunks by id |
-| ``sqlite_errors`` | apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
-| ``joined`` | ``Store``: writes, retrieval and maintenance in one class |
+| ``sqlite_errors`` | the one error boundary: apsw errors (full disk, damaged file, busy...) as one-line ``EdgeEmbedError`` subclasses |
+| ``part`` | what the parts share: the store's connection, transactions |
+| ``meta`` | ``store.meta``: settings, the last write, extraction timeouts |
+| ``rows`` | one chunk's rows across its tables, written and deleted together |
+| ``files`` | ``store.files``: roots, files and chunks (unchanged texts keep their rows) |
+| ``vectors`` | ``store.vectors``: vector KNN, exact or in two stages; vectors by text hash |
+| ``keyword_search`` | ``store.keywords``: BM25 over the FTS tables, and its ceiling |
+| ``maintenance`` | ``store.maintenance``: stats, wasted space and compaction, integrity, a rebuild's copy |
+| ``core`` | ``Store``: open, identity, schema, transactions, the writer lock; owns the connection and the parts |
+| ``readers`` | ``ThreadReaders``: one read Store per thread and index path, reopened when the file is another |
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from edge_embed.store.records import MAX_KNN_K, ChunkChanges, ChunkRecord, FileS
 # sqlite-vec, so `edge-embed query` answered by a running server, which only renders
 # records, starts without them.
 _SQLITE_SIDE = {
-    "Store": "edge_embed.store.joined",
+    "Store": "edge_embed.store.core",
     "CompactPolicy": "edge_embed.store.maintenance",
     "CompactResult": "edge_embed.store.maintenance",
     "SpaceUsage": "edge_embed.store.maintenance",
@@ -62,7 +66,7 @@ _SQLITE_SIDE = {
 }
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports them
-    from edge_embed.store.joined import Store
+    from edge_embed.store.core import Store
     from edge_embed.store.maintenance import CompactPolicy, CompactResult, SpaceUsage, VectorSpace
     from edge_embed.store.schema import SCHEMA_VERSION, sqlite_vec_version
 

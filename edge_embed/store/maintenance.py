@@ -1,4 +1,7 @@
-"""Space the edit history wastes, and compaction: vector tables rebuilt, keyword indexes merged, VACUUM.
+"""``store.maintenance``: figures (``stats``), the file's health, its wasted space, compaction,
+and copying a whole index into this one (a rebuild's swap).
+
+Space the edit history wastes, and compaction: vector tables rebuilt, keyword indexes merged, VACUUM.
 
 Two things grow with edits and never shrink by themselves: vec0 slots freed outside a
 vector table's newest chunk of slots (sqlite-vec 0.1.x does not reuse them; a KNN still
@@ -8,11 +11,24 @@ scans them), and SQLite pages freed by deletes (the file keeps them until a VACU
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from edge_embed.store.base import StoreBase
-from edge_embed.store.schema import KEYWORD_TABLES, VECTOR_TABLES, rebuild_vector_tables
+import apsw
+
+from edge_embed.store.meta import Meta
+from edge_embed.store.part import Part, transaction
+from edge_embed.store.schema import (
+    KEYWORD_TABLES,
+    VECTOR_TABLES,
+    migration_name,
+    pending_migrations,
+    rebuild_vector_tables,
+    user_version,
+)
+from edge_embed.store.vectors import Vectors
 
 MB = 1_000_000
 
@@ -128,8 +144,41 @@ class CompactResult:
         }
 
 
-class StoreMaintenance(StoreBase):
-    """Measuring wasted space and giving it back."""
+class Maintenance(Part):
+    """Measuring the index and its wasted space, giving the space back, checking and replacing it."""
+
+    def __init__(self, conn: apsw.Connection, path: Path, meta: Meta, vectors: Vectors) -> None:
+        super().__init__(conn, path)
+        self._meta = meta  # the dims a compaction rebuilds the vector tables with
+        self._vectors = vectors  # which path a vector query takes, for stats
+
+    def stats(self) -> dict[str, object]:
+        """What `status` shows of the file: counts, size, settings, schema, the vector path."""
+        from edge_embed.store.coarse import code_bytes  # numpy: not on the server-client path
+
+        settings = self._meta.settings()
+        db_bytes = sum(
+            os.path.getsize(candidate)
+            for candidate in (self.path, Path(f"{self.path}-wal"))
+            if os.path.exists(candidate)
+        )
+        chunks = self._count("chunks")
+        version = user_version(self._conn)
+        return {
+            "path": str(self.path),
+            "roots": self._count("roots"),
+            "files": self._count("files"),
+            "chunks": chunks,
+            "vectors": self._count("chunk_vectors"),
+            "db_bytes": db_bytes,
+            # what one chunk costs on disk, and what of it a vector query's first stage reads
+            "bytes_per_chunk": round(db_bytes / chunks) if chunks else None,
+            "coarse_bytes_per_chunk": code_bytes(settings.dims) + 8 if settings else None,
+            "settings": asdict(settings) if settings else None,
+            "schema_version": version,
+            "pending_migrations": [migration_name(number) for number in pending_migrations(version)],
+            "vector_path": self._vectors.vector_path(),
+        }
 
     def space_usage(self) -> SpaceUsage:
         page_size = int(self._scalar("PRAGMA page_size"))
@@ -169,8 +218,8 @@ class StoreMaintenance(StoreBase):
         """
         started = time.perf_counter()
         before = self.space_usage()
-        settings = self.settings()
-        with self.transaction():
+        settings = self._meta.settings()
+        with transaction(self._conn):
             if settings is not None:
                 rebuild_vector_tables(self._conn, settings.dims)
             for table in KEYWORD_TABLES:  # merging the segments drops deleted rows' entries
@@ -178,3 +227,46 @@ class StoreMaintenance(StoreBase):
         self._conn.execute("VACUUM")
         self.checkpoint()
         return CompactResult(before, self.space_usage(), round(time.perf_counter() - started, 3))
+
+    def page_size(self) -> int:
+        return int(self._scalar("PRAGMA page_size"))
+
+    def replace_with(self, source: Maintenance) -> None:
+        """Make this index a copy of ``source``, page for page, in ONE transaction.
+
+        SQLite's backup API writes every page of ``source`` into this database under its
+        own locks and WAL: a reader sees the old index or the new one (never a mix, never
+        a file pulled from under it), a crash during the copy rolls back to the old one,
+        and the schema change makes open connections re-read the schema. The vec0 and
+        FTS5 shadow tables are ordinary tables, so they come along. A WAL database can
+        only take pages of its own size, hence the check.
+        """
+        if source.page_size() != self.page_size():
+            raise ValueError(f"page size {source.page_size()} of {source.path} differs from {self.page_size()}")
+        source.checkpoint()
+        with self._conn.backup("main", source._conn, "main") as backup:
+            backup.step(-1)  # all pages in one step: one destination transaction
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file, so it does not linger at its peak size."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def integrity_check(self) -> str:
+        """'ok', or what is wrong: SQLite's check, FTS5's checks, and the tables agreeing."""
+        from edge_embed.store.coarse import coarse_count  # numpy: not on the server-client path
+
+        problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        for table in KEYWORD_TABLES:
+            try:
+                self._conn.execute(f"INSERT INTO {table}({table}, rank) VALUES('integrity-check', 0)")
+            except apsw.Error as exc:
+                problems.append(f"{table}: {exc}")
+        chunks = self._count("chunks")
+        for table in ("chunk_vectors", "chunks_fts"):
+            if self._count(table) != chunks:
+                problems.append(f"{table} has {self._count(table)} rows for {chunks} chunks")
+        if self._has_table("chunk_bits") and coarse_count(self._conn) != chunks:
+            problems.append(f"chunk_bits has {coarse_count(self._conn)} codes for {chunks} chunks")
+        return "; ".join(problems) or "ok"
+

@@ -158,6 +158,11 @@ def migration_name(number: int) -> str:
     return MIGRATIONS[number - 1].__name__.split("_", 3)[3].replace("_", " ")
 
 
+def user_version(conn: apsw.Connection) -> int:
+    """How many migrations the file has seen (0: a new, empty file)."""
+    return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+
+
 def pending_migrations(version: int) -> list[int]:
     """The numbers (1-based) of the migrations a file at schema ``version`` has not seen."""
     return list(range(version + 1, SCHEMA_VERSION + 1))

@@ -1,11 +1,13 @@
-"""SQLite's failures turned into one-line errors at the store's boundary.
+"""SQLite's failures turned into one-line errors at the store's ONE boundary.
 
-Every public ``Store`` method runs inside ``translated_errors`` (the ``translating_errors``
-class decorator does the wrapping), so a full disk, a damaged file, a lock held too long
-or a rebuild under a reader reaches callers as an ``IndexFileError`` subclass that says
-what to do next, never as an apsw traceback. Writes are transactions: a failed one is
-rolled back, which is why the messages can promise that the index is as it was. A name
-that is not valid UTF-8 becomes ``UnstorableName`` at the same boundary.
+Every class of the store that callers hold (``Store``, its parts, ``VectorRanking``)
+derives from ``TranslatesErrors``, which wraps each public method of each subclass in
+``translated_errors`` when the class is made: a full disk, a damaged file, a lock held too
+long or a rebuild under a reader reaches callers as an ``IndexFileError`` subclass that says
+what to do next, never as an apsw traceback, whatever private helper or module function the
+method reached it through. Writes are transactions: a failed one is rolled back, which is
+why the messages can promise that the index is as it was. A name that is not valid UTF-8
+becomes ``UnstorableName`` at the same boundary.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import apsw
 
@@ -28,8 +29,6 @@ from edge_embed.errors import (
     IndexReadOnly,
     UnstorableName,
 )
-
-T = TypeVar("T", bound=type)
 
 _UNTOUCHED = "the failed write was rolled back, the index holds what it held before it"
 _VANISHED_OBJECT = ("no such table", "no such column", "no such index")
@@ -125,30 +124,58 @@ def translated_errors(path: str | os.PathLike[str] | None) -> Iterator[None]:
         raise unstorable_name(exc.object) from exc
 
 
-def translating_errors(cls: T) -> T:
-    """Class decorator: every public method of ``cls`` (inherited ones too) translates errors.
+_MARK = "__translates_errors__"  # set on every wrapper, so tests can walk the boundary
+
+
+class TranslatesErrors:
+    """The boundary: every public method of a subclass translates SQLite's errors.
 
     A method's index path is its instance's ``path``; a classmethod's is its first argument
-    (``Store.open(path)``). Context managers made by methods translate their own errors.
+    (``Store.open(path)``). A context manager made by a generator (``@contextmanager``)
+    translates what happens while it is entered too, the ``with`` body's errors included.
+    Private methods are not wrapped: they run inside a public one.
     """
-    for name in dir(cls):
-        if name.startswith("_"):
-            continue
-        member = inspect.getattr_static(cls, name)
-        if isinstance(member, classmethod):
-            setattr(cls, name, classmethod(_translating(member.__func__)))
-        elif inspect.isfunction(member):
-            setattr(cls, name, _translating(member))
-    return cls
+
+    path: os.PathLike[str] | str
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if name.startswith("_"):
+                continue
+            if isinstance(member, classmethod):
+                setattr(cls, name, classmethod(_translating(member.__func__)))
+            elif inspect.isfunction(member):
+                setattr(cls, name, _translating(member))
+
+
+def translates_errors(method: object) -> bool:
+    """Whether ``method`` (a function or bound method) runs inside the boundary."""
+    return getattr(getattr(method, "__func__", method), _MARK, False)
 
 
 def _translating(method: Callable) -> Callable:
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with translated_errors(_index_path(args, kwargs)):
-            return method(*args, **kwargs)
+    generator = getattr(method, "__wrapped__", None)
+    if inspect.isgeneratorfunction(generator):  # a @contextmanager: wrap the generator itself
+        wrapper = contextmanager(_translating_generator(generator))
+    else:
 
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            with translated_errors(_index_path(args, kwargs)):
+                return method(*args, **kwargs)
+
+    setattr(wrapper, _MARK, True)
     return wrapper
+
+
+def _translating_generator(generator: Callable[..., Iterator[object]]) -> Callable[..., Iterator[object]]:
+    @functools.wraps(generator)
+    def translated(*args, **kwargs):
+        with translated_errors(_index_path(args, kwargs)):
+            return (yield from generator(*args, **kwargs))
+
+    return translated
 
 
 def _index_path(args: tuple, kwargs: dict) -> str | os.PathLike[str] | None:
