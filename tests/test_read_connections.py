@@ -72,7 +72,7 @@ def test_searches_from_one_thread_open_the_store_once(index_path: Path, opened: 
         for _ in range(5):
             assert found(index, "walrus") == ["walrus.md"]
         assert index.store_settings().dims == DIMS
-        assert index.status()["chunks"] == 1
+        assert index.status().stats["chunks"] == 1
         assert len(opened) == 1  # before: 7
     assert is_closed(opened[0])  # Index.close closes it
 

@@ -94,7 +94,7 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
     progress = TtyProgress() if (sys.stderr.isatty() and not quiet and not as_json) else WarningsOnly(quiet)
     stop = threading.Event()
     try:
-        with stop_on_sigint(stop, quiet):
+        with index, stop_on_sigint(stop, quiet):
             summary = index.index(
                 paths, request, model=model, progress=progress, stop=stop, rebuild=rebuild,
                 on_migration=report_migration, on_default=None if quiet else say_default_model,
@@ -314,7 +314,8 @@ def status(db, as_json):
     """
     from edge_embed.api import Index
 
-    status = Index.open(db).status()
+    with Index.open(db) as index:
+        status = index.status()
     if as_json:
         click.echo(json.dumps(status.to_dict(), indent=2, default=str))
         return
@@ -394,7 +395,8 @@ def remove(path, db):
     """Forget an indexed folder (PATH as given to `index`) and all its chunks."""
     from edge_embed.api import Index
 
-    absolute = Index.open(db).remove_folder(path, on_migration=report_migration)
+    with Index.open(db) as index:
+        absolute = index.remove_folder(path, on_migration=report_migration)
     click.echo(f"removed {absolute}")
 
 
@@ -413,10 +415,10 @@ def config(db, instruct, reset_instruct):
         raise EdgeEmbedError("--instruct needs a non-empty task sentence")
     from edge_embed.api import Index
 
-    index = Index.open(db)
-    if instruct or reset_instruct:
-        index.set_instruction(None if reset_instruct else instruct, on_migration=report_migration)
-    settings = index.store_settings()
+    with Index.open(db) as index:
+        if instruct or reset_instruct:
+            index.set_instruction(None if reset_instruct else instruct, on_migration=report_migration)
+        settings = index.store_settings()
     if settings is None:  # created by a run that stopped before its first file
         raise EdgeEmbedError(
             f"the index {index.path} has no model or settings yet: build it with `edge-embed index FOLDER` first"

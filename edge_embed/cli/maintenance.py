@@ -41,8 +41,8 @@ def compact(db, as_json):
     """
     from edge_embed.api import Index
 
-    index = Index.open(db)
-    result = index.compact(on_migration=report_migration)
+    with Index.open(db) as index:
+        result = index.compact(on_migration=report_migration)
     if as_json:
         click.echo(json.dumps({"db": str(index.path), **result.to_dict()}, indent=2))
     else:

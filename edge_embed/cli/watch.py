@@ -76,7 +76,7 @@ def watch(folders, db, hidden, include, exclude, reconcile, poll, debounce, keep
     if not quiet:
         names = ", ".join(str(folder) for folder in folders) or "every folder of the index"
         click.echo(f"watching {names} into {index.path} (Ctrl-C stops)", err=True)
-    with stop_on_sigint(stop, quiet=True), stop_on_sigterm(stop):
+    with index, stop_on_sigint(stop, quiet=True), stop_on_sigterm(stop):
         index.watch(
             folders, request, settings, stop=stop, model=model, progress=WarningsOnly(quiet), report=report,
             on_migration=report_migration,
