@@ -20,6 +20,14 @@ from edge_embed.store.lock import writer_lock
 
 # What each migration added, undone (newest first): the file an edge-embed before it left.
 UNDO = {
+    6: """
+        INSERT INTO chunks_fts(chunks_fts) VALUES('delete-all');
+        INSERT INTO chunks_stemmed(chunks_stemmed) VALUES('delete-all');
+        INSERT INTO chunks_fts(rowid, text, heading, path)
+            SELECT c.id, c.text, coalesce(c.heading, ''), f.relpath FROM chunks c JOIN files f ON f.id = c.file_id;
+        INSERT INTO chunks_stemmed(rowid, text, heading, path)
+            SELECT c.id, c.text, coalesce(c.heading, ''), f.relpath FROM chunks c JOIN files f ON f.id = c.file_id
+    """,
     5: "DROP TABLE chunks_stemmed",
     4: """
         CREATE TABLE old_vectors AS SELECT chunk_id, embedding FROM chunk_vectors;
@@ -77,7 +85,7 @@ def user_version(db: Path) -> int:
         conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_a_query_answers_from_an_old_index_without_migrating_it(runner, notes, tiny_model, tmp_path, version):
     db = index_at_version(runner, notes, tiny_model.path, tmp_path / "i.db", version)
     keyword = invoke(runner, "query", "rotate keys", "--mode", "keyword", "--files", "--db", db)
@@ -94,9 +102,9 @@ def test_status_names_the_pending_upgrades_without_running_them(runner, notes, t
     db = index_at_version(runner, notes, tiny_model.path, tmp_path / "i.db", 3)
     status = invoke(runner, "status", "--db", db)
     assert status.exit_code == 0, status.output
-    assert "upgrade:  2 pending (coarse vectors, stemmed words)" in status.output
+    assert "upgrade:  3 pending (coarse vectors, stemmed words, next chunk words)" in status.output
     assert json.loads(invoke(runner, "status", "--db", db, "--json").output)["pending_migrations"] == [
-        "coarse vectors", "stemmed words",
+        "coarse vectors", "stemmed words", "next chunk words",
     ]
     assert user_version(db) == 3
 
@@ -117,8 +125,9 @@ def test_index_migrates_under_the_writer_lock_and_reports_each_step(runner, note
     monkeypatch.setattr(schema_module, "rebuild_vector_tables", observed)
     result = invoke(runner, "index", notes, "--db", db)
     assert result.exit_code == 0, result.output
-    assert "upgrading the index (1/2): coarse vectors" in result.stderr
-    assert "upgrading the index (2/2): stemmed words" in result.stderr
+    assert "upgrading the index (1/3): coarse vectors" in result.stderr
+    assert "upgrading the index (2/3): stemmed words" in result.stderr
+    assert "upgrading the index (3/3): next chunk words" in result.stderr
     assert locked_during == [True], "the migration runs while the writer lock is held"
     assert user_version(db) == SCHEMA_VERSION
     status = invoke(runner, "status", "--db", db)

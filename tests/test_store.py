@@ -301,27 +301,67 @@ def test_write_replace_and_delete_keep_vectors_and_both_fts_tables_in_step(store
     root_id = store.files.add_root(root)
     write(store, root_id, root, "a.md", ["old apple text", "旧的苹果文本", "old banana"], unit_vectors(rng, 3))
     write(store, root_id, root, "b.md", ["cherry notes", "桜の季節"], unit_vectors(rng, 2))
-    assert_consistent(store, chunks=5, cjk_chunks=2, files=2)
+    assert_consistent(store, chunks=5, cjk_chunks=4, files=2)  # a chunk before a CJK one holds its words too
     old_ids = {chunk_id for chunk_id, _ in store.vectors.vector_search(unit_vectors(rng, 1)[0], 10)}
 
     write(store, root_id, root, "a.md", ["new apricot text", "新的杏子文本"], unit_vectors(rng, 2))
-    assert_consistent(store, chunks=4, cjk_chunks=2, files=2)
+    assert_consistent(store, chunks=4, cjk_chunks=4, files=2)
     assert store.keywords.keyword_search("apple banana", 10) == []
     assert store.keywords.keyword_search("旧的苹果", 10) == []
     assert len(store.keywords.keyword_search("apricot", 10)) == 1
-    assert len(store.keywords.keyword_search("杏子文本", 10)) == 1
+    assert len(store.keywords.keyword_search("杏子文本", 10)) == 2  # its chunk and the one before
     live = {chunk_id for chunk_id, _ in store.vectors.vector_search(unit_vectors(rng, 1)[0], 10)}
     assert len(live) == 4 and set(store.files.chunks_by_id(live)) == live
     assert len(old_ids - live) == 3  # a.md's three old chunks are gone from vec0 too
 
     store.files.delete_file(store.files.file_states(root_id)["b.md"].id)
-    assert_consistent(store, chunks=2, cjk_chunks=1, files=1)
+    assert_consistent(store, chunks=2, cjk_chunks=2, files=1)
     assert store.keywords.keyword_search("cherry", 10) == []
 
     assert store.files.remove_root(root) is True
     assert store.files.remove_root(root) is False
     assert_consistent(store, chunks=0, cjk_chunks=0, files=0)
     assert store.files.roots() == []
+
+
+def write_sections(store: Store, root_id: int, root: Path, chunks: list[tuple[str, str]], rng) -> list[int]:
+    """a.md with these (heading, text) chunks; their ids in order."""
+    vectors = unit_vectors(rng, len(chunks))
+    records = [make_chunk(i, text, vector, heading) for i, ((heading, text), vector) in enumerate(zip(chunks, vectors))]
+    store.files.write_file(root_id, "a.md", str(root / "a.md"), 100, 1, "hash-of-a.md", records)
+    return [row[0] for row in store._conn.execute("SELECT id FROM chunks ORDER BY seq")]  # noqa: SLF001 - the one file
+
+
+def found(store: Store, words: str) -> list[int]:
+    return sorted(chunk_id for chunk_id, _ in store.keywords.keyword_search(words, 10))
+
+
+def test_a_chunks_keyword_rows_hold_the_next_chunks_words_in_its_section(store: Store, root: Path) -> None:
+    """Words that one passage says across a chunk boundary are found together: BM25 scores
+    a chunk on its text and the next one's. Not across a heading, not backwards."""
+    first, second, third = write_sections(
+        store, store.files.add_root(root), root,
+        [("Fruit", "apple orchard"), ("Fruit", "banana plantation"), ("Berries", "cherry picking")],
+        np.random.default_rng(5),
+    )
+    assert found(store, "banana") == [first, second]
+    assert found(store, "apple") == [first]
+    assert found(store, "cherry") == [third]  # another section: not in the banana chunk's rows
+    best, _ = store.keywords.keyword_search("apple banana", 10)[0]
+    assert best == first
+
+
+def test_a_kept_chunk_gets_the_words_of_its_new_next_chunk(store: Store, root: Path) -> None:
+    """The first chunk's text is unchanged (kept in place, not re-embedded), but the chunk
+    after it is new: its keyword rows must follow, or a word the file no longer has
+    would still find it."""
+    rng = np.random.default_rng(6)
+    root_id = store.files.add_root(root)
+    first, _ = write_sections(store, root_id, root, [("", "apple orchard"), ("", "banana plantation")], rng)
+    kept, _ = write_sections(store, root_id, root, [("", "apple orchard"), ("", "cherry picking")], rng)
+    assert kept == first
+    assert found(store, "banana") == []
+    assert first in found(store, "cherry")
 
 
 def test_write_rejects_a_vector_of_the_wrong_size_without_writing(store: Store, root: Path) -> None:

@@ -17,6 +17,7 @@ import apsw
 
 from edge_embed.files import gitignore_spec
 from edge_embed.store.filters import absolute, as_stored, under_prefix
+from edge_embed.store.keywords import keyword_texts
 from edge_embed.store.meta import Meta, stamp_write
 from edge_embed.store.part import Part, transaction
 from edge_embed.store.records import ChunkChanges, ChunkRecord, FileState, NewChunk, RootInfo, StoredChunk, vector_blob
@@ -157,6 +158,8 @@ class Files(Part):
             (file_id,),
         ):
             stored[text_hash].append(StoredChunk(*row))
+        stored_words = _keyword_words([row for rows in stored.values() for row in rows])
+        words = _keyword_words(chunks)
         kept: list[tuple[StoredChunk, NewChunk]] = []
         new: list[tuple[NewChunk, bytes]] = []
         for chunk, blob in zip(chunks, blobs):
@@ -168,8 +171,8 @@ class Files(Part):
         vanished = [row.id for rows in stored.values() for row in rows]
         delete_chunk_ids(self._conn, vanished)  # first: vec0 reuses slots freed in its newest chunk
         for row, chunk in kept:
-            update_chunk(self._conn, row, relpath, chunk)
-        inserted = [insert_chunk(self._conn, file_id, relpath, chunk, blob) for chunk, blob in new]
+            update_chunk(self._conn, row, relpath, chunk, words[id(chunk)], stored_words[id(row)])
+        inserted = [insert_chunk(self._conn, file_id, relpath, chunk, blob, words[id(chunk)]) for chunk, blob in new]
         append_codes(self._conn, inserted, [blob for _, blob in new])
         return ChunkChanges(inserted=len(new), kept=len(kept), deleted=len(vanished))
 
@@ -203,3 +206,10 @@ class Files(Part):
             (json.dumps([int(i) for i in ids]),),
         )
         return {row[0]: ChunkRecord(*row) for row in rows}
+
+
+def _keyword_words(chunks: Sequence[NewChunk | StoredChunk]) -> dict[int, str]:
+    """What each of a file's chunks (in order) holds in its keyword rows, by ``id()`` of
+    the record: its text and the next chunk's (``keywords.keyword_texts``)."""
+    ordered = sorted(chunks, key=lambda chunk: chunk.seq)
+    return dict(zip(map(id, ordered), keyword_texts([(chunk.heading, chunk.text) for chunk in ordered])))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 MAX_QUERY_TERMS = 64  # a pasted page must not become a 5000-way OR
@@ -99,6 +99,25 @@ def cjk_bigram_document(text: str) -> str:
             tokens.extend(piece[i : i + _BIGRAM] for i in range(len(piece) - 1))
             tokens.append(piece[-1])
     return " ".join(tokens)
+
+
+def keyword_texts(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
+    """The text each chunk's keyword rows hold, for a file's (heading, text) in order: the
+    chunk's own text, then the next chunk's when both are in the same section.
+
+    BM25 over chunks of an embedding model's size (256 tokens for MiniLM) splits what one
+    passage says: a query whose words fall on both sides of a boundary matched neither
+    half well. With the next chunk's words a chunk is scored on twice its span, while the
+    chunk itself (what a hit shows, what its vector means) is unchanged. Measured with the
+    chunk only, with the next one, and with both neighbours (docs/benchmarks.md, "Keyword:
+    the next chunk's words"): the next chunk lifted keyword search on both dev sets and
+    cost half the index growth of both neighbours, which was no better.
+    """
+    texts = []
+    for i, (heading, text) in enumerate(chunks):
+        following = chunks[i + 1] if i + 1 < len(chunks) else None
+        texts.append(f"{text}\n{following[1]}" if following is not None and following[0] == heading else text)
+    return texts
 
 
 def _quoted(term: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import apsw
 
 from edge_embed.store.records import NewChunk, StoredChunk
-from edge_embed.store.schema import KEYWORD_TABLES, write_cjk_rows
+from edge_embed.store.schema import KEYWORD_TABLES, write_keyword_rows
 
 
-def insert_chunk(conn: apsw.Connection, file_id: int, relpath: str, chunk: NewChunk, blob: bytes) -> int:
-    """A new chunk row with its vector and keyword rows; returns its id (the caller adds its code)."""
+def insert_chunk(conn: apsw.Connection, file_id: int, relpath: str, chunk: NewChunk, blob: bytes, words: str) -> int:
+    """A new chunk row with its vector and keyword rows (``words``: see ``keywords.keyword_texts``);
+    returns its id (the caller adds its code)."""
     conn.execute(
         "INSERT INTO chunks(file_id, seq, start_line, end_line, heading, text, text_hash, page_start, page_end)"
         " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -25,23 +26,25 @@ def insert_chunk(conn: apsw.Connection, file_id: int, relpath: str, chunk: NewCh
     )
     chunk_id = conn.last_insert_rowid()
     conn.execute("INSERT INTO chunk_vectors(chunk_id, embedding) VALUES(?, ?)", (chunk_id, blob))
-    _insert_keyword_rows(conn, chunk_id, relpath, chunk)
+    _insert_keyword_rows(conn, chunk_id, relpath, chunk.heading, words)
     return chunk_id
 
 
-def update_chunk(conn: apsw.Connection, row: StoredChunk, relpath: str, chunk: NewChunk) -> None:
-    """A kept row: new position (lines, pages); new keyword rows only if heading or text changed."""
+def update_chunk(
+    conn: apsw.Connection, row: StoredChunk, relpath: str, chunk: NewChunk, words: str, stored_words: str
+) -> None:
+    """A kept row: new position (lines, pages); new keyword rows only if their heading or
+    words changed (``stored_words``: what they hold now, the chunk's and its next chunk's)."""
     position = (chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.page_start, chunk.page_end)
-    if (row.seq, row.start_line, row.end_line, row.heading, row.text, row.page_start, row.page_end) == position:
-        return
-    conn.execute(
-        "UPDATE chunks SET seq = ?, start_line = ?, end_line = ?, heading = ?, text = ?, page_start = ?, page_end = ?"
-        " WHERE id = ?",
-        (*position, row.id),
-    )
-    if (row.heading, row.text) != (chunk.heading, chunk.text):  # a hash that does not cover them
+    if (row.seq, row.start_line, row.end_line, row.heading, row.text, row.page_start, row.page_end) != position:
+        conn.execute(
+            "UPDATE chunks SET seq = ?, start_line = ?, end_line = ?, heading = ?, text = ?, page_start = ?, page_end = ?"
+            " WHERE id = ?",
+            (*position, row.id),
+        )
+    if (row.heading, stored_words) != (chunk.heading, words):  # a hash that does not cover them
         _delete_keyword_rows(conn, [(row.id,)])
-        _insert_keyword_rows(conn, row.id, relpath, chunk)
+        _insert_keyword_rows(conn, row.id, relpath, chunk.heading, words)
 
 
 def append_codes(conn: apsw.Connection, chunk_ids: list[int], blobs: list[bytes]) -> None:
@@ -72,13 +75,8 @@ def delete_file_rows(conn: apsw.Connection, file_id: int) -> None:
     conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
 
-def _insert_keyword_rows(conn: apsw.Connection, chunk_id: int, relpath: str, chunk: NewChunk) -> None:
-    for table in ("chunks_fts", "chunks_stemmed"):
-        conn.execute(
-            f"INSERT INTO {table}(rowid, text, heading, path) VALUES(?, ?, ?, ?)",
-            (chunk_id, chunk.text, chunk.heading or "", relpath),
-        )
-    write_cjk_rows(conn, chunk_id, chunk.text, chunk.heading or "", relpath)
+def _insert_keyword_rows(conn: apsw.Connection, chunk_id: int, relpath: str, heading: str | None, words: str) -> None:
+    write_keyword_rows(conn, chunk_id, words, heading or "", relpath)
 
 
 def _delete_keyword_rows(conn: apsw.Connection, ids: list[tuple[int]]) -> None:

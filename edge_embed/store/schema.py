@@ -6,6 +6,7 @@ marks the file as an edge-embed index.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import urllib.parse
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from edge_embed.errors import EdgeEmbedError
-from edge_embed.store.keywords import cjk_bigram_document, has_cjk
+from edge_embed.store.keywords import cjk_bigram_document, has_cjk, keyword_texts
 
 if TYPE_CHECKING:  # the coarse stage imports numpy: the CLI's server-client path must not
     from edge_embed.store.coarse import Progress
@@ -140,12 +141,29 @@ def _migration_5_stemmed_words(conn: apsw.Connection) -> None:
     )
 
 
+def _migration_6_next_chunk_words(conn: apsw.Connection) -> None:
+    """A chunk's keyword rows also hold the next chunk's words in the same section (see
+    ``keywords.keyword_texts``): every keyword table is refilled from the stored chunk
+    texts, headings and relpaths. Nothing is re-embedded; chunks and vectors are unchanged."""
+    for table in KEYWORD_TABLES:
+        conn.execute(f"INSERT INTO {table}({table}) VALUES('delete-all')")
+    rows = conn.execute(
+        "SELECT c.file_id, c.id, c.heading, c.text, f.relpath FROM chunks c JOIN files f ON f.id = c.file_id"
+        " ORDER BY c.file_id, c.seq"
+    ).fetchall()
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        chunks = list(group)
+        for (_, chunk_id, heading, _, relpath), words in zip(chunks, keyword_texts([(row[2], row[3]) for row in chunks])):
+            write_keyword_rows(conn, chunk_id, words, heading or "", relpath)
+
+
 MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
     _migration_1_initial_schema,
     _migration_2_cjk_bigrams_headings_paths,
     _migration_3_chunk_pages,
     _migration_4_coarse_vectors,
     _migration_5_stemmed_words,
+    _migration_6_next_chunk_words,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Called before each migration a writer runs: (step, of how many, what it adds), so a
@@ -238,6 +256,14 @@ def column_exists(conn: apsw.Connection, table: str, column: str) -> bool:
 
 
 # ------------------------------------------------------------------------ helpers
+def write_keyword_rows(conn: apsw.Connection, chunk_id: int, words: str, heading: str, relpath: str) -> None:
+    """A chunk's rows in every keyword table (``words``: its text and the next chunk's, see
+    ``keywords.keyword_texts``)."""
+    for table in ("chunks_fts", "chunks_stemmed"):
+        conn.execute(f"INSERT INTO {table}(rowid, text, heading, path) VALUES(?, ?, ?, ?)", (chunk_id, words, heading, relpath))
+    write_cjk_rows(conn, chunk_id, words, heading, relpath)
+
+
 def write_cjk_rows(conn: apsw.Connection, chunk_id: int, text: str, heading: str, relpath: str) -> None:
     """A chunk's rows in both CJK tables, when its text, heading or file name has CJK.
 
