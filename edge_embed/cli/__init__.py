@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from edge_embed import __version__
+from edge_embed.cli.wording import cli_message
 from edge_embed.errors import EdgeEmbedError
 
 COMMANDS = {
@@ -72,13 +73,13 @@ class LazyGroup(click.Group):
             with import_errors_explained():  # dependencies imported on first use: llama_cpp, apsw...
                 return super().invoke(ctx)
         except EdgeEmbedError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(cli_message(exc)) from None
         except Exception as exc:
             if not is_sqlite_error(exc):
                 raise
             from edge_embed.store.sqlite_errors import index_error
 
-            raise UserError(str(index_error(exc, None))) from None
+            raise UserError(cli_message(index_error(exc, None))) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
             click.echo("\naborted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -97,7 +98,7 @@ def import_errors_explained() -> Iterator[None]:
         error = dependency_error(exc)
         if error is None:
             raise
-        raise UserError(str(error)) from None
+        raise UserError(cli_message(error)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
