@@ -89,6 +89,14 @@ def fill(template: str, words: Mapping[str, str], values: Mapping[str, str]) -> 
     return _PLACEHOLDER.sub(one, template)
 
 
+def _as_values(values: Mapping[str, object]) -> dict[str, str]:
+    """Values as text; one named like a term would be filled in as the term, so it is refused."""
+    clashing = sorted(set(values) & set(TERMS))
+    if clashing:
+        raise ValueError(f"error values named like terms: {clashing}")
+    return {name: str(value) for name, value in values.items()}
+
+
 class EdgeEmbedError(Exception):
     """A failure with a one-line explanation, plus its kind, the input at fault and what
     to do (see the module docstring); subclasses set ``kind`` (and ``param``) defaults."""
@@ -109,7 +117,7 @@ class EdgeEmbedError(Exception):
         if param is not None:
             self.param = param
         self.hint = hint
-        self.values = {name: str(value) for name, value in values.items()}
+        self.values = _as_values(values)
 
     def render(self, words: Mapping[str, str] = TERMS) -> str:
         """The message, then the hint in ``words`` (a face's names for ``TERMS``)."""
@@ -125,7 +133,7 @@ class EdgeEmbedError(Exception):
         """This error with ``more`` advice (a template too) after its hint: a caller that
         knows another way out (search without the model) says so without rewording."""
         self.hint = f"{self.hint}; {more}" if self.hint else more
-        self.values.update({name: str(value) for name, value in values.items()})
+        self.values.update(_as_values(values))
         return self
 
     def add_context(self, context: str) -> EdgeEmbedError:

@@ -194,6 +194,8 @@ def test_values_are_filled_in_once_so_braces_in_user_data_stay():
     assert str(error) == "unknown path /a/{k}; in_paths takes folders, not /b/{in_paths}"
     assert error.render({"in_paths": "--in"}) == "unknown path /a/{k}; --in takes folders, not /b/{in_paths}"
     assert errors.fill("{nothing} {k}", {}, {}) == "{nothing} k"
+    with pytest.raises(ValueError, match="named like terms"):
+        errors.EdgeEmbedError("x", hint="{model}", model="m")
 
 
 def test_a_term_word_may_name_a_value():
@@ -252,3 +254,19 @@ def test_the_term_check_finds_a_typo(tmp_path):
     [(line, hint, given)] = hint_templates(source, {"EdgeEmbedError"})
     assert (line, hint, given) == (1, "{in_path} takes folders", {"hint", "root"})
     assert set(re.findall(r"\{([a-z_]+)\}", hint)) - set(errors.TERMS) - given == {"in_path"}
+
+
+def test_our_client_rebuilds_the_library_error_and_tolerates_anything_else():
+    """`query` through a server words the error as the CLI (its data comes back), and an
+    answer without that data, or with nonsense in it, is still one line, not a crash."""
+    from edge_embed.cli.wording import cli_message
+    from edge_embed.server.client import refused
+    from edge_embed.server.protocol import library_error
+
+    original = errors.ModelNotFound("model m is not downloaded yet", "m", hint="{pull}")
+    rebuilt = refused(library_error(original).body()["error"], 404)
+    assert cli_message(rebuilt) == cli_message(original) == "model m is not downloaded yet; run `edge-embed pull m`"
+    assert (rebuilt.kind, rebuilt.param, rebuilt.status) == ("not_found", "model", 404)
+    assert str(refused({"message": "plain", "edge_embed": {"kind": "bogus", "message": "x"}}, 400)) == "plain"
+    odd = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "hint": 3, "values": {"status": "1"}}}
+    assert str(refused(odd, 400)) == "x" and str(refused("not an object", 400)) == "not an object"

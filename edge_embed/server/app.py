@@ -312,9 +312,11 @@ def routes(service: Service) -> list[Route]:
                   instruct: {type: string}
         responses:
           200: {description: "{schema_version, query, mode, results: [...]}"}
-          400: {description: invalid options or unknown --in path}
-          404: {description: the server has no index}
-          409: {description: the server runs another model than the index's}
+          400: {description: "invalid options, or an unknown path in `in` (param: the field)"}
+          404: {description: the server has no index, or the reranker is not downloaded}
+          409: {description: the server runs another model than the index's, or the index was built differently}
+          503: {description: "the index is busy (another process writes it; Retry-After), or the server cannot run its model"}
+          507: {description: the disk holding the index is full}
         """
         parsed = parse_search_request(await read_json(request))
         started = time.perf_counter()
