@@ -51,10 +51,10 @@ def cli_flags() -> frozenset[str]:
 @functools.cache
 def cli_words_pattern() -> re.Pattern[str]:
     """A flag as a word of its own (``--in`` but not ``--include-x``; ``-k`` but not
-    ``-k8s``), or ``edge-embed COMMAND``."""
+    ``-k8s``), or ``edge-embed COMMAND`` (not "an edge-embed index", the file)."""
     flags = "|".join(sorted((re.escape(flag) for flag in cli_flags()), key=len, reverse=True))
     commands = "|".join(re.escape(name) for name in COMMANDS)
-    return re.compile(rf"(?<![\w-])(?:{flags})(?![\w-])|edge-embed (?:{commands})\b")
+    return re.compile(rf"(?<![\w-])(?:{flags})(?![\w-])|(?<!an )(?<!the )edge-embed (?:{commands})\b")
 
 
 @functools.cache
@@ -138,7 +138,7 @@ def test_the_pattern_knows_the_cli():
                  "`edge-embed pull qwen3-reranker-0.6b`", "try a smaller --ctx"):
         assert pattern.search(text), text
     for text in ("pip install --force-reinstall llama-cpp-python", "edge-embed needs numpy", "top-k results",
-                 "in_paths takes folders", "CMAKE_ARGS=-DGGML_CUDA=on"):
+                 "in_paths takes folders", "CMAKE_ARGS=-DGGML_CUDA=on", "which an edge-embed index cannot hold"):
         assert not pattern.search(text), text
 
 
