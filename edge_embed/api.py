@@ -303,7 +303,7 @@ class Index:
         from edge_embed.store import Store
 
         if not self.exists:
-            raise EdgeEmbedError(f"no index at {self.path} yet: build one with `edge-embed index FOLDER`")
+            raise EdgeEmbedError(f"no index at {self.path} yet", kind="not_found", hint="build one first: {index}")
         return Store.open(self.path, create=False, reading=True)
 
     def reading(self) -> AbstractContextManager[Store]:
@@ -320,7 +320,7 @@ class Index:
         """What the index was built with; an index without files yet is an error here."""
         settings = self.store_settings()
         if settings is None:
-            raise EdgeEmbedError(f"{self.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+            raise EdgeEmbedError(f"{self.path} has no indexed files yet", kind="not_found", hint="build it first: {index}")
         return settings
 
     # ------------------------------------------------------------------ index
@@ -400,7 +400,9 @@ class Index:
                 roots = [Path(folder).expanduser().resolve() for folder in folders]
                 roots = roots or [Path(path) for path in store.files.root_paths()]
                 if not roots:
-                    raise EdgeEmbedError(f"{self.path} has no folders to watch: name some, or `edge-embed index FOLDER` first")
+                    raise EdgeEmbedError(
+                        f"{self.path} has no folders to watch", hint="name some, or {index} first"
+                    )
 
                 def apply(root: Path, relpaths: frozenset[str] | None) -> IndexSummary:
                     indexer = Indexer(store, handle, options, progress=progress or NoProgress(), stop=stop)
@@ -565,7 +567,9 @@ class Index:
 
         top = DEFAULT_RERANK_TOP if top is None else top
         if top < 1:
-            raise EdgeEmbedError(f"--rerank-top must be at least 1, got {top}")
+            raise EdgeEmbedError(
+                f"asked to rerank the best {top} results", param="rerank_top", hint="{rerank_top} must be at least 1"
+            )
         decision = self.rerank_decision(requested, reranker, uses_model=uses_model)
         return RerankStep(decision.handle.score, top) if decision.on and decision.handle else None
 
@@ -626,7 +630,7 @@ class Index:
         """
         settings = store.meta.settings()
         if settings is None:
-            raise EdgeEmbedError(f"{store.path} has no indexed files yet: build it with `edge-embed index FOLDER`")
+            raise EdgeEmbedError(f"{store.path} has no indexed files yet", kind="not_found", hint="build it first: {index}")
 
         def embed_query(text: str) -> np.ndarray:
             model = self.query_model(settings)
@@ -715,12 +719,11 @@ def index_model_handle(settings: IndexSettings, runtime: RuntimeSettings) -> Mod
     try:
         return index_model(settings, runtime)
     except ModelNotFound as exc:
-        raise ModelNotFound(f"{exc}; or search without the model: --mode keyword", exc.model_name) from None
+        raise exc.add_hint("or search without the model ({mode} keyword)") from None
     except ModelFileError as exc:
         raise ModelFileError(
-            f"this index was built with {settings.model_file}, which cannot be loaded ({exc}): put the "
-            "file back, or rebuild the index with another model (`edge-embed index --rebuild --model "
-            "NAME FOLDER`), or search without the model: --mode keyword"
+            f"this index was built with {settings.model_file}, which cannot be loaded ({exc})", kind="not_found",
+            hint="put the file back, {rebuild} with another model ({model}), or search without the model ({mode} keyword)",
         ) from None
 
 

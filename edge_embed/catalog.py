@@ -94,7 +94,9 @@ def get_entry(name: str) -> CatalogEntry:
     entry = find_entry(name)
     if entry is None:
         known = ", ".join(e.name for e in _read_catalog().entries)
-        raise EdgeEmbedError(f"unknown model {name!r}; known models: {known} (see `edge-embed models`)")
+        raise EdgeEmbedError(
+            f"unknown model {name!r}; known models: {known}", kind="not_found", param="model", hint="{models}"
+        )
     return entry
 
 

@@ -159,8 +159,8 @@ def resolve_model(spec: str | None = None, runtime: RuntimeSettings | None = Non
     path = cached_model_path(entry)
     if path is None:
         raise ModelNotFound(
-            f"model {entry.name} is not downloaded yet: run `edge-embed pull {entry.name}` ({entry.approx_size}, once)",
-            model_name=entry.name,
+            f"model {entry.name} is not downloaded yet", model_name=entry.name, hint="{pull} ({size}, once)",
+            size=entry.approx_size,
         )
     read_model_info(path)
     return ResolvedModel(path=path, entry=entry, label=entry.name)
@@ -280,9 +280,9 @@ def _verify_download(entry: CatalogEntry, partial: Path) -> None:
         size = partial.stat().st_size
         partial.unlink()
         raise ModelFileError(
-            f"the downloaded {entry.file} ({size} bytes) is not a complete GGUF model, so it was deleted:"
-            f" run `edge-embed pull {entry.name}` again, and if it fails again check HF_ENDPOINT"
-            " (a proxy or mirror may be serving a wrong file)"
+            f"the downloaded {entry.file} ({size} bytes) is not a complete GGUF model, so it was deleted",
+            kind="unavailable", hint="{pull} again, and if it fails again check HF_ENDPOINT "
+            "(a proxy or mirror may be serving a wrong file)", model_name=entry.name,
         ) from None
 
 
@@ -297,13 +297,13 @@ def _hub_errors_explained(entry: CatalogEntry, hub: HubSettings) -> Iterator[Non
         message = _explain_failure(exc, entry, hub)
         if message is None:
             raise
-        raise EdgeEmbedError(message) from exc
+        raise EdgeEmbedError(message, kind="unavailable") from exc
 
 
 def _explain_failure(exc: Exception, entry: CatalogEntry, hub: HubSettings) -> str | None:
     """The one-line message for a download failure, or None for a failure that is a bug."""
     where = f"{entry.repo} on {hub.endpoint}"
-    again = f"run `edge-embed pull {entry.name}` again"
+    again = "download it again"
     if isinstance(exc, OfflineModeIsEnabled):
         return _offline_message(entry)
     if isinstance(exc, GatedRepoError):
@@ -312,8 +312,8 @@ def _explain_failure(exc: Exception, entry: CatalogEntry, hub: HubSettings) -> s
         return f"{where} was not found or needs a login: check HF_ENDPOINT, and set HF_TOKEN if the repo is private"
     if isinstance(exc, (RemoteEntryNotFoundError, RevisionNotFoundError)):
         return (
-            f"{entry.file} is not in {where} (the repo changed?): pick another model from `edge-embed models`"
-            " or pass a local .gguf file with --model PATH"
+            f"{entry.file} is not in {where} (the repo changed?): pick another model from the catalog"
+            " or use a local .gguf file as the model"
         )
     if isinstance(exc, HfHubHTTPError):
         return _explain_http_status(exc.response.status_code, where, again)
@@ -345,7 +345,7 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 def _offline_message(entry: CatalogEntry) -> str:
     return (
         f"{entry.name} is not downloaded and HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it,"
-        " or pass a local .gguf file with --model PATH"
+        " or use a local .gguf file as the model"
     )
 
 

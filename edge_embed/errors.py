@@ -1,26 +1,166 @@
-"""Errors a user can act on.
+"""Errors a user can act on, as data each face words for itself.
 
 Every failure the user can fix (a missing model, a bad file, a wrong option) is raised as
-an ``EdgeEmbedError`` whose message is one line that says what is wrong and what to do.
-The CLI prints it as ``Error: ...`` and exits with status 2, never with a traceback.
+an ``EdgeEmbedError``. Its message says what is wrong in one line; three fields say the
+rest as data, because the library has three faces (the CLI, the HTTP server, MCP) that
+name the same input differently (``in_paths`` is ``--in`` to the CLI, ``in`` in
+/v1/search's JSON): a message naming a CLI flag misled HTTP clients and agents (issue 16).
+
+- ``kind``: what sort of failure, from a small closed set (``KINDS``); the HTTP face maps
+  it to a status (invalid 400, not_found 404, conflict 409, busy and unavailable 503,
+  storage_full 507, damaged 500). Subclasses set their own default.
+- ``param``: which input was wrong, in the library's terms (``k``, ``in_paths``,
+  ``model``, ``dims``), or None.
+- ``hint``: what to do, worded neutrally. It is a template: ``{name}`` for a term of
+  ``TERMS`` (an input, a setting or an operation) becomes the face's word for it (the CLI's
+  ``{in_paths}`` is ``--in``, its ``{index}`` ``run `edge-embed index FOLDER```), and
+  ``{name}`` for a keyword value given to the error becomes that value. User data (paths,
+  names) goes in as such values, never into the template, so braces in it stay literal.
+
+``str(error)`` is the message and the hint in neutral words; a face renders with its own
+words through ``error.render(words)``. The CLI prints ``Error: ...`` and exits with status
+2, never with a traceback.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+Kind = Literal["invalid", "not_found", "conflict", "busy", "storage_full", "unavailable", "damaged"]
+KINDS: frozenset[str] = frozenset(get_args(Kind))
+
+# Every term a hint may name, in neutral words: what str(error) and a face without its
+# own word for a term say. Inputs and settings are named as the library's parameters are.
+TERMS: dict[str, str] = {
+    # search
+    "k": "k",
+    "in_paths": "in_paths",
+    "per_file": "per_file",
+    "min_score": "min_score",
+    "mode": "mode",
+    "rerank": "rerank",
+    "rerank_top": "rerank_top",
+    # embedding
+    "input": "input",
+    # models and the engine
+    "model": "model",
+    "reranker": "reranker",
+    "dims": "dims",
+    "ctx": "context size",
+    "batch": "batch size",
+    "embed_url": "embed_url",
+    "db": "an index file",
+    # indexing
+    "include": "include",
+    "exclude": "exclude",
+    "chunk_tokens": "chunk_tokens",
+    # eval
+    "queries": "the queries file",
+    "split": "split",
+    "compare": "the file to compare with",
+    # operations a hint may tell the user to do, as imperatives ("build one first: {index}")
+    "index": "index a folder",
+    "rebuild": "rebuild the index",
+    "pull": "download {model_name}",
+    "remove": "remove {root} from the index",
+    "status": "ask for the index's status",
+    "models": "look at the model catalog",
+    # what a file given to eval's comparison must be
+    "eval_json": "an evaluation's JSON output",
+}
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill(template: str, words: Mapping[str, str], values: Mapping[str, str]) -> str:
+    """``template`` with each ``{term}`` in the face's words (else the neutral ones) and
+    each ``{value}`` filled in, in one pass: what is filled in is not read again, so a
+    value with braces stays as it is. A word may itself name values (``{model_name}``)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in TERMS:
+            word = words.get(name, TERMS[name])
+            return _PLACEHOLDER.sub(lambda inner: values.get(inner.group(1), inner.group(0)), word)
+        return values.get(name, match.group(0))
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+def _as_values(values: Mapping[str, object]) -> dict[str, str]:
+    """Values as text; one named like a term would be filled in as the term, so it is refused."""
+    clashing = sorted(set(values) & set(TERMS))
+    if clashing:
+        raise ValueError(f"error values named like terms: {clashing}")
+    return {name: str(value) for name, value in values.items()}
+
 
 class EdgeEmbedError(Exception):
-    """A failure with a one-line, user-facing explanation."""
+    """A failure with a one-line explanation, plus its kind, the input at fault and what
+    to do (see the module docstring); subclasses set ``kind`` (and ``param``) defaults."""
+
+    kind: Kind = "invalid"
+    param: str | None = None
+
+    def __init__(
+        self, message: str, *, kind: Kind | None = None, param: str | None = None, hint: str | None = None,
+        **values: object,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if kind is not None:
+            if kind not in KINDS:
+                raise ValueError(f"unknown error kind {kind!r}; one of {sorted(KINDS)}")
+            self.kind = kind
+        if param is not None:
+            self.param = param
+        self.hint = hint
+        self.values = _as_values(values)
+
+    def render(self, words: Mapping[str, str] = TERMS) -> str:
+        """The message, then the hint in ``words`` (a face's names for ``TERMS``)."""
+        if not self.hint:
+            return self.message
+        return f"{self.message}; {self.rendered_hint(words)}"
+
+    def rendered_hint(self, words: Mapping[str, str] = TERMS) -> str | None:
+        """The hint alone in ``words``; None without one."""
+        return fill(self.hint, words, self.values) if self.hint else None
+
+    def add_hint(self, more: str, **values: object) -> EdgeEmbedError:
+        """This error with ``more`` advice (a template too) after its hint: a caller that
+        knows another way out (search without the model) says so without rewording."""
+        self.hint = f"{self.hint}; {more}" if self.hint else more
+        self.values.update(_as_values(values))
+        return self
+
+    def add_context(self, context: str) -> EdgeEmbedError:
+        """This error with ``context`` before its message ("this index was built with X: ..."):
+        a caller says where it happened without rebuilding it (a subclass's fields stay)."""
+        self.message = f"{context}: {self.message}"
+        self.args = (self.message,)
+        return self
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class ModelFileError(EdgeEmbedError):
     """A model file is missing, is not a GGUF, or is truncated/corrupt."""
 
+    param = "model"
+
 
 class ModelNotFound(EdgeEmbedError):
-    """A catalog model is not downloaded yet (the message names the `pull` command)."""
+    """A catalog model is not downloaded yet (the hint names the download, ``{pull}``)."""
 
-    def __init__(self, message: str, model_name: str) -> None:
-        super().__init__(message)
+    kind: Kind = "not_found"
+    param = "model"
+
+    def __init__(self, message: str, model_name: str, **details: Any) -> None:
+        super().__init__(message, **{"model_name": model_name, **details})
         self.model_name = model_name  # the catalog name, so a caller can offer to pull it
 
 
@@ -28,13 +168,17 @@ class LlamaCppCrashes(EdgeEmbedError):
     """The installed llama.cpp dies on this CPU (a probe in a child process saw it), so no
     model is loaded; the message says how to rebuild it. ``detail``: how the probe died."""
 
-    def __init__(self, message: str, detail: str) -> None:
-        super().__init__(message)
+    kind: Kind = "unavailable"
+
+    def __init__(self, message: str, detail: str, **details: Any) -> None:
+        super().__init__(message, **details)
         self.detail = detail
 
 
 class IndexMismatch(EdgeEmbedError):
     """An index was built with another model, dimension or chunking."""
+
+    kind: Kind = "conflict"
 
 
 class IndexFileError(EdgeEmbedError):
@@ -44,8 +188,10 @@ class IndexFileError(EdgeEmbedError):
     so a program can tell the cases apart by class and still log the detail.
     """
 
-    def __init__(self, message: str, path: str | None, sqlite_error: str) -> None:
-        super().__init__(message)
+    kind: Kind = "unavailable"
+
+    def __init__(self, message: str, path: str | None, sqlite_error: str, **details: Any) -> None:
+        super().__init__(message, **details)
         self.path = path
         self.sqlite_error = sqlite_error
 
@@ -53,13 +199,20 @@ class IndexFileError(EdgeEmbedError):
 class IndexFull(IndexFileError):
     """The disk (or a size limit) ran out during a write; the write was rolled back."""
 
+    kind: Kind = "storage_full"
+
 
 class IndexCorrupt(IndexFileError):
     """The file is damaged: SQLite found pages that are not what it wrote."""
 
+    kind: Kind = "damaged"
+
 
 class IndexBusy(IndexFileError):
-    """Another process held the index locked for longer than the busy timeout."""
+    """Another process held the index locked for longer than the busy timeout: trying
+    again later works, hence its own kind (HTTP: 503 with Retry-After)."""
+
+    kind: Kind = "busy"
 
 
 class IndexReadOnly(IndexFileError):
@@ -67,7 +220,10 @@ class IndexReadOnly(IndexFileError):
 
 
 class IndexChanged(IndexFileError):
-    """A table vanished under a reader: the index was rebuilt while it was read."""
+    """A table vanished under a reader: the index was rebuilt while it was read (asking
+    again reads the new one, so it is ``busy``, not ``damaged``)."""
+
+    kind: Kind = "busy"
 
 
 class UnstorableName(EdgeEmbedError):
@@ -76,16 +232,18 @@ class UnstorableName(EdgeEmbedError):
     ``shown`` is the name with replacement characters for the bytes that do not decode.
     """
 
-    def __init__(self, message: str, shown: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, shown: str, **details: Any) -> None:
+        super().__init__(message, **details)
         self.shown = shown
 
 
 class NotAnEmbeddingModel(EdgeEmbedError):
     """A GGUF that llama.cpp would run without pooling: a chat/generation model."""
 
-    def __init__(self, message: str, model_name: str, pooling: str | None) -> None:
-        super().__init__(message)
+    param = "model"
+
+    def __init__(self, message: str, model_name: str, pooling: str | None, **details: Any) -> None:
+        super().__init__(message, **details)
         self.model_name = model_name  # the file's general.name
         self.pooling = pooling  # what the header declares: "none", or None without a pooling key
 
@@ -93,8 +251,12 @@ class NotAnEmbeddingModel(EdgeEmbedError):
 class DependencyError(EdgeEmbedError):
     """A package edge-embed imports is missing, or installed in a version it cannot use."""
 
-    def __init__(self, message: str, package: str, installed: str | None, requirement: str) -> None:
-        super().__init__(message)
+    kind: Kind = "unavailable"
+
+    def __init__(
+        self, message: str, package: str, installed: str | None, requirement: str, **details: Any
+    ) -> None:
+        super().__init__(message, **details)
         self.package = package  # the distribution to install, e.g. "huggingface-hub"
         self.installed = installed  # its installed version, None when it is not installed
         self.requirement = requirement  # what edge-embed declares, e.g. "huggingface-hub<3,>=1.20"

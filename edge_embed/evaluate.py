@@ -174,8 +174,10 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
         with open(path, encoding="utf-8", newline="") as handle:
             rows = list(csv.reader(handle, delimiter="\t"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeEmbedError(f"cannot read the BEIR judgments {path}: {exc} (give a folder with "
-                             "queries.jsonl and qrels/SPLIT.tsv, or --split)") from None
+        raise EdgeEmbedError(
+            f"cannot read the BEIR judgments {path}: {exc}", param="queries",
+            hint="give a folder with queries.jsonl and qrels/SPLIT.tsv, or another {split}",
+        ) from None
     judgments: dict[str, dict[str, int]] = {}
     for number, row in enumerate(rows, 1):
         if number == 1 and row[:1] == ["query-id"] or not any(cell.strip() for cell in row):
@@ -330,12 +332,12 @@ def load_previous(path: Path) -> dict[str, dict[str, float]]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeEmbedError(f"cannot read --compare file {path}: {exc}") from None
+        raise EdgeEmbedError(f"cannot read {path}: {exc}", param="compare", hint="{compare} must be {eval_json}") from None
     except json.JSONDecodeError:
-        raise EdgeEmbedError(f"--compare file {path} is not JSON: give the output of `edge-embed eval --json`") from None
+        raise EdgeEmbedError(f"{path} is not JSON", param="compare", hint="{compare} must be {eval_json}") from None
     modes = document.get("modes") if isinstance(document, dict) else None
     if not isinstance(modes, dict):
-        raise EdgeEmbedError(f'--compare file {path} has no "modes": give the output of `edge-embed eval --json`')
+        raise EdgeEmbedError(f'{path} has no "modes"', param="compare", hint="{compare} must be {eval_json}")
     return modes
 
 

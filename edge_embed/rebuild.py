@@ -54,8 +54,8 @@ def rebuild_roots(indexed: Sequence[str], named: Sequence[Path]) -> list[Path]:
         if state is not None and (state != "empty" or str(root) in indexed):
             where = "is not there" if state != "empty" else "is empty (an unmounted share?)"
             raise EdgeEmbedError(
-                f"{root}, a folder of this index, {where}: plug it back in, or forget it with "
-                f"`edge-embed remove {root}`, before --rebuild"
+                f"{root}, a folder of this index, {where}", kind="conflict",
+                hint="before a rebuild, plug it back in, or {remove}", root=root,
             )
     return roots
 
@@ -77,8 +77,9 @@ def rebuild_index(
         raise EdgeEmbedError(f"no index at {index} to rebuild: name the folders to index")
     if options.include or options.exclude:
         raise EdgeEmbedError(
-            "--include/--exclude narrow one run and keep the indexed files they leave out, which a "
-            "--rebuild would drop: rebuild without them (list files in .edgeembedignore to drop them for good)"
+            "include and exclude patterns narrow one run and keep the indexed files they leave out, which a "
+            "rebuild would drop", param="include",
+            hint="rebuild without {include} or {exclude} (list files in .edgeembedignore to drop them for good)",
         )
     model.load()  # a model llama.cpp cannot load (or that does not fit) fails before anything is written
     # the lock alone, not Store.writer_lock: the old index is replaced whole, so migrating it first would be wasted

@@ -76,11 +76,16 @@ class SearchOptions:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.k < 1:
-            raise EdgeEmbedError(f"-k must be at least 1, got {self.k}")
+            raise EdgeEmbedError(f"asked for {self.k} results", param="k", hint="{k} must be at least 1")
         if self.per_file < 0:
-            raise EdgeEmbedError(f"--per-file must be 0 (no limit) or more, got {self.per_file}")
+            raise EdgeEmbedError(
+                f"asked for at most {self.per_file} results per file", param="per_file",
+                hint="{per_file} must be 0 (no limit) or more",
+            )
         if self.min_score is not None and not math.isfinite(self.min_score):
-            raise EdgeEmbedError(f"--min-score must be a finite number, got {self.min_score}")
+            raise EdgeEmbedError(
+                f"the minimum score is {self.min_score}", param="min_score", hint="{min_score} must be a finite number"
+            )
 
     @property
     def uses_vectors(self) -> bool:
@@ -271,11 +276,15 @@ def resolve_in_paths(store: Store, in_paths: Sequence[str | Path]) -> tuple[str,
     resolved = []
     for given in in_paths:
         if not Path(given).expanduser().exists():
-            raise EdgeEmbedError(f"unknown --in path {given}: it does not exist")
+            raise EdgeEmbedError(
+                f"unknown path {given}: it does not exist", param="in_paths",
+                hint="{in_paths} takes files or folders of the index",
+            )
         path = as_stored(given, roots)
         if not any(under_prefix(path, root) or under_prefix(root, path) for root in roots):
             raise EdgeEmbedError(
-                f"unknown --in path {given}: it is not in an indexed folder (see `edge-embed status`)"
+                f"unknown path {given}: it is not in an indexed folder", param="in_paths",
+                hint="{in_paths} takes files or folders of the index; {status} to list them",
             )
         resolved.append(path)
     return tuple(resolved)

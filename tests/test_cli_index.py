@@ -215,8 +215,8 @@ def test_embed_query_uses_instruction(runner, tiny_model):
     "args, fragment",
     [
         (["embed", "--model", "{model}", ""], "empty"),
-        (["embed", "--model", "{model}", "--dims", "0", "x"], "--dims"),
-        (["embed", "--model", "{model}", "--dims", "100000", "x"], "--dims"),
+        (["embed", "--model", "{model}", "--dims", "0", "x"], "--dims must be between 32 and"),
+        (["embed", "--model", "{model}", "--dims", "100000", "x"], "--dims must be between 32 and"),
         (["embed", "--model", "{missing}", "x"], "not found"),
         (["embed", "--model", "{fake}", "x"], "not a GGUF"),
         (["embed", "--model", "{truncated}", "x"], "truncated"),

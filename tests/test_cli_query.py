@@ -212,8 +212,12 @@ def test_missing_index_names_the_index_command(tmp_path: Path) -> None:
 
 def test_unknown_in_path(indexed, tmp_path: Path) -> None:
     db, _ = indexed
-    assert_one_line_error(run("keys", "--in", str(tmp_path / "nowhere"), "--db", str(db)), "unknown --in path")
-    assert_one_line_error(run("keys", "--in", str(tmp_path), "--db", str(db)), "unknown --in path")
+    """The library's param in_paths is the CLI's --in (cli/wording.py)."""
+    missing = run("keys", "--in", str(tmp_path / "nowhere"), "--db", str(db))
+    assert_one_line_error(missing, "unknown path", "it does not exist; --in takes files or folders")
+    outside = run("keys", "--in", str(tmp_path), "--db", str(db))
+    assert_one_line_error(outside, "not in an indexed folder; --in takes", "run `edge-embed status` to list them")
+    assert "in_paths" not in missing.output + outside.output
 
 
 def test_output_formats_are_exclusive_and_model_is_refused(indexed) -> None:
@@ -265,7 +269,7 @@ def test_missing_model_file_says_how_to_get_it_and_keyword_mode_still_works(inde
     db = str(index_without_model)
     assert_one_line_error(run("keys", "--db", db), "gone.gguf", "put the file back", "--mode keyword")
     assert_one_line_error(run(" ", "--db", db), "query is empty")  # checked before the model loads
-    assert_one_line_error(run("keys", "--in", "/nowhere", "--db", db), "unknown --in path")
+    assert_one_line_error(run("keys", "--in", "/nowhere", "--db", db), "unknown path /nowhere", "--in takes")
     keyword = run("keys", "--mode", "keyword", "--files", "--db", db)
     assert keyword.exit_code == 0 and keyword.stdout.splitlines()[0].endswith("/notes/keys.md")
 

@@ -184,7 +184,7 @@ def test_unreachable_hub_is_a_network_error_that_says_what_to_check(
 def test_a_broken_file_from_the_hub_is_rejected_and_deleted(fake_hub: FakeHub, model_bytes: bytes, damage) -> None:
     fake_hub.add_file(SMALL.repo, SMALL.file, damage(model_bytes))
 
-    with pytest.raises(ModelFileError, match=f"not a complete GGUF.*edge-embed pull {SMALL.name}"):
+    with pytest.raises(ModelFileError, match=f"not a complete GGUF.*download {SMALL.name} again"):
         pull(SMALL, progress=False)
 
     assert cached_model_path(SMALL) is None
@@ -213,8 +213,13 @@ def test_resolve_a_downloaded_catalog_name(hub: FakeHub) -> None:
 
 
 def test_resolve_a_catalog_name_not_downloaded_names_the_pull_command(hub: FakeHub) -> None:
-    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {SMALL.name}`"):
+    """The library says "download NAME" (its hint's {pull}); the CLI words it as the command."""
+    from edge_embed.cli.wording import cli_message
+
+    with pytest.raises(ModelNotFound, match=f"not downloaded yet; download {SMALL.name} ") as missing:
         resolve_model(SMALL.name)
+    assert (missing.value.kind, missing.value.param, missing.value.model_name) == ("not_found", "model", SMALL.name)
+    assert f"run `edge-embed pull {SMALL.name}` (" in cli_message(missing.value)
     assert hub.requests == []
 
 
@@ -228,11 +233,11 @@ def test_resolve_without_spec_uses_edge_embed_model(hub: FakeHub, monkeypatch: p
 def test_resolve_without_spec_or_env_wants_the_default_for_this_machine(hub: FakeHub, monkeypatch) -> None:
     """No GPU here: the 0.6B; a (simulated) 12 GB card that the build drives: the 4B."""
     monkeypatch.delenv("EDGE_EMBED_FAKE_GPU", raising=False)
-    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {CPU_DEFAULT_MODEL}`"):
+    with pytest.raises(ModelNotFound, match=f"download {CPU_DEFAULT_MODEL} "):
         resolve_model(None)
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "NVIDIA GeForce RTX 3060:12288:11200")
     monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
-    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {DEFAULT_MODEL}`"):
+    with pytest.raises(ModelNotFound, match=f"download {DEFAULT_MODEL} "):
         resolve_model(None)
 
 
@@ -272,5 +277,5 @@ def test_resolve_without_spec_follows_the_callers_cpu_setting(hub: FakeHub, monk
 
     monkeypatch.setenv("EDGE_EMBED_FAKE_GPU", "NVIDIA GeForce RTX 3060:12288:11200")
     monkeypatch.setattr(hardware, "build_supports_offload", lambda: True)
-    with pytest.raises(ModelNotFound, match=f"`edge-embed pull {CPU_DEFAULT_MODEL}`"):
+    with pytest.raises(ModelNotFound, match=f"download {CPU_DEFAULT_MODEL} "):
         resolve_model(None, RuntimeSettings(force_cpu=True))

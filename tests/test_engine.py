@@ -102,8 +102,9 @@ def test_mrl_truncates_then_renormalises(embedder, tiny_model):
 
 @pytest.mark.parametrize("dims", [0, 31, 65, -1])
 def test_mrl_dimension_out_of_range_is_refused(embedder, dims):
-    with pytest.raises(EdgeEmbedError, match="--dims must be between 32 and 64"):
+    with pytest.raises(EdgeEmbedError, match="dims must be between 32 and 64") as refused:
         embedder.embed_documents(["x"], dims=dims)
+    assert refused.value.param == "dims" and "--dims" not in str(refused.value)
 
 
 def test_gguf_without_add_eos_token_still_gets_eos(tiny_model_no_eos):

@@ -127,6 +127,7 @@ def test_agents_read_our_error_and_the_server_logs_one_line(indexed, tmp_path, m
                     "relative": ("get", {"path": "notes/keys.md"}),
                     "bad mode": ("search", {"query": "keys", "mode": "fuzzy"}),
                     "no lines": ("get", {"path": str(indexed / "notes" / "pets.txt"), "start_line": 50}),
+                    "unknown in": ("search", {"query": "keys", "mode": "keyword", "in_paths": [str(indexed / "secret.txt")]}),
                 }
                 answers = {}
                 for name, (tool, arguments) in calls.items():
@@ -140,4 +141,7 @@ def test_agents_read_our_error_and_the_server_logs_one_line(indexed, tmp_path, m
     assert "give an absolute path" in answers["relative"]
     assert "mode must be one of hybrid, vector, keyword" in answers["bad mode"]
     assert "no lines 50" in answers["no lines"]
+    # the tool's own argument and tool, not the CLI's --in and `edge-embed status` (errors.py: hints are data)
+    assert "in_paths takes files or folders of the index; call the status tool to list them" in answers["unknown in"]
+    assert "--" not in answers["unknown in"] and "edge-embed" not in answers["unknown in"]
     assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]

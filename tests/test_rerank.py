@@ -105,7 +105,7 @@ def test_default_with_a_gpu_but_no_reranker_downloaded_names_the_pull(hub, gpu) 
 
 
 def test_an_explicit_rerank_without_the_model_raises_with_the_pull_command(hub) -> None:
-    with pytest.raises(ModelNotFound, match=r"run `edge-embed pull qwen3-reranker-0.6b`"):
+    with pytest.raises(ModelNotFound, match=r"download qwen3-reranker-0.6b"):
         decide_rerank(True, RuntimeSettings(force_cpu=True))
     assert decide_rerank(False, RuntimeSettings()).reason == "off (--no-rerank)"
 

@@ -82,7 +82,7 @@ def test_a_document_longer_than_the_context_loses_its_tail_not_the_prompt_end(ti
 def test_a_conversion_without_the_classifier_head_is_refused(tmp_path, pooling):
     """Community conversions lack the head, and often the RANK pooling key: both are told what to get."""
     old = write_tiny_qwen3_reranker(tmp_path / "old.gguf", classifier_head=False, pooling=pooling, name="Qwen3-Reranker-0.6B")
-    with pytest.raises(EdgeEmbedError, match=r"no classifier head \(cls.output.weight\).*edge-embed pull qwen3-reranker-0.6b"):
+    with pytest.raises(EdgeEmbedError, match=r"no classifier head \(cls.output.weight\).*download qwen3-reranker-0.6b"):
         prepare_reranker(str(old.path), RuntimeSettings(force_cpu=True))
 
 

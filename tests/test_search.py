@@ -91,10 +91,11 @@ def test_limit_per_file_keeps_order_and_caps_each_file() -> None:
 
 
 def test_options_refuse_nonsense() -> None:
-    with pytest.raises(EdgeEmbedError, match="-k"):
+    with pytest.raises(EdgeEmbedError, match="k must be at least 1") as few:
         SearchOptions(k=0)
-    with pytest.raises(EdgeEmbedError, match="--per-file"):
+    with pytest.raises(EdgeEmbedError, match="per_file must be 0") as negative:
         SearchOptions(per_file=-1)
+    assert (few.value.param, negative.value.param) == ("k", "per_file")
 
 
 # ---------------------------------------------------------------------- a synthetic index
@@ -201,9 +202,9 @@ def test_unknown_in_path_is_a_one_line_error(corpus: Corpus, tmp_path: Path, whe
     path = tmp_path / "no-such-folder" if where == "missing" else tmp_path / "elsewhere"
     if where == "outside":
         path.mkdir()
-    with pytest.raises(EdgeEmbedError, match="^unknown --in path") as caught:
+    with pytest.raises(EdgeEmbedError, match="^unknown path .*; in_paths takes files or folders") as caught:
         search(corpus.store, "q", SearchOptions(mode="keyword", in_paths=(path,)), embed_query=None)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and caught.value.param == "in_paths"
 
 
 def test_per_file_grouping_still_fills_k_when_one_file_floods_the_candidates(corpus: Corpus) -> None:

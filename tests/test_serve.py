@@ -152,9 +152,16 @@ def test_abuse_gets_a_4xx_in_openai_shape_and_the_server_keeps_serving(server, n
     answer = httpx.post(server[0] + "/v1/embeddings", timeout=60, **request_kwargs)
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert set(error) - {"edge_embed"} == {"message", "type", "param", "code"} and error["message"]  # + our client's data
     assert code is None or error["code"] == code
     assert httpx.post(server[0] + "/v1/embeddings", json={"input": "still here"}).status_code == 200
+
+
+def test_too_long_an_input_names_the_field_and_the_server_setting_in_http_words(server):
+    answer = httpx.post(server[0] + "/v1/embeddings", json={"input": "word " * 2000}, timeout=60)
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["param"] == "input"
+    assert "start the server with a larger context size" in error["message"] and "--ctx" not in error["message"]
 
 
 def test_limits_are_what_the_docs_say():
@@ -174,9 +181,67 @@ def test_search_errors_are_4xx(server):
     assert httpx.post(url, json={"query": "x", "k": 0}).status_code == 400
     assert httpx.post(url, json={"query": "x", "mode": "fuzzy"}).status_code == 400
     unknown = httpx.post(url, json={"query": "x", "in": ["/nonexistent/folder"]})
-    assert unknown.status_code == 400 and "unknown --in path" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 400 and "unknown path /nonexistent/folder" in unknown.json()["error"]["message"]
     assert httpx.post(url, json={"query": "x", "rerank": "yes"}).status_code == 400
     assert httpx.post(url, json={"query": "x", "rerank_top": 0}).status_code == 400
+
+
+def test_a_bad_search_field_is_named_as_the_json_field_not_the_cli_flag(server):
+    """Library errors are data (errors.py): HTTP names the field of its request, ``param``
+    included. Before, /v1/search answered "unknown --in path" with param null."""
+    url = server[0] + "/v1/search"
+    unknown = httpx.post(url, json={"query": "x", "mode": "keyword", "in": ["/nonexistent/folder"]}).json()["error"]
+    assert unknown["param"] == "in" and unknown["code"] == "invalid"
+    assert unknown["message"].startswith("unknown path /nonexistent/folder: it does not exist; in takes files")
+    few = httpx.post(url, json={"query": "x", "k": 0}).json()["error"]
+    assert few["param"] == "k" and "-k" not in few["message"]
+    for error in (unknown, few):
+        assert "--" not in error["message"] and "in_paths" not in error["message"]
+
+
+def library_failure(monkeypatch, service, error) -> None:
+    """The server's index fails its next searches with ``error``, as the store raises it."""
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(service.index, "search_outcome", fail)
+
+
+def test_a_busy_index_is_503_with_retry_after(server, monkeypatch):
+    """Another process held the index past SQLite's busy timeout: asking again later works,
+    so 503 and Retry-After, not the 400 ("your request is wrong") it was."""
+    import apsw
+
+    from edge_embed.store.sqlite_errors import index_error
+
+    url, service = server
+    busy = index_error(apsw.BusyError("database is locked"), service.index.path)
+    library_failure(monkeypatch, service, busy)
+    answer = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword"})
+    assert answer.status_code == 503 and answer.headers["retry-after"].isdigit()
+    assert answer.json()["error"]["code"] == "busy" and answer.json()["error"]["type"] == "server_error"
+
+
+def test_a_full_disk_is_507(server, monkeypatch):
+    import apsw
+
+    from edge_embed.store.sqlite_errors import index_error
+
+    url, service = server
+    library_failure(monkeypatch, service, index_error(apsw.FullError("database or disk is full"), service.index.path))
+    answer = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword"})
+    assert answer.status_code == 507 and "retry-after" not in answer.headers
+    assert answer.json()["error"]["code"] == "storage_full"
+
+
+def test_a_mismatched_index_is_409(server, monkeypatch):
+    from edge_embed.errors import IndexMismatch
+
+    url, service = server
+    library_failure(monkeypatch, service, IndexMismatch("the index was built with another model"))
+    answer = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword"})
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "conflict"
 
 
 def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
@@ -184,7 +249,8 @@ def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
     url = server[0] + "/v1/search"
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
     refused = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": True})
-    assert refused.status_code >= 400 and "edge-embed pull qwen3-reranker-0.6b" in refused.json()["error"]["message"]
+    message = refused.json()["error"]["message"]
+    assert refused.status_code == 404 and "download qwen3-reranker-0.6b" in message and "edge-embed" not in message
     answer = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": False}).json()
     assert answer["rerank"] == "off (--no-rerank)"
 

@@ -291,7 +291,10 @@ def test_rerank_without_a_downloaded_reranker_says_which_pull(model_path, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with running_server(None, str(model_path)) as (url, _):
         answer = httpx.post(url + "/v1/rerank", json={"query": "q", "documents": ["d"]})
-    assert answer.status_code == 400 and "edge-embed pull qwen3-reranker-0.6b" in answer.json()["error"]["message"]
+    error = answer.json()["error"]
+    # not found (was a 400, "your request is wrong"), said without the CLI's `edge-embed pull` (issue 16)
+    assert answer.status_code == 404 and error["code"] == "not_found" and error["param"] is None
+    assert "not downloaded yet; download qwen3-reranker-0.6b" in error["message"] and "edge-embed" not in error["message"]
 
 
 def test_serve_passes_strict_model_to_the_server(model_path, monkeypatch):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from edge_embed import __version__
+from edge_embed.cli.wording import cli_message
 from edge_embed.config import Config, using
 from edge_embed.errors import EdgeEmbedError
 
@@ -65,7 +66,7 @@ class LazyGroup(click.Group):
             with import_errors_explained(), using(Config.from_env()):
                 return super().invoke(ctx)
         except EdgeEmbedError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(cli_message(exc)) from None
         except Exception as exc:  # an apsw error that got past the store: still one line, not a traceback
             if "apsw" not in sys.modules:  # no index was opened (click's Exit, the query fast path): api stays unloaded
                 raise
@@ -74,7 +75,7 @@ class LazyGroup(click.Group):
             error = escaped_sqlite_error(exc)
             if error is None:
                 raise
-            raise UserError(str(error)) from None
+            raise UserError(cli_message(error)) from None
         except KeyboardInterrupt:  # like a shell: 128 + SIGINT, not click's "Aborted!" + 1 (= no results)
             click.echo("\naborted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -93,7 +94,7 @@ def import_errors_explained() -> Iterator[None]:
         error = dependency_error(exc)
         if error is None:
             raise
-        raise UserError(str(error)) from None
+        raise UserError(cli_message(error)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

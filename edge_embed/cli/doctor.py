@@ -17,6 +17,7 @@ import click
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
+from edge_embed.cli.wording import cli_message
 from edge_embed.config import current
 from edge_embed.download import cached_model_path, default_model_choice, resolve_model
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
@@ -69,7 +70,7 @@ def surveyed_gpus() -> tuple[GpuSurvey, str | None]:
     try:
         return survey_gpus(), None
     except EdgeEmbedError as exc:
-        return GpuSurvey([], [], False), str(exc)
+        return GpuSurvey([], [], False), cli_message(exc)
 
 
 def amx_line() -> str:
@@ -110,7 +111,7 @@ def selected_model_report(spec: str | None) -> tuple[dict[str, Any], ModelShape 
         entry = get_entry(name)
         return not_downloaded_report(entry), catalog_shape(entry)
     except EdgeEmbedError as exc:
-        return {"name": name, "error": str(exc)}, None
+        return {"name": name, "error": cli_message(exc)}, None
     return {
         "name": resolved.label,
         "downloaded": True,
@@ -144,7 +145,7 @@ def rerank_report(settings: RuntimeSettings) -> dict[str, Any]:
     try:
         decision = decide_rerank(None, settings)
     except EdgeEmbedError as exc:  # a broken reranker file: diagnosed, not a crash
-        return {"default": False, "reason": f"off: {exc}"}
+        return {"default": False, "reason": f"off: {cli_message(exc)}"}
     return {"default": decision.on, "reason": decision.reason}
 
 

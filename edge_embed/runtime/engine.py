@@ -288,18 +288,20 @@ def check_embedding_model(model: ModelInfo, qwen3_format: bool | None = None) ->
     forced_last = model.is_qwen3_embedding if qwen3_format is None else qwen3_format
     if model.pooling == "rank":
         raise NotAnEmbeddingModel(
-            f"{model.path.name} ({model.name}) is a reranker (pooling RANK), not an embedding model: use it with"
-            " `query --rerank --reranker PATH`, and an embedding model such as qwen3-embedding-0.6b here",
+            f"{model.path.name} ({model.name}) is a reranker (pooling RANK), not an embedding model",
             model_name=model.name,
             pooling=model.pooling,
+            hint="use it as the {reranker} of a search that reranks, and an embedding model such as "
+            "qwen3-embedding-0.6b as the {model}",
         )
     if model.pooling in (None, "none") and not forced_last:
         raise NotAnEmbeddingModel(
             f"{model.path.name} ({model.name}) is not an embedding model: its pooling is NONE, so it is a"
-            " chat/generation model; use an embedding model instead, e.g. `--model qwen3-embedding-0.6b`"
-            " (`edge-embed models` lists them) or a GGUF that declares mean, cls or last pooling",
+            " chat/generation model",
             model_name=model.name,
             pooling=model.pooling,
+            hint="give an embedding model as the {model}, e.g. qwen3-embedding-0.6b ({models} to list them), "
+            "or a GGUF that declares mean, cls or last pooling",
         )
 
 
@@ -309,7 +311,9 @@ def check_dims(dims: int | None, native: int) -> int:
         return native
     if not MIN_MRL_DIMS <= dims <= native:
         raise EdgeEmbedError(
-            f"--dims must be between {MIN_MRL_DIMS} and {native} (this model's native dimension), got {dims}"
+            f"asked for {dims} dimensions", param="dims",
+            hint="{dims} must be between {low} and {native} (this model's native dimension)",
+            low=MIN_MRL_DIMS, native=native,
         )
     return dims
 
@@ -367,7 +371,10 @@ def decode_sequences(session: "LlamaSession", batch: list[_Tokenized], out: np.n
         session.batch.add_sequence(item.tokens, seq_id, True)
     session.ctx.kv_cache_clear()
     if lib.llama_decode(session.ctx.ctx, session.batch.batch) != 0:
-        raise EdgeEmbedError(f"llama.cpp failed to {verb} a batch (out of memory?); try a smaller --batch or --ctx")
+        raise EdgeEmbedError(
+            f"llama.cpp failed to {verb} a batch (out of memory?)", kind="unavailable", param="batch",
+            hint="try a smaller {batch} or {ctx}",
+        )
     for seq_id, item in enumerate(batch):
         ptr = lib.llama_get_embeddings_seq(session.ctx.ctx, seq_id)
         out[item.index] = np.ctypeslib.as_array(ptr, shape=(out.shape[1],))
@@ -469,7 +476,8 @@ def load_session(
     except ValueError as exc:
         loaded.close()
         raise EdgeEmbedError(
-            f"llama.cpp could not make a context for {model.path.name} ({exc}): out of memory? try a smaller --ctx"
+            f"llama.cpp could not make a context for {model.path.name} ({exc}): out of memory?", kind="unavailable",
+            param="ctx", hint="try a smaller {ctx}",
         ) from None
     batch = _internals.LlamaBatch(n_tokens=plan.n_ctx, embd=0, n_seq_max=plan.n_ctx, verbose=False)
     return LlamaSession(loaded, ctx, batch, int(context_params.n_seq_max))

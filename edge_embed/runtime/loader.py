@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge_embed.download import resolve_model
-from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.errors import IndexMismatch, ModelNotFound
 from edge_embed.modelfile import ModelInfo, read_model_info
 from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, check_dims, check_embedding_model
 from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, cpu_tokens_per_second, plan_for
@@ -88,9 +88,9 @@ def prepare_model(
     resolved = resolve_model(spec, runtime)
     info = read_model_info(resolved.path)
     if expect_hash is not None and info.header_hash != expect_hash:
-        raise EdgeEmbedError(
-            f"the model file {resolved.path} is not the one this index was built with "
-            f"({resolved.label}); re-index with `edge-embed index --rebuild` or restore the file"
+        raise IndexMismatch(
+            f"the model file {resolved.path} is not the one this index was built with ({resolved.label})",
+            param="model", hint="restore the file, or {rebuild}",
         )
     check_embedding_model(info, qwen3_format)
     return ModelHandle(
@@ -118,4 +118,4 @@ def index_model(settings, runtime: RuntimeSettings) -> ModelHandle:
             settings.model_label, runtime, instruction=settings.instruction, expect_hash=settings.model_hash
         )
     except ModelNotFound as exc:
-        raise ModelNotFound(f"this index was built with {settings.model_label}: {exc}", exc.model_name) from None
+        raise exc.add_context(f"this index was built with {settings.model_label}") from None

@@ -66,7 +66,10 @@ class RemoteEmbedder:
     # ------------------------------------------------------------- tokens (local)
     def _local(self):
         if self.tokenizer is None:
-            raise EdgeEmbedError("indexing through --embed-url needs the model's tokenizer: give --model NAME|PATH")
+            raise EdgeEmbedError(
+                "indexing through an embedding server needs the model's tokenizer", param="model",
+                hint="give {model} (a catalog name or a GGUF file) with {embed_url}",
+            )
         return self.tokenizer.load()
 
     def count_tokens(self, text: str) -> int:

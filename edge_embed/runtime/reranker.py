@@ -55,7 +55,7 @@ PROMPT_PREFIX = (
     'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
 )
 PROMPT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-PULL_HINT = f"`edge-embed pull {DEFAULT_RERANKER}` (ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF)"
+PULL_HINT = "{pull} (ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF)"  # a hint template: errors.TERMS
 
 
 def check_reranker_model(model: ModelInfo) -> None:
@@ -68,12 +68,13 @@ def check_reranker_model(model: ModelInfo) -> None:
     if model.n_cls_out == 0 and looks_like_one:
         raise EdgeEmbedError(
             f"{model.path.name} has no classifier head (cls.output.weight), so llama.cpp would score every"
-            f" document ~0: it is an older conversion; download the ggml-org one instead: {PULL_HINT}"
+            " document ~0: it is an older conversion", param="reranker",
+            hint="use the ggml-org one instead: " + PULL_HINT, model_name=DEFAULT_RERANKER,
         )
     if not model.is_reranker:
         raise EdgeEmbedError(
             f"{model.path.name} ({model.name}) is not a reranker (its pooling is {model.pooling or 'unspecified'},"
-            f" not rank): use {DEFAULT_RERANKER}, which {PULL_HINT} downloads"
+            " not rank)", param="reranker", hint="use {model_name}: " + PULL_HINT, model_name=DEFAULT_RERANKER,
         )
 
 

@@ -29,18 +29,19 @@ from starlette.schemas import SchemaGenerator
 
 from edge_embed import __version__
 from edge_embed.api import Index, TextEmbedder, TextReranker, index_model_handle
-from edge_embed.errors import EdgeEmbedError, LlamaCppCrashes
+from edge_embed.errors import EdgeEmbedError
 from edge_embed.server.protocol import (
     MAX_BODY_BYTES,
     ApiError,
     SearchRequest,
     embeddings_response,
+    library_error,
     parse_embedding_request,
     parse_search_request,
 )
 from edge_embed.server.limits import parse_json_body
 from edge_embed.server.security import Guard, allowed_host_names
-from edge_embed.server.worker import EmbedJob, EngineWorker, InputRejected
+from edge_embed.server.worker import EmbedJob, EngineWorker
 from edge_embed.watch import WatchSettings, read_watch_state
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class Service:
         index = Index.open(db, runtime)
         if not index.exists:
             if db is not None:
-                raise EdgeEmbedError(f"no index at {index.path} yet: build one with `edge-embed index FOLDER`")
+                raise EdgeEmbedError(f"no index at {index.path} yet", kind="not_found", hint="build one first: {index}")
             index = None
         settings = index.store_settings() if index is not None and model is None else None
         if settings is not None:
@@ -154,7 +155,7 @@ class Service:
         from edge_embed.search import DEFAULT_PER_FILE, SearchOptions
 
         if self.index is None:
-            raise ApiError(404, "this server has no index: start it with --db FILE to search", code="no_index")
+            raise no_index()
         options = SearchOptions(
             mode=request.mode,
             k=request.k,
@@ -186,6 +187,11 @@ class Service:
         return embed_query
 
 
+def no_index() -> EdgeEmbedError:
+    """What a search, `get` or `status` of a server started without an index answers."""
+    return EdgeEmbedError("this server has no index", kind="not_found", param="db", hint="start the server with {db}")
+
+
 # ------------------------------------------------------------------------ plumbing
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -198,14 +204,12 @@ def answers_errors(handler: Handler, body: Callable[[ApiError], Any] = ApiError.
         try:
             return await handler(request)
         except ApiError as error:
-            return JSONResponse(body(error), status_code=error.status)
-        except InputRejected as exc:
-            return JSONResponse(body(ApiError(400, str(exc), param=exc.param)), status_code=400)
-        except LlamaCppCrashes as exc:  # the server's own build, not the request: said to both
-            log.error("%s", exc)
-            return JSONResponse(body(ApiError(503, str(exc))), status_code=503)
+            return JSONResponse(body(error), status_code=error.status, headers=error.headers)
         except EdgeEmbedError as exc:
-            return JSONResponse(body(ApiError(400, str(exc))), status_code=400)
+            error = library_error(exc)
+            if error.status >= 500:  # the server's own state (its build, disk, index), not the request: said to both
+                log.error("%s", exc)
+            return JSONResponse(body(error), status_code=error.status, headers=error.headers)
         except ClientDisconnect:  # common and harmless: one line, not a traceback per client
             log.warning("a client of %s went away before sending its whole request", request.url.path)
             return Response(status_code=400)
@@ -308,9 +312,11 @@ def routes(service: Service) -> list[Route]:
                   instruct: {type: string}
         responses:
           200: {description: "{schema_version, query, mode, results: [...]}"}
-          400: {description: invalid options or unknown --in path}
-          404: {description: the server has no index}
-          409: {description: the server runs another model than the index's}
+          400: {description: "invalid options, or an unknown path in `in` (param: the field)"}
+          404: {description: the server has no index, or the reranker is not downloaded}
+          409: {description: the server runs another model than the index's, or the index was built differently}
+          503: {description: "the index is busy (another process writes it; Retry-After), or the server cannot run its model"}
+          507: {description: the disk holding the index is full}
         """
         parsed = parse_search_request(await read_json(request))
         started = time.perf_counter()

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge_embed.config import current
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import KINDS, EdgeEmbedError
 from edge_embed.server.discovery import ServerInfo, find_server
 
 CONNECT_TIMEOUT_S = 0.5  # a live server on this machine answers a connect at once
@@ -32,11 +32,34 @@ class ServerUnavailable(Exception):
 
 
 class ServerRefused(EdgeEmbedError):
-    """The server answered with a 4xx: the request itself is wrong (its message says why)."""
+    """The server answered with a 4xx: the request itself is wrong (its message says why).
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    An error of the library comes with its data (``protocol.library_error``'s ``edge_embed``
+    field): it is raised again as that data, so the CLI words it as it would have had it
+    searched itself (``--in``, not the JSON field ``in``)."""
+
+    def __init__(self, message: str, status: int, **data: Any) -> None:
+        super().__init__(message, **data)
         self.status = status
+
+
+def refused(error: Any, status: int) -> ServerRefused:
+    """The error object of a 4xx answer as an exception; its library data when it has some."""
+    if not isinstance(error, dict):
+        return ServerRefused(str(error), status)
+    detail = error.get("edge_embed")
+    if not (isinstance(detail, dict) and isinstance(detail.get("message"), str) and detail.get("kind") in KINDS):
+        return ServerRefused(str(error.get("message", error)), status)
+    values = detail.get("values") if isinstance(detail.get("values"), dict) else {}
+    param, hint = detail.get("param"), detail.get("hint")
+    return ServerRefused(
+        detail["message"], status, kind=detail["kind"], param=param if isinstance(param, str) else None,
+        hint=hint if isinstance(hint, str) else None,
+        **{str(name): str(value) for name, value in values.items() if name not in RESERVED},
+    )
+
+
+RESERVED = frozenset({"message", "status", "kind", "param", "hint"})  # ServerRefused's own arguments
 
 
 def post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +71,7 @@ def post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         raise ServerUnavailable(f"not JSON from {info.base_url}{path}") from None
     if 400 <= status < 500 and status not in (401, 403, 409):  # 409: another model
-        raise ServerRefused(str(answer.get("error", {}).get("message", answer)), status)
+        raise refused(answer.get("error", answer) if isinstance(answer, dict) else answer, status)
     if status != 200:
         raise ServerUnavailable(f"{status} from {info.base_url}{path}")
     return answer

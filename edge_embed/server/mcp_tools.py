@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_embed.errors import EdgeEmbedError
+from edge_embed.server.app import no_index
 from edge_embed.server.protocol import ApiError, parse_search_request
 
 if TYPE_CHECKING:
@@ -34,17 +35,24 @@ INSTRUCTIONS = (
 Tool = TypeVar("Tool", bound=Callable[..., Any])
 
 
+# errors.TERMS as an agent reads them: search's arguments (in_paths, k, mode...) are the
+# library's own names, so only what the agent does through another tool needs words
+MCP_WORDS = {"status": "call the status tool"}
+
+
 def agent_errors(tool: Tool) -> Tool:
-    """Our one-line errors as the SDK's ToolError: the agent reads the message (any other
-    exception reaches it only as "Error executing tool NAME") and the server logs one
-    line, not a traceback."""
+    """Our one-line errors as the SDK's ToolError: the agent reads the message and the hint
+    in the tools' terms (any other exception reaches it only as "Error executing tool
+    NAME") and the server logs one line, not a traceback."""
     from mcp.server.mcpserver.exceptions import ToolError
 
     @functools.wraps(tool)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return tool(*args, **kwargs)
-        except (EdgeEmbedError, ApiError) as exc:
+        except EdgeEmbedError as exc:
+            raise ToolError(exc.render(MCP_WORDS)) from None
+        except ApiError as exc:
             raise ToolError(str(exc)) from None
 
     return wrapped  # type: ignore[return-value]
@@ -104,7 +112,7 @@ def build_mcp(service: Service) -> MCPServer:
 def served_index(service: Service) -> Index:
     """The index this server answers for; a server of embeddings alone says so."""
     if service.index is None:
-        raise EdgeEmbedError("this server has no index: start it with --db FILE")
+        raise no_index()
     return service.index
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge_embed.errors import EdgeEmbedError, Kind
 from edge_embed.runtime.engine import MIN_MRL_DIMS
 
 MAX_INPUTS = 2048  # inputs per request, as OpenAI
@@ -27,20 +28,73 @@ MAX_SEARCH_K = 4096
 
 
 class ApiError(Exception):
-    """An error answered in OpenAI's shape: {"error": {message, type, param, code}}."""
+    """An error answered in OpenAI's shape: {"error": {message, type, param, code}}.
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    ``headers`` go with the answer (Retry-After); ``detail`` is the library error's data
+    (``library_error``), which our own client (`edge-embed query` through a server) reads
+    to word the error as the CLI would have.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        headers: dict[str, str] | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers or {}
+        self.detail = detail
 
     def body(self) -> dict[str, Any]:
         kind = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}.get(
             self.status, "invalid_request_error" if self.status < 500 else "server_error"
         )
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+        error = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        if self.detail is not None:
+            error["edge_embed"] = self.detail
+        return {"error": error}
+
+
+# ---------------------------------------------------------------- library errors, HTTP's words
+# The HTTP face of an EdgeEmbedError (errors.py): its kind as a status, its param as the
+# request's JSON field, its hint in those fields' names. One mapping each; MCP and the CLI
+# have their own (server/mcp_tools.py, cli/wording.py).
+STATUS_OF_KIND: dict[Kind, int] = {
+    "invalid": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "busy": 503,  # with Retry-After: the same request succeeds once the writer is done
+    "unavailable": 503,
+    "storage_full": 507,
+    "damaged": 500,
+}
+RETRY_AFTER_S = 2  # a busy index: another process's write outlasted SQLite's busy timeout
+REQUEST_FIELDS = {  # library param -> the JSON field of /v1/search, /v1/embeddings...
+    "k": "k",
+    "in_paths": "in",
+    "per_file": "per_file",
+    "min_score": "min_score",
+    "mode": "mode",
+    "rerank": "rerank",
+    "rerank_top": "rerank_top",
+    "dims": "dimensions",
+    "input": "input",
+}
+HTTP_WORDS = REQUEST_FIELDS  # errors.TERMS an HTTP client words otherwise; the server's settings stay neutral
+
+
+def library_error(exc: EdgeEmbedError) -> ApiError:
+    """``exc`` as an answer: status from its kind, ``param`` the request field at fault
+    (None for the server's own settings), message and hint in HTTP_WORDS."""
+    status = STATUS_OF_KIND[exc.kind]
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.kind == "busy" else None
+    detail = {"kind": exc.kind, "param": exc.param, "message": exc.message, "hint": exc.hint, "values": exc.values}
+    return ApiError(
+        status, exc.render(HTTP_WORDS), param=REQUEST_FIELDS.get(exc.param or ""), code=exc.kind,
+        headers=headers, detail=detail,
+    )
 
 
 @dataclass(frozen=True)

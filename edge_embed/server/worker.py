@@ -53,9 +53,7 @@ SMALL_SHARE = 4  # a request of at most 1/SMALL_SHARE of a round's tokens is int
 class InputRejected(EdgeEmbedError):
     """One request's input cannot be embedded (too long, token id out of range): a 400."""
 
-    def __init__(self, message: str, param: str = "input") -> None:
-        super().__init__(message)
-        self.param = param
+    param = "input"
 
 
 @dataclass
@@ -349,7 +347,7 @@ class EngineWorker:
         if len(body) > limit:
             raise InputRejected(
                 f"input[{i}] is too large: {len(body)} tokens, more than the {limit} this server embeds at once "
-                "(its context); split the text or start the server with a larger --ctx"
+                "(its context)", hint="split the text, or start the server with a larger {ctx}",
             )
         return list(body) if wrapped else engine.wrap_tokens(body)
 
