@@ -88,7 +88,7 @@ class Store(TranslatesErrors):
         """
         path = Path(path).expanduser().absolute()
         if not create and not path.is_file():
-            raise EdgeEmbedError(f"no index at {path} yet: build one with `edge-embed index FOLDER`")
+            raise EdgeEmbedError(f"no index at {path} yet", kind="not_found", hint="build one first: {index}")
         if reading and not _writable_here(path):
             return cls._open_read_only(path)
         if create:
@@ -143,7 +143,8 @@ class Store(TranslatesErrors):
         written here (so not given its schema) holds no index yet."""
         if self.schema_version() == 0:
             raise EdgeEmbedError(
-                f"{self.path} holds no index yet (its first run stopped at once): build it with `edge-embed index FOLDER`"
+                f"{self.path} holds no index yet (its first run stopped at once)", kind="not_found",
+                hint="build it first: {index}",
             )
 
     def close(self) -> None:
@@ -234,7 +235,7 @@ def _check_identity(conn: apsw.Connection, path: Path) -> None:
         version = user_version(conn)
         objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
     except apsw.NotADBError:  # a damaged index (CorruptError) is told apart by the error boundary
-        raise EdgeEmbedError(f"{path} is not an edge-embed index (not an SQLite database); pass another --db") from None
+        raise EdgeEmbedError(f"{path} is not an edge-embed index (not an SQLite database)", param="db", hint="give another {db}") from None
     if app_id == APPLICATION_ID:
         if version > SCHEMA_VERSION:
             raise EdgeEmbedError(
@@ -243,4 +244,4 @@ def _check_identity(conn: apsw.Connection, path: Path) -> None:
             )
         return
     if objects:
-        raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index; pass another --db")
+        raise EdgeEmbedError(f"{path} is an SQLite database but not an edge-embed index", param="db", hint="give another {db}")

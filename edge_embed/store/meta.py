@@ -35,7 +35,7 @@ class Meta(Part):
         """The settings, which writing or searching vectors needs (their dims)."""
         stored = self.settings()
         if stored is None:
-            raise EdgeEmbedError(f"{self.path} has no model yet: build it with `edge-embed index FOLDER` first")
+            raise EdgeEmbedError(f"{self.path} has no model yet", kind="not_found", hint="build it first: {index}")
         return stored
 
     def init_settings(self, settings: IndexSettings) -> None:
@@ -58,8 +58,8 @@ class Meta(Part):
         if differences:
             raise IndexMismatch(
                 f"the index {self.path} was built with {stored.describe()}; you asked for "
-                f"{wanted.describe()} ({', '.join(differences)} differ); rebuild it with "
-                f"`edge-embed index --rebuild FOLDER...` or use --db for a separate index"
+                f"{wanted.describe()} ({', '.join(differences)} differ)",
+                hint="{rebuild}, or use a separate index ({db})",
             )
 
     def set_instruction(self, instruction: str | None) -> None:

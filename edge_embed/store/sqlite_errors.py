@@ -46,15 +46,13 @@ def index_error(exc: apsw.Error, path: str | os.PathLike[str] | None) -> IndexFi
         )
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
         return IndexCorrupt(
-            f"{where} is damaged ({detail}): restore it from a backup, or delete it (with its -wal "
-            "and -shm files) and index your folders again: `edge-embed index FOLDER...`",
-            shown, detail,
+            f"{where} is damaged ({detail})", shown, detail,
+            hint="restore it from a backup, or delete it (with its -wal and -shm files) and {index} again",
         )
     if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
         return IndexBusy(
-            f"{where} stayed locked by another process (an `edge-embed index` running?): "
-            "try again when it has finished",
-            shown, detail,
+            f"{where} stayed locked by another process (another writer running?)", shown, detail,
+            hint="try again when it has finished",
         )
     if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError, apsw.AuthError)):
         return IndexReadOnly(
@@ -76,9 +74,8 @@ def index_error(exc: apsw.Error, path: str | os.PathLike[str] | None) -> IndexFi
             shown, detail,
         )
     return IndexFileError(
-        f"SQLite failed on {where} ({detail}): run the command again; if it keeps failing, "
-        "`edge-embed index --rebuild FOLDER...` starts the index over",
-        shown, detail,
+        f"SQLite failed on {where} ({detail})", shown, detail,
+        hint="run the command again; if it keeps failing, {rebuild} to start it over",
     )
 
 
