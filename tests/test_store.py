@@ -14,8 +14,8 @@ from pathlib import Path
 import apsw
 import numpy as np
 import pytest
-from edge_embed.cli.wording import cli_message
 
+from edge_embed.cli.wording import cli_message
 from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store import (
     MAX_KNN_K,
