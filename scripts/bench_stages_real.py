@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_embed.api import Index
-from edge_embed.store import retrieval
+from edge_embed.store import vectors as retrieval
 
 K = 10
 
