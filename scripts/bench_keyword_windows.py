@@ -1,0 +1,134 @@
+"""What a chunk's keyword rows hold: the chunk alone, with the next chunk's words (the
+default, ``keywords.keyword_texts``), or with both neighbours' -- on copies of existing indexes.
+
+BM25 over chunks the size of an embedding model's input splits what one passage says
+across chunk boundaries. Each variant refills every keyword table of a copy of the index
+(``VACUUM INTO`` a temporary folder) from its stored chunks, so chunks, vectors and query
+embeddings are the same in every variant and only the keyword list (and through it
+hybrid) can move. Neighbours count only within the chunk's section (same heading).
+
+Below the table, a paired sign test of each variant against the chunk alone, per mode:
+queries found only by one of the two (Recall@10), and queries whose first answer one
+ranks higher (reciprocal rank), with the two-sided exact binomial p.
+
+Usage: python scripts/bench_keyword_windows.py [--modes keyword,hybrid] DB QUERIES [DB QUERIES ...]
+QUERIES is anything `edge-embed eval` reads (a JSONL file or a BEIR folder). ``--modes
+keyword`` needs no model. Prints one Markdown table: Recall@10 / MRR@10 / nDCG@10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import apsw
+import sqlite_vec
+
+from bench_fusion import embedder_once, sign_test  # scripts/ is on the path when a script runs
+from edge_embed.evaluate import EvalReport, evaluate, load_queries
+from edge_embed.store import Store
+from edge_embed.store.keywords import keyword_texts
+from edge_embed.store.schema import KEYWORD_TABLES, write_keyword_rows
+
+Texts = Callable[[Sequence[tuple[str | None, str]]], list[str]]
+
+
+def alone(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
+    return [text for _, text in chunks]
+
+
+def both_neighbours(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
+    def near(i: int, j: int) -> list[str]:
+        return [chunks[j][1]] if 0 <= j < len(chunks) and chunks[j][0] == chunks[i][0] else []
+
+    return ["\n".join(near(i, i - 1) + [text] + near(i, i + 1)) for i, (_, text) in enumerate(chunks)]
+
+
+VARIANTS: dict[str, Texts] = {
+    "the chunk alone (before)": alone,
+    "the chunk and the next (the default)": keyword_texts,
+    "the chunk and both neighbours": both_neighbours,
+}
+
+
+def copy_with_keyword_texts(db: Path, folder: Path, name: str, texts: Texts) -> Path:
+    """``db`` copied into ``folder``, its keyword tables refilled with ``texts`` of each file's chunks."""
+    copy = folder / f"{db.stem}-{len(list(folder.iterdir()))}.db"
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.execute("VACUUM INTO ?", (str(copy),))
+    conn.close()
+    conn = apsw.Connection(str(copy))
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    with conn:
+        for table in KEYWORD_TABLES:
+            conn.execute(f"INSERT INTO {table}({table}) VALUES('delete-all')")
+        rows = conn.execute(
+            "SELECT c.file_id, c.id, coalesce(c.heading, ''), c.text, f.relpath FROM chunks c"
+            " JOIN files f ON f.id = c.file_id ORDER BY c.file_id, c.seq"
+        ).fetchall()
+        for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+            chunks = list(group)
+            for (_, chunk_id, heading, _, relpath), words in zip(chunks, texts([(r[2], r[3]) for r in chunks])):
+                write_keyword_rows(conn, chunk_id, words, heading, relpath)
+    conn.close()
+    print(f"{db.name}: {name}: keyword tables refilled", file=sys.stderr, flush=True)
+    return copy
+
+
+def paired(report: EvalReport, baseline: EvalReport, mode: str) -> str:
+    """'found +a -b p; ranked +c -d p' of ``report`` against ``baseline`` in ``mode``."""
+    ours = {r.query.line: r.scores for r in report.results if r.mode == mode}
+    theirs = {r.query.line: r.scores for r in baseline.results if r.mode == mode}
+    cells = []
+    for name, metric in (("found", "recall"), ("ranked", "mrr")):
+        signs = [(getattr(ours[q], metric) > getattr(theirs[q], metric)) - (getattr(ours[q], metric) < getattr(theirs[q], metric)) for q in ours]
+        wins, losses = signs.count(1), signs.count(-1)
+        cells.append(f"{name} +{wins} -{losses} p={sign_test(wins, losses):.2g}")
+    return "; ".join(cells)
+
+
+def run_set(db: Path, queries_path: Path, modes: tuple[str, ...], table: dict[str, list[str]], tests: list[str]) -> None:
+    queries = load_queries(queries_path)
+    reports: dict[str, EvalReport] = {}
+    with tempfile.TemporaryDirectory(dir=db.parent) as folder:
+        for name, texts in VARIANTS.items():
+            with Store.open(copy_with_keyword_texts(db, Path(folder), name, texts), create=False) as store:
+                embed_once = embedder_once(db, store) if "hybrid" in modes else None
+                reports[name] = evaluate(store, queries, modes, 10, embed_query=embed_once)
+            summary = reports[name].summary()
+            table.setdefault(name, []).extend(
+                f"{summary[m].recall:.3f} / {summary[m].mrr:.3f} / {summary[m].ndcg:.3f}" for m in modes
+            )
+    baseline = reports[next(iter(VARIANTS))]
+    for name in list(VARIANTS)[1:]:
+        tests.extend(f"- {db.stem} {mode}, {name} vs alone: {paired(reports[name], baseline, mode)}" for mode in modes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries, repeated")
+    parser.add_argument("--modes", default="keyword,hybrid")
+    args = parser.parse_args()
+    modes = tuple(args.modes.split(","))
+    pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+    table: dict[str, list[str]] = {}
+    tests: list[str] = []
+    for db, queries in pairs:
+        run_set(Path(db), Path(queries), modes, table, tests)
+    heads = [f"{Path(db).stem} {mode}" for db, _ in pairs for mode in modes]
+    print("Recall@10 / MRR@10 / nDCG@10")
+    print("| keyword rows hold | " + " | ".join(heads) + " |")
+    print("|---" * (len(heads) + 1) + "|")
+    for name, cells in table.items():
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nPaired sign tests:")
+    print("\n".join(tests))
+
+
+if __name__ == "__main__":
+    main()
