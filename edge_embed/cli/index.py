@@ -27,11 +27,8 @@ from edge_embed.cli.options import embed_url_option, runtime_options, settings_f
 from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.estimate import format_duration
-from edge_embed.indexer import (
-    DEFAULT_MAX_DOCUMENT_SIZE,
-    DEFAULT_MAX_FILE_SIZE,
-    NoProgress,
-)
+from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE, DEFAULT_MAX_FILE_SIZE
+from edge_embed.indexer import NoProgress
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
