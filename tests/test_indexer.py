@@ -593,3 +593,23 @@ def test_html_chunks_report_the_lines_of_the_file(store, engine, tmp_path):
     assert {start for start, _, _ in rows} == set(words)
     for start, end, text in rows:
         assert start == end and text.split()[0] == words[start]
+
+
+def test_only_the_storage_module_calls_the_store():
+    """Every Store call of the indexer goes through indexer/storage.py, so a change of the
+    store's interface (issue 16 splits it into parts) is one module's edit."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "edge_embed" / "indexer"
+    calls = {}
+    for path in sorted(package.glob("*.py")):
+        if path.name == "storage.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        through_store = [
+            f"{path.name}:{node.lineno}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and getattr(node.value, "attr", getattr(node.value, "id", None)) == "store"
+        ]
+        if through_store:
+            calls[path.name] = through_store
+    assert calls == {}
