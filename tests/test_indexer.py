@@ -222,6 +222,19 @@ def test_a_run_compacts_by_itself_only_when_its_policy_says_so(store, engine, tr
     assert indexer.run([tree]).compacted is None  # an interrupted run never compacts
 
 
+def test_each_run_of_one_indexer_reports_its_own_work(store, engine, tree):
+    """The summary is built from what this run's stages returned: a second run of the same
+    Indexer (a watcher's) once returned the first run's summary object, counts added."""
+    indexer = Indexer(store, ModelHandle.from_embedder(engine), IndexOptions(chunk_tokens=128, overlap=8))
+    first = indexer.run([tree])
+    (tree / "b.txt").write_text("Bananas are green at first.\n")
+    second = indexer.update(tree, ["b.txt"])
+    third = indexer.run([tree])
+    assert (first.indexed, first.unchanged) == (3, 0)
+    assert (second.indexed, second.unchanged, second.files_seen) == (1, 0, 1)
+    assert (third.indexed, third.unchanged, third.skipped) == (0, 3, {"binary": 1})
+
+
 def test_deleted_file_disappears(store, engine, tree):
     run(store, engine, tree)
     (tree / "sub" / "c.py").unlink()
@@ -327,7 +340,7 @@ def test_missing_root_is_a_clear_error(store, engine, tmp_path):
 
 def test_index_from_other_chunking_rules_is_refused(store, engine, tree, monkeypatch):
     run(store, engine, tree)
-    monkeypatch.setattr("edge_embed.indexer.CHUNKER_VERSION", 2)
+    monkeypatch.setattr("edge_embed.indexer.options.CHUNKER_VERSION", 2)
     with pytest.raises(IndexMismatch, match="chunking rules"):
         run(store, engine, tree)
 
@@ -427,28 +440,28 @@ def test_options_left_unset_keep_the_index_own_settings(store, engine, tree):
 
 
 def test_file_unreadable_for_now_keeps_its_chunks(store, engine, tree, monkeypatch):
-    from edge_embed import indexer as indexer_module
+    from edge_embed.indexer import walk as walk_module
     from edge_embed.files import Skip as FileSkip
 
     run(store, engine, tree)
-    real_discover = indexer_module.discover
+    real_discover = walk_module.discover
 
     def discover_with_b_unreadable(root, **kwargs):
         for item in real_discover(root, **kwargs):
             yield FileSkip("b.txt", "unreadable", "permission denied") if getattr(item, "relpath", "") == "b.txt" else item
 
-    monkeypatch.setattr(indexer_module, "discover", discover_with_b_unreadable)
+    monkeypatch.setattr(walk_module, "discover", discover_with_b_unreadable)
     summary = run(store, engine, tree)
     assert summary.skipped["unreadable"] == 1 and summary.removed == 0
     assert "b.txt" in {row[0] for row in index_state(store)}
 
 
 def test_folder_unreadable_for_now_keeps_the_files_under_it(store, engine, tree, monkeypatch):
-    from edge_embed import indexer as indexer_module
+    from edge_embed.indexer import walk as walk_module
     from edge_embed.files import Skip as FileSkip
 
     run(store, engine, tree)
-    real_discover = indexer_module.discover
+    real_discover = walk_module.discover
 
     def discover_with_sub_unreadable(root, **kwargs):
         for item in real_discover(root, **kwargs):
@@ -457,7 +470,7 @@ def test_folder_unreadable_for_now_keeps_the_files_under_it(store, engine, tree,
             yield item
         yield FileSkip("sub", "unreadable", "permission denied")
 
-    monkeypatch.setattr(indexer_module, "discover", discover_with_sub_unreadable)
+    monkeypatch.setattr(walk_module, "discover", discover_with_sub_unreadable)
     summary = run(store, engine, tree)
     assert summary.removed == 0
     assert "sub/c.py" in {row[0] for row in index_state(store)}
@@ -580,3 +593,23 @@ def test_html_chunks_report_the_lines_of_the_file(store, engine, tmp_path):
     assert {start for start, _, _ in rows} == set(words)
     for start, end, text in rows:
         assert start == end and text.split()[0] == words[start]
+
+
+def test_only_the_storage_module_calls_the_store():
+    """Every Store call of the indexer goes through indexer/storage.py, so a change of the
+    store's interface (issue 16 splits it into parts) is one module's edit."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "edge_embed" / "indexer"
+    calls = {}
+    for path in sorted(package.glob("*.py")):
+        if path.name == "storage.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        through_store = [
+            f"{path.name}:{node.lineno}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and getattr(node.value, "attr", getattr(node.value, "id", None)) == "store"
+        ]
+        if through_store:
+            calls[path.name] = through_store
+    assert calls == {}
