@@ -26,12 +26,8 @@ from typing import Callable, Sequence
 
 TokenCounter = Callable[[str], int]
 
-# Bump when old and new chunks cannot be searched side by side, e.g. the embedding header
-# changes (every vector moves): an index built by another version is then refused until
-# rebuilt (see store.IndexSettings), hours on a CPU. Boundaries that improve for some files
-# only (version 1 later packed a short line into the cut of a long line after it, and
-# overlapped the parts of a cut line) keep the version: such a file gets the new chunks
-# when it changes or on --rebuild, and until then its old chunks still answer.
+# Bump whenever chunk boundaries or the embedding header change: every embed text changes,
+# so an index built by another version is refused until rebuilt (see store.IndexSettings).
 CHUNKER_VERSION = 1
 KINDS = frozenset({"markdown", "rst", "org", "html", "code", "data", "text", "document"})
 # Kinds whose structure is indentation: a non-indented line after a blank line starts a
@@ -46,9 +42,7 @@ class Chunk:
 
     ``text`` is exactly lines ``start_line``..``end_line`` (1-based, inclusive) of the
     document, joined with "\\n" -- except when a single line alone is over the budget:
-    then each chunk holds a part of that one line (the parts overlap), the first part
-    preceded by the short lines before it (``start_line`` < ``end_line``), the others
-    alone (``start_line == end_line``).
+    then each chunk holds a consecutive part of that one line (start_line == end_line).
     """
 
     text: str
@@ -473,29 +467,9 @@ class _Packer:
                 continue
             start, packed, text = fitted
             end = atoms[packed - 1][1]
-            if self._leads_into_cut(atoms, packed, start, room):
-                cut = atoms[packed][0]  # the lead runs up to it, blank lines between included
-                chunks.extend(self.cut_line(cut, header, section, room, lead=(start, self.text_of(start, cut - 1))))
-                previous, i = None, packed + 1
-                continue
             chunks.append(Chunk(text, start + 1, end + 1, section.heading, header + text, section.page, section.page))
             previous, i = (start, end), packed
         return chunks
-
-    def _leads_into_cut(self, atoms: list[tuple[int, int]], packed: int, start: int, room: int) -> bool:
-        """Whether the chunk just packed (from line ``start`` to before atom ``packed``)
-        should open the cut of the next atom instead of standing alone.
-
-        It should when the next atom is one line over the budget (it will be cut) and the
-        packed lines take at most half the room: a title or a short intro line before one
-        long paragraph (an abstract, a soft-wrapped Markdown paragraph) would otherwise be
-        a chunk of a few tokens, a vector for a title and a keyword row without the text
-        it names, while the paragraph's first part loses what it is about.
-        """
-        if packed >= len(atoms) or atoms[packed][0] != atoms[packed][1]:
-            return False
-        line = atoms[packed][0]
-        return self.span_tokens(line, line) > room and self.span_tokens(start, atoms[packed - 1][1]) <= room // 2
 
     def overlap_start(self, previous: tuple[int, int] | None, first: int, last: int, room: int) -> int:
         """Where the next chunk starts: up to ``overlap`` tokens of whole trailing lines
@@ -553,48 +527,28 @@ class _Packer:
     def text_of(self, first: int, last: int) -> str:
         return "\n".join(self.lines[first : last + 1])
 
-    def cut_line(
-        self, index: int, header: str, section: Section, room: int, lead: tuple[int, str] | None = None
-    ) -> list[Chunk]:
+    def cut_line(self, index: int, header: str, section: Section, room: int) -> list[Chunk]:
         """Cut one over-budget line into consecutive parts that each fit.
 
-        Parts end after a sentence when one ends in their last third, else after
-        whitespace when there is some in their second half, else at any character (a str
-        index is a code point, never inside a UTF-8 sequence, so CJK text without spaces
-        is cut cleanly). Consecutive parts share about ``overlap`` tokens (at most half
-        the room), starting at a sentence or word, as chunks of whole lines do: a sentence
-        cut at a part's end is whole in the next part. ``lead`` (the first line of the
-        text before it, and that text) opens the first part (see ``_leads_into_cut``).
-        Whitespace-only parts are not emitted.
+        Parts end after whitespace when there is some in their second half, else at any
+        character (a str index is a code point, never inside a UTF-8 sequence, so CJK
+        text without spaces is cut cleanly). Whitespace-only parts are not emitted.
         """
         line = self.lines[index]
         chars_per_token = len(line) / max(1, self.span_tokens(index, index))
-        first_line, prefix = (lead[0], lead[1] + "\n") if lead else (index, "")
-        back_tokens = min(self.overlap, room // 2)
         chunks: list[Chunk] = []
         position = 0
-        while True:
-            part_header = header + prefix
-            part_room = self.max_tokens - 1 - self.count_tokens(part_header) if prefix else room
-            if prefix and part_room < max(1, room // 4):  # the lead leaves too little: alone after all
-                alone = prefix.rstrip("\n")
-                last_line = first_line + alone.count("\n") + 1
-                chunks.append(Chunk(alone, first_line + 1, last_line, section.heading, header + alone, section.page, section.page))
-                first_line, prefix, part_header, part_room = index, "", header, room
-            end, chars_per_token = self._longest_fitting_end(line, position, part_header, part_room, chars_per_token)
-            end = self._moved_to_boundary(line, position, end, part_header)
-            text = prefix + line[position:end]
-            if text.strip():
-                chunks.append(Chunk(text, first_line + 1, index + 1, section.heading, header + text, section.page, section.page))
-            if end >= len(line):
-                return chunks
-            position = _overlap_start(line, position, end, int(back_tokens * chars_per_token))
-            first_line, prefix = index, ""
+        while position < len(line):
+            end, chars_per_token = self._longest_fitting_end(line, position, header, room, chars_per_token)
+            end = self._moved_to_whitespace(line, position, end, header)
+            part = line[position:end]
+            if part.strip():
+                chunks.append(Chunk(part, index + 1, index + 1, section.heading, header + part, section.page, section.page))
+            position = end
+        return chunks
 
-    def _moved_to_boundary(self, line: str, position: int, end: int, header: str) -> int:
-        """``end`` moved back to a sentence or word boundary (see ``_cut_point``) when
-        the shorter part still fits; ``end`` itself otherwise."""
-        snapped = _cut_point(line, position, end)
+    def _moved_to_whitespace(self, line: str, position: int, end: int, header: str) -> int:
+        snapped = _after_last_space(line, position, end)
         if snapped != end and self.count_tokens(header + line[position:snapped]) + 1 <= self.max_tokens:
             return snapped
         return end
@@ -647,37 +601,13 @@ def _next_probe(length: int, position: int, fits_to: int, fails_at: int, estimat
     return (fits_to + fails_at) // 2
 
 
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+|[。！？]\s*")
-
-
-def _cut_point(line: str, start: int, end: int) -> int:
-    """Where a part of line[start:end] should end: just after the last sentence end in
-    its last third, else just after the last whitespace in its second half, else ``end``
-    (also when ``end`` is the end of the line, or falls between words and no sentence ends)."""
-    if end >= len(line):
-        return end
-    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(line, start + 2 * (end - start) // 3, end)]
-    if sentence_ends:
-        return sentence_ends[-1]
-    if line[end - 1].isspace() or line[end].isspace():
+def _after_last_space(line: str, start: int, end: int) -> int:
+    """``end`` moved back to just after the last whitespace in the second half of
+    line[start:end], so a cut falls between words; ``end`` itself if there is none or
+    the cut already falls at whitespace or at the end of the line."""
+    if end >= len(line) or line[end - 1].isspace() or line[end].isspace():
         return end
     for k in range(end - 1, start + (end - start) // 2, -1):
         if line[k].isspace():
             return k + 1
     return end
-
-
-def _overlap_start(line: str, start: int, end: int, back_chars: int) -> int:
-    """Where the part after line[start:end] starts: about ``back_chars`` before ``end``,
-    moved forward to the first sentence start (else word start) before ``end``, and always
-    after ``start`` so parts advance. ``end`` itself when there is no overlap."""
-    if back_chars <= 0:
-        return end
-    begin = max(start + 1, end - back_chars)
-    sentence = _SENTENCE_END.search(line, begin, end)
-    if sentence and sentence.end() < end:
-        return sentence.end()
-    for k in range(begin, end):
-        if line[k - 1].isspace() and not line[k].isspace():
-            return k
-    return begin
