@@ -316,8 +316,9 @@ def test_mrl_index_stores_truncated_vectors(store, engine, tree):
 def test_chunk_budget_larger_than_context_is_refused(store, tiny_model, tree):
     info = read_model_info(tiny_model.path)
     plan = make_plan(ModelShape.from_model_info(info), RuntimeSettings(ctx=64), gpu=None, offload_supported=False)
-    with pytest.raises(EdgeEmbedError, match="--chunk-tokens"):
+    with pytest.raises(EdgeEmbedError, match="chunks of 128 tokens are larger than the model context in use") as refused:
         Indexer(store, ModelHandle(info, plan, label=str(tiny_model.path)), IndexOptions(chunk_tokens=128))
+    assert refused.value.param == "chunk_tokens"  # the CLI's words name --chunk-tokens (test_cli_index)
 
 
 def test_unchanged_rerun_does_not_load_the_model(store, engine, tree, tiny_model):

@@ -82,7 +82,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         root_id = opened.files.add_root(folder)
         vectors = rng.standard_normal((len(texts), dims)).astype(np.float32)
         chunks = [
-            NewChunk(i, i + 1, i + 1, "Notes", text, hashlib.sha256(text.encode()).hexdigest(), vector)
+            NewChunk(i, i + 1, i + 1, f"Notes {i}", text, hashlib.sha256(text.encode()).hexdigest(), vector)  # a section each: no neighbours
             for i, (text, vector) in enumerate(zip(texts, vectors))
         ]
         opened.files.write_file(root_id, "notes/readme.md", str(folder / "notes/readme.md"), 1, 1, "c", chunks)

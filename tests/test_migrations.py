@@ -102,9 +102,9 @@ def test_status_names_the_pending_upgrades_without_running_them(runner, notes, t
     db = index_at_version(runner, notes, tiny_model.path, tmp_path / "i.db", 3)
     status = invoke(runner, "status", "--db", db)
     assert status.exit_code == 0, status.output
-    assert "upgrade:  3 pending (coarse vectors, stemmed words, next chunk words)" in status.output
+    assert "upgrade:  3 pending (coarse vectors, stemmed words, neighbour chunk words)" in status.output
     assert json.loads(invoke(runner, "status", "--db", db, "--json").output)["pending_migrations"] == [
-        "coarse vectors", "stemmed words", "next chunk words",
+        "coarse vectors", "stemmed words", "neighbour chunk words",
     ]
     assert user_version(db) == 3
 
@@ -127,7 +127,7 @@ def test_index_migrates_under_the_writer_lock_and_reports_each_step(runner, note
     assert result.exit_code == 0, result.output
     assert "upgrading the index (1/3): coarse vectors" in result.stderr
     assert "upgrading the index (2/3): stemmed words" in result.stderr
-    assert "upgrading the index (3/3): next chunk words" in result.stderr
+    assert "upgrading the index (3/3): neighbour chunk words" in result.stderr
     assert locked_during == [True], "the migration runs while the writer lock is held"
     assert user_version(db) == SCHEMA_VERSION
     status = invoke(runner, "status", "--db", db)

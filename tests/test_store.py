@@ -140,7 +140,8 @@ def test_keyword_search_finds_other_word_forms_and_prefers_the_exact_one(tmp_pat
         store.meta.init_settings(SETTINGS)
         root_id = store.files.add_root(tmp_path)
         texts = ["the files were indexed overnight", "indexing the files takes a night", "nothing related here"]
-        write(store, root_id, tmp_path, "notes.md", texts, unit_vectors(np.random.default_rng(3), 3))
+        for i, (text, vector) in enumerate(zip(texts, unit_vectors(np.random.default_rng(3), 3))):
+            write(store, root_id, tmp_path, f"note{i}.md", [text], vector[None])  # one file each: no neighbours
         found = store.keywords.keyword_search("indexed", 10)
         by_text = {record.text: score for record, score in
                    ((store.files.chunks_by_id([cid])[cid], score) for cid, score in found)}
@@ -303,15 +304,15 @@ def test_write_replace_and_delete_keep_vectors_and_both_fts_tables_in_step(store
     root_id = store.files.add_root(root)
     write(store, root_id, root, "a.md", ["old apple text", "旧的苹果文本", "old banana"], unit_vectors(rng, 3))
     write(store, root_id, root, "b.md", ["cherry notes", "桜の季節"], unit_vectors(rng, 2))
-    assert_consistent(store, chunks=5, cjk_chunks=4, files=2)  # a chunk before a CJK one holds its words too
+    assert_consistent(store, chunks=5, cjk_chunks=5, files=2)  # a chunk beside a CJK one holds its words too
     old_ids = {chunk_id for chunk_id, _ in store.vectors.vector_search(unit_vectors(rng, 1)[0], 10)}
 
     write(store, root_id, root, "a.md", ["new apricot text", "新的杏子文本"], unit_vectors(rng, 2))
     assert_consistent(store, chunks=4, cjk_chunks=4, files=2)
     assert store.keywords.keyword_search("apple banana", 10) == []
     assert store.keywords.keyword_search("旧的苹果", 10) == []
-    assert len(store.keywords.keyword_search("apricot", 10)) == 1
-    assert len(store.keywords.keyword_search("杏子文本", 10)) == 2  # its chunk and the one before
+    assert len(store.keywords.keyword_search("apricot", 10)) == 2  # its chunk and its neighbour
+    assert len(store.keywords.keyword_search("杏子文本", 10)) == 2
     live = {chunk_id for chunk_id, _ in store.vectors.vector_search(unit_vectors(rng, 1)[0], 10)}
     assert len(live) == 4 and set(store.files.chunks_by_id(live)) == live
     assert len(old_ids - live) == 3  # a.md's three old chunks are gone from vec0 too
@@ -338,22 +339,22 @@ def found(store: Store, words: str) -> list[int]:
     return sorted(chunk_id for chunk_id, _ in store.keywords.keyword_search(words, 10))
 
 
-def test_a_chunks_keyword_rows_hold_the_next_chunks_words_in_its_section(store: Store, root: Path) -> None:
+def test_a_chunks_keyword_rows_hold_its_neighbours_words_in_its_section(store: Store, root: Path) -> None:
     """Words that one passage says across a chunk boundary are found together: BM25 scores
-    a chunk on its text and the next one's. Not across a heading, not backwards."""
+    a chunk on its text and its neighbours'. Not across a heading."""
     first, second, third = write_sections(
         store, store.files.add_root(root), root,
         [("Fruit", "apple orchard"), ("Fruit", "banana plantation"), ("Berries", "cherry picking")],
         np.random.default_rng(5),
     )
     assert found(store, "banana") == [first, second]
-    assert found(store, "apple") == [first]
+    assert found(store, "apple") == [first, second]
     assert found(store, "cherry") == [third]  # another section: not in the banana chunk's rows
     best, _ = store.keywords.keyword_search("apple banana", 10)[0]
     assert best == first
 
 
-def test_a_kept_chunk_gets_the_words_of_its_new_next_chunk(store: Store, root: Path) -> None:
+def test_a_kept_chunk_gets_the_words_of_its_new_neighbour(store: Store, root: Path) -> None:
     """The first chunk's text is unchanged (kept in place, not re-embedded), but the chunk
     after it is new: its keyword rows must follow, or a word the file no longer has
     would still find it."""
@@ -689,7 +690,7 @@ def test_a_reader_sees_the_last_commit_while_a_writer_transaction_is_open(store:
             assert reader.maintenance.stats()["chunks"] == 1
             assert len(reader.vectors.vector_search(unit_vectors(rng, 1)[0], 5)) == 1
         assert reader.keywords.keyword_search("walrus", 5) == []
-        assert len(reader.keywords.keyword_search("narwhal", 5)) == 1
+        assert len(reader.keywords.keyword_search("narwhal", 5)) == 2  # its chunk and its neighbour
         assert reader.maintenance.stats()["chunks"] == 2
 
 

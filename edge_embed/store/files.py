@@ -210,6 +210,6 @@ class Files(Part):
 
 def _keyword_words(chunks: Sequence[NewChunk | StoredChunk]) -> dict[int, str]:
     """What each of a file's chunks (in order) holds in its keyword rows, by ``id()`` of
-    the record: its text and the next chunk's (``keywords.keyword_texts``)."""
+    the record: its text with its neighbours' (``keywords.keyword_texts``)."""
     ordered = sorted(chunks, key=lambda chunk: chunk.seq)
     return dict(zip(map(id, ordered), keyword_texts([(chunk.heading, chunk.text) for chunk in ordered])))

@@ -34,7 +34,7 @@ def update_chunk(
     conn: apsw.Connection, row: StoredChunk, relpath: str, chunk: NewChunk, words: str, stored_words: str
 ) -> None:
     """A kept row: new position (lines, pages); new keyword rows only if their heading or
-    words changed (``stored_words``: what they hold now, the chunk's and its next chunk's)."""
+    words changed (``stored_words``: what they hold now, the chunk's with its neighbours')."""
     position = (chunk.seq, chunk.start_line, chunk.end_line, chunk.heading, chunk.text, chunk.page_start, chunk.page_end)
     if (row.seq, row.start_line, row.end_line, row.heading, row.text, row.page_start, row.page_end) != position:
         conn.execute(

@@ -141,8 +141,8 @@ def _migration_5_stemmed_words(conn: apsw.Connection) -> None:
     )
 
 
-def _migration_6_next_chunk_words(conn: apsw.Connection) -> None:
-    """A chunk's keyword rows also hold the next chunk's words in the same section (see
+def _migration_6_neighbour_chunk_words(conn: apsw.Connection) -> None:
+    """A chunk's keyword rows also hold its neighbours' words in the same section (see
     ``keywords.keyword_texts``): every keyword table is refilled from the stored chunk
     texts, headings and relpaths. Nothing is re-embedded; chunks and vectors are unchanged."""
     for table in KEYWORD_TABLES:
@@ -163,7 +163,7 @@ MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (
     _migration_3_chunk_pages,
     _migration_4_coarse_vectors,
     _migration_5_stemmed_words,
-    _migration_6_next_chunk_words,
+    _migration_6_neighbour_chunk_words,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Called before each migration a writer runs: (step, of how many, what it adds), so a
@@ -257,7 +257,7 @@ def column_exists(conn: apsw.Connection, table: str, column: str) -> bool:
 
 # ------------------------------------------------------------------------ helpers
 def write_keyword_rows(conn: apsw.Connection, chunk_id: int, words: str, heading: str, relpath: str) -> None:
-    """A chunk's rows in every keyword table (``words``: its text and the next chunk's, see
+    """A chunk's rows in every keyword table (``words``: its text with its neighbours', see
     ``keywords.keyword_texts``)."""
     for table in ("chunks_fts", "chunks_stemmed"):
         conn.execute(f"INSERT INTO {table}(rowid, text, heading, path) VALUES(?, ?, ?, ?)", (chunk_id, words, heading, relpath))
