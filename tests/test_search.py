@@ -232,7 +232,8 @@ def test_min_score_vector_is_a_cosine_floor(corpus: Corpus) -> None:
 
 
 def test_min_score_keyword_is_a_bm25_floor(corpus: Corpus) -> None:
-    corpus.add_file("w/animals.md", ["walrus walrus walrus here", "one walrus", "nothing"])
+    for name, text in (("many", "walrus walrus walrus here"), ("one", "one walrus"), ("none", "nothing")):
+        corpus.add_file(f"w/{name}.md", [text])  # a file each: a chunk's keyword rows hold its neighbours' words
     everything = search(corpus.store, "walrus", SearchOptions(mode="keyword", per_file=0), embed_query=None)
     assert len(everything) == 2 and everything[0].score > everything[1].score
     floor = (everything[0].score + everything[1].score) / 2
@@ -278,7 +279,8 @@ def test_empty_query_is_an_error(corpus: Corpus) -> None:
 
 
 def test_cjk_keyword_query_finds_cjk_text(corpus: Corpus) -> None:
-    corpus.add_file("zh/notes.md", ["私有的离线语义搜索，中文文本", "完全无关的句子"])
+    corpus.add_file("zh/notes.md", ["私有的离线语义搜索，中文文本"])
+    corpus.add_file("zh/other.md", ["完全无关的句子"])  # another file: not its neighbour
     for query in ("语义搜索", "搜索"):
         hits = search(corpus.store, query, SearchOptions(mode="keyword"), embed_query=None)
         assert [h.chunk.text for h in hits] == ["私有的离线语义搜索，中文文本"], query
