@@ -459,7 +459,7 @@ class Index:
         return absolute
 
     def compact(self, *, on_migration: MigrationProgress | None = None) -> CompactResult:
-        """Give back the space edits wasted (``Store.compact``): the sizes before and after."""
+        """Give back the space edits wasted (``store.maintenance.compact``): the sizes before and after."""
         with self.store() as store, store.writer_lock(on_migration=on_migration):
             return store.maintenance.compact()
 

@@ -67,6 +67,7 @@ TERMS: dict[str, str] = {
     "remove": "remove {root} from the index",
     "status": "ask for the index's status",
     "models": "look at the model catalog",
+    "stop_watch": "stop the watcher",
     # what a file given to eval's comparison must be
     "eval_json": "an evaluation's JSON output",
 }

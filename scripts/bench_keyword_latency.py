@@ -27,9 +27,11 @@ def main() -> None:
     texts = [query.text for query in load_queries(args.queries)]
     times: dict[str, list[float]] = {"before": [], "after": []}
     with Store.open(args.before, create=False) as before, Store.open(args.after, create=False) as after:
+        pair = [("before", before), ("after", after)]
         for _ in range(args.rounds):
             for text in texts:
-                for name, store in (("before", before), ("after", after)):
+                pair.reverse()  # each index goes first every other query: no order favours one
+                for name, store in pair:
                     started = time.perf_counter()
                     store.keywords.keyword_search(text, 40)
                     times[name].append(time.perf_counter() - started)

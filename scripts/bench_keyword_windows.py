@@ -1,9 +1,10 @@
-"""What a chunk's keyword rows hold: the chunk alone, with the next chunk's words (the
-default, ``keywords.keyword_texts``), or with both neighbours' -- on copies of existing indexes.
+"""What a chunk's keyword rows hold: the chunk alone, with the next chunk's words, or with
+both neighbours' (the default, ``keywords.keyword_texts``) -- on copies of existing indexes.
 
 BM25 over chunks the size of an embedding model's input splits what one passage says
 across chunk boundaries. Each variant refills every keyword table of a copy of the index
-(``VACUUM INTO`` a temporary folder) from its stored chunks, so chunks, vectors and query
+(``VACUUM INTO`` a temporary folder) from its stored chunks (``schema.refill_keyword_rows``,
+what migration 6 runs), so chunks, vectors and query
 embeddings are the same in every variant and only the keyword list (and through it
 hybrid) can move. Neighbours count only within the chunk's section (same heading).
 
@@ -19,7 +20,6 @@ keyword`` needs no model. Prints one Markdown table: Recall@10 / MRR@10 / nDCG@1
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -32,7 +32,7 @@ from bench_fusion import embedder_once, sign_test  # scripts/ is on the path whe
 from edge_embed.evaluate import EvalReport, evaluate, load_queries
 from edge_embed.store import Store
 from edge_embed.store.keywords import keyword_texts
-from edge_embed.store.schema import KEYWORD_TABLES, write_keyword_rows
+from edge_embed.store.schema import refill_keyword_rows
 
 Texts = Callable[[Sequence[tuple[str | None, str]]], list[str]]
 
@@ -41,17 +41,18 @@ def alone(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
     return [text for _, text in chunks]
 
 
-def both_neighbours(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
-    def near(i: int, j: int) -> list[str]:
-        return [chunks[j][1]] if 0 <= j < len(chunks) and chunks[j][0] == chunks[i][0] else []
-
-    return ["\n".join(near(i, i - 1) + [text] + near(i, i + 1)) for i, (_, text) in enumerate(chunks)]
+def with_the_next(chunks: Sequence[tuple[str | None, str]]) -> list[str]:
+    """The chunk's text, then the next chunk's when it is in the same section."""
+    return [
+        f"{text}\n{chunks[i + 1][1]}" if i + 1 < len(chunks) and chunks[i + 1][0] == heading else text
+        for i, (heading, text) in enumerate(chunks)
+    ]
 
 
 VARIANTS: dict[str, Texts] = {
     "the chunk alone (before)": alone,
-    "the chunk and the next (the default)": keyword_texts,
-    "the chunk and both neighbours": both_neighbours,
+    "the chunk and the next": with_the_next,
+    "both neighbours (the default)": keyword_texts,
 }
 
 
@@ -65,16 +66,7 @@ def copy_with_keyword_texts(db: Path, folder: Path, name: str, texts: Texts) -> 
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     with conn:
-        for table in KEYWORD_TABLES:
-            conn.execute(f"INSERT INTO {table}({table}) VALUES('delete-all')")
-        rows = conn.execute(
-            "SELECT c.file_id, c.id, coalesce(c.heading, ''), c.text, f.relpath FROM chunks c"
-            " JOIN files f ON f.id = c.file_id ORDER BY c.file_id, c.seq"
-        ).fetchall()
-        for _, group in itertools.groupby(rows, key=lambda row: row[0]):
-            chunks = list(group)
-            for (_, chunk_id, heading, _, relpath), words in zip(chunks, texts([(r[2], r[3]) for r in chunks])):
-                write_keyword_rows(conn, chunk_id, words, heading, relpath)
+        refill_keyword_rows(conn, texts)
     conn.close()
     print(f"{db.name}: {name}: keyword tables refilled", file=sys.stderr, flush=True)
     return copy

@@ -266,3 +266,5 @@ def test_our_client_rebuilds_the_library_error_and_tolerates_anything_else():
     assert str(refused({"message": "plain", "edge_embed": {"kind": "bogus", "message": "x"}}, 400)) == "plain"
     odd = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "hint": 3, "values": {"status": "1"}}}
     assert str(refused(odd, 400)) == "x" and str(refused("not an object", 400)) == "not an object"
+    named_like_terms = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "values": {"k": "1", "index": "2"}}}
+    assert str(refused(named_like_terms, 400)) == "x"  # was a ValueError: values may not be named like terms

@@ -25,7 +25,13 @@ from edge_embed.store import (
     Store,
     sqlite_vec_version,
 )
-from edge_embed.store.schema import MIGRATIONS, _migration_3_chunk_pages, _migration_5_stemmed_words
+from edge_embed.store.schema import (
+    MIGRATIONS,
+    _migration_3_chunk_pages,
+    _migration_5_stemmed_words,
+    _migration_6_neighbour_chunk_words,
+    refill_keyword_rows,
+)
 
 DIMS = 16
 SETTINGS = IndexSettings(
@@ -352,6 +358,20 @@ def test_a_chunks_keyword_rows_hold_its_neighbours_words_in_its_section(store: S
     assert found(store, "cherry") == [third]  # another section: not in the banana chunk's rows
     best, _ = store.keywords.keyword_search("apple banana", 10)[0]
     assert best == first
+
+
+def test_migration_6_gives_an_old_index_its_neighbours_words(store: Store, root: Path) -> None:
+    """An index from before: each chunk's keyword rows hold its own text only. Migration 6
+    refills them from the stored chunks, chunk ids and vectors untouched."""
+    first, second = write_sections(store, store.files.add_root(root), root, [("", "apple orchard"), ("", "banana plantation")], np.random.default_rng(7))
+    with store.transaction():
+        refill_keyword_rows(store._conn, lambda chunks: [text for _, text in chunks])  # noqa: SLF001 - the old rows
+    assert found(store, "banana") == [second]
+    vectors_before = store.maintenance.stats()["vectors"]
+    with store.transaction():
+        _migration_6_neighbour_chunk_words(store._conn)  # noqa: SLF001
+    assert found(store, "banana") == found(store, "apple") == [first, second]
+    assert store.maintenance.stats()["vectors"] == vectors_before and store.maintenance.integrity_check() == "ok"
 
 
 def test_a_kept_chunk_gets_the_words_of_its_new_neighbour(store: Store, root: Path) -> None:

@@ -38,6 +38,7 @@ CLI_WORDS = {
     "remove": "run `edge-embed remove {root}`",
     "status": "run `edge-embed status`",
     "models": "run `edge-embed models`",
+    "stop_watch": "stop it (Ctrl-C, or end `serve --watch`)",
     "eval_json": "the output of `edge-embed eval --json`",
 }
 

@@ -9,7 +9,7 @@ Incremental at three levels, so a re-run costs (almost) only what changed:
    Chunks whose text the file already had keep their rows (ids, vector slots) in place.
 
 When the edit history has wasted enough space (dead vector slots, free pages), the run
-ends with a compaction (``IndexOptions.auto_compact``, see ``Store.compact``).
+ends with a compaction (``IndexOptions.auto_compact``, see ``store.maintenance.compact``).
 
 Crash safety comes from the store: each file's rows are written in one transaction, so an
 interrupted run leaves every file either in its old or its new state, and the next run

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge_embed.config import current
-from edge_embed.errors import KINDS, EdgeEmbedError
+from edge_embed.errors import KINDS, TERMS, EdgeEmbedError
 from edge_embed.server.discovery import ServerInfo, find_server
 
 CONNECT_TIMEOUT_S = 0.5  # a live server on this machine answers a connect at once
@@ -59,7 +59,9 @@ def refused(error: Any, status: int) -> ServerRefused:
     )
 
 
-RESERVED = frozenset({"message", "status", "kind", "param", "hint"})  # ServerRefused's own arguments
+# ServerRefused's own arguments, and the terms a value may not be named like (errors.TERMS):
+# an answer from another version or service must not crash the client that reads it
+RESERVED = frozenset({"message", "status", "kind", "param", "hint", *TERMS})
 
 
 def post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -171,8 +171,8 @@ class Files(Part):
         vanished = [row.id for rows in stored.values() for row in rows]
         delete_chunk_ids(self._conn, vanished)  # first: vec0 reuses slots freed in its newest chunk
         for row, chunk in kept:
-            update_chunk(self._conn, row, relpath, chunk, words[id(chunk)], stored_words[id(row)])
-        inserted = [insert_chunk(self._conn, file_id, relpath, chunk, blob, words[id(chunk)]) for chunk, blob in new]
+            update_chunk(self._conn, row, relpath, chunk, words[chunk.seq], stored_words[row.seq])
+        inserted = [insert_chunk(self._conn, file_id, relpath, chunk, blob, words[chunk.seq]) for chunk, blob in new]
         append_codes(self._conn, inserted, [blob for _, blob in new])
         return ChunkChanges(inserted=len(new), kept=len(kept), deleted=len(vanished))
 
@@ -209,7 +209,7 @@ class Files(Part):
 
 
 def _keyword_words(chunks: Sequence[NewChunk | StoredChunk]) -> dict[int, str]:
-    """What each of a file's chunks (in order) holds in its keyword rows, by ``id()`` of
-    the record: its text with its neighbours' (``keywords.keyword_texts``)."""
+    """What each of a file's chunks holds in its keyword rows, by its ``seq`` (its place in
+    the file): its text with its neighbours' (``keywords.keyword_texts``)."""
     ordered = sorted(chunks, key=lambda chunk: chunk.seq)
-    return dict(zip(map(id, ordered), keyword_texts([(chunk.heading, chunk.text) for chunk in ordered])))
+    return dict(zip((chunk.seq for chunk in ordered), keyword_texts([(chunk.heading, chunk.text) for chunk in ordered])))

@@ -46,8 +46,9 @@ else:
 
 
 DEFAULT_HOLDER = "edge-embed index"
-# What to tell the second writer, by what holds the lock: a watcher never finishes by itself.
-_ADVICE = {"edge-embed watch": "it keeps the index current; stop it (Ctrl-C, or end `serve --watch`) first"}
+# What to tell the second writer when a watcher holds the lock: it never finishes by itself
+# (a hint: {stop_watch} is each face's word, errors.TERMS).
+_WATCHER_ADVICE = "it keeps the index current; {stop_watch} first"
 
 
 def _read_holder(fd: int) -> tuple[str, str]:
@@ -78,8 +79,10 @@ def writer_lock(index_path: Path, holder: str = DEFAULT_HOLDER) -> Iterator[None
     try:
         if not _try_lock(fd):
             pid, other = _read_holder(fd)
-            advice = _ADVICE.get(other, "wait for it to finish")
-            raise EdgeEmbedError(f"another `{other}` is writing to {index_path} (pid {pid}); {advice}")
+            raise EdgeEmbedError(
+                f"another `{other}` is writing to {index_path} (pid {pid})", kind="busy",
+                hint=_WATCHER_ADVICE if other.endswith(" watch") else "wait for it to finish",
+            )
         try:
             _write_holder(fd, holder)
             yield

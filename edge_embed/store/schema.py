@@ -6,7 +6,6 @@ marks the file as an edge-embed index.
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 import urllib.parse
@@ -26,7 +25,7 @@ if TYPE_CHECKING:  # the coarse stage imports numpy: the CLI's server-client pat
 APPLICATION_ID = 0x45454D42  # "EEMB" in the SQLite header: this file is an edge-embed index
 BUSY_TIMEOUT_MS = 5000  # a reader waits out a writer's commit instead of "database is locked"
 # text, heading, relpath: the rank default the FTS5 tables are created with. Queries
-# override it with retrieval.BM25_COLUMN_WEIGHTS, so changing weights needs no migration.
+# override it with keyword_search.BM25_COLUMN_WEIGHTS, so changing weights needs no migration.
 FTS_COLUMN_WEIGHTS = (1.0, 2.0, 1.0)
 KEYWORD_TABLES = ("chunks_fts", "chunks_stemmed", "chunks_cjk", "chunks_cjk_bigrams")  # every FTS5 table a chunk has rows in
 WORD_TOKENIZER = "unicode61 remove_diacritics 2"  # chunks_fts: words as written, case and diacritics folded
@@ -145,15 +144,18 @@ def _migration_6_neighbour_chunk_words(conn: apsw.Connection) -> None:
     """A chunk's keyword rows also hold its neighbours' words in the same section (see
     ``keywords.keyword_texts``): every keyword table is refilled from the stored chunk
     texts, headings and relpaths. Nothing is re-embedded; chunks and vectors are unchanged."""
+    refill_keyword_rows(conn, keyword_texts)
+
+
+def refill_keyword_rows(conn: apsw.Connection, texts: Callable[[list[tuple[str | None, str]]], list[str]]) -> None:
+    """Every keyword table emptied and refilled, file by file (the chunks of one file in
+    memory at a time), each chunk's rows holding ``texts`` of its file's (heading, text)."""
     for table in KEYWORD_TABLES:
         conn.execute(f"INSERT INTO {table}({table}) VALUES('delete-all')")
-    rows = conn.execute(
-        "SELECT c.file_id, c.id, c.heading, c.text, f.relpath FROM chunks c JOIN files f ON f.id = c.file_id"
-        " ORDER BY c.file_id, c.seq"
-    ).fetchall()
-    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
-        chunks = list(group)
-        for (_, chunk_id, heading, _, relpath), words in zip(chunks, keyword_texts([(row[2], row[3]) for row in chunks])):
+    files = conn.execute("SELECT id, relpath FROM files").fetchall()
+    for file_id, relpath in files:
+        chunks = conn.execute("SELECT id, heading, text FROM chunks WHERE file_id = ? ORDER BY seq", (file_id,)).fetchall()
+        for (chunk_id, heading, _), words in zip(chunks, texts([(heading, text) for _, heading, text in chunks])):
             write_keyword_rows(conn, chunk_id, words, heading or "", relpath)
 
 
