@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -75,24 +76,59 @@ def error_names() -> frozenset[str]:
         names |= more
 
 
-def module_constants(tree: ast.Module) -> dict[str, ast.expr]:
-    """``NAME = <expr>`` at module level: a message may be built from such a constant."""
-    constants: dict[str, ast.expr] = {}
-    for node in tree.body:
+def assignments(scope: ast.AST) -> dict[str, list[ast.expr]]:
+    """``NAME = <expr>`` in ``scope`` itself (not in functions nested in it)."""
+    assigned: dict[str, list[ast.expr]] = {}
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            constants[node.targets[0].id] = node.value
-    return constants
+            assigned.setdefault(node.targets[0].id, []).append(node.value)
+        stack.extend(ast.iter_child_nodes(node))
+    return assigned
 
 
-def literals(node: ast.AST, constants: dict[str, ast.expr], seen: frozenset[str] = frozenset()) -> list[str]:
-    """The string constants in ``node``, following module constants it names."""
+def error_calls(tree: ast.Module, names: frozenset[str] | set[str]) -> Iterator[tuple[ast.Call, dict[str, list[ast.expr]]]]:
+    """Each call building an error of ``names``, with what the names it can see were
+    assigned: the module's constants and its function's locals (an ``advice`` built
+    before the raise), each function on its own."""
+    module = assignments(tree)
+    scopes: list[tuple[ast.AST, dict[str, list[ast.expr]]]] = [(tree, module)]
+    scopes += [
+        (node, {**module, **assignments(node)})
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    for scope, assigned in scopes:
+        stack = list(ast.iter_child_nodes(scope))
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue  # its own scope
+            if isinstance(node, ast.Call) and called_name(node) in names:
+                yield node, assigned
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def literals(node: ast.AST, assigned: dict[str, list[ast.expr]], seen: frozenset[str] = frozenset()) -> list[str]:
+    """The string constants in ``node``, following the names it uses to what they were assigned."""
     found = []
     for inner in ast.walk(node):
         if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
             found.append(inner.value)
-        elif isinstance(inner, ast.Name) and inner.id in constants and inner.id not in seen:
-            found.extend(literals(constants[inner.id], constants, seen | {inner.id}))
+        elif isinstance(inner, ast.Name) and inner.id in assigned and inner.id not in seen:
+            for value in assigned[inner.id]:
+                found.extend(literals(value, assigned, seen | {inner.id}))
     return found
+
+
+def called_name(node: ast.Call) -> str | None:
+    """``EdgeEmbedError`` for ``EdgeEmbedError(...)`` and ``errors.EdgeEmbedError(...)``."""
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    return node.func.attr if isinstance(node.func, ast.Attribute) else None
 
 
 def library_files() -> list[Path]:
@@ -102,13 +138,10 @@ def library_files() -> list[Path]:
 def cli_worded_errors(path: Path, names: frozenset[str] | set[str], pattern: re.Pattern[str]) -> list[str]:
     """``line: text`` for each error built in ``path`` whose words name a CLI flag or command."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    constants = module_constants(tree)
     found = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
-            continue
+    for node, assigned in error_calls(tree, names):
         parts = [*node.args, *(keyword.value for keyword in node.keywords)]
-        for text in (text for part in parts for text in literals(part, constants)):
+        for text in (text for part in parts for text in literals(part, assigned)):
             if pattern.search(text):
                 found.append(f"{node.lineno}: {text}")
     return found
@@ -121,7 +154,7 @@ def f_string_hints(path: Path, names: frozenset[str] | set[str]) -> list[str]:
     return [
         f"{node.lineno}"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
+        if isinstance(node, ast.Call) and called_name(node) in names
         for keyword in node.keywords
         if keyword.arg == "hint" and isinstance(keyword.value, ast.JoinedStr)
     ]
@@ -144,6 +177,18 @@ def test_the_check_finds_a_cli_worded_error(tmp_path):
     assert cli_worded_errors(source, {"EdgeEmbedError"}, cli_words_pattern()) == ["2: see --rebuild"]
 
 
+def test_the_check_follows_a_local_variable_and_a_qualified_error_name(tmp_path):
+    """The writer lock's advice was built in a local variable: the check did not see it."""
+    source = tmp_path / "local.py"
+    source.write_text(
+        "def f(other):\n"
+        "    advice = {'w': 'end `serve --watch`'}.get(other, 'wait')\n"
+        "    raise errors.EdgeEmbedError(f'busy; {advice}')\n",
+        encoding="utf-8",
+    )
+    assert cli_worded_errors(source, {"EdgeEmbedError"}, cli_words_pattern()) == ["3: end `serve --watch`"]
+
+
 @pytest.mark.parametrize("path", library_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
 def test_library_errors_name_no_cli_flag_or_command(path):
     relative = path.relative_to(PACKAGE).as_posix()
@@ -163,14 +208,12 @@ def test_hints_take_user_data_as_values(path):
 def hint_templates(path: Path, names: frozenset[str] | set[str]) -> list[tuple[int, str, set[str]]]:
     """(line, hint text, the values given) of each error built in ``path`` with a hint."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    constants = module_constants(tree)
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
-            given = {keyword.arg for keyword in node.keywords if keyword.arg}
-            for keyword in node.keywords:
-                if keyword.arg == "hint":
-                    found.append((node.lineno, "".join(literals(keyword.value, constants)), given))
+    for node, assigned in error_calls(tree, names):
+        given = {keyword.arg for keyword in node.keywords if keyword.arg}
+        for keyword in node.keywords:
+            if keyword.arg == "hint":
+                found.append((node.lineno, "".join(literals(keyword.value, assigned)), given))
     return found
 
 
