@@ -21,7 +21,9 @@ many Pythons cannot load extensions. It holds:
   into these two, so an index of English text does not pay for them.
 
 All FTS tables are contentless (``contentless_delete=1``): the text is stored once, in
-``chunks``. One module per concern:
+``chunks``. A chunk's row in each of them holds its text between its neighbours' texts in
+the same section (``keywords.keyword_texts``, migration 6), so BM25 sees what one passage
+says across a chunk boundary; hits are still the chunk itself. One module per concern:
 
 | module | owns |
 | --- | --- |
