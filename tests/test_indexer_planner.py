@@ -81,16 +81,18 @@ def test_kept_folders_say_how_to_drop_their_files():
 
 
 @pytest.mark.parametrize(
-    ("roots", "indexed"),
+    ("roots", "indexed", "advice"),
     [
-        ([Path("/r/notes/sub")], [Path("/r/notes")]),  # inside an indexed folder
-        ([Path("/r")], [Path("/r/notes")]),  # around one
-        ([Path("/r/notes"), Path("/r/notes/sub")], []),  # two named in one run
+        ([Path("/r/notes/sub")], [Path("/r/notes")], "index only /r/notes (or remove /r/notes from the index first)"),
+        ([Path("/r")], [Path("/r/notes")], "index only /r (or remove /r/notes from the index first)"),
+        ([Path("/r/notes"), Path("/r/notes/sub")], [], "index only /r/notes"),  # two named in one run
     ],
 )
-def test_overlapping_roots_are_refused(roots, indexed):
-    with pytest.raises(EdgeEmbedError, match="indexed twice"):
+def test_overlapping_roots_are_refused(roots, indexed, advice):
+    """The folder to remove is the one already indexed (the hint named the new inner one)."""
+    with pytest.raises(EdgeEmbedError, match="indexed twice") as refused:
         refuse_overlapping_roots(roots, indexed)
+    assert refused.value.rendered_hint() == advice
 
 
 def test_a_root_already_indexed_and_its_siblings_do_not_overlap():

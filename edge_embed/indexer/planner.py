@@ -93,9 +93,12 @@ def refuse_overlapping_roots(roots: Sequence[Path], indexed: Sequence[Path]) -> 
         for other in others:
             if root.is_relative_to(other) or other.is_relative_to(root):
                 inner, outer = (root, other) if root.is_relative_to(other) else (other, root)
+                if other not in indexed:  # both named in this run: nothing to remove
+                    hint, values = "index only {outer}", {"outer": outer}
+                else:  # removing the indexed one frees the way
+                    hint, values = "index only {outer} (or {remove} first)", {"outer": outer, "root": other}
                 raise EdgeEmbedError(
-                    f"{inner} is inside {outer}: its files would be indexed twice", kind="conflict",
-                    hint="index only {outer} (or {remove} first)", outer=outer, root=inner,
+                    f"{inner} is inside {outer}: its files would be indexed twice", kind="conflict", hint=hint, **values
                 )
 
 
