@@ -74,9 +74,14 @@ def main() -> None:
     table: dict[str, list[str]] = {}
     for db, queries in pairs:
         run_set(Path(db), Path(queries), modes, table)
+    print_table("variant", pairs, modes, table)
+
+
+def print_table(first: str, pairs: list[tuple[str, str]], modes: tuple[str, ...], table: dict[str, list[str]]) -> None:
+    """The Markdown table of ``table``'s rows (a cell per index and mode), headed by ``first``."""
     heads = [f"{Path(db).stem} {mode}" for db, _ in pairs for mode in modes]
     print("Recall@10 / MRR@10 / nDCG@10")
-    print("| variant | " + " | ".join(heads) + " |")
+    print(f"| {first} | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
     for name, cells in table.items():
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -29,6 +29,7 @@ import apsw
 import sqlite_vec
 
 from bench_fusion import embedder_once, sign_test  # scripts/ is on the path when a script runs
+from bench_keyword_levers import print_table
 from edge_embed.evaluate import EvalReport, evaluate, load_queries
 from edge_embed.store import Store
 from edge_embed.store.keywords import keyword_texts
@@ -112,12 +113,7 @@ def main() -> None:
     tests: list[str] = []
     for db, queries in pairs:
         run_set(Path(db), Path(queries), modes, table, tests)
-    heads = [f"{Path(db).stem} {mode}" for db, _ in pairs for mode in modes]
-    print("Recall@10 / MRR@10 / nDCG@10")
-    print("| keyword rows hold | " + " | ".join(heads) + " |")
-    print("|---" * (len(heads) + 1) + "|")
-    for name, cells in table.items():
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print_table("keyword rows hold", pairs, modes, table)
     print("\nPaired sign tests:")
     print("\n".join(tests))
 
