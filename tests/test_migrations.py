@@ -10,8 +10,7 @@ from pathlib import Path
 import apsw
 import pytest
 import sqlite_vec
-from click.testing import CliRunner
-from test_cli_index import invoke
+from test_cli_index import invoke, notes, runner  # noqa: F401 - fixtures shared with the index CLI's tests
 
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.store import SCHEMA_VERSION
@@ -43,21 +42,6 @@ UNDO = {
 }
 
 
-@pytest.fixture
-def runner(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGE_EMBED_DB", str(tmp_path / "default.db"))
-    monkeypatch.setenv("EDGE_EMBED_CPU", "1")
-    monkeypatch.delenv("EDGE_EMBED_MODEL", raising=False)
-    return CliRunner()
-
-
-@pytest.fixture
-def notes(tmp_path) -> Path:
-    root = tmp_path / "notes"
-    root.mkdir()
-    (root / "keys.md").write_text("# Security\n\nRotate the API keys every month with the vault CLI.\n")
-    (root / "garden.md").write_text("# Garden\n\nTomatoes need sun and water.\n")
-    return root
 
 
 
