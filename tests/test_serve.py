@@ -501,6 +501,27 @@ def test_index_through_embed_url_holds_the_vectors_of_a_local_build(indexed, mod
     assert min(cosine(local_vectors[h], remote_vectors[h]) for h in local_vectors) >= MIN_COSINE
 
 
+def test_index_through_embed_url_reads_only_the_local_vocabulary(indexed, model_path, tmp_path, monkeypatch):
+    """The local GGUF only counts tokens: its weights were loaded (uploaded to a GPU where
+    the plan had one) for nothing, and on a CPU where llama.cpp's kernels die ("crashes",
+    runtime/amx.py) every load is refused, so such a laptop could not index through a
+    server at all. Its vocabulary alone is enough, and loads nothing that runs."""
+    from edge_embed.errors import LlamaCppCrashes
+    from edge_embed.runtime import amx
+
+    with running_server(None, str(model_path)) as (url, service):
+        warm = httpx.post(f"{url}/v1/embeddings", json={"input": ["warm"], "model": "m"}, timeout=60)
+        assert warm.status_code == 200 and service.worker.loads == 1  # the server's model is in memory
+
+        crashes = amx.AmxVerdict("crashes", "the probe died of SIGSEGV")
+        monkeypatch.setattr(amx, "amx_verdict", lambda: crashes)  # from here on no local model may load
+        with pytest.raises(LlamaCppCrashes):
+            TextEmbedder.open(str(model_path), CPU).embed(["a local load is refused"])
+        with Index.open(tmp_path / "remote.db", CPU, embed_url=url) as remote:
+            summary = remote.index([indexed / "notes"], IndexRequest(chunk_tokens=128, overlap=0), model=str(model_path))
+    assert summary.indexed >= len(NOTES) and summary.tokens_embedded > 0
+
+
 def local_dims(indexed: Path) -> int:
     with Index.open(indexed / "index.db") as index:
         return index.settings().dims

@@ -21,7 +21,6 @@ Queries get the Qwen3 instruction ``Instruct: {task}\\nQuery:{query}``; document
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
 import time
@@ -35,11 +34,11 @@ import numpy as np
 from edge_embed.errors import EdgeEmbedError, NotAnEmbeddingModel
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.plan import Plan
+from edge_embed.runtime.vocabulary import Vocabulary
 
 log = logging.getLogger("edge_embed")
 
 OnDecode = Callable[[int, int], None]
-QWEN3_EOS_TEXT = "<|endoftext|>"
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 MIN_MRL_DIMS = 32
 
@@ -87,25 +86,24 @@ class Embedder:
         self._llama = load_session(
             self.model, self.plan, last_pooling=self.qwen3_format, extra_buffer_types=self.extra_buffer_types
         )
-        self._vocab = self._llama.vocab
+        self.vocabulary = Vocabulary(self._llama.vocab, self.model, self.qwen3_format)
         self.native_dim = self._llama.n_embd()
         self.max_tokens = int(self.plan.n_ctx)
-        self._prefix, self._suffix = self._special_tokens()
         self._n_seq_max = self._llama.n_seq_max
 
     # ----------------------------------------------------------------- tokens
     def tokenize(self, text: str) -> list[int]:
         """The model's tokens for ``text``: no special tokens added, none parsed."""
-        return tokenize(self._vocab, text, special=False)
+        return self.vocabulary.tokenize(text)
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs, *without* the special tokens added around every input."""
-        return len(self.tokenize(text))
+        return self.vocabulary.count_tokens(text)
 
     @property
     def special_token_count(self) -> int:
         """Tokens added around every input (1 for Qwen3: the EOS)."""
-        return len(self._prefix) + len(self._suffix)
+        return self.vocabulary.special_token_count
 
     def format_query(self, query: str, instruct: str | None = None) -> str:
         """Qwen3-Embedding's query format; other models get the query unchanged."""
@@ -162,7 +160,7 @@ class Embedder:
     @property
     def vocab_size(self) -> int:
         """Token ids run from 0 to this (exclusive): the range a token-id input must be in."""
-        return int(_llama_cpp().llama_vocab_n_tokens(self._vocab))
+        return self.vocabulary.size
 
     def _embed_texts(self, texts: Sequence[str], dims: int | None, on_decode: OnDecode | None = None) -> np.ndarray:
         self.check_dims(dims)
@@ -190,17 +188,11 @@ class Embedder:
             )
             self.stats.truncated += 1
             body = body[:budget]
-        return self._prefix + body + self._suffix
+        return self.vocabulary.prefix + body + self.vocabulary.suffix
 
     def is_wrapped(self, ids: Sequence[int]) -> bool:
-        """Whether token ids already carry this model's prefix and suffix (``[CLS] ... [SEP]``
-        from a client that tokenized with special tokens, Qwen3's final ``<|endoftext|>``):
-        such ids are a complete input, and wrapping them again would embed [CLS] [CLS] ...
-        [SEP] [SEP], a different vector."""
-        prefix, suffix = self._prefix, self._suffix
-        if not (prefix or suffix) or len(ids) <= len(prefix) + len(suffix):
-            return False
-        return list(ids[: len(prefix)]) == prefix and list(ids[len(ids) - len(suffix):]) == suffix
+        """Whether token ids are already a complete input (``Vocabulary.is_wrapped``)."""
+        return self.vocabulary.is_wrapped(ids)
 
     def _pack(self, items: list[_Tokenized]) -> list[list[_Tokenized]]:
         """Sort by length and fill each decode up to the token budget and sequence limit.
@@ -219,60 +211,6 @@ class Embedder:
         self.stats.decode_s += time.perf_counter() - started
         self.stats.decodes += 1
         self.stats.tokens += sum(len(item.tokens) for item in batch)
-
-    # ----------------------------------------------------------------- setup
-    def _special_tokens(self) -> tuple[list[int], list[int]]:
-        """The tokens the model puts around every input, found by tokenising a probe.
-
-        Qwen3 embedding models always get ``<|endoftext|>`` as suffix, whatever the GGUF says.
-        """
-        probe = "a"
-        body = self.tokenize(probe)
-        data = probe.encode()
-        buf = (ctypes.c_int32 * 16)()
-        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, 16, True, False)
-        full = list(buf[:n])
-        start = _find_sublist(full, body)
-        prefix, suffix = full[:start], full[start + len(body):]
-        if self.qwen3_format:
-            prefix, suffix = [], [self._qwen3_eos()]
-        return prefix, suffix
-
-    def _qwen3_eos(self) -> int:
-        """``<|endoftext|>``, found by its text: the token Qwen3-Embedding pools.
-
-        Conversions made before llama.cpp PR #14314 declare ``<|im_end|>`` as EOS;
-        appending the declared EOS would pool the wrong token, costing retrieval quality
-        without any error. A vocabulary without ``<|endoftext|>`` keeps the declared EOS.
-        """
-        lib = _llama_cpp()
-        declared = int(lib.llama_vocab_eos(self._vocab))
-        found = self._special_token_id(QWEN3_EOS_TEXT)
-        if found is None:
-            log.warning(
-                "%s has no %s token: appending its declared EOS %s instead",
-                self.model.path.name, QWEN3_EOS_TEXT, self._token_text(declared),
-            )
-            return declared
-        if found != declared:
-            log.warning(
-                "%s declares %s (%d) as EOS, but Qwen3-Embedding pools %s (%d): appending %s"
-                " (a conversion made before llama.cpp PR #14314?)",
-                self.model.path.name, self._token_text(declared), declared, QWEN3_EOS_TEXT, found, QWEN3_EOS_TEXT,
-            )
-        return found
-
-    def _special_token_id(self, text: str) -> int | None:
-        """The id of the special token spelled ``text``, or None when the vocabulary has none."""
-        data = text.encode()
-        buf = (ctypes.c_int32 * 4)()
-        n = _llama_cpp().llama_tokenize(self._vocab, data, len(data), buf, len(buf), False, True)
-        if n != 1 or self._token_text(buf[0]) != text:
-            return None
-        return int(buf[0])
-
-    def _token_text(self, token: int) -> str:
-        return _llama_cpp().llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace")
 
 
 ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert", "t5encoder"})
@@ -326,20 +264,6 @@ def truncate_and_normalize(vectors: np.ndarray, dims: int) -> np.ndarray:
     return cut / norms
 
 
-def tokenize(vocab, text: str, *, special: bool) -> list[int]:
-    """The tokens of ``text`` (no BOS/EOS added); ``special`` parses control-token text
-    such as ``<|im_end|>`` as those tokens: only ever for our own templates, never user text."""
-    data = text.encode("utf-8", errors="replace")
-    capacity = len(data) + 8
-    buf = (ctypes.c_int32 * capacity)()
-    n = _llama_cpp().llama_tokenize(vocab, data, len(data), buf, capacity, False, special)
-    if n < 0:  # a tokenizer that yields more tokens than bytes (never for byte-level BPE)
-        capacity = -n
-        buf = (ctypes.c_int32 * capacity)()
-        n = _llama_cpp().llama_tokenize(vocab, data, len(data), buf, capacity, False, special)
-    return list(buf[:n])
-
-
 def pack_by_length(items: list[_Tokenized], budget: int, n_seq_max: int) -> list[list[_Tokenized]]:
     """Sort by length and fill each decode up to the token ``budget`` and sequence limit.
 
@@ -383,13 +307,6 @@ def decode_sequences(session: "LlamaSession", batch: list[_Tokenized], out: np.n
 def decode_one(session: "LlamaSession", tokens: list[int], out: np.ndarray) -> None:
     """Decode one input into row 0 of ``out`` (the AMX probe's single decode)."""
     decode_sequences(session, [_Tokenized(0, tokens)], out, "embed")
-
-
-def _find_sublist(haystack: list[int], needle: list[int]) -> int:
-    for start in range(len(haystack) - len(needle) + 1):
-        if haystack[start:start + len(needle)] == needle:
-            return start
-    return 0
 
 
 def _llama_cpp():
@@ -481,6 +398,49 @@ def load_session(
         ) from None
     batch = _internals.LlamaBatch(n_tokens=plan.n_ctx, embd=0, n_seq_max=plan.n_ctx, verbose=False)
     return LlamaSession(loaded, ctx, batch, int(context_params.n_seq_max))
+
+
+def load_vocabulary_only(model: ModelInfo):
+    """The model's vocabulary without its weights (llama.cpp's ``vocab_only``): nothing is
+    uploaded to a GPU and nothing decodes, so no AMX verdict is needed either."""
+    from llama_cpp import _internals
+
+    _backend_init()
+    model_params = _llama_cpp().llama_model_default_params()
+    model_params.vocab_only = True
+    model_params.n_gpu_layers = 0
+    try:
+        with _loader_log_quiet():
+            return _internals.LlamaModel(path_model=str(model.path), params=model_params, verbose=True)
+    except ValueError as exc:
+        raise EdgeEmbedError(f"llama.cpp could not read the vocabulary of {model.path.name}: {exc}") from None
+
+
+@dataclass
+class TokenCounter:
+    """A model's vocabulary loaded alone: the token counts chunking needs when an embedding
+    server (``--embed-url``) makes the vectors, for milliseconds and no memory, where
+    loading the whole model would upload its weights to the GPU to never run them."""
+
+    model: ModelInfo
+    max_tokens: int
+    qwen3_format: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.qwen3_format is None:
+            self.qwen3_format = self.model.is_qwen3_embedding
+        self._loaded = load_vocabulary_only(self.model)
+        self.vocabulary = Vocabulary(self._loaded.vocab, self.model, self.qwen3_format)
+
+    def count_tokens(self, text: str) -> int:
+        return self.vocabulary.count_tokens(text)
+
+    @property
+    def special_token_count(self) -> int:
+        return self.vocabulary.special_token_count
+
+    def close(self) -> None:
+        self._loaded.close()
 
 
 def context_parameters(model: ModelInfo, plan: Plan, *, last_pooling: bool, rank_pooling: bool):

@@ -7,8 +7,9 @@ index a large corpus there and search on laptops. What stays local and why:
   a generic server does not know ``input_type``; documents are sent as they are;
 * Matryoshka truncation and re-normalisation happen here, so servers that ignore
   ``dimensions`` (llama-server) still give the index's dimension;
-* chunking needs token counts, so indexing reads the tokenizer of the local GGUF
-  (``--model``); its weights are memory-mapped, never run.
+* chunking needs token counts, so indexing reads the vocabulary of the local GGUF
+  (``--model``) alone: its weights are neither loaded nor run, so a GPU's memory stays
+  free and a CPU that llama.cpp's kernels cannot run on (``runtime/amx.py``) still indexes.
 
 Network failures and 5xx answers are retried with exponential backoff; what still fails
 raises EdgeEmbedError, and an interrupted `index` resumes like any other run.
@@ -70,7 +71,7 @@ class RemoteEmbedder:
                 "indexing through an embedding server needs the model's tokenizer", param="model",
                 hint="give {model} (a catalog name or a GGUF file) with {embed_url}",
             )
-        return self.tokenizer.load()
+        return self.tokenizer.load_token_counter()
 
     def count_tokens(self, text: str) -> int:
         return self._local().count_tokens(text)
@@ -81,7 +82,7 @@ class RemoteEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        return self._local().max_tokens if self.tokenizer is not None else 8192
+        return self.tokenizer.max_tokens if self.tokenizer is not None else 8192
 
     def format_query(self, query: str, instruct: str | None = None) -> str:
         return f"Instruct: {instruct or self.instruction}\nQuery:{query}" if self.qwen3_format else query

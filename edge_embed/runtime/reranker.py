@@ -45,9 +45,9 @@ from edge_embed.runtime.engine import (
     _Tokenized,
     decode_sequences,
     pack_by_length,
-    tokenize,
 )
 from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, plan_for
+from edge_embed.runtime.vocabulary import tokenize
 
 RERANK_CTX = 2048  # tokens of one prompt: the template (~70), the query and a chunk of ~512
 PROMPT_PREFIX = (
