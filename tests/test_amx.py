@@ -7,11 +7,14 @@ crash path with a child that really dies of a signal, and the fallback with a re
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ AMX_CPUINFO = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\nfl
 PLAIN_CPUINFO = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f\n"
 
 
-CACHED_VERDICT = amx.amx_verdict  # tests replace the module attribute; its cache is this one's
+CACHED_VERDICT = amx.process_verdict  # tests replace the module attributes; the cache is this one's
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +77,13 @@ def test_the_probe_runs_once_per_library_and_cpu_then_its_verdict_is_read_back(m
 
     monkeypatch.setattr(amx, "probe_this_machine", probe)
     first = amx.amx_verdict()
-    amx.amx_verdict.cache_clear()  # a new process
+    CACHED_VERDICT.cache_clear()  # a new process
     second = amx.amx_verdict()
     assert first == second == AmxVerdict("faults", "the probe died of SIGSEGV") and len(probes) == 1
     assert not second.amx_allowed
 
     library.write_bytes(b"a rebuilt llama.cpp")  # another size: the old verdict does not apply
-    amx.amx_verdict.cache_clear()
+    CACHED_VERDICT.cache_clear()
     amx.amx_verdict()
     assert len(probes) == 2
 
@@ -191,6 +194,32 @@ def test_a_probe_that_hangs_fails_or_is_killed_is_inconclusive_and_not_remembere
     CACHED_VERDICT.cache_clear()  # a new process
     amx.amx_verdict()
     assert len(probes) == 2
+
+
+def test_two_first_loads_at_once_share_one_probe(monkeypatch, tmp_path) -> None:
+    """A server's first search that reranks loads the embedder and the reranker on two
+    threads: both asked for the verdict before either had it, and each ran the probe
+    (up to two minutes of a core, twice)."""
+    monkeypatch.setenv("EDGE_EMBED_CACHE", str(tmp_path))
+    monkeypatch.setattr(amx, "system_info", lambda: AMX_BUILD_INFO)
+    monkeypatch.setattr(amx, "read_cpuinfo", lambda: AMX_CPUINFO)
+    monkeypatch.setattr(amx, "library_files", lambda: [])
+    probes = []
+    first_probe_started = threading.Event()
+
+    def slow_probe() -> AmxVerdict:
+        probes.append(1)
+        first_probe_started.set()
+        time.sleep(0.3)
+        return AmxVerdict("faults", "the probe died of SIGSEGV")
+
+    monkeypatch.setattr(amx, "probe_this_machine", slow_probe)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(amx.amx_verdict)
+        first_probe_started.wait(5)
+        second = pool.submit(amx.amx_verdict)
+        verdicts = {first.result(), second.result()}
+    assert verdicts == {AmxVerdict("faults", "the probe died of SIGSEGV")} and len(probes) == 1
 
 
 @pytest.fixture(scope="module")

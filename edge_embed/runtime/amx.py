@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,9 +107,21 @@ class AmxVerdict:
         }[self.state]
 
 
-@functools.cache
+_FIRST_VERDICT = threading.Lock()
+
+
 def amx_verdict() -> AmxVerdict:
-    """The verdict for this process's llama.cpp library and CPU (probing at most once a machine)."""
+    """The verdict for this process's llama.cpp library and CPU (probing at most once a
+    machine). The embedder and the reranker may load first on two threads at once (a
+    server's first search that reranks): the second waits for the first one's probe
+    instead of running its own, up to two minutes of a core each."""
+    with _FIRST_VERDICT:
+        return process_verdict()
+
+
+@functools.cache
+def process_verdict() -> AmxVerdict:
+    """``amx_verdict`` without the lock: found once a process."""
     if not build_has_amx(system_info()):
         return AmxVerdict("no-amx-build")
     cpuinfo = read_cpuinfo()
@@ -136,7 +149,8 @@ def extra_buffer_types_allowed() -> bool:
         return True
     if verdict.state == "extra-faults":
         return False
-    return hardware.drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
+    with _FIRST_VERDICT:  # llama.cpp's own array: two first loads must not rewrite it at once
+        return hardware.drop_cpu_extra_buffer_type(AMX_BUFFER_TYPE)
 
 
 def build_has_amx(info: str) -> bool:
