@@ -18,6 +18,7 @@ from edge_embed.cli.common import db_option, handling_signal, report_migration, 
 from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.cli.wording import cli_text
 from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound
 from edge_embed.estimate import format_duration
@@ -116,7 +117,7 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
 
 def say_default_model(choice: ModelChoice) -> None:
     """No --model and no index yet: the model that fits this machine, said in one line."""
-    click.echo(choice.reason, err=True)
+    click.echo(cli_text(choice.reason), err=True)
 
 
 def offer_pull(missing: ModelNotFound) -> bool:
@@ -181,7 +182,7 @@ class WarningsOnly:
 
     def warning(self, message: str) -> None:
         if not self.quiet:
-            click.echo(f"warning: {terminal_safe(message)}", err=True)
+            click.echo(f"warning: {terminal_safe(cli_text(message))}", err=True)
 
 
 class TtyProgress(WarningsOnly):
@@ -224,7 +225,7 @@ class TtyProgress(WarningsOnly):
         self.clear()
         click.echo(f"to embed: {describe_estimate(estimate)}", err=True)
         if slow_note:
-            click.echo(f"note: {slow_note}", err=True)
+            click.echo(f"note: {cli_text(slow_note)}", err=True)
         self.draw(force=True)
 
     def warning(self, message: str) -> None:
