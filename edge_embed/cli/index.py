@@ -20,7 +20,7 @@ from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
 from edge_embed.cli.wording import cli_text
 from edge_embed.catalog import chunking_summary
-from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.errors import EdgeEmbedError, ModelNotFound, Phrase
 from edge_embed.estimate import format_duration
 from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE, DEFAULT_MAX_FILE_SIZE
 
@@ -174,13 +174,13 @@ class WarningsOnly:
     def embedded(self, texts: int, tokens: int) -> None:
         pass
 
-    def estimated(self, estimate, slow_note: str | None) -> None:
+    def estimated(self, estimate, slow_note: Phrase | None) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str | Phrase) -> None:
         if not self.quiet:
             click.echo(f"warning: {terminal_safe(cli_text(message))}", err=True)
 
@@ -220,7 +220,7 @@ class TtyProgress(WarningsOnly):
         self.tokens += tokens
         self.draw(force=True)
 
-    def estimated(self, estimate, slow_note: str | None) -> None:
+    def estimated(self, estimate, slow_note: Phrase | None) -> None:
         self.estimate = estimate
         self.clear()
         click.echo(f"to embed: {describe_estimate(estimate)}", err=True)
@@ -228,7 +228,7 @@ class TtyProgress(WarningsOnly):
             click.echo(f"note: {cli_text(slow_note)}", err=True)
         self.draw(force=True)
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str | Phrase) -> None:
         self.clear()
         super().warning(message)
         self.draw(force=True)
