@@ -20,12 +20,18 @@ name the same input differently (``in_paths`` is ``--in`` to the CLI, ``in`` in
 ``str(error)`` is the message and the hint in neutral words; a face renders with its own
 words through ``error.render(words)``. The CLI prints ``Error: ...`` and exits with status
 2, never with a traceback.
+
+Texts for a person that are not errors (why a search reranks, a device plan's notes, a
+skipped file's detail, an upgrade to apply) reach the same faces, so they are ``Phrase``s:
+the same template and values as a hint, ``str(phrase)`` in neutral words,
+``phrase.render(words)`` in a face's (``say`` takes plain text too).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 Kind = Literal["invalid", "not_found", "conflict", "busy", "storage_full", "unavailable", "damaged"]
@@ -42,6 +48,8 @@ TERMS: dict[str, str] = {
     "mode": "mode",
     "rerank": "rerank",
     "rerank_top": "rerank_top",
+    "rerank_on": "rerank=True",
+    "no_rerank": "rerank=False",
     # embedding
     "input": "input",
     # models and the engine
@@ -50,12 +58,16 @@ TERMS: dict[str, str] = {
     "dims": "dims",
     "ctx": "context size",
     "batch": "batch size",
+    "gpu_layers": "gpu_layers",
+    "cpu": "force_cpu",
     "embed_url": "embed_url",
     "db": "an index file",
     # indexing
     "include": "include",
     "exclude": "exclude",
     "chunk_tokens": "chunk_tokens",
+    "follow_links": "follow_links",
+    "rebuilding": "rebuild=True",
     # eval
     "queries": "the queries file",
     "split": "split",
@@ -68,6 +80,10 @@ TERMS: dict[str, str] = {
     "status": "ask for the index's status",
     "models": "look at the model catalog",
     "stop_watch": "stop the watcher",
+    "index_again": "index {root} again",
+    # the same operations as the subject of a sentence ("{pulling} turns it on here")
+    "pulling": "downloading {model_name}",
+    "removing": "removing {root} from the index",
     # what a file given to eval's comparison must be
     "eval_json": "an evaluation's JSON output",
 }
@@ -90,12 +106,61 @@ def fill(template: str, words: Mapping[str, str], values: Mapping[str, str]) -> 
     return _PLACEHOLDER.sub(one, template)
 
 
-def _as_values(values: Mapping[str, object]) -> dict[str, str]:
-    """Values as text; one named like a term would be filled in as the term, so it is refused."""
+def _as_values(values: Mapping[str, object]) -> dict[str, str | Phrase]:
+    """Values as text (a Phrase stays one, to be said in a face's words); one named like
+    a term would be filled in as the term, so it is refused."""
     clashing = sorted(set(values) & set(TERMS))
     if clashing:
         raise ValueError(f"error values named like terms: {clashing}")
-    return {name: str(value) for name, value in values.items()}
+    return {name: value if isinstance(value, Phrase) else str(value) for name, value in values.items()}
+
+
+@dataclass(frozen=True, init=False)
+class Phrase:
+    """A library text for a person that is not an error (a reason, a note, advice): a
+    template like an error's hint, with ``{term}``s each face words and ``{name}`` values.
+    A value may be a Phrase itself (a plan's note inside a rerank reason): it is said in
+    the same words. ``str()`` is the neutral words; a face calls ``render(words)``."""
+
+    template: str
+    values: tuple[tuple[str, str | Phrase], ...]
+
+    def __init__(self, template: str, **values: object) -> None:
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "values", tuple(_as_values(values).items()))
+
+    def render(self, words: Mapping[str, str] = TERMS) -> str:
+        """The text with each term in ``words`` (a face's names for ``TERMS``)."""
+        return fill(self.template, words, {name: say(value, words) for name, value in self.values})
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data (a value Phrase nested), for a client that words it itself."""
+        return {
+            "template": self.template,
+            "values": {name: value.to_dict() if isinstance(value, Phrase) else value for name, value in self.values},
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, depth: int = 4) -> Phrase | None:
+        """``to_dict``'s data back as a Phrase; None for anything else (another version's answer)."""
+        if not (isinstance(data, dict) and isinstance(data.get("template"), str) and isinstance(data.get("values"), dict)):
+            return None
+        values: dict[str, object] = {}
+        for name, value in data["values"].items():
+            if name in TERMS or not isinstance(value, (str, dict)):
+                return None
+            values[name] = value if isinstance(value, str) else cls.from_dict(value, depth - 1) if depth else None
+            if values[name] is None:
+                return None
+        return cls(data["template"], **values)
+
+
+def say(text: str | Phrase, words: Mapping[str, str] = TERMS) -> str:
+    """``text`` in a face's ``words``: a Phrase rendered, plain text as it is."""
+    return text.render(words) if isinstance(text, Phrase) else text
 
 
 class EdgeEmbedError(Exception):
@@ -118,7 +183,7 @@ class EdgeEmbedError(Exception):
         if param is not None:
             self.param = param
         self.hint = hint
-        self.values = _as_values(values)
+        self.values = _error_values(values)
 
     def render(self, words: Mapping[str, str] = TERMS) -> str:
         """The message, then the hint in ``words`` (a face's names for ``TERMS``)."""
@@ -128,13 +193,13 @@ class EdgeEmbedError(Exception):
 
     def rendered_hint(self, words: Mapping[str, str] = TERMS) -> str | None:
         """The hint alone in ``words``; None without one."""
-        return fill(self.hint, words, self.values) if self.hint else None
+        return Phrase(self.hint, **self.values).render(words) if self.hint else None
 
     def add_hint(self, more: str, **values: object) -> EdgeEmbedError:
         """This error with ``more`` advice (a template too) after its hint: a caller that
         knows another way out (search without the model) says so without rewording."""
         self.hint = f"{self.hint}; {more}" if self.hint else more
-        self.values.update(_as_values(values))
+        self.values.update(_error_values(values))
         return self
 
     def add_context(self, context: str) -> EdgeEmbedError:
@@ -146,6 +211,11 @@ class EdgeEmbedError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def _error_values(values: Mapping[str, object]) -> dict[str, str]:
+    """An error's values, as text: they travel as JSON (``server/protocol.library_error``)."""
+    return {name: str(value) for name, value in _as_values(values).items()}
 
 
 class ModelFileError(EdgeEmbedError):

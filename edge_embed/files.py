@@ -33,6 +33,7 @@ from pathspec import GitIgnoreSpec
 from edge_embed import extract
 from edge_embed.chunking import Layout
 from edge_embed.documents import EXTRACTION_SKIPS
+from edge_embed.errors import Phrase
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 """Larger files are skipped as "too-large": they are logs, dumps or data, not prose or code."""
@@ -121,7 +122,7 @@ class Skip:
 
     relpath: str
     reason: str  # one of SKIP_REASONS
-    detail: str
+    detail: str | Phrase  # a Phrase when it names a setting (errors.say words it)
 
     def __post_init__(self) -> None:
         if self.reason not in SKIP_REASONS:
@@ -343,7 +344,9 @@ class _Walker:
         if not _is_within(target, self._real_root):
             if self._follow_links:
                 return None  # checked like a root when entered: pseudo file systems, revisits
-            return Skip(relpath, "link-outside", f"links to {target}, outside the indexed folder (see --follow-links)")
+            return Skip(
+                relpath, "link-outside", Phrase("links to {target}, outside the indexed folder (see {follow_links})", target=target)
+            )
         target_relpath = Path(os.path.relpath(target, self._real_root)).as_posix()
         if target_relpath != "." and self._excludes_target(target_relpath.split("/"), entry.is_dir):
             return Skip(relpath, "link-to-excluded", f"links to {target_relpath}, which is hidden or ignored")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from edge_embed.errors import ModelNotFound
+from edge_embed.errors import ModelNotFound, Phrase
 from edge_embed.results import Hit, RerankInfo
 
 if TYPE_CHECKING:
@@ -70,10 +70,11 @@ class RerankStep:
 
 @dataclass(frozen=True)
 class RerankDecision:
-    """Whether a search reranks, why (one line for ``--explain`` and ``doctor``), and the model."""
+    """Whether a search reranks, why (one line for ``--explain``, ``doctor`` and /v1/search's
+    ``rerank``: a Phrase each face words), and the model."""
 
     on: bool
-    reason: str
+    reason: Phrase
     handle: RerankerHandle | None = None
 
 
@@ -90,28 +91,35 @@ def decide_rerank(
 
     Nothing is loaded here: the header (or, not downloaded, the catalog) is enough to plan.
     An explicit request for a reranker that is not downloaded raises ModelNotFound, whose
-    message names the `edge-embed pull` command. ``prepare`` (default: a new handle each
-    time) lets a caller share one handle, so one loaded model, among its decisions.
+    hint names the download. ``prepare`` (default: a new handle each time) lets a caller
+    share one handle, so one loaded model, among its decisions.
     """
     from edge_embed.runtime.reranker import prepare_reranker
 
     prepare = prepare or prepare_reranker
     if requested is False:
-        return RerankDecision(False, "off (--no-rerank)")
+        return RerankDecision(False, Phrase("off ({no_rerank})"))
     if requested is None and not uses_model:
-        return RerankDecision(False, "off: keyword mode loads no model; --rerank turns it on")
+        return RerankDecision(False, Phrase("off: keyword mode loads no model; {rerank_on} turns it on"))
     if requested:
         handle = prepare(reranker, runtime)
-        return RerankDecision(True, f"on (--rerank): {handle.label} on {device_words(handle.plan)}", handle)
+        return RerankDecision(
+            True, Phrase("on ({rerank_on}): {label} on {device}", label=handle.label, device=device_words(handle.plan)),
+            handle,
+        )
     try:
         handle = prepare(reranker, runtime)
     except ModelNotFound as exc:
         return _not_downloaded_decision(exc.model_name, runtime)
+    device = device_words(handle.plan)
     if handle.plan.output_on_gpu:
         return RerankDecision(
-            True, f"on: {handle.label} fits whole on {device_words(handle.plan)} (--no-rerank turns it off)", handle
+            True, Phrase("on: {label} fits whole on {device} ({no_rerank} turns it off)", label=handle.label, device=device),
+            handle,
         )
-    return RerankDecision(False, f"off: {handle.label} would run on {device_words(handle.plan)}; --rerank turns it on")
+    return RerankDecision(
+        False, Phrase("off: {label} would run on {device}; {rerank_on} turns it on", label=handle.label, device=device)
+    )
 
 
 def _not_downloaded_decision(name: str, runtime: RuntimeSettings) -> RerankDecision:
@@ -122,16 +130,20 @@ def _not_downloaded_decision(name: str, runtime: RuntimeSettings) -> RerankDecis
 
     plan = plan_for(catalog_shape(get_entry(name)), reranker_settings(runtime))
     if plan.output_on_gpu:
-        return RerankDecision(False, f"off: {name} is not downloaded; `edge-embed pull {name}` turns it on here")
+        return RerankDecision(False, Phrase("off: {model_name} is not downloaded; {pulling} turns it on here", model_name=name))
     return RerankDecision(
-        False, f"off: the reranker would run on {device_words(plan)}; `edge-embed pull {name}` and --rerank use it"
+        False,
+        Phrase(
+            "off: the reranker would run on {device}; {pulling} and {rerank_on} use it",
+            device=device_words(plan), model_name=name,
+        ),
     )
 
 
-def device_words(plan) -> str:
+def device_words(plan) -> Phrase:
     """'the GPU (NVIDIA ...)' when every layer is there, else 'the CPU' with the plan's first reason."""
     if plan.output_on_gpu and plan.gpu is not None:
-        return f"the GPU ({plan.gpu.name})"
+        return Phrase("the GPU ({gpu})", gpu=plan.gpu.name)
     if plan.device != "cpu":
-        return f"the CPU in part ({plan.gpu_blocks} of {plan.n_layer} layers on the GPU)"
-    return f"the CPU ({plan.notes[0]})" if plan.notes else "the CPU"
+        return Phrase("the CPU in part ({blocks} of {layers} layers on the GPU)", blocks=plan.gpu_blocks, layers=plan.n_layer)
+    return Phrase("the CPU ({why})", why=plan.notes[0]) if plan.notes else Phrase("the CPU")

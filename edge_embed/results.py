@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # records only: the store's SQLite side stays unloaded
+    from edge_embed.errors import Phrase
     from edge_embed.store import ChunkRecord
 
 
@@ -90,7 +91,7 @@ class SearchOutcome:
     (``--explain``) and how fresh the index was (``index_age_s``, None: no files yet)."""
 
     hits: list[Hit]
-    rerank_reason: str
+    rerank_reason: Phrase  # each face words it (errors.Phrase)
     index_age_s: float | None
 
 

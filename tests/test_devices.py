@@ -76,8 +76,8 @@ def test_no_driven_gpu_but_an_nvidia_card_says_rebuild_with_cuda() -> None:
     survey = GpuSurvey(driven=[], undriven=[card], offload_supported=False)
     plan = make_plan(catalog_shape(get_entry(DEFAULT_MODEL)), RuntimeSettings(), *survey.planned(), cores=2)
     assert plan.device == "cpu"
-    assert plan.notes[0].startswith("NVIDIA GeForce RTX 3060 found, but this llama-cpp-python build cannot offload")
-    assert "-DGGML_CUDA=on" in plan.notes[0]
+    assert str(plan.notes[0]).startswith("NVIDIA GeForce RTX 3060 found, but this llama-cpp-python build cannot offload")
+    assert "-DGGML_CUDA=on" in str(plan.notes[0])
 
 
 @pytest.mark.parametrize(
@@ -92,9 +92,9 @@ def test_the_default_model_is_the_4b_only_when_it_fits_whole_on_a_gpu(monkeypatc
     choice = choose_default_model()
     assert choice.name == expected
     if expected == CPU_DEFAULT_MODEL:
-        assert choice.reason.startswith(f"default model {CPU_DEFAULT_MODEL}, not {DEFAULT_MODEL}: ")
+        assert str(choice.reason).startswith(f"default model {CPU_DEFAULT_MODEL}, not {DEFAULT_MODEL}: ")
     else:
-        assert "fits whole on" in choice.reason
+        assert "fits whole on" in str(choice.reason)
 
 
 def test_index_without_a_model_or_gpu_picks_the_small_model_and_says_so(tmp_path: Path, monkeypatch) -> None:

@@ -311,3 +311,126 @@ def test_our_client_rebuilds_the_library_error_and_tolerates_anything_else():
     assert str(refused(odd, 400)) == "x" and str(refused("not an object", 400)) == "not an object"
     named_like_terms = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "values": {"k": "1", "index": "2"}}}
     assert str(refused(named_like_terms, 400)) == "x"  # was a ValueError: values may not be named like terms
+
+
+# ------------------------------------------------------------------ the library's other texts (errors.Phrase)
+# Why a search reranks, a plan's notes, a skipped link's detail, an upgrade to apply: texts
+# that are not errors reach the same three faces (/v1/search's `rerank`, logs of `serve`),
+# so the library names no CLI word in any text; they are Phrases whose {terms} each face
+# words. The server is a face (its texts about `serve`'s own options are its to word).
+# Library strings that name a CLI word on purpose, each with why: (module, text).
+NAMED_ON_PURPOSE = {
+    ("store/lock.py", "edge-embed index"): "the lock file's holder: which command writes, as another process reads it",
+    ("api.py", "edge-embed watch"): "the same, for a watcher",
+    ("runtime/amx.py", "-m"): "`python -m`: the probe's own command line",
+}
+
+
+def face_free_files() -> list[Path]:
+    """The library without its faces (cli/ and server/)."""
+    return [path for path in library_files() if "server" not in path.relative_to(PACKAGE).parts]
+
+
+def docstrings(tree: ast.Module) -> set[int]:
+    """The ids of the docstring constants of ``tree``: prose for readers of the code."""
+    owners = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, owners) and node.body and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def cli_worded_texts(path: Path, pattern: re.Pattern[str]) -> list[str]:
+    """``line: text`` for every string literal of ``path`` (f-strings' parts included, docstrings
+    not) that names a CLI flag or command."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = docstrings(tree)
+    return [
+        f"{node.lineno}: {node.value}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+        and pattern.search(node.value)
+    ]
+
+
+def test_the_text_check_finds_a_cli_worded_note(tmp_path):
+    source = tmp_path / "note.py"
+    source.write_text(
+        '"""Docs may say --ctx."""\nnote = f"lower --gpu-layers to {n}"\nok = Phrase("lower {gpu_layers}")\n', encoding="utf-8"
+    )
+    assert cli_worded_texts(source, cli_words_pattern()) == ["2: lower --gpu-layers to "]
+
+
+@pytest.mark.parametrize("path", face_free_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_library_texts_name_no_cli_flag_or_command(path):
+    relative = path.relative_to(PACKAGE).as_posix()
+    allowed = {text for module, text in NAMED_ON_PURPOSE if module == relative}
+    found = [line for line in cli_worded_texts(path, cli_words_pattern()) if line.split(": ", 1)[1] not in allowed]
+    assert not found, f"{relative} words a text for the CLI (make it an errors.Phrase): {found}"
+
+
+def test_what_is_named_on_purpose_is_still_there():
+    """The exceptions may only shrink: one that no longer occurs fails here."""
+    for module, text in NAMED_ON_PURPOSE:
+        assert any(line.split(": ", 1)[1] == text for line in cli_worded_texts(PACKAGE / module, cli_words_pattern())), module
+
+
+def phrase_templates(path: Path) -> list[tuple[int, str, set[str]]]:
+    """(line, template, the values given) of each ``Phrase(...)`` built in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node, assigned in error_calls(tree, {"Phrase"}):
+        if node.args:
+            found.append((node.lineno, "".join(literals(node.args[0], assigned)), {k.arg for k in node.keywords if k.arg}))
+    return found
+
+
+@pytest.mark.parametrize("path", library_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_every_name_a_phrase_fills_in_is_a_term_or_given(path):
+    for line, template, given in phrase_templates(path):
+        names = set(re.findall(r"\{([a-z_]+)\}", template))
+        unknown = names - set(errors.TERMS) - given
+        assert not unknown, f"{path.name}:{line}: {sorted(unknown)} in {template!r}"
+
+
+def test_a_phrase_is_said_in_each_face_s_words_nested_phrases_too():
+    from edge_embed.cli.wording import CLI_WORDS, cli_text
+    from edge_embed.server.protocol import HTTP_WORDS
+
+    reason = errors.Phrase("off: {device}; {rerank_on} turns it on", device=errors.Phrase("the CPU ({why})", why=errors.Phrase("{cpu} set")))
+    assert str(reason) == "off: the CPU (force_cpu set); rerank=True turns it on"
+    assert cli_text(reason) == reason.render(CLI_WORDS) == "off: the CPU (--cpu set); --rerank turns it on"
+    assert reason.render(HTTP_WORDS) == 'off: the CPU (force_cpu set); "rerank": true turns it on'
+    assert cli_text("plain text") == errors.say("plain text") == "plain text"
+    braces = errors.Phrase("links to {target} (see {follow_links})", target="/a/{k}")
+    assert cli_text(braces) == "links to /a/{k} (see --follow-links)", "a value is filled in once"
+    with pytest.raises(ValueError, match="named like terms"):
+        errors.Phrase("{model}", model="m")
+
+
+def test_a_phrase_travels_as_data_and_nonsense_does_not_crash_the_reader():
+    """/v1/search sends its rerank reason as data too: `query --explain` through a server
+    words it as the CLI would have (tests/test_serve.py runs both)."""
+    from edge_embed.server.client import rerank_reason
+
+    reason = errors.Phrase("on ({rerank_on}): {label} on {device}", label="r.gguf", device=errors.Phrase("the GPU ({gpu})", gpu="X"))
+    assert errors.Phrase.from_dict(reason.to_dict()) == reason
+    assert rerank_reason({"rerank": "words", "rerank_phrase": reason.to_dict()}) == reason
+    for junk in (None, 3, {"template": 1, "values": {}}, {"template": "x", "values": {"k": "1"}},
+                 {"template": "x", "values": {"a": 3}}, {"template": "x", "values": {"a": {"template": "y"}}}):
+        assert rerank_reason({"rerank": "the server's words", "rerank_phrase": junk}) == "the server's words", junk
+    assert rerank_reason({}) == "off"
+
+
+def test_the_cli_says_a_library_log_record_in_its_words():
+    import logging
+
+    from edge_embed.cli.common import cli_log_message
+
+    note = errors.Phrase("{index_again} once to apply them", root="/r")
+    assert cli_log_message(logging.LogRecord("edge_embed", 30, "f", 1, note, None, None)) == "run `edge-embed index /r` once to apply them"
+    record = logging.LogRecord("edge_embed", 30, "f", 1, "watch: %s (%d)", (note, 2), None)
+    assert cli_log_message(record) == "watch: run `edge-embed index /r` once to apply them (2)"
+    assert str(note) == "index /r again once to apply them"

@@ -12,6 +12,7 @@ from edge_embed import estimate
 from edge_embed.cli import cli
 from edge_embed.cli.index import TtyProgress, describe_estimate
 from edge_embed.estimate import Estimate
+from edge_embed.cli.wording import cli_text
 from edge_embed.indexer import slow_run_note
 
 
@@ -76,7 +77,9 @@ def test_a_long_cpu_run_names_the_faster_model_when_it_is_faster() -> None:
     big, small = (catalog_shape(get_entry(name)).parameters for name in ("qwen3-embedding-4b", "qwen3-embedding-0.6b"))
     slow = Estimate(files=900, tokens=1_000_000, tokens_per_s=20.0, basis="planned")
     note = slow_run_note("cpu", big, slow)
-    assert note is not None and "13h53m on the CPU" in note and "qwen3-embedding-0.6b is ~7x faster" in note
+    assert note is not None and "13h53m on the CPU" in str(note) and "qwen3-embedding-0.6b is ~7x faster" in str(note)
+    assert str(note).endswith("faster: model qwen3-embedding-0.6b (an existing index: with rebuild=True)")
+    assert cli_text(note).endswith("faster: --model qwen3-embedding-0.6b (an existing index: with --rebuild)")
     assert slow_run_note("cpu", small, slow) is None, "already the fast one"
     assert slow_run_note("cpu", small // 4, slow) is None, "a smaller model (MiniLM) is not told to switch"
     assert slow_run_note("cuda", big, slow) is None, "not on a GPU"

@@ -23,8 +23,8 @@ class Warnings(NoProgress):
     def __init__(self) -> None:
         self.messages: list[str] = []
 
-    def warning(self, message: str) -> None:
-        self.messages.append(message)
+    def warning(self, message) -> None:
+        self.messages.append(str(message))  # in neutral words (a Phrase each face words)
 
 
 @pytest.fixture

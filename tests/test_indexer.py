@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_embed.cli.wording import cli_text
 from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.indexer import IndexOptions, Indexer, KeptFolder, NoProgress
 from edge_embed.modelfile import read_model_info
@@ -363,7 +364,7 @@ class RecordingProgress:
         self.events.append(("estimated", estimate.files, estimate.tokens, slow_note))
 
     def warning(self, message):
-        self.events.append(("warning", message))
+        self.events.append(("warning", str(message)))  # in neutral words (a Phrase each face words)
 
     def close(self):
         pass
@@ -501,8 +502,8 @@ class RecordedWarnings(NoProgress):
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
+    def warning(self, message) -> None:
+        self.warnings.append(cli_text(message))  # as the CLI's display says it (a Phrase each face words)
 
 
 def run_recording(store: Store, engine: CountingEmbedder, *roots: Path, **options) -> tuple[object, list[str]]:

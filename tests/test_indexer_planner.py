@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_embed.cli.wording import cli_text
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.files import FoundFile, Skip
 from edge_embed.indexer.planner import (
@@ -76,8 +77,9 @@ def test_a_root_that_is_not_a_folder_and_holds_nothing_is_an_error(unavailable, 
 
 
 def test_kept_folders_say_how_to_drop_their_files():
-    assert KeptFolder("/r/drive", "missing", 3).how_to_drop == "`edge-embed remove /r/drive` drops them"
-    assert KeptFolder("/r/notes/usb", "dangling-symlink", 1).how_to_drop == "delete the link to drop them"
+    drop = KeptFolder("/r/drive", "missing", 3).how_to_drop
+    assert (cli_text(drop), str(drop)) == ("`edge-embed remove /r/drive` drops them", "removing /r/drive from the index drops them")
+    assert str(KeptFolder("/r/notes/usb", "dangling-symlink", 1).how_to_drop) == "delete the link to drop them"
 
 
 @pytest.mark.parametrize(

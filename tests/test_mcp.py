@@ -128,6 +128,8 @@ def test_agents_read_our_error_and_the_server_logs_one_line(indexed, tmp_path, m
                     "bad mode": ("search", {"query": "keys", "mode": "fuzzy"}),
                     "no lines": ("get", {"path": str(indexed / "notes" / "pets.txt"), "start_line": 50}),
                     "unknown in": ("search", {"query": "keys", "mode": "keyword", "in_paths": [str(indexed / "secret.txt")]}),
+                    "in not a list": ("search", {"query": "keys", "mode": "keyword", "in_paths": str(indexed)}),
+                    "bad k": ("search", {"query": "keys", "mode": "keyword", "k": 0, "in_paths": [str(indexed)]}),
                 }
                 answers = {}
                 for name, (tool, arguments) in calls.items():
@@ -144,4 +146,7 @@ def test_agents_read_our_error_and_the_server_logs_one_line(indexed, tmp_path, m
     # the tool's own argument and tool, not the CLI's --in and `edge-embed status` (errors.py: hints are data)
     assert "in_paths takes files or folders of the index; call the status tool to list them" in answers["unknown in"]
     assert "--" not in answers["unknown in"] and "edge-embed" not in answers["unknown in"]
+    # the search tool's argument names, not /v1/search's JSON field `in` whose parser it shares
+    assert "in_paths" in answers["in not a list"] and "in must be" not in answers["in not a list"]
+    assert "k must be an integer from 1 to 4096" in answers["bad k"]
     assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_embed.cli.wording import cli_text
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime import hardware, plan
@@ -28,6 +29,11 @@ from edge_embed.runtime.plan import (
     vram_use,
 )
 from edge_embed.testing import write_tiny_qwen3
+
+
+def notes_of(p: plan.Plan) -> list[str]:
+    """A plan's notes as the CLI says them (doctor): each face words them (errors.Phrase)."""
+    return [cli_text(note) for note in p.notes]
 
 GIB = 1 << 30
 SHAPES = {
@@ -71,7 +77,7 @@ def test_4b_leaves_most_of_a_12_gb_card_free() -> None:
     p = auto_plan("4b", "12gb")
     assert p.expected_vram < 5 * GIB
     assert CARDS["12gb"].free_bytes - p.expected_vram > 6 * GIB
-    assert "to spare" in p.notes[0]
+    assert "to spare" in notes_of(p)[0]
 
 
 def test_8b_is_full_on_12_gb_and_partial_on_6_gb() -> None:
@@ -80,7 +86,7 @@ def test_8b_is_full_on_12_gb_and_partial_on_6_gb() -> None:
     partial = auto_plan("8b", "6gb")
     assert partial.device == "cuda"
     assert 0 < partial.n_gpu_layers < 36 and not partial.output_on_gpu
-    assert f"{partial.n_gpu_layers} of 36 layers" in partial.notes[0]
+    assert f"{partial.n_gpu_layers} of 36 layers" in notes_of(partial)[0]
 
 
 @pytest.mark.parametrize("model", sorted(SHAPES))
@@ -92,7 +98,7 @@ def test_automatic_plans_never_exceed_free_vram_and_use_as_much_as_fits(model: s
     if p.device == "cpu":
         assert p.expected_vram == 0 and p.n_gpu_layers == 0
         assert not fits(shape, make_plan(shape, RuntimeSettings(gpu_layers=1), gpu, True, cores=2), 1)
-        assert "not even one layer fits" in p.notes[0]
+        assert "not even one layer fits" in notes_of(p)[0]
         return
     assert p.expected_vram + p.headroom <= gpu.free_bytes
     assert p.expected_vram == p.weights_vram + p.kv_vram + p.compute_vram + p.cuda_overhead
@@ -123,8 +129,8 @@ def test_no_gpu_runs_the_4b_on_the_cpu_and_points_to_the_small_model() -> None:
     p = auto_plan("4b", None)
     assert p.device == "cpu" and p.gpu is None and p.n_gpu_layers == 0
     assert p.expected_vram == p.weights_vram == p.kv_vram == 0
-    assert p.notes[0] == "no GPU that this llama.cpp build can drive"
-    speed = p.notes[-1]
+    assert notes_of(p)[0] == "no GPU that this llama.cpp build can drive"
+    speed = notes_of(p)[-1]
     assert "roughly" in speed and "tokens/s" in speed
     assert "qwen3-embedding-0.6b is ~7x faster (--model qwen3-embedding-0.6b)" in speed
 
@@ -140,20 +146,20 @@ def test_cpu_speed_estimate_matches_the_measurements_and_scales_with_cores() -> 
 
 def test_the_small_model_gets_no_hint_to_use_itself() -> None:
     p = auto_plan("0.6b", None)
-    assert "faster (--model" not in " ".join(p.notes)
+    assert "faster (--model" not in " ".join(notes_of(p))
 
 
 def test_a_build_without_gpu_support_says_how_to_rebuild() -> None:
     p = make_plan(SHAPES["4b"], AUTO, CARDS["12gb"], offload_supported=False, cores=2)
     assert p.device == "cpu"
-    assert "NVIDIA GeForce RTX 3060 found" in p.notes[0]
-    assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in p.notes[0]
+    assert "NVIDIA GeForce RTX 3060 found" in notes_of(p)[0]
+    assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in notes_of(p)[0]
 
 
 def test_force_cpu_wins_over_a_big_card() -> None:
     p = make_plan(SHAPES["4b"], RuntimeSettings(force_cpu=True), CARDS["12gb"], True, cores=2)
     assert p.device == "cpu"
-    assert "CPU forced" in p.notes[0]
+    assert "CPU forced" in notes_of(p)[0]
 
 
 def test_edge_embed_cpu_env_forces_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,13 +182,13 @@ def test_gpu_layers_override_is_honoured_and_clamped() -> None:
     many = make_plan(shape, RuntimeSettings(gpu_layers=500), gpu, True, cores=2)
     assert many.n_gpu_layers == 37 and many.output_on_gpu
     zero = make_plan(shape, RuntimeSettings(gpu_layers=0), gpu, True, cores=2)
-    assert zero.device == "cpu" and "--gpu-layers 0" in zero.notes[0]
+    assert zero.device == "cpu" and "--gpu-layers 0" in notes_of(zero)[0]
 
 
 def test_gpu_layers_override_that_cannot_fit_is_kept_with_a_warning() -> None:
     p = make_plan(SHAPES["8b"], RuntimeSettings(gpu_layers=36), CARDS["6gb"], True, cores=2)
     assert p.n_gpu_layers == 37
-    assert any("loading may fail" in note for note in p.notes)
+    assert any("loading may fail" in note for note in notes_of(p))
 
 
 def test_ctx_batch_and_threads_overrides() -> None:
@@ -197,7 +203,7 @@ def test_ctx_batch_and_threads_overrides() -> None:
 def test_ctx_beyond_the_model_is_clamped_with_a_note() -> None:
     p = make_plan(SHAPES["4b"], RuntimeSettings(ctx=100_000), CARDS["12gb"], True, cores=2)
     assert p.n_ctx == 32768
-    assert any("--ctx 100000" in note for note in p.notes)
+    assert any("--ctx 100000" in note for note in notes_of(p))
 
 
 def test_context_is_lowered_to_keep_every_layer_on_the_gpu() -> None:
@@ -205,7 +211,7 @@ def test_context_is_lowered_to_keep_every_layer_on_the_gpu() -> None:
     gpu = GpuInfo(0, "NVIDIA GeForce RTX 3070", 8192 * MIB, 6750 * MIB)
     p = make_plan(SHAPES["8b"], AUTO, gpu, True, cores=2)
     assert p.output_on_gpu and p.n_ctx in (4096, 2048)
-    assert any("context lowered from 8192" in note for note in p.notes)
+    assert any("context lowered from 8192" in note for note in notes_of(p))
     asked = make_plan(SHAPES["8b"], RuntimeSettings(ctx=8192), gpu, True, cores=2)
     assert asked.n_ctx == 8192 and not asked.output_on_gpu
 

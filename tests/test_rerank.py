@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_embed.cli.wording import cli_text
 from edge_embed.errors import ModelNotFound
 from edge_embed.render import explain_line, format_hit, hit_from_record, hit_record
 from edge_embed.rerank import RerankStep, blend, decide_rerank, rank_weight
@@ -87,13 +88,13 @@ def tiny_reranker(tmp_path_factory: pytest.TempPathFactory):
 def test_default_is_on_when_the_reranker_fits_whole_on_the_gpu(hub, gpu, tiny_reranker) -> None:
     decision = decide_rerank(None, RuntimeSettings(), str(tiny_reranker.path))
     assert decision.on and decision.handle is not None
-    assert decision.reason.startswith("on: tiny-reranker.gguf fits whole on the GPU (NVIDIA GeForce RTX 3060)")
+    assert cli_text(decision.reason).startswith("on: tiny-reranker.gguf fits whole on the GPU (NVIDIA GeForce RTX 3060)")
 
 
 def test_default_is_off_on_the_cpu_and_says_how_to_turn_it_on(hub, tiny_reranker) -> None:
     decision = decide_rerank(None, RuntimeSettings(force_cpu=True), str(tiny_reranker.path))
     assert not decision.on
-    assert decision.reason == (
+    assert cli_text(decision.reason) == (
         "off: tiny-reranker.gguf would run on the CPU (CPU forced (--cpu or EDGE_EMBED_CPU=1)); --rerank turns it on"
     )
 
@@ -101,13 +102,15 @@ def test_default_is_off_on_the_cpu_and_says_how_to_turn_it_on(hub, tiny_reranker
 def test_default_with_a_gpu_but_no_reranker_downloaded_names_the_pull(hub, gpu) -> None:
     decision = decide_rerank(None, RuntimeSettings())
     assert not decision.on
-    assert "`edge-embed pull qwen3-reranker-0.6b` turns it on here" in decision.reason
+    assert "`edge-embed pull qwen3-reranker-0.6b` turns it on here" in cli_text(decision.reason)
+    assert str(decision.reason) == "off: qwen3-reranker-0.6b is not downloaded; downloading qwen3-reranker-0.6b turns it on here"
 
 
 def test_an_explicit_rerank_without_the_model_raises_with_the_pull_command(hub) -> None:
     with pytest.raises(ModelNotFound, match=r"download qwen3-reranker-0.6b"):
         decide_rerank(True, RuntimeSettings(force_cpu=True))
-    assert decide_rerank(False, RuntimeSettings()).reason == "off (--no-rerank)"
+    off = decide_rerank(False, RuntimeSettings()).reason
+    assert (cli_text(off), str(off)) == ("off (--no-rerank)", "off (rerank=False)")
 
 
 def test_the_reranker_is_planned_in_the_memory_the_unloaded_embedder_leaves(hub, gpu, tiny_reranker, tiny_model, tmp_path) -> None:
@@ -131,7 +134,7 @@ def test_the_reranker_is_planned_in_the_memory_the_unloaded_embedder_leaves(hub,
         # The index's model will take all but 200 MiB of what is free (11200 MiB).
         handle.plan = dataclasses.replace(handle.plan, expected_vram=11000 << 20)
         decision = index.rerank_decision(None, str(tiny_reranker.path))
-        assert not decision.on and "would run on the CPU" in decision.reason, decision.reason
+        assert not decision.on and "would run on the CPU" in str(decision.reason), decision.reason
 
 
 def test_a_server_plans_its_reranker_around_the_engine_model_it_really_holds(hub, gpu, tiny_model, tmp_path) -> None:

@@ -252,7 +252,14 @@ def test_search_passes_rerank_through_and_says_why(server, monkeypatch):
     message = refused.json()["error"]["message"]
     assert refused.status_code == 404 and "download qwen3-reranker-0.6b" in message and "edge-embed" not in message
     answer = httpx.post(url, json={"query": "keys", "mode": "keyword", "rerank": False}).json()
-    assert answer["rerank"] == "off (--no-rerank)"
+    # in this API's words (it has no --no-rerank), and as data our CLI words for --explain
+    assert answer["rerank"] == 'off ("rerank": false)'
+    assert answer["rerank_phrase"] == {"template": "off ({no_rerank})", "values": {}}
+    default = httpx.post(url, json={"query": "keys", "mode": "keyword"}).json()["rerank"]
+    assert default == 'off: keyword mode loads no model; "rerank": true turns it on'
+    cpu = httpx.post(url, json={"query": "keys", "mode": "vector"}).json()["rerank"]
+    assert cpu.startswith("off: ") and "CPU forced (force_cpu or EDGE_EMBED_CPU=1)" in cpu, cpu
+    assert "--" not in cpu + default and "edge-embed" not in cpu + default
 
 
 def test_a_server_reranks_with_its_own_reranker(server, monkeypatch, tmp_path):
@@ -263,7 +270,7 @@ def test_a_server_reranks_with_its_own_reranker(server, monkeypatch, tmp_path):
     reranker = write_tiny_qwen3_reranker(tmp_path / "own-reranker.gguf")
     monkeypatch.setattr(service, "reranker", str(reranker.path))
     answer = httpx.post(url + "/v1/search", json={"query": "keys", "mode": "keyword", "rerank": True}).json()
-    assert answer["rerank"].startswith("on (--rerank): own-reranker.gguf")
+    assert answer["rerank"].startswith('on ("rerank": true): own-reranker.gguf on the CPU (CPU forced (force_cpu')
     assert answer["results"] and all(hit["rerank_score"] is not None for hit in answer["results"])
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from edge_embed.cli.wording import cli_text
 from edge_embed.config import current
+from edge_embed.errors import Phrase
 
 
 def reranker_option(command):
@@ -44,7 +46,18 @@ class _StderrHandler(logging.Handler):
     """Writes through click so CliRunner and NO_COLOR-aware terminals see it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"warning: {record.getMessage()}", err=True)
+        click.echo(f"warning: {cli_log_message(record)}", err=True)
+
+
+def cli_log_message(record: logging.LogRecord) -> str:
+    """A library record's message in the CLI's words: a Phrase (an upgrade to apply), or
+    Phrases among its arguments, said with flags and commands (``wording.cli_text``)."""
+    if isinstance(record.args, tuple):
+        args = tuple(cli_text(arg) if isinstance(arg, Phrase) else arg for arg in record.args)
+    else:
+        args = record.args
+    message = cli_text(record.msg) if isinstance(record.msg, Phrase) else str(record.msg)
+    return message % args if args else message
 
 
 def warnings_to_stderr(quiet: bool = False) -> None:

@@ -17,10 +17,10 @@ import click
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, CatalogEntry, format_gb, get_entry, load_catalog
 from edge_embed.cli.options import runtime_options, settings_from_options
-from edge_embed.cli.wording import cli_message
+from edge_embed.cli.wording import CLI_WORDS, cli_message, cli_text
 from edge_embed.config import current
 from edge_embed.download import cached_model_path, default_model_choice, resolve_model
-from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.errors import EdgeEmbedError, ModelNotFound, Phrase
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.hardware import GpuSurvey, build_description, llama_devices, survey_gpus
 from edge_embed.runtime.choice import ModelChoice
@@ -58,7 +58,7 @@ def gather_report(spec: str | None, settings: RuntimeSettings) -> dict[str, Any]
         "undriven_gpus": [asdict(gpu) for gpu in survey.undriven],
         "gpu_error": gpu_error,
         "model": model,
-        "plan": plan.to_dict() if plan is not None else None,
+        "plan": plan.to_dict(CLI_WORDS) if plan is not None else None,
         "rerank": rerank_report(settings),
         "cached_models": cached_models(),
         "sqlite_vec": sqlite_vec_status(),
@@ -93,11 +93,11 @@ def model_report(spec: str | None, settings: RuntimeSettings) -> tuple[dict[str,
         try:
             choice = default_model_choice(settings)
         except EdgeEmbedError as exc:  # a malformed EDGE_EMBED_FAKE_GPU: diagnosed below, not a crash
-            choice = ModelChoice(CPU_DEFAULT_MODEL, f"default model {CPU_DEFAULT_MODEL}: no GPU plan ({exc})")
+            choice = ModelChoice(CPU_DEFAULT_MODEL, Phrase("default model {name}: no GPU plan ({why})", name=CPU_DEFAULT_MODEL, why=cli_message(exc)))
         spec = choice.name if choice is not None else None
     report, shape = selected_model_report(spec)
     if choice is not None:
-        report["choice"] = choice.reason
+        report["choice"] = cli_text(choice.reason)
     return report, shape
 
 
@@ -146,7 +146,7 @@ def rerank_report(settings: RuntimeSettings) -> dict[str, Any]:
         decision = decide_rerank(None, settings)
     except EdgeEmbedError as exc:  # a broken reranker file: diagnosed, not a crash
         return {"default": False, "reason": f"off: {cli_message(exc)}"}
-    return {"default": decision.on, "reason": decision.reason}
+    return {"default": decision.on, "reason": cli_text(decision.reason)}
 
 
 def cached_models() -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ from edge_embed.cli.common import db_option, handling_signal, report_migration, 
 from edge_embed.render import terminal_safe
 from edge_embed.cli.maintenance import describe_compaction, describe_space
 from edge_embed.cli.options import embed_url_option, runtime_options, settings_from_options
+from edge_embed.cli.wording import cli_text
 from edge_embed.catalog import chunking_summary
-from edge_embed.errors import EdgeEmbedError, ModelNotFound
+from edge_embed.errors import EdgeEmbedError, ModelNotFound, Phrase
 from edge_embed.estimate import format_duration
 from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE, DEFAULT_MAX_FILE_SIZE
 
@@ -116,7 +117,7 @@ def index(paths, db, rebuild, include, exclude, hidden, follow_links, max_file_s
 
 def say_default_model(choice: ModelChoice) -> None:
     """No --model and no index yet: the model that fits this machine, said in one line."""
-    click.echo(choice.reason, err=True)
+    click.echo(cli_text(choice.reason), err=True)
 
 
 def offer_pull(missing: ModelNotFound) -> bool:
@@ -173,15 +174,15 @@ class WarningsOnly:
     def embedded(self, texts: int, tokens: int) -> None:
         pass
 
-    def estimated(self, estimate, slow_note: str | None) -> None:
+    def estimated(self, estimate, slow_note: Phrase | None) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str | Phrase) -> None:
         if not self.quiet:
-            click.echo(f"warning: {terminal_safe(message)}", err=True)
+            click.echo(f"warning: {terminal_safe(cli_text(message))}", err=True)
 
 
 class TtyProgress(WarningsOnly):
@@ -219,15 +220,15 @@ class TtyProgress(WarningsOnly):
         self.tokens += tokens
         self.draw(force=True)
 
-    def estimated(self, estimate, slow_note: str | None) -> None:
+    def estimated(self, estimate, slow_note: Phrase | None) -> None:
         self.estimate = estimate
         self.clear()
         click.echo(f"to embed: {describe_estimate(estimate)}", err=True)
         if slow_note:
-            click.echo(f"note: {slow_note}", err=True)
+            click.echo(f"note: {cli_text(slow_note)}", err=True)
         self.draw(force=True)
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str | Phrase) -> None:
         self.clear()
         super().warning(message)
         self.draw(force=True)

@@ -11,6 +11,7 @@ import click
 
 from edge_embed.catalog import CatalogEntry, find_entry, get_entry, load_catalog
 from edge_embed.runtime.choice import ModelChoice
+from edge_embed.cli.wording import cli_text
 from edge_embed.config import current
 from edge_embed.download import MODEL_ENV, HubSettings, cached_model_path, looks_like_model_path, machine_default, pull as pull_model
 
@@ -40,7 +41,7 @@ def models(as_json: bool) -> None:
     if as_json:
         report = {
             "default": choice.name,
-            "default_reason": choice.reason,
+            "default_reason": cli_text(choice.reason),
             "env_model": env_model,
             "cache_dir": str(HubSettings.from_env().cache_dir),
             "models": [state.as_json() for state in states],
@@ -91,7 +92,7 @@ def _name_to_pull() -> str:
     if env_model and (find_entry(env_model) or not looks_like_model_path(env_model)):
         return env_model
     choice = machine_default()
-    click.echo(choice.reason, err=True)
+    click.echo(cli_text(choice.reason), err=True)
     return choice.name
 
 
@@ -151,7 +152,7 @@ def _models_table(states: list[_ModelState]) -> str:
 def _models_footer(env_model: str | None, choice: ModelChoice) -> str:
     lines = [
         f"\n{DEFAULT_MARK} default   {ENV_MARK} selected by {MODEL_ENV} (used when --model is omitted)",
-        f"{DEFAULT_MARK} here: {choice.reason}",
+        f"{DEFAULT_MARK} here: {cli_text(choice.reason)}",
     ]
     if env_model is not None and find_entry(env_model) is None:
         what = "a local .gguf file" if looks_like_model_path(env_model) else "neither a catalog name nor a file"

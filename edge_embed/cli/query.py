@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from edge_embed.cli.common import db_option, reranker_option, warnings_to_stderr
 from edge_embed.cli.options import FINITE_FLOAT, embed_url_option, runtime_options, settings_from_options
+from edge_embed.cli.wording import cli_text
 from edge_embed.errors import EdgeEmbedError
 from edge_embed.paths import resolve_db
 from edge_embed.render import (
@@ -233,7 +234,7 @@ def query(
     else:
         color = use_color(color_choice, isatty=sys.stdout.isatty(), environ=os.environ)
         if explain:
-            click.echo(f"rerank: {rerank_reason}\n")
+            click.echo(f"rerank: {cli_text(rerank_reason)}\n")
         for line in format_hits(hits, mode, highlight_terms(text), cwd=cwd, color=color, full=full, explain=explain):
             click.echo(line, color=color)
         if not hits:
@@ -288,4 +289,4 @@ def search_through_server(
     if answer is None:
         return None
     hits = [hit_from_record(record) for record in answer["results"]]
-    return hits, str(answer.get("rerank", "off")), answer.get("index_age_s")
+    return hits, client.rerank_reason(answer), answer.get("index_age_s")

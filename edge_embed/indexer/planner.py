@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, Phrase
 from edge_embed.files import IGNORE_FILE_NAMES, FoundFile, Skip
 
 if TYPE_CHECKING:
@@ -38,11 +38,11 @@ class KeptFolder:
     files_kept: int
 
     @property
-    def how_to_drop(self) -> str:
+    def how_to_drop(self) -> Phrase:
         """The warning's last words: what the user does to let these files go."""
         if self.reason == "dangling-symlink":
-            return "delete the link to drop them"
-        return f"`edge-embed remove {self.path}` drops them"
+            return Phrase("delete the link to drop them")
+        return Phrase("{removing} drops them", root=self.path)
 
 
 # ---------------------------------------------------------------- roots

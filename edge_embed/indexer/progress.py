@@ -1,4 +1,8 @@
-"""What a run tells its caller while it runs: pipeline events, warnings, the estimate."""
+"""What a run tells its caller while it runs: pipeline events, warnings, the estimate.
+
+Warnings and the estimate's note may name settings and operations: they are ``Phrase``s
+(or plain text), which the face words (``errors.say``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL
+from edge_embed.errors import Phrase
 from edge_embed.estimate import SLOW_RUN_S, Estimate, estimated_tokens, format_duration
 from edge_embed.files import FoundFile, Skip
 from edge_embed.indexer.planner import KeptFolder
@@ -24,9 +29,9 @@ class Progress(Protocol):
 
     def embedded(self, texts: int, tokens: int) -> None: ...
 
-    def estimated(self, estimate: Estimate, slow_note: str | None) -> None: ...
+    def estimated(self, estimate: Estimate, slow_note: Phrase | None) -> None: ...
 
-    def warning(self, message: str) -> None: ...
+    def warning(self, message: str | Phrase) -> None: ...
 
     def close(self) -> None: ...
 
@@ -43,10 +48,10 @@ class NoProgress:
     def embedded(self, texts: int, tokens: int) -> None:
         pass
 
-    def estimated(self, estimate: Estimate, slow_note: str | None) -> None:
+    def estimated(self, estimate: Estimate, slow_note: Phrase | None) -> None:
         pass
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str | Phrase) -> None:
         pass
 
     def close(self) -> None:
@@ -56,15 +61,19 @@ class NoProgress:
 def warn_skip(progress: Progress, skip: Skip) -> None:
     """A skip worth a word (not a binary file: those are expected, and only counted)."""
     if skip.reason not in SILENT_SKIPS:
-        progress.warning(f"skipped {skip.relpath}: {skip.reason}" + (f" ({skip.detail})" if skip.detail else ""))
+        template = "skipped {relpath}: {reason} ({detail})" if skip.detail else "skipped {relpath}: {reason}"
+        progress.warning(Phrase(template, relpath=skip.relpath, reason=skip.reason, detail=skip.detail))
 
 
 def warn_kept(progress: Progress, kept: KeptFolder) -> None:
     """Why a folder's files stay although the folder looks gone, and how to drop them."""
     state = {"missing": "does not exist", "empty": "is empty", "dangling-symlink": "is a dangling symlink"}
     progress.warning(
-        f"{kept.path} {state[kept.reason]} but the index holds {kept.files_kept} files from it (an "
-        f"unplugged drive or an unmounted share?): they are kept; {kept.how_to_drop}"
+        Phrase(
+            "{path} {state} but the index holds {files_kept} files from it (an unplugged drive or an unmounted "
+            "share?): they are kept; {how_to_drop}",
+            path=kept.path, state=state[kept.reason], files_kept=kept.files_kept, how_to_drop=kept.how_to_drop,
+        )
     )
 
 
@@ -80,7 +89,7 @@ def grown_estimate(previous: Estimate | None, changed: Sequence[FoundFile], toke
     )
 
 
-def slow_run_note(device: str, parameters: int, estimate: Estimate) -> str | None:
+def slow_run_note(device: str, parameters: int, estimate: Estimate) -> Phrase | None:
     """On a CPU, a run estimated past SLOW_RUN_S names the CPU's catalog model, once, when
     it is at least twice as fast (parameters, as ``plan.cpu_speed_note`` counts them)."""
     seconds = estimate.seconds
@@ -89,8 +98,9 @@ def slow_run_note(device: str, parameters: int, estimate: Estimate) -> str | Non
     faster = cpu_speedup(parameters)
     if faster < 2:
         return None
-    return (
-        f"about {estimate.tokens:,} tokens to embed: roughly {format_duration(seconds)} on the CPU at "
-        f"{estimate.tokens_per_s:,.0f} tokens/s ({estimate.basis}); {CPU_DEFAULT_MODEL} is ~{faster:.0f}x "
-        f"faster: --model {CPU_DEFAULT_MODEL} (an existing index: with --rebuild)"
+    return Phrase(
+        "about {tokens} tokens to embed: roughly {duration} on the CPU at {rate} tokens/s ({basis}); {small} is "
+        "~{faster}x faster: {model} {small} (an existing index: with {rebuilding})",
+        tokens=f"{estimate.tokens:,}", duration=format_duration(seconds), rate=f"{estimate.tokens_per_s:,.0f}",
+        basis=estimate.basis, small=CPU_DEFAULT_MODEL, faster=f"{faster:.0f}",
     )

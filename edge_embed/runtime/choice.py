@@ -12,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL, DEFAULT_MODEL, get_entry
+from edge_embed.errors import Phrase
 from edge_embed.runtime.plan import RuntimeSettings, catalog_shape, cpu_speedup, plan_for
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A catalog model chosen for this machine, and the one-line reason."""
+    """A catalog model chosen for this machine, and the one-line reason (each face words it)."""
 
     name: str
-    reason: str
+    reason: Phrase
 
 
 def choose_default_model(settings: RuntimeSettings | None = None) -> ModelChoice:
@@ -28,11 +29,13 @@ def choose_default_model(settings: RuntimeSettings | None = None) -> ModelChoice
     entry = get_entry(DEFAULT_MODEL)
     plan = plan_for(catalog_shape(entry), settings or RuntimeSettings())
     if plan.gpu is not None and plan.output_on_gpu:
-        return ModelChoice(entry.name, f"default model {entry.name}: it fits whole on {plan.gpu.name}")
+        return ModelChoice(entry.name, Phrase("default model {name}: it fits whole on {gpu}", name=entry.name, gpu=plan.gpu.name))
     where = plan.notes[0] if plan.notes else "it would run on the CPU"
     faster = cpu_speedup(catalog_shape(entry).parameters)
     return ModelChoice(
         CPU_DEFAULT_MODEL,
-        f"default model {CPU_DEFAULT_MODEL}, not {entry.name}: {where}; on the CPU it is ~{faster:.0f}x "
-        f"faster (--model {entry.name} to use the larger model anyway)",
+        Phrase(
+            "default model {name}, not {larger}: {where}; on the CPU it is ~{faster}x faster ({model} {larger} to "
+            "use the larger model anyway)", name=CPU_DEFAULT_MODEL, larger=entry.name, where=where, faster=f"{faster:.0f}",
+        ),
     )

@@ -32,11 +32,13 @@ VRAM accounting (all in bytes; a layer = one transformer block):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL as SMALL_MODEL
 from edge_embed.config import current
+from edge_embed.errors import TERMS, Phrase
 from edge_embed.modelfile import ModelInfo
 from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
@@ -234,7 +236,7 @@ class Plan:
     cuda_overhead: int = 0
     headroom: int = 0
     expected_vram: int = 0
-    notes: tuple[str, ...] = ()
+    notes: tuple[Phrase, ...] = ()  # why this plan, what to try: each face words them (errors.Phrase)
 
     @property
     def gpu_blocks(self) -> int:
@@ -245,10 +247,10 @@ class Plan:
     def output_on_gpu(self) -> bool:
         return self.n_gpu_layers > self.n_layer
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: every field plus the derived block count."""
+    def to_dict(self, words: Mapping[str, str] = TERMS) -> dict[str, Any]:
+        """JSON-ready: every field plus the derived block count; the notes in ``words``."""
         data = asdict(self)
-        data["notes"] = list(self.notes)
+        data["notes"] = [note.render(words) for note in self.notes]
         data["gpu_blocks"] = self.gpu_blocks
         data["output_on_gpu"] = self.output_on_gpu
         return data
@@ -298,29 +300,29 @@ def plan_for(shape: ModelShape, settings: RuntimeSettings) -> Plan:
     return make_plan(shape, settings, gpu, driven)
 
 
-def context_size(shape: ModelShape, requested: int | None) -> tuple[int, tuple[str, ...]]:
+def context_size(shape: ModelShape, requested: int | None) -> tuple[int, tuple[Phrase, ...]]:
     """The per-input context: as asked (at most the model's), else 8192 or the model's."""
     if requested is None:
         return min(DEFAULT_CTX, shape.context_length), ()
     if requested > shape.context_length:
         return shape.context_length, (
-            f"--ctx {requested} is more than the model's context; using {shape.context_length}",
+            Phrase("{ctx} {requested} is more than the model's context; using {n_ctx}", requested=requested, n_ctx=shape.context_length),
         )
     return requested, ()
 
 
-def reason_for_cpu(settings: RuntimeSettings, gpu: GpuInfo | None, offload_supported: bool) -> str | None:
+def reason_for_cpu(settings: RuntimeSettings, gpu: GpuInfo | None, offload_supported: bool) -> Phrase | None:
     """Why the plan must be CPU-only, or None when a GPU may be used."""
     if settings.force_cpu:
-        return "CPU forced (--cpu or EDGE_EMBED_CPU=1)"
+        return Phrase("CPU forced ({cpu} or EDGE_EMBED_CPU=1)")
     if settings.gpu_layers == 0:
-        return "--gpu-layers 0: everything runs on the CPU"
+        return Phrase("{gpu_layers} 0: everything runs on the CPU")
     if gpu is None:
-        return "no GPU that this llama.cpp build can drive"
+        return Phrase("no GPU that this llama.cpp build can drive")
     if not offload_supported:
-        return (
-            f"{gpu.name} found, but this llama-cpp-python build cannot offload to a GPU: "
-            f"reinstall it with CUDA: {CUDA_REBUILD}"
+        return Phrase(
+            "{gpu} found, but this llama-cpp-python build cannot offload to a GPU: reinstall it with CUDA: {rebuild_command}",
+            gpu=gpu.name, rebuild_command=CUDA_REBUILD,
         )
     return None
 
@@ -383,7 +385,7 @@ def automatic_gpu_plan(
     gpu: GpuInfo,
     n_ctx: int,
     cores: int,
-    ctx_notes: tuple[str, ...],
+    ctx_notes: tuple[Phrase, ...],
 ) -> Plan:
     """All layers if they fit; else a smaller context (if not set) that lets them; else part."""
     budget = gpu.free_bytes - headroom_for(gpu)
@@ -397,14 +399,16 @@ def automatic_gpu_plan(
         if smaller is not None:
             ctx_notes = (
                 *ctx_notes,
-                f"context lowered from {n_ctx} to {smaller} tokens per input so that every layer "
-                f"fits on the GPU (longer inputs are truncated; --ctx sets it)",
+                Phrase(
+                    "context lowered from {n_ctx} to {smaller} tokens per input so that every layer "
+                    "fits on the GPU (longer inputs are truncated; {ctx} sets it)", n_ctx=n_ctx, smaller=smaller,
+                ),
             )
             n_ctx, n_gpu_layers = smaller, shape.n_layer + 1
     if n_gpu_layers == 0:
-        reason = (
-            f"{gpu.name} has {gib(gpu.free_bytes)} free VRAM: not even one layer fits "
-            f"next to the CUDA context, compute buffer and headroom"
+        reason = Phrase(
+            "{gpu} has {free} free VRAM: not even one layer fits next to the CUDA context, compute buffer and headroom",
+            gpu=gpu.name, free=gib(gpu.free_bytes),
         )
         return cpu_plan(shape, settings, n_ctx, cores, (reason, *ctx_notes))
     return gpu_plan(shape, settings, gpu, n_ctx, cores, n_gpu_layers, ctx_notes)
@@ -427,7 +431,7 @@ def gpu_plan(
     n_ctx: int,
     cores: int,
     n_gpu_layers: int,
-    ctx_notes: tuple[str, ...],
+    ctx_notes: tuple[Phrase, ...],
 ) -> Plan:
     """A CUDA plan with ``n_gpu_layers`` (llama.cpp terms) and its VRAM accounting."""
     n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=True)
@@ -454,28 +458,33 @@ def gpu_plan(
     return replace(plan, notes=(*gpu_notes(shape, settings, plan), *ctx_notes))
 
 
-def gpu_notes(shape: ModelShape, settings: RuntimeSettings, plan: Plan) -> tuple[str, ...]:
+def gpu_notes(shape: ModelShape, settings: RuntimeSettings, plan: Plan) -> tuple[Phrase, ...]:
     """Why this GPU plan: what fits, what does not, what to try."""
     gpu = plan.gpu
     assert gpu is not None
     usage = f"about {gib(plan.expected_vram)} of {gib(gpu.free_bytes)} free VRAM"
     if plan.output_on_gpu:
         fits = f"all {shape.n_layer} layers and the output head on {gpu.name}: {usage}"
-        notes = [f"{fits}, {gib(gpu.free_bytes - plan.expected_vram)} to spare"]
+        notes = [Phrase("{fits}, {spare} to spare", fits=fits, spare=gib(gpu.free_bytes - plan.expected_vram))]
     else:
         notes = [
-            f"{plan.gpu_blocks} of {shape.n_layer} layers on {gpu.name} ({usage}); the other "
-            f"layers and the output head run on the CPU, which is much slower"
+            Phrase(
+                "{blocks} of {layers} layers on {gpu} ({usage}); the other layers and the output head run on "
+                "the CPU, which is much slower", blocks=plan.gpu_blocks, layers=shape.n_layer, gpu=gpu.name, usage=usage,
+            )
         ]
     if settings.gpu_layers is not None:
-        notes.append(f"--gpu-layers {settings.gpu_layers} as asked")
+        notes.append(Phrase("{gpu_layers} {asked} as asked", asked=settings.gpu_layers))
         if plan.expected_vram + plan.headroom > gpu.free_bytes:
             notes.append(
-                f"that needs about {gib(plan.expected_vram)} plus {gib(plan.headroom)} headroom, more than "
-                f"the {gib(gpu.free_bytes)} free: loading may fail; lower --gpu-layers or --ctx"
+                Phrase(
+                    "that needs about {expected} plus {headroom} headroom, more than the {free} free: loading may "
+                    "fail; lower {gpu_layers} or {ctx}",
+                    expected=gib(plan.expected_vram), headroom=gib(plan.headroom), free=gib(gpu.free_bytes),
+                )
             )
     elif not plan.output_on_gpu:
-        notes.append("to fit every layer: a smaller --ctx, less VRAM used by other programs, or a smaller model")
+        notes.append(Phrase("to fit every layer: a smaller {ctx}, less VRAM used by other programs, or a smaller model"))
     return tuple(notes)
 
 
@@ -484,7 +493,7 @@ def cpu_plan(
     settings: RuntimeSettings,
     n_ctx: int,
     cores: int,
-    notes: tuple[str, ...],
+    notes: tuple[Phrase, ...],
 ) -> Plan:
     """Everything on the CPU; the notes say why and how fast that is, roughly."""
     n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=False)
@@ -517,15 +526,17 @@ def cpu_speedup(parameters: int) -> float:
     return parameters / SMALL_MODEL_PARAMETERS
 
 
-def cpu_speed_note(shape: ModelShape, threads: int) -> str:
+def cpu_speed_note(shape: ModelShape, threads: int) -> Phrase:
     """E.g. "the 4.0B model runs on the CPU at roughly 20 tokens/s here; ... ~7x faster"."""
     billions = shape.parameters / 1e9
     speed = cpu_tokens_per_second(shape, threads)
     note = f"the {billions:.1f}B model runs on the CPU at roughly {speed:.0f} tokens/s here ({threads} threads)"
     ratio = cpu_speedup(shape.parameters)
     if ratio >= 2:
-        note += f"; {SMALL_MODEL} is ~{ratio:.0f}x faster (--model {SMALL_MODEL})"
-    return note
+        return Phrase(
+            "{note}; {small} is ~{ratio}x faster ({model} {small})", note=note, small=SMALL_MODEL, ratio=f"{ratio:.0f}"
+        )
+    return Phrase("{note}", note=note)
 
 
 def gib(size: int) -> str:

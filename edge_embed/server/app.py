@@ -29,9 +29,10 @@ from starlette.schemas import SchemaGenerator
 
 from edge_embed import __version__
 from edge_embed.api import Index, TextEmbedder, TextReranker, index_model_handle
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, say
 from edge_embed.server.protocol import (
     MAX_BODY_BYTES,
+    HTTP_WORDS,
     ApiError,
     SearchRequest,
     embeddings_response,
@@ -170,14 +171,17 @@ class Service:
             reranker=self.reranker,
         )
         document = search_document(request.query, request.mode, outcome.hits, outcome.index_age_s)
-        return {**document, "rerank": outcome.rerank_reason}  # the reason: for --explain
+        reason = outcome.rerank_reason
+        # the reason in this API's words, and as data for our CLI's --explain (client.rerank_reason)
+        return {**document, "rerank": say(reason, HTTP_WORDS), "rerank_phrase": reason.to_dict()}
 
     def _query_embedder(self, instruct: str | None) -> Callable[[str], Any]:
         settings = self.index.settings()
         if settings.model_hash != self.embedder.handle.info.header_hash:
             raise ApiError(
                 409, f"the index was built with {settings.model_label} but this server runs {self.model_id}: "
-                "start it without --model to search (or use mode 'keyword')", code="model_mismatch",
+                "the server must be started without its --model option to search this index "
+                "(or use mode 'keyword')", code="model_mismatch",
             )
 
         def embed_query(text: str):

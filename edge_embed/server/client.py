@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge_embed.config import current
-from edge_embed.errors import KINDS, TERMS, EdgeEmbedError
+from edge_embed.errors import KINDS, TERMS, EdgeEmbedError, Phrase
 from edge_embed.server.discovery import ServerInfo, find_server
 
 CONNECT_TIMEOUT_S = 0.5  # a live server on this machine answers a connect at once
@@ -117,6 +117,12 @@ def search(db: str, body: dict[str, Any]) -> dict[str, Any] | None:
         return post(info, "/v1/search", body)
     except ServerUnavailable:
         return None
+
+
+def rerank_reason(answer: dict[str, Any]) -> Phrase | str:
+    """Why a /v1/search answer was (not) reranked: its data, for the CLI to word as it would
+    have (``--no-rerank``), else the server's words."""
+    return Phrase.from_dict(answer.get("rerank_phrase")) or str(answer.get("rerank", "off"))
 
 
 def embed(model: str, body: dict[str, Any]) -> list[list[float]] | None:

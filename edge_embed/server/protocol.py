@@ -82,7 +82,9 @@ REQUEST_FIELDS = {  # library param -> the JSON field of /v1/search, /v1/embeddi
     "dims": "dimensions",
     "input": "input",
 }
-HTTP_WORDS = REQUEST_FIELDS  # errors.TERMS an HTTP client words otherwise; the server's settings stay neutral
+# errors.TERMS an HTTP client words otherwise (the request's fields, as it sends them); the
+# server's own settings stay neutral
+HTTP_WORDS = {**REQUEST_FIELDS, "rerank_on": '"rerank": true', "no_rerank": '"rerank": false'}
 
 
 def library_error(exc: EdgeEmbedError) -> ApiError:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import apsw
 
-from edge_embed.errors import EdgeEmbedError
+from edge_embed.errors import EdgeEmbedError, Phrase
 from edge_embed.store.files import Files
 from edge_embed.store.keyword_search import Keywords
 from edge_embed.store.lock import DEFAULT_HOLDER, writer_lock
@@ -164,17 +164,17 @@ class Store(TranslatesErrors):
         """The migrations (numbers, 1-based) the next writer will run; reads work without them."""
         return pending_migrations(self.schema_version())
 
-    def upgrade_note(self) -> str | None:
+    def upgrade_note(self) -> Phrase | None:
         """What to tell a reader of an index an older edge-embed wrote; None when it is current."""
         pending = self.pending_migrations()
         if not pending:
             return None
         roots = self.files.root_paths()
-        command = f"edge-embed index {roots[0]}" if len(roots) == 1 else "edge-embed index FOLDER (any of its folders)"
-        return (
-            f"{self.path} was written by an older edge-embed: searches answer, without what its "
-            f"{len(pending)} pending upgrade(s) add ({', '.join(map(migration_name, pending))}); "
-            f"run `{command}` once to apply them (no re-embedding)"
+        return Phrase(
+            "{path} was written by an older edge-embed: searches answer, without what its {count} pending "
+            "upgrade(s) add ({names}); {index_again} once to apply them (no re-embedding)",
+            path=self.path, count=len(pending), names=", ".join(map(migration_name, pending)),
+            root=roots[0] if len(roots) == 1 else "FOLDER (any of its folders)",
         )
 
     def _migrate(self, on_migration: MigrationProgress | None = None) -> None:
