@@ -668,6 +668,9 @@ class Index:
         return IndexStatus(stats, roots, space, CompactPolicy(min_bytes=0).due(space), age, read_watch_state(self.path))
 
     def close(self) -> None:
+        """Free the query model, the rerankers and every thread's read connection; the next
+        search opens them again. Not while another thread searches or embeds with them:
+        a closed connection or freed model under it fails or crashes the process."""
         if self._query_model is not None:
             self._query_model.close()
             self._query_model = None
