@@ -32,12 +32,12 @@ VRAM accounting (all in bytes; a layer = one transformer block):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL as SMALL_MODEL
 from edge_embed.config import current
-from edge_embed.modelfile import ModelInfo
+from edge_embed.modelfile import Hyperparameters, ModelInfo
 from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
 if TYPE_CHECKING:
@@ -83,36 +83,22 @@ SMALL_MODEL_PARAMETERS = 28 * layer_parameters(1024, 16, 8, 128, 3072) + QWEN3_V
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """What the planner needs to know about a model: attention shapes and tensor bytes."""
+class ModelShape(Hyperparameters):
+    """What the planner needs to know about a model: its sizes and tensor bytes."""
 
-    n_layer: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ff: int
-    context_length: int
     layer_bytes: tuple[int, ...]
     other_bytes: int  # token embedding + output norm + output head (if not tied)
     output_bytes: int  # the output head; 0 when tied to the token embedding
-    n_vocab: int = QWEN3_VOCAB
 
     @classmethod
     def from_model_info(cls, info: ModelInfo) -> "ModelShape":
         """The shape of a downloaded GGUF, from its header (tensor sizes are exact)."""
+        sizes = {f.name: getattr(info, f.name) for f in fields(Hyperparameters)}
         return cls(
-            n_layer=info.n_layer,
-            n_embd=info.n_embd,
-            n_head=info.n_head,
-            n_head_kv=info.n_head_kv,
-            head_dim=info.head_dim,
-            n_ff=info.n_ff,
-            context_length=info.context_length,
+            **{**sizes, "n_vocab": info.n_vocab or QWEN3_VOCAB},
             layer_bytes=tuple(info.layer_bytes),
             other_bytes=info.other_bytes,
             output_bytes=info.output_bytes,
-            n_vocab=info.n_vocab or QWEN3_VOCAB,
         )
 
     @classmethod
@@ -143,6 +129,7 @@ class ModelShape:
             n_head_kv=kv_heads,
             head_dim=head_dim,
             n_ff=ff,
+            n_vocab=QWEN3_VOCAB,
             context_length=context,
             layer_bytes=(layer_size,) * layers,
             other_bytes=file_size - layer_size * layers,
