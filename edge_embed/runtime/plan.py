@@ -417,25 +417,15 @@ def gpu_plan(
     ctx_notes: tuple[str, ...],
 ) -> Plan:
     """A CUDA plan with ``n_gpu_layers`` (llama.cpp terms) and its VRAM accounting."""
-    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=True)
-    use = vram_use(shape, n_gpu_layers, n_ctx, n_ubatch)
-    headroom = headroom_for(gpu)
-    plan = Plan(
-        device=gpu.backend.lower(),
-        gpu=gpu,
-        n_gpu_layers=n_gpu_layers,
-        n_layer=shape.n_layer,
-        n_ctx=n_ctx,
-        n_batch=n_batch,
-        n_ubatch=n_ubatch,
-        n_seq_max=min(n_batch, MAX_PARALLEL_SEQUENCES),
-        flash_attn=True,
-        n_threads=settings.threads or cores,
+    plan = device_plan(shape, settings, n_ctx, cores, gpu, n_gpu_layers)
+    use = vram_use(shape, n_gpu_layers, n_ctx, plan.n_ubatch)
+    plan = replace(
+        plan,
         weights_vram=use.weights,
         kv_vram=use.kv,
         compute_vram=use.compute,
         cuda_overhead=CUDA_OVERHEAD_BYTES,
-        headroom=headroom,
+        headroom=headroom_for(gpu),
         expected_vram=use.total,
     )
     return replace(plan, notes=(*gpu_notes(shape, settings, plan), *ctx_notes))
@@ -474,20 +464,28 @@ def cpu_plan(
     notes: tuple[str, ...],
 ) -> Plan:
     """Everything on the CPU; the notes say why and how fast that is, roughly."""
-    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=False)
-    threads = settings.threads or cores
+    plan = device_plan(shape, settings, n_ctx, cores, None, 0)
+    return replace(plan, notes=(*notes, cpu_speed_note(shape, plan.n_threads)))
+
+
+def device_plan(
+    shape: ModelShape, settings: RuntimeSettings, n_ctx: int, cores: int, gpu: GpuInfo | None, n_gpu_layers: int
+) -> Plan:
+    """What a GPU plan and a CPU plan decide alike: decode batches (a GPU's are larger),
+    sequences per decode and threads; flash attention on a GPU only. The VRAM figures and
+    notes are ``gpu_plan``'s and ``cpu_plan``'s."""
+    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=gpu is not None)
     return Plan(
-        device="cpu",
-        gpu=None,
-        n_gpu_layers=0,
+        device=gpu.backend.lower() if gpu is not None else "cpu",
+        gpu=gpu,
+        n_gpu_layers=n_gpu_layers,
         n_layer=shape.n_layer,
         n_ctx=n_ctx,
         n_batch=n_batch,
         n_ubatch=n_ubatch,
         n_seq_max=min(n_batch, MAX_PARALLEL_SEQUENCES),
-        flash_attn=False,
-        n_threads=threads,
-        notes=(*notes, cpu_speed_note(shape, threads)),
+        flash_attn=gpu is not None,
+        n_threads=settings.threads or cores,
     )
 
 
