@@ -22,8 +22,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from inspect import signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, ParamSpec
 
 from edge_embed.config import current
 from edge_embed.errors import EdgeEmbedError, ModelFileError, ModelNotFound
@@ -247,6 +248,21 @@ class IndexStatus:
             **self.stats, "space": self.space.to_dict(), "roots": [root_dict(root) for root in self.roots],
             "index_age_s": self.index_age_s, "watch": self.watch,
         }
+
+
+SearchArguments = ParamSpec("SearchArguments")
+
+
+def hits_only(search_outcome: Callable[SearchArguments, SearchOutcome]) -> Callable[SearchArguments, list[Hit]]:
+    """``Index.search`` made from ``Index.search_outcome``: its very arguments, typed once
+    there (a type checker sees them through the ParamSpec), answering only the hits."""
+
+    def search(*args: SearchArguments.args, **kwargs: SearchArguments.kwargs) -> list[Hit]:
+        """Hits for ``text``, best first: ``search_outcome``'s hits (its arguments)."""
+        return search_outcome(*args, **kwargs).hits
+
+    search.__signature__ = signature(search_outcome).replace(return_annotation="list[Hit]")  # for help()
+    return search
 
 
 def _thread_readers() -> ThreadReaders:
@@ -496,23 +512,6 @@ class Index:
         return read_indexed(self, path, start_line, end_line)
 
     # ------------------------------------------------------------------ search
-    def search(
-        self,
-        text: str,
-        options: SearchOptions | None = None,
-        *,
-        instruct: str | None = None,
-        embed_query: EmbedQuery | None = None,
-        rerank: bool | None = None,
-        rerank_top: int | None = None,
-        reranker: str | None = None,
-    ) -> list[Hit]:
-        """Hits for ``text``, best first: ``search_outcome``'s hits (its arguments)."""
-        return self.search_outcome(
-            text, options, instruct=instruct, embed_query=embed_query, rerank=rerank, rerank_top=rerank_top,
-            reranker=reranker,
-        ).hits
-
     def search_outcome(
         self,
         text: str,
@@ -547,6 +546,8 @@ class Index:
             age = age_s(store.meta.last_write_at())
         reason = self.rerank_decision(rerank, reranker, uses_model=options.uses_vectors).reason
         return SearchOutcome(hits, reason, age)
+
+    search = hits_only(search_outcome)  # search(text, options, *, instruct=..., rerank=...) -> list[Hit]
 
     def _note_upgrade(self, store: Store) -> None:
         """Warn, once, that an older edge-embed wrote the index: searches answer without
@@ -668,6 +669,9 @@ class Index:
         return IndexStatus(stats, roots, space, CompactPolicy(min_bytes=0).due(space), age, read_watch_state(self.path))
 
     def close(self) -> None:
+        """Free the query model, the rerankers and every thread's read connection; the next
+        search opens them again. Not while another thread searches or embeds with them:
+        a closed connection or freed model under it fails or crashes the process."""
         if self._query_model is not None:
             self._query_model.close()
             self._query_model = None

@@ -27,13 +27,11 @@ _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.")
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What edge-embed needs to know about a GGUF file, read from its header."""
+class Hyperparameters:
+    """A transformer's sizes as a GGUF header states them (``{arch}.block_count``,
+    ``.embedding_length``, ``.attention.head_count``...): one list for the file's
+    ``ModelInfo``, the GPU planner's ``ModelShape`` and the tests' reference forward pass."""
 
-    path: Path
-    file_size: int
-    architecture: str
-    name: str
     n_layer: int
     n_embd: int
     n_head: int
@@ -42,6 +40,16 @@ class ModelInfo:
     n_ff: int
     n_vocab: int
     context_length: int
+
+
+@dataclass(frozen=True)
+class ModelInfo(Hyperparameters):
+    """What edge-embed needs to know about a GGUF file, read from its header."""
+
+    path: Path
+    file_size: int
+    architecture: str
+    name: str
     pooling: str | None
     add_eos_token: bool | None
     eos_token_id: int | None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -91,7 +92,7 @@ def rebuild_index(
             with Store.open(partial_path(index), page_size=current.maintenance.page_size()) as fresh:
                 indexer = Indexer(fresh, model, options, progress=progress or NoProgress(), stop=stop or threading.Event())
                 summary = indexer.run(folders)
-                summary.rebuilt = True
+                summary = replace(summary, rebuilt=True)
                 if not summary.interrupted:
                     current.maintenance.replace_with(fresh.maintenance)
         finally:

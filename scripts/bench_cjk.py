@@ -37,7 +37,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 
-from edge_embed.store import IndexSettings, NewChunk, Store, keyword_terms
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store, keyword_terms
 
 K = 10
 DIMS = 4
@@ -92,7 +92,7 @@ def build_index(db: Path, root: Path, texts: list[str], rng: np.random.Generator
                         for i in range(CHUNKS_PER_FILE)
                     ]
                     relpath = f"d{f // 100:04d}/f{f:06d}.txt"
-                    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+                    store.files.write_file(FileRecord(root_id, relpath, str(root / relpath), 1, 1, relpath), chunks)
     return time.perf_counter() - started
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from edge_embed.indexer import IndexOptions, Indexer
 from edge_embed.runtime.loader import ModelHandle, prepare_model
 from edge_embed.runtime.plan import RuntimeSettings
-from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store
 from edge_embed.store.files import Files
 from edge_embed.store.part import transaction
 from edge_embed.store.rows import delete_file_rows
@@ -62,12 +62,12 @@ def write_note(root: Path, number: int, note: list[str]) -> Path:
 class RewriteAllFiles(Files):
     """The write path before in-place writes: every chunk of a changed file deleted, then inserted."""
 
-    def write_file(self, root_id, relpath, *args, **kwargs):
+    def write_file(self, record, chunks):
         with transaction(self._conn):
-            state = self.file_states(root_id).get(relpath)
+            state = self.file_states(record.root_id).get(record.relpath)
             if state is not None:
                 delete_file_rows(self._conn, state.id)
-            return super().write_file(root_id, relpath, *args, **kwargs)
+            return super().write_file(record, chunks)
 
 
 class RewriteAllStore(Store):
@@ -154,9 +154,9 @@ def compaction_cost(args: argparse.Namespace, work: Path) -> list[dict[str, obje
         files = range(0, args.vectors, 1000)
         for start in files:
             vectors = rng.standard_normal((1000, args.dims)).astype(np.float32)
-            store.files.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "x", random_chunks(vectors, keep=range(1000)))
+            store.files.write_file(FileRecord(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "x"), random_chunks(vectors, keep=range(1000)))
         for start in files:  # the same files, 1 chunk in 4 kept: the kept rows pin every chunk of slots
-            store.files.write_file(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "y", random_chunks(None, keep=range(0, 1000, 4), dims=args.dims))
+            store.files.write_file(FileRecord(root_id, f"f{start}", str(work / f"f{start}"), 1, 1, "y"), random_chunks(None, keep=range(0, 1000, 4), dims=args.dims))
         before = measure(f"{args.vectors} x {args.dims}-dim vectors, 3 in 4 deleted", store, args.dims, args.queries)
         result = store.maintenance.compact()
         after = measure(f"then compacted ({result.elapsed_s:.2f} s)", store, args.dims, args.queries)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_embed.search import SearchOptions, search
-from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november".split()
 
@@ -39,7 +39,7 @@ def build(path: Path, chunks: int, dims: int, rng: np.random.Generator) -> Store
                 text = " ".join(rng.choice(WORDS, 60))
                 new.append(NewChunk(seq, seq * 5 + 1, seq * 5 + 5, None, text, hashlib.sha256(f"{i}".encode()).hexdigest(), vectors[i]))
             relpath = f"f{file_no}.md"
-            store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, new)
+            store.files.write_file(FileRecord(root_id, relpath, str(root / relpath), 1, 1, relpath), new)
     return store
 
 

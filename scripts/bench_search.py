@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vectors import perturbed_queries, write_synthetic  # noqa: E402
 
 from edge_embed.search import SearchOptions, search  # noqa: E402
-from edge_embed.store import IndexSettings, NewChunk, Store  # noqa: E402
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store  # noqa: E402
 
 K = 10
 CHUNKS_PER_FILE = 10
@@ -107,7 +107,7 @@ def write_bench_file(store: Store, root_id: int, root: Path, f: int, texts: list
         for i in range(CHUNKS_PER_FILE)
     ]
     relpath = f"d{f // 100:04d}/f{f:06d}.txt"
-    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+    store.files.write_file(FileRecord(root_id, relpath, str(root / relpath), 1, 1, relpath), chunks)
 
 
 def check_ids_follow_insert_order(store: Store, texts: list[str]) -> None:

@@ -20,7 +20,7 @@ from edge_embed.cli import cli
 from edge_embed.modelfile import read_model_info
 from edge_embed.runtime.loader import load_embedder
 from edge_embed.runtime.plan import RuntimeSettings
-from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "query-json.md"
 FILES = {
@@ -50,7 +50,7 @@ def build_index(db: Path, root: Path, model_path: Path) -> None:
             path.write_text(text, encoding="utf-8")
             digest = hashlib.sha256(text.encode()).hexdigest()
             chunk = NewChunk(0, 1, text.count("\n") + 1, None, text, digest, vector)
-            store.files.write_file(root_id, relpath, str(path), len(text), 1, digest, [chunk])
+            store.files.write_file(FileRecord(root_id, relpath, str(path), len(text), 1, digest), [chunk])
 
 
 @pytest.fixture(scope="module")

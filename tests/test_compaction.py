@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_embed.store import ChunkChanges, CompactPolicy, IndexSettings, NewChunk, SpaceUsage, Store
+from edge_embed.store import ChunkChanges, CompactPolicy, FileRecord, IndexSettings, NewChunk, SpaceUsage, Store
 from edge_embed.store.maintenance import MB
 from edge_embed.store.schema import VEC_CHUNK_SIZE
 
@@ -56,7 +56,7 @@ class Notes:
             NewChunk(seq, seq * 3 + 1, seq * 3 + 2, heading, text, hashlib.sha256(text.encode()).hexdigest(), self.vector(text))
             for seq, (text, heading) in enumerate(zip(texts, headings))
         ]
-        return self.store.files.write_file(self.root_id, relpath, str(self.root / relpath), 1, 1, f"content-{texts}", chunks)
+        return self.store.files.write_file(FileRecord(self.root_id, relpath, str(self.root / relpath), 1, 1, f"content-{texts}"), chunks)
 
     def rows(self, relpath: str) -> list[tuple[int, int, int, str]]:
         """(id, seq, start_line, text) of a file's chunks, in order."""
@@ -400,10 +400,10 @@ def test_a_kept_chunk_that_moved_to_another_page_gets_its_new_page(notes: Notes)
     digest = hashlib.sha256(b"moved").hexdigest()
     write = notes.store.files.write_file
     first = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=3, page_end=3)
-    write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v1", [first])
+    write(FileRecord(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v1"), [first])
     [(chunk_id, _, _, _)] = notes.rows("m.pdf")
     moved = NewChunk(0, 1, 1, None, "moved", digest, notes.vector("moved"), page_start=4, page_end=4)
-    write(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v2", [moved])
+    write(FileRecord(notes.root_id, "m.pdf", str(notes.root / "m.pdf"), 1, 1, "v2"), [moved])
     record = notes.store.files.chunks_by_id([chunk_id])[chunk_id]
     assert (record.page_start, record.page_end) == (4, 4)
 

@@ -15,9 +15,8 @@ import numpy as np
 from edge_embed.chunking import Chunk
 from edge_embed.indexer.batcher import BATCH_CHUNKS, EmbedBatcher
 from edge_embed.indexer.preparer import Prepared, text_hash
-from edge_embed.indexer.progress import NoProgress
-from edge_embed.indexer.storage import FileRecord
-from edge_embed.store import ChunkChanges
+from edge_embed.progress import NoProgress
+from edge_embed.store import ChunkChanges, FileRecord
 
 
 class WordEmbedder:

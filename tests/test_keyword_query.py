@@ -10,7 +10,7 @@ import apsw
 import numpy as np
 import pytest
 
-from edge_embed.store import MAX_QUERY_TERMS, IndexSettings, NewChunk, Store, fts5_query, keyword_terms
+from edge_embed.store import MAX_QUERY_TERMS, FileRecord, IndexSettings, NewChunk, Store, fts5_query, keyword_terms
 
 ADVERSARIAL = [
     "",
@@ -85,7 +85,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
             NewChunk(i, i + 1, i + 1, f"Notes {i}", text, hashlib.sha256(text.encode()).hexdigest(), vector)  # a section each: no neighbours
             for i, (text, vector) in enumerate(zip(texts, vectors))
         ]
-        opened.files.write_file(root_id, "notes/readme.md", str(folder / "notes/readme.md"), 1, 1, "c", chunks)
+        opened.files.write_file(FileRecord(root_id, "notes/readme.md", str(folder / "notes/readme.md"), 1, 1, "c"), chunks)
         yield opened
 
 

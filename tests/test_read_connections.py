@@ -17,7 +17,7 @@ import pytest
 from edge_embed.api import Index
 from edge_embed.errors import EdgeEmbedError, IndexChanged
 from edge_embed.search import SearchOptions
-from edge_embed.store import IndexSettings, NewChunk, Store
+from edge_embed.store import FileRecord, IndexSettings, NewChunk, Store
 from edge_embed.store.keyword_search import Keywords
 
 DIMS = 8
@@ -31,7 +31,7 @@ def build(path: Path, root: Path, word: str) -> None:
     with Store.open(path) as store:
         store.meta.init_settings(IndexSettings("tiny", "/m.gguf", 1, "h", DIMS, 64, 0))
         root_id = store.files.add_root(root)
-        store.files.write_file(root_id, f"{word}.md", str(root / f"{word}.md"), 1, 1, word, [chunk])
+        store.files.write_file(FileRecord(root_id, f"{word}.md", str(root / f"{word}.md"), 1, 1, word), [chunk])
 
 
 def found(index: Index, word: str) -> list[str]:

@@ -21,7 +21,7 @@ from edge_embed.search import (
     list_floor,
     search,
 )
-from edge_embed.store import ChunkRecord, IndexSettings, NewChunk, Store
+from edge_embed.store import ChunkRecord, FileRecord, IndexSettings, NewChunk, Store
 
 DIMS = 16
 
@@ -124,7 +124,7 @@ class Corpus:
             NewChunk(i, i * 5 + 1, i * 5 + 5, None, text, hashlib.sha256(f"{relpath}{i}".encode()).hexdigest(), vec)
             for i, (text, vec) in enumerate(zip(texts, vectors))
         ]
-        self.store.files.write_file(self.root_id, relpath, str(path), 1, 1, relpath, chunks)
+        self.store.files.write_file(FileRecord(self.root_id, relpath, str(path), 1, 1, relpath), chunks)
         ids = self.store._conn.execute(  # noqa: SLF001 - test reads back the ids it just wrote
             "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.relpath = ? ORDER BY c.seq",
             (relpath,),

@@ -339,6 +339,19 @@ def test_keep_alive_also_frees_what_the_server_registered(model_path):
         worker.stop()
 
 
+def test_stopping_the_server_closes_its_index(indexed, tmp_path):
+    """The app's shutdown closes the Index it opened, after the engine thread: its read
+    connections (the pool thread's of a search, the start's own) close, and SQLite folds
+    the -wal file back. Before, they stayed open until the process ended."""
+    db = tmp_path / "index.db"
+    shutil.copy(indexed / "index.db", db)
+    with running_server(db, None) as (url, service):
+        assert httpx.post(url + "/v1/search", json={"query": "rotate keys"}).status_code == 200
+        assert Path(f"{db}-wal").exists()
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+    assert not service.worker.loaded
+
+
 def test_concurrent_requests_share_decodes(server, local):
     """16 single-text requests at once: fewer decodes than requests, each answer right."""
     url, service = server

@@ -20,6 +20,7 @@ from edge_embed.errors import EdgeEmbedError, IndexMismatch
 from edge_embed.store import (
     MAX_KNN_K,
     SCHEMA_VERSION,
+    FileRecord,
     IndexSettings,
     NewChunk,
     Store,
@@ -59,7 +60,7 @@ def make_chunk(seq: int, text: str, vector: np.ndarray, heading: str | None = No
 
 def write(store: Store, root_id: int, root: Path, relpath: str, texts: list[str], vectors: np.ndarray) -> None:
     chunks = [make_chunk(i, text, vector) for i, (text, vector) in enumerate(zip(texts, vectors))]
-    store.files.write_file(root_id, relpath, str(root / relpath), 100, 1, f"hash-of-{relpath}", chunks)
+    store.files.write_file(FileRecord(root_id, relpath, str(root / relpath), 100, 1, f"hash-of-{relpath}"), chunks)
 
 
 def raw_counts(path: Path) -> dict[str, int]:
@@ -133,7 +134,7 @@ def test_an_index_from_before_pages_migrates_and_keeps_its_vectors(tmp_path: Pat
         old = store.vectors.vector_search(vectors[0], k=1)[0]
         assert old[1] == pytest.approx(0.0, abs=1e-5)  # the same vector, found again (L2 distance)
         paged = replace(make_chunk(0, "on page seven", vectors[1]), page_start=7, page_end=7)
-        store.files.write_file(store.files.add_root(tmp_path), "manual.pdf", str(tmp_path / "manual.pdf"), 10, 1, "h", [paged])
+        store.files.write_file(FileRecord(store.files.add_root(tmp_path), "manual.pdf", str(tmp_path / "manual.pdf"), 10, 1, "h"), [paged])
         records = store.files.chunks_by_id([old[0], store.vectors.vector_search(vectors[1], k=1)[0][0]])
     assert sorted((r.relpath, r.page_start, r.page_end) for r in records.values()) == [
         ("manual.pdf", 7, 7),
@@ -337,7 +338,7 @@ def write_sections(store: Store, root_id: int, root: Path, chunks: list[tuple[st
     """a.md with these (heading, text) chunks; their ids in order."""
     vectors = unit_vectors(rng, len(chunks))
     records = [make_chunk(i, text, vector, heading) for i, ((heading, text), vector) in enumerate(zip(chunks, vectors))]
-    store.files.write_file(root_id, "a.md", str(root / "a.md"), 100, 1, "hash-of-a.md", records)
+    store.files.write_file(FileRecord(root_id, "a.md", str(root / "a.md"), 100, 1, "hash-of-a.md"), records)
     return [row[0] for row in store._conn.execute("SELECT id FROM chunks ORDER BY seq")]  # noqa: SLF001 - the one file
 
 
@@ -588,7 +589,7 @@ def test_a_word_in_a_heading_or_file_name_outweighs_more_of_it_in_the_text(store
     vectors = unit_vectors(np.random.default_rng(21), 4)
     write(store, root_id, root, "a/text.md", ["walrus walrus walrus seen"], vectors[0:1])
     titled = [make_chunk(0, "seen from the boat", vectors[1], heading="Walrus")]
-    store.files.write_file(root_id, "b/titled.md", str(root / "b/titled.md"), 1, 1, "h", titled)
+    store.files.write_file(FileRecord(root_id, "b/titled.md", str(root / "b/titled.md"), 1, 1, "h"), titled)
     write(store, root_id, root, "c/walrus.md", ["seen on the ice"], vectors[2:3])
     write(store, root_id, root, "d/other.md", ["nothing to see here"], vectors[3:4])
     paths = {chunk_id: record.relpath for chunk_id, record in store.files.chunks_by_id(range(1, 10)).items()}
@@ -631,7 +632,7 @@ def test_cjk_headings_and_file_names_are_searchable(store: Store, root: Path) ->
     root_id = store.files.add_root(root)
     vectors = unit_vectors(np.random.default_rng(13), 3)
     chunks = [make_chunk(0, "Only English text here.", vectors[0], heading="天气预报")]
-    store.files.write_file(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h1", chunks)
+    store.files.write_file(FileRecord(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h1"), chunks)
     write(store, root_id, root, "笔记/서울.md", ["Plain words, nothing else."], vectors[1:2])
     write(store, root_id, root, "en/other.md", ["More plain words."], vectors[2:3])
     paths = {record.relpath: chunk_id for chunk_id, record in store.files.chunks_by_id(range(1, 10)).items()}
@@ -674,7 +675,7 @@ def test_an_index_from_before_the_bigram_table_is_migrated_from_stored_texts(sto
     write(store, root_id, root, "ko/seoul.md", ["어제 서울에서 친구를 만났어요."], vectors[0:1])
     write(store, root_id, root, "zh/ml.md", ["机器学习是人工智能的一个分支"], vectors[1:2])
     chunks = [make_chunk(0, "English only.", vectors[2], heading="天气预报")]
-    store.files.write_file(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h", chunks)
+    store.files.write_file(FileRecord(root_id, "en/forecast.md", str(root / "en/forecast.md"), 1, 1, "h"), chunks)
     before = next(i for i, step in enumerate(MIGRATIONS) if "cjk_bigrams" in step.__name__)
     store._conn.execute(  # noqa: SLF001 - rewind the file to the schema before the migration
         f"""
@@ -776,7 +777,7 @@ def test_checkpoint_empties_the_wal(tmp_path):
         store.meta.init_settings(IndexSettings("m", "m.gguf", 1, "h", 4, 512, 51))
         root = store.files.add_root(tmp_path)
         vector = np.ones(4, dtype=np.float32) / 2
-        store.files.write_file(root, "a.md", str(tmp_path / "a.md"), 1, 1, "c", [NewChunk(0, 1, 1, "", "text " * 500, "t", vector)])
+        store.files.write_file(FileRecord(root, "a.md", str(tmp_path / "a.md"), 1, 1, "c"), [NewChunk(0, 1, 1, "", "text " * 500, "t", vector)])
         wal = tmp_path / "wal.db-wal"
         assert wal.stat().st_size > 0
         store.maintenance.checkpoint()
@@ -795,7 +796,7 @@ def test_root_paths_and_chunk_count_agree_with_roots_and_stats(tmp_path):
         store.files.add_root(tmp_path / "a")
         vector = np.ones(4, dtype=np.float32) / 2
         chunks = [NewChunk(i, 1, 1, "", f"text {i}", f"t{i}", vector) for i in range(3)]
-        store.files.write_file(first, "x.md", str(tmp_path / "b" / "x.md"), 1, 1, "c", chunks)
+        store.files.write_file(FileRecord(first, "x.md", str(tmp_path / "b" / "x.md"), 1, 1, "c"), chunks)
         assert store.files.root_paths() == [root.path for root in store.files.roots()] == [str(tmp_path / "a"), str(tmp_path / "b")]
         assert store.files.chunk_count() == store.maintenance.stats()["chunks"] == 3
 

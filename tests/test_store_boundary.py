@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_embed.errors import IndexChanged
-from edge_embed.store import IndexSettings, Store
+from edge_embed.store import FileRecord, IndexSettings, Store
 from edge_embed.store import core as core_module
 from edge_embed.store.part import Part
 from edge_embed.store.sqlite_errors import TranslatesErrors, translates_errors
@@ -95,7 +95,7 @@ def calls(tmp_path: Path, store: Store, other: Store) -> dict[str, dict[str, obj
             "has_file": lambda: store.files.has_file(str(tmp_path / "a.md")),
             "matching_files": lambda: store.files.matching_files([str(tmp_path)], []),
             "touch_file": lambda: store.files.touch_file(1, 1, 1),
-            "write_file": lambda: store.files.write_file(1, "a.md", str(tmp_path / "a.md"), 1, 1, "hash", []),
+            "write_file": lambda: store.files.write_file(FileRecord(1, "a.md", str(tmp_path / "a.md"), 1, 1, "hash"), []),
             "delete_file": lambda: store.files.delete_file(1),
             "chunk_count": store.files.chunk_count,
             "chunk_files": lambda: store.files.chunk_files([1]),
@@ -171,7 +171,7 @@ def test_a_private_helper_failing_inside_a_part_is_the_library_error(tmp_path: P
         root_id = store.files.add_root(tmp_path)
         monkeypatch.setattr(files_module, "delete_chunk_ids", vanished)
         with pytest.raises(IndexChanged):
-            store.files.write_file(root_id, "a.md", str(tmp_path / "a.md"), 1, 1, "hash", [])
+            store.files.write_file(FileRecord(root_id, "a.md", str(tmp_path / "a.md"), 1, 1, "hash"), [])
         assert store.files.file_states(root_id) == {}  # rolled back
 
 

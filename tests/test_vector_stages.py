@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_embed.search import SearchOptions, search
-from edge_embed.store import SCHEMA_VERSION, IndexSettings, NewChunk, Store
+from edge_embed.store import SCHEMA_VERSION, FileRecord, IndexSettings, NewChunk, Store
 from edge_embed.store import core as core_module
 from edge_embed.store import coarse as coarse_module
 from edge_embed.store import schema as schema_module
@@ -64,7 +64,7 @@ def write_file(store: Store, root_id: int, root: Path, relpath: str, vectors: np
         NewChunk(i, i + 1, i + 1, None, f"{word} {relpath} {i} " + "filler " * filler_count(relpath, i), hashlib.sha256(f"{relpath}{i}{v[0]}".encode()).hexdigest(), v)
         for i, v in enumerate(vectors)
     ]
-    store.files.write_file(root_id, relpath, str(root / relpath), 1, 1, relpath, chunks)
+    store.files.write_file(FileRecord(root_id, relpath, str(root / relpath), 1, 1, relpath), chunks)
 
 
 def filler_count(relpath: str, seq: int) -> int:

@@ -23,6 +23,7 @@ from edge_embed.catalog import chunking_summary
 from edge_embed.errors import EdgeEmbedError, ModelNotFound, Phrase
 from edge_embed.estimate import format_duration
 from edge_embed.files import DEFAULT_MAX_DOCUMENT_SIZE, DEFAULT_MAX_FILE_SIZE
+from edge_embed.progress import NoProgress
 
 if TYPE_CHECKING:
     from edge_embed.api import IndexStatus
@@ -158,27 +159,12 @@ def stop_on_sigint(stop: threading.Event, quiet: bool):
         yield
 
 
-class WarningsOnly:
+class WarningsOnly(NoProgress):
     """Not a terminal (or --quiet): no progress line, a warning per unusual skip (the
     indexer's ``Progress``; the other events are ignored here, drawn by ``TtyProgress``)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-
-    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
-        pass
-
-    def file_done(self, relpath: str, size: int) -> None:
-        pass
-
-    def embedded(self, texts: int, tokens: int) -> None:
-        pass
-
-    def estimated(self, estimate, slow_note: Phrase | None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def warning(self, message: str | Phrase) -> None:
         if not self.quiet:

@@ -190,4 +190,4 @@ def mcp(db, keep_alive, reranker, **runtime) -> None:
     try:
         server.run("stdio")
     finally:
-        service.worker.stop()
+        service.close()

@@ -25,7 +25,7 @@ One module per stage, in the order a run goes through them:
 | ``preparer`` | a changed file to chunks: read, hash, extract (sandbox), chunk |
 | ``batcher`` | dedup against the index, decode-sized groups, one write per file |
 | ``storage`` | every call the indexer makes to the ``Store`` |
-| ``progress`` | the events, warnings and estimate a caller hears |
+| ``progress`` | the warnings and estimate a caller hears (the events: ``edge_embed.progress``) |
 | ``summary`` | each stage's ``Tally``, summed into the run's ``IndexSummary`` |
 | ``pipeline`` | ``Indexer``: the stages in order, per run and per root |
 """
@@ -33,9 +33,10 @@ One module per stage, in the order a run goes through them:
 from edge_embed.indexer.options import IndexOptions, index_settings, resolve_options
 from edge_embed.indexer.pipeline import Indexer
 from edge_embed.indexer.planner import KeptFolder
-from edge_embed.indexer.progress import NoProgress, Progress, slow_run_note
+from edge_embed.indexer.progress import slow_run_note
 from edge_embed.indexer.summary import IndexSummary
 from edge_embed.indexer.walk import unavailable_state
+from edge_embed.progress import NoProgress, Progress
 
 __all__ = [
     "IndexOptions",

@@ -13,9 +13,9 @@ import time
 from typing import TYPE_CHECKING, Iterator
 
 from edge_embed.indexer.preparer import Prepared
-from edge_embed.indexer.progress import Progress
 from edge_embed.indexer.storage import IndexStorage
 from edge_embed.indexer.summary import Tally
+from edge_embed.progress import Progress
 from edge_embed.store import NewChunk
 
 if TYPE_CHECKING:

@@ -33,10 +33,11 @@ from edge_embed.indexer.planner import (
     watched_scope,
 )
 from edge_embed.indexer.preparer import FilePreparer, Outcome, Prepared, SameContent, Unchunkable, Unextracted, Unreadable
-from edge_embed.indexer.progress import NoProgress, Progress, grown_estimate, slow_run_note, warn_kept, warn_skip
+from edge_embed.indexer.progress import grown_estimate, slow_run_note, warn_kept, warn_skip
 from edge_embed.indexer.storage import IndexStorage
 from edge_embed.indexer.summary import IndexSummary, Tally
 from edge_embed.indexer.walk import unavailable_state, walk_root
+from edge_embed.progress import NoProgress, Progress
 from edge_embed.runtime.plan import ModelShape
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from edge_embed.extract import file_lines
 from edge_embed.files import DocumentFile, FileContent, FoundFile, Skip, read_file
 from edge_embed.indexer.options import IndexOptions
 from edge_embed.indexer.planner import FileTask
-from edge_embed.indexer.storage import FileRecord
+from edge_embed.indexer.storage import file_record
 
 if TYPE_CHECKING:
     from edge_embed.runtime.loader import ModelHandle
-    from edge_embed.store import FileState
+    from edge_embed.store import FileRecord, FileState
 
 TIMEOUTS_REMEMBERED = 2  # once may be a busy machine; twice, the same bytes, is the file
 
@@ -106,7 +106,7 @@ class FilePreparer:
             return Unreadable(content)
         if state is not None and state.content_hash == content.content_hash:
             return SameContent(found, state)
-        record = FileRecord.of(root_id, found, content.content_hash)
+        record = file_record(root_id, found, content.content_hash)
         if isinstance(content, DocumentFile):
             extracted = self._extract(record, content)
             if isinstance(extracted, Unextracted):

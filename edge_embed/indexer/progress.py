@@ -1,61 +1,22 @@
-"""What a run tells its caller while it runs: pipeline events, warnings, the estimate.
-
-Warnings and the estimate's note may name settings and operations: they are ``Phrase``s
-(or plain text), which the face words (``errors.say``).
-"""
+"""What a run tells its caller while it runs: warnings and the estimate, through the
+``Progress`` events (``edge_embed.progress``). Warnings and the estimate's note may name
+settings and operations: they are ``Phrase``s (or plain text), which the face words
+(``errors.say``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL
 from edge_embed.errors import Phrase
 from edge_embed.estimate import SLOW_RUN_S, Estimate, estimated_tokens, format_duration
 from edge_embed.files import FoundFile, Skip
 from edge_embed.indexer.planner import KeptFolder
+from edge_embed.progress import Progress
 from edge_embed.runtime.plan import cpu_speedup
 
 # Skips that are expected and only counted; every other one is worth a warning.
 SILENT_SKIPS = frozenset({"binary"})
-
-
-class Progress(Protocol):
-    """Receives pipeline events; the CLI draws a progress line from them."""
-
-    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None: ...
-
-    def file_done(self, relpath: str, size: int) -> None: ...
-
-    def embedded(self, texts: int, tokens: int) -> None: ...
-
-    def estimated(self, estimate: Estimate, slow_note: Phrase | None) -> None: ...
-
-    def warning(self, message: str | Phrase) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class NoProgress:
-    """Ignores every event (library use); the CLI's displays override what they show."""
-
-    def root_started(self, root: Path, total_files: int, total_bytes: int) -> None:
-        pass
-
-    def file_done(self, relpath: str, size: int) -> None:
-        pass
-
-    def embedded(self, texts: int, tokens: int) -> None:
-        pass
-
-    def estimated(self, estimate: Estimate, slow_note: Phrase | None) -> None:
-        pass
-
-    def warning(self, message: str | Phrase) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def warn_skip(progress: Progress, skip: Skip) -> None:

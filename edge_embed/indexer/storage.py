@@ -2,7 +2,7 @@
 
 The planner and the preparer never see the store; the pipeline reads the index's state
 and settings through here, the batcher writes through here. One module to read when the
-store's interface changes, and the only one that spells ``write_file``'s arguments.
+store's interface changes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from edge_embed.files import FoundFile
-from edge_embed.store import ChunkChanges, FileState, IndexSettings, NewChunk
+from edge_embed.store import ChunkChanges, FileRecord, FileState, IndexSettings, NewChunk
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,20 +20,9 @@ if TYPE_CHECKING:
     from edge_embed.store import CompactPolicy, CompactResult, Store
 
 
-@dataclass(frozen=True)
-class FileRecord:
-    """A file's row as the index keeps it: where it is, its stat, what its bytes hash to."""
-
-    root_id: int
-    relpath: str
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str
-
-    @classmethod
-    def of(cls, root_id: int, found: FoundFile, content_hash: str) -> FileRecord:
-        return cls(root_id, found.relpath, str(found.path), found.size, found.mtime_ns, content_hash)
+def file_record(root_id: int, found: FoundFile, content_hash: str) -> FileRecord:
+    """The row a walked file gets in the index, its bytes hashing to ``content_hash``."""
+    return FileRecord(root_id, found.relpath, str(found.path), found.size, found.mtime_ns, content_hash)
 
 
 @dataclass(frozen=True)
@@ -97,8 +86,7 @@ class IndexStorage:
         return self.store.vectors.vectors_for_hashes(hashes)
 
     def write(self, record: FileRecord, chunks: Sequence[NewChunk]) -> ChunkChanges:
-        r = record
-        return self.store.files.write_file(r.root_id, r.relpath, r.path, r.size, r.mtime_ns, r.content_hash, chunks)
+        return self.store.files.write_file(record, chunks)
 
     def touch(self, state: FileState, found: FoundFile) -> None:
         self.store.files.touch_file(state.id, found.size, found.mtime_ns)

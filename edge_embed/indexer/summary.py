@@ -14,12 +14,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Tally:
-    """Counts one step returns (a file's outcome, a flush, a root's plan); added up, a run's.
-
-    Adding sums the numbers and the skip counters and joins the tuples, so no stage
-    writes into a shared summary: ``IndexSummary.of`` turns the total into the report.
-    """
+class FileCounts:
+    """What the files came to, counted alike by a stage's ``Tally`` and the run's
+    ``IndexSummary``, in the order of `index --json`'s first keys (its next one, the run's
+    chunks_removed, is why the shared counts stop here)."""
 
     roots: tuple[str, ...] = ()
     files_seen: int = 0
@@ -30,7 +28,17 @@ class Tally:
     failed: int = 0
     lossy: int = 0
     chunks_added: int = 0
-    chunks_kept: int = 0
+    chunks_kept: int = 0  # chunks of changed files whose text stayed: rows kept in place
+
+
+@dataclass(frozen=True)
+class Tally(FileCounts):
+    """Counts one step returns (a file's outcome, a flush, a root's plan); added up, a run's.
+
+    Adding sums the numbers and the skip counters and joins the tuples, so no stage
+    writes into a shared summary: ``IndexSummary.of`` turns the total into the report.
+    """
+
     chunks_reused: int = 0
     texts_embedded: int = 0
     tokens_embedded: int = 0
@@ -41,20 +49,11 @@ class Tally:
         return Tally(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
-@dataclass
-class IndexSummary:
-    """What a run did; printed by the CLI, as JSON with --json."""
+@dataclass(frozen=True)
+class IndexSummary(FileCounts):
+    """What a run did; printed by the CLI, as JSON with --json (the fields' order is the JSON's)."""
 
-    roots: list[str] = field(default_factory=list)
-    files_seen: int = 0
-    indexed: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    failed: int = 0
-    lossy: int = 0
-    chunks_added: int = 0
-    chunks_kept: int = 0  # chunks of changed files whose text stayed: rows kept in place
+    roots: list[str] = field(default_factory=list)  # FileCounts' place, a list here
     chunks_removed: int = 0
     chunks_reused: int = 0
     texts_embedded: int = 0

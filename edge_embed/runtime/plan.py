@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from edge_embed.catalog import CPU_DEFAULT_MODEL as SMALL_MODEL
 from edge_embed.config import current
 from edge_embed.errors import TERMS, Phrase
-from edge_embed.modelfile import ModelInfo
+from edge_embed.modelfile import Hyperparameters, ModelInfo
 from edge_embed.runtime.hardware import GpuInfo, available_cores, usable_gpu
 
 if TYPE_CHECKING:
@@ -85,36 +85,22 @@ SMALL_MODEL_PARAMETERS = 28 * layer_parameters(1024, 16, 8, 128, 3072) + QWEN3_V
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """What the planner needs to know about a model: attention shapes and tensor bytes."""
+class ModelShape(Hyperparameters):
+    """What the planner needs to know about a model: its sizes and tensor bytes."""
 
-    n_layer: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ff: int
-    context_length: int
     layer_bytes: tuple[int, ...]
     other_bytes: int  # token embedding + output norm + output head (if not tied)
     output_bytes: int  # the output head; 0 when tied to the token embedding
-    n_vocab: int = QWEN3_VOCAB
 
     @classmethod
     def from_model_info(cls, info: ModelInfo) -> "ModelShape":
         """The shape of a downloaded GGUF, from its header (tensor sizes are exact)."""
+        sizes = {f.name: getattr(info, f.name) for f in fields(Hyperparameters)}
         return cls(
-            n_layer=info.n_layer,
-            n_embd=info.n_embd,
-            n_head=info.n_head,
-            n_head_kv=info.n_head_kv,
-            head_dim=info.head_dim,
-            n_ff=info.n_ff,
-            context_length=info.context_length,
+            **{**sizes, "n_vocab": info.n_vocab or QWEN3_VOCAB},
             layer_bytes=tuple(info.layer_bytes),
             other_bytes=info.other_bytes,
             output_bytes=info.output_bytes,
-            n_vocab=info.n_vocab or QWEN3_VOCAB,
         )
 
     @classmethod
@@ -145,6 +131,7 @@ class ModelShape:
             n_head_kv=kv_heads,
             head_dim=head_dim,
             n_ff=ff,
+            n_vocab=QWEN3_VOCAB,
             context_length=context,
             layer_bytes=(layer_size,) * layers,
             other_bytes=file_size - layer_size * layers,
@@ -434,25 +421,15 @@ def gpu_plan(
     ctx_notes: tuple[Phrase, ...],
 ) -> Plan:
     """A CUDA plan with ``n_gpu_layers`` (llama.cpp terms) and its VRAM accounting."""
-    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=True)
-    use = vram_use(shape, n_gpu_layers, n_ctx, n_ubatch)
-    headroom = headroom_for(gpu)
-    plan = Plan(
-        device=gpu.backend.lower(),
-        gpu=gpu,
-        n_gpu_layers=n_gpu_layers,
-        n_layer=shape.n_layer,
-        n_ctx=n_ctx,
-        n_batch=n_batch,
-        n_ubatch=n_ubatch,
-        n_seq_max=min(n_batch, MAX_PARALLEL_SEQUENCES),
-        flash_attn=True,
-        n_threads=settings.threads or cores,
+    plan = device_plan(shape, settings, n_ctx, cores, gpu, n_gpu_layers)
+    use = vram_use(shape, n_gpu_layers, n_ctx, plan.n_ubatch)
+    plan = replace(
+        plan,
         weights_vram=use.weights,
         kv_vram=use.kv,
         compute_vram=use.compute,
         cuda_overhead=CUDA_OVERHEAD_BYTES,
-        headroom=headroom,
+        headroom=headroom_for(gpu),
         expected_vram=use.total,
     )
     return replace(plan, notes=(*gpu_notes(shape, settings, plan), *ctx_notes))
@@ -496,20 +473,28 @@ def cpu_plan(
     notes: tuple[Phrase, ...],
 ) -> Plan:
     """Everything on the CPU; the notes say why and how fast that is, roughly."""
-    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=False)
-    threads = settings.threads or cores
+    plan = device_plan(shape, settings, n_ctx, cores, None, 0)
+    return replace(plan, notes=(*notes, cpu_speed_note(shape, plan.n_threads)))
+
+
+def device_plan(
+    shape: ModelShape, settings: RuntimeSettings, n_ctx: int, cores: int, gpu: GpuInfo | None, n_gpu_layers: int
+) -> Plan:
+    """What a GPU plan and a CPU plan decide alike: decode batches (a GPU's are larger),
+    sequences per decode and threads; flash attention on a GPU only. The VRAM figures and
+    notes are ``gpu_plan``'s and ``cpu_plan``'s."""
+    n_batch, n_ubatch = batch_sizes(settings.batch, n_ctx, on_gpu=gpu is not None)
     return Plan(
-        device="cpu",
-        gpu=None,
-        n_gpu_layers=0,
+        device=gpu.backend.lower() if gpu is not None else "cpu",
+        gpu=gpu,
+        n_gpu_layers=n_gpu_layers,
         n_layer=shape.n_layer,
         n_ctx=n_ctx,
         n_batch=n_batch,
         n_ubatch=n_ubatch,
         n_seq_max=min(n_batch, MAX_PARALLEL_SEQUENCES),
-        flash_attn=False,
-        n_threads=threads,
-        notes=(*notes, cpu_speed_note(shape, threads)),
+        flash_attn=gpu is not None,
+        n_threads=settings.threads or cores,
     )
 
 

@@ -130,6 +130,14 @@ class Service:
         if self._text_reranker is not None:
             self._text_reranker.close()
 
+    def close(self) -> None:
+        """The end of serving: the engine thread stops, then the index frees its read
+        connections (SQLite then folds its -wal file back) and its query model. In that
+        order, as ``Index.close`` must not run under a search or a decode: one the engine
+        could not finish keeps the index open until the process ends."""
+        if self.worker.stop() and self.index is not None:
+            self.index.close()
+
     def model_entry(self) -> dict[str, Any]:
         """The served model in OpenAI's model shape."""
         return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "edge-embed"}
@@ -389,7 +397,8 @@ def build_app(
     preload: bool = False,
 ) -> Starlette:
     """`serve`'s ASGI app, the one the tests run too: the HTTP APIs and the MCP tools at
-    /mcp behind one guard; the engine thread starts with it and stops with it."""
+    /mcp behind one guard; the engine thread starts with it, and stops with it before the
+    index closes."""
     from edge_embed.server.mcp_tools import mcp_http_app
     from edge_embed.server.ollama import ollama_routes
     from edge_embed.server.rerank_api import rerank_routes
@@ -408,7 +417,7 @@ def build_app(
         finally:
             if watching is not None:
                 await run_in_threadpool(watching.close)
-            await run_in_threadpool(service.worker.stop)
+            await run_in_threadpool(service.close)  # after the last request (uvicorn waits for them) and the watcher
 
     api_routes = [*routes(service), *rerank_routes(service), *ollama_routes(service)]
     middleware = [Middleware(Guard, hosts=allowed_host_names(bind_host), api_key=api_key, cors=cors)]

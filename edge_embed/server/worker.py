@@ -144,18 +144,19 @@ class EngineWorker:
             self._holding = True
         self._thread.start()
 
-    def stop(self, timeout_s: float = STOP_WAIT_S) -> None:
-        """Finish what was submitted, then free the models. A decode still running after
-        ``timeout_s`` (a CPU round can take longer) keeps its model: freeing it under llama.cpp
-        would crash the process, and the process is ending anyway."""
+    def stop(self, timeout_s: float = STOP_WAIT_S) -> bool:
+        """Finish what was submitted, then free the models; False when a decode still runs
+        after ``timeout_s`` (a CPU round can take longer): it keeps its model, as freeing it
+        under llama.cpp would crash the process, and the process is ending anyway."""
         self._queue.put(None)
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             log.warning("the engine is still decoding after %.0f s: its model is left to the process's end", timeout_s)
-            return
+            return False
         self.embedder.close()
         if self.on_unload is not None:
             self.on_unload()
+        return True
 
     @property
     def queue_depth(self) -> int:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 from edge_embed.store.filters import as_stored, under_prefix
 from edge_embed.store.keywords import MAX_QUERY_TERMS, KeywordTerms, fts5_phrases, fts5_query, keyword_terms
-from edge_embed.store.records import MAX_KNN_K, ChunkChanges, ChunkRecord, FileState, IndexSettings, NewChunk, RootInfo
+from edge_embed.store.records import MAX_KNN_K, ChunkChanges, ChunkRecord, FileRecord, FileState, IndexSettings, NewChunk, RootInfo
 
 # The SQLite side loads on first use (PEP 562): the modules above import neither apsw nor
 # sqlite-vec, so `edge-embed query` answered by a running server, which only renders
@@ -89,6 +89,7 @@ __all__ = [
     "CompactPolicy",
     "CompactResult",
     "ChunkRecord",
+    "FileRecord",
     "FileState",
     "IndexSettings",
     "KeywordTerms",

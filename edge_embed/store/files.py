@@ -20,7 +20,7 @@ from edge_embed.store.filters import absolute, as_stored, under_prefix
 from edge_embed.store.keywords import keyword_texts
 from edge_embed.store.meta import Meta, stamp_write
 from edge_embed.store.part import Part, transaction
-from edge_embed.store.records import ChunkChanges, ChunkRecord, FileState, NewChunk, RootInfo, StoredChunk, vector_blob
+from edge_embed.store.records import ChunkChanges, ChunkRecord, FileRecord, FileState, NewChunk, RootInfo, StoredChunk, vector_blob
 from edge_embed.store.rows import append_codes, delete_chunk_ids, delete_file_rows, insert_chunk, update_chunk
 from edge_embed.store.schema import column_exists
 
@@ -107,17 +107,8 @@ class Files(Part):
         with transaction(self._conn):
             self._conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
 
-    def write_file(
-        self,
-        root_id: int,
-        relpath: str,
-        path: str,
-        size: int,
-        mtime_ns: int,
-        content_hash: str,
-        chunks: Sequence[NewChunk],
-    ) -> ChunkChanges:
-        """Bring a file's rows to these chunks, in one transaction.
+    def write_file(self, record: FileRecord, chunks: Sequence[NewChunk]) -> ChunkChanges:
+        """Bring a file's row to ``record`` and its rows of chunks to ``chunks``, in one transaction.
 
         A crash or Ctrl-C leaves either the old version or the new one, never a mix.
         Rows of texts the file already had stay in place (see ``_replace_chunks``).
@@ -135,11 +126,14 @@ class Files(Part):
                         indexed_at = excluded.indexed_at
                     RETURNING id
                     """,
-                    (root_id, relpath, path, size, mtime_ns, content_hash, time.time()),
+                    (
+                        record.root_id, record.relpath, record.path, record.size, record.mtime_ns,
+                        record.content_hash, time.time(),
+                    ),
                 )
             )
             stamp_write(self._conn)
-            return self._replace_chunks(file_id, relpath, chunks, blobs)
+            return self._replace_chunks(file_id, record.relpath, chunks, blobs)
 
     def _replace_chunks(self, file_id: int, relpath: str, chunks: Sequence[NewChunk], blobs: Sequence[bytes]) -> ChunkChanges:
         """Insert only the new texts, delete the vanished ones, keep the rest in place.

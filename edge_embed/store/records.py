@@ -40,6 +40,19 @@ class RootInfo:
 
 
 @dataclass(frozen=True)
+class FileRecord:
+    """A file's row as the index keeps it: where it is, its stat, what its bytes hash to
+    (``Files.write_file`` writes it with the file's chunks)."""
+
+    root_id: int
+    relpath: str
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
 class FileState:
     """What the indexer compares against the disk to skip unchanged files."""
 

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from edge_embed.modelfile import Hyperparameters  # field names only: the computation stays independent
+
 N_BYTE_TOKENS = 256
 MERGE_PAIR = (ord("a"), ord("b"))
 """The vocabulary's only merge. Two *different letters* keep reference BPE trivial: the
@@ -28,17 +30,10 @@ EOS_TEXT = "<|endoftext|>"
 
 
 @dataclass(frozen=True)
-class Qwen3Config:
-    """The hyperparameters the forward pass needs (mirrors the GGUF ``qwen3.*`` keys)."""
+class Qwen3Config(Hyperparameters):
+    """The hyperparameters the forward pass needs (the GGUF ``qwen3.*`` keys): the sizes
+    every model states, and Qwen3's RoPE base and norm epsilon."""
 
-    n_layer: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ff: int
-    n_vocab: int
-    context_length: int
     rope_freq_base: float = 1e6
     rms_eps: float = 1e-6
 
