@@ -134,7 +134,7 @@ def _not_downloaded_decision(name: str, runtime: RuntimeSettings) -> RerankDecis
     return RerankDecision(
         False,
         Phrase(
-            "off: the reranker would run on {device}; {pulling} and {rerank_on} use it",
+            "off: the reranker would run on {device}; after {pulling}, {rerank_on} uses it",
             device=device_words(plan), model_name=name,
         ),
     )

@@ -190,7 +190,7 @@ def test_a_chat_model_is_reported_as_not_an_embedding_model(tiny_chat_model) -> 
 def test_doctor_says_reranking_is_off_on_the_cpu() -> None:
     text = run().stdout
     assert "rerank      off: the reranker would run on the CPU (no GPU that this llama.cpp build can drive" in text
-    assert "`edge-embed pull qwen3-reranker-0.6b` and --rerank use it" in text
+    assert "after `edge-embed pull qwen3-reranker-0.6b`, --rerank uses it" in text
 
 
 def test_doctor_says_reranking_is_on_when_the_reranker_fits_the_gpu(
