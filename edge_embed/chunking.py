@@ -530,57 +530,28 @@ class _Packer:
     def cut_line(self, index: int, header: str, section: Section, room: int) -> list[Chunk]:
         """Cut one over-budget line into consecutive parts that each fit.
 
-        A soft-wrapped paragraph (a Word paragraph, a note written without line breaks) is
-        one such line. Parts end after a sentence when one ends in their second half, else
-        after whitespace there, else at any character (a str index is a code point, never
-        inside a UTF-8 sequence, so CJK text without spaces is cut cleanly). Like chunks
-        of whole lines, each part after the first starts about ``overlap`` tokens back, at
-        a sentence start where there is one, so a sentence cut at a part's end is whole in
-        the next part and a short last part keeps its context. Whitespace-only parts are
-        not emitted.
+        Parts end after whitespace when there is some in their second half, else at any
+        character (a str index is a code point, never inside a UTF-8 sequence, so CJK
+        text without spaces is cut cleanly). Whitespace-only parts are not emitted.
         """
         line = self.lines[index]
         chars_per_token = len(line) / max(1, self.span_tokens(index, index))
         chunks: list[Chunk] = []
-        position = done = 0
-        while True:
+        position = 0
+        while position < len(line):
             end, chars_per_token = self._longest_fitting_end(line, position, header, room, chars_per_token)
-            end = self._moved_to_boundary(line, position, done, end, header)
-            if end <= done:  # the overlap left no room for new text (a tiny budget): none then
-                position = done
-                continue
+            end = self._moved_to_whitespace(line, position, end, header)
             part = line[position:end]
             if part.strip():
                 chunks.append(Chunk(part, index + 1, index + 1, section.heading, header + part, section.page, section.page))
-            if end >= len(line):
-                return chunks
-            position, done = self._next_part_start(line, position, end, chars_per_token), end
+            position = end
+        return chunks
 
-    def _moved_to_boundary(self, line: str, position: int, done: int, end: int, header: str) -> int:
-        """``end`` moved back to a sentence end, else to whitespace, in the second half of
-        the part's new text (what follows ``done``, the end of the part before)."""
-        new = max(position, done)
-        for snapped in (_after_last_sentence(line, new, end), _after_last_space(line, new, end)):
-            if snapped != end and self.count_tokens(header + line[position:snapped]) + 1 <= self.max_tokens:
-                return snapped
+    def _moved_to_whitespace(self, line: str, position: int, end: int, header: str) -> int:
+        snapped = _after_last_space(line, position, end)
+        if snapped != end and self.count_tokens(header + line[position:snapped]) + 1 <= self.max_tokens:
+            return snapped
         return end
-
-    def _next_part_start(self, line: str, position: int, end: int, chars_per_token: float) -> int:
-        """Where the part after line[position:end] starts: at the sentence start nearest
-        ``overlap`` tokens before ``end`` (estimated from the measured density, at most
-        twice that far back), else the word start just after that; never in the first half
-        of the part before, so parts advance."""
-        if self.overlap == 0:
-            return end
-        reach = self.overlap * chars_per_token
-        lowest = position + (end - position) // 2 + 1
-        target = max(end - int(reach), lowest)
-        if target >= end:
-            return end
-        starts = _sentence_starts(line, max(end - int(2 * reach), lowest), end)
-        if starts:
-            return min(starts, key=lambda start: abs(start - target))
-        return _first_word_start(line, target, end) or target
 
     def _longest_fitting_end(
         self, line: str, position: int, header: str, room: int, chars_per_token: float
@@ -628,35 +599,6 @@ def _next_probe(length: int, position: int, fits_to: int, fails_at: int, estimat
     if fails_at > length:
         return min(length, position + 2 * (fits_to - position))
     return (fits_to + fails_at) // 2
-
-
-SENTENCE_END = re.compile(r"[.!?][\"'’”)\]]*\s+|[。！？]\s*")
-
-
-def _after_last_sentence(line: str, start: int, end: int) -> int:
-    """``end`` moved back to just after the last sentence end (its punctuation and the
-    whitespace after it) in the second half of line[start:end]; ``end`` itself if there is
-    none or the part ends the line."""
-    if end >= len(line):
-        return end
-    middle = start + (end - start) // 2
-    last = None
-    for match in SENTENCE_END.finditer(line, middle, end):
-        last = match
-    return last.end() if last is not None and last.end() < end else end
-
-
-def _sentence_starts(line: str, start: int, end: int) -> list[int]:
-    """The places in [start, end) where a sentence starts (just after a sentence end)."""
-    return [match.end() for match in SENTENCE_END.finditer(line, max(0, start - 4), end) if start <= match.end() < end]
-
-
-def _first_word_start(line: str, start: int, end: int) -> int | None:
-    """The first place in [start, end) where a word starts after whitespace, or None."""
-    for k in range(max(start, 1), end):
-        if line[k - 1].isspace() and not line[k].isspace():
-            return k
-    return None
 
 
 def _after_last_space(line: str, start: int, end: int) -> int:
