@@ -22,9 +22,13 @@ Published nDCG@10 on SciFact's test split: BM25 0.665 (BEIR paper, Elasticsearch
 an English analyzer; 0.679 in Pyserini's multifield reproduction), all-MiniLM-L6-v2
 dense 0.645 (sentence-transformers' own evaluation).
 
+``--docs N`` indexes only N abstracts (every cited one, the rest drawn with seed 0) into
+``--out``'s corpus, for comparing two versions of the chunker in a quarter of the time
+(docs/benchmarks.md, "Long lines": N = 1500).
+
 Usage:
   python scripts/bench_scifact.py /tmp/scifact/scifact.zip --model /work/shared/models/minilm-q8_0.gguf \
-      [--out .bench/scifact] [--threads 1] [--chunk-tokens N] [--reranker NAME]
+      [--out .bench/scifact] [--threads 1] [--chunk-tokens N] [--reranker NAME] [--docs N]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import ast
 import csv
 import io
 import json
+import random
 import subprocess
 import sys
 import time
@@ -65,13 +70,19 @@ def doc_ids(cell: str) -> list[str]:
     return list(dict.fromkeys(cell.strip().strip("[]").replace(",", " ").split()))
 
 
-def write_dataset(zip_path: Path, out: Path) -> tuple[int, int, int]:
-    """corpus/, queries.jsonl and qrels/test.tsv under ``out``: (documents, queries, judgments)."""
+def write_dataset(zip_path: Path, out: Path, docs: int | None = None) -> tuple[int, int, int]:
+    """corpus/, queries.jsonl and qrels/test.tsv under ``out``: (documents, queries, judgments).
+    ``docs``: only that many abstracts (``subset``)."""
     with zipfile.ZipFile(zip_path) as archive:
         corpus = read_csv(archive, "corpus_train.csv")
         claims = read_csv(archive, "claims_validation.csv")
+    if docs is not None:
+        corpus = subset(corpus, {doc_id for row in claims for doc_id in doc_ids(row["cited_doc_ids"])}, docs)
     (out / "corpus").mkdir(parents=True, exist_ok=True)
     (out / "qrels").mkdir(exist_ok=True)
+    kept = {f"{row['doc_id']}.txt" for row in corpus}
+    for stale in (path for path in (out / "corpus").glob("*.txt") if path.name not in kept):
+        stale.unlink()  # the script's own output of a run with another --docs
     for row in corpus:
         text = f"{row['title'].strip()}\n\n{' '.join(s.strip() for s in sentences(row['abstract']))}\n"
         target = out / "corpus" / f"{row['doc_id']}.txt"
@@ -91,6 +102,19 @@ def write_dataset(zip_path: Path, out: Path) -> tuple[int, int, int]:
     return len(corpus), len(first_rows), judgments
 
 
+def subset(corpus: list[dict[str, str]], cited: set[str], docs: int) -> list[dict[str, str]]:
+    """Every abstract a claim cites, and as many others as make ``docs``, drawn with a
+    fixed seed: an A/B of two chunkers in a quarter of the full set's indexing time. Its
+    figures are higher than the full set's (fewer distractors): compare them only with
+    each other, never with published ones."""
+    ids = sorted(row["doc_id"] for row in corpus)
+    answers = cited & set(ids)
+    others = [doc_id for doc_id in ids if doc_id not in answers]
+    random.Random(0).shuffle(others)
+    chosen = answers | set(others[: max(0, docs - len(answers))])
+    return [row for row in corpus if row["doc_id"] in chosen]
+
+
 def edge_embed(*args: str) -> str:
     """Run the CLI as a user would; its stdout."""
     done = subprocess.run([sys.executable, "-m", "edge_embed", *args], capture_output=True, text=True)
@@ -108,8 +132,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1", help="llama.cpp threads (1 on an oversubscribed machine)")
     parser.add_argument("--chunk-tokens", help="chunk size (default: the model's)")
     parser.add_argument("--reranker", help="also score every mode reranked by this reranker")
+    parser.add_argument("--docs", type=int, help="only this many abstracts, the cited ones included (give its own --out)")
     args = parser.parse_args()
-    documents, queries, judgments = write_dataset(args.zip, args.out)
+    documents, queries, judgments = write_dataset(args.zip, args.out, args.docs)
     print(f"SciFact: {documents} abstracts, {queries} test claims, {judgments} judgments", file=sys.stderr)
     db = args.db or args.out / f"scifact{'-c' + args.chunk_tokens if args.chunk_tokens else ''}.db"
     chunking = ["--chunk-tokens", args.chunk_tokens, "--overlap", str(int(args.chunk_tokens) // 10)] if args.chunk_tokens else []
