@@ -176,6 +176,23 @@ def test_count_tokens_excludes_the_eos(embedder, tiny_model):
     assert embedder.special_token_count == 1
 
 
+@pytest.mark.parametrize("writer", [write_tiny_qwen3, write_tiny_bert], ids=["qwen3", "bert"])
+def test_the_vocabulary_alone_counts_as_the_loaded_model(tmp_path, writer):
+    """Indexing through an embedding server chunks with ``TokenCounter`` (no weights):
+    its counts and the special tokens around an input must be the Embedder's."""
+    model = writer(tmp_path / "tiny.gguf")
+    whole = make_embedder(model)
+    counter = engine_module.TokenCounter(read_model_info(model.path), whole.max_tokens)
+    try:
+        for text in ("hello", "Rotate the API keys every 90 days.", "東京都の天気", "<|endoftext|> [SEP]"):
+            assert counter.count_tokens(text) == whole.count_tokens(text)
+        assert counter.special_token_count == whole.special_token_count
+        assert counter.vocabulary.prefix == whole.vocabulary.prefix and counter.vocabulary.suffix == whole.vocabulary.suffix
+    finally:
+        counter.close()
+        whole.close()
+
+
 def test_truncate_and_normalize_handles_zero_rows():
     rows = truncate_and_normalize(np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 12.0]], dtype=np.float32), 2)
     assert np.allclose(rows, [[0.0, 0.0], [0.6, 0.8]])
