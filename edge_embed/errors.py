@@ -125,7 +125,8 @@ class Phrase:
     template: str
     values: tuple[tuple[str, str | Phrase], ...]
 
-    def __init__(self, template: str, **values: object) -> None:
+    def __init__(self, template: str, /, **values: object) -> None:
+        # positional-only: a value may be called "template" (another server's error data)
         object.__setattr__(self, "template", template)
         object.__setattr__(self, "values", tuple(_as_values(values).items()))
 

@@ -311,6 +311,8 @@ def test_our_client_rebuilds_the_library_error_and_tolerates_anything_else():
     assert str(refused(odd, 400)) == "x" and str(refused("not an object", 400)) == "not an object"
     named_like_terms = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "values": {"k": "1", "index": "2"}}}
     assert str(refused(named_like_terms, 400)) == "x"  # was a ValueError: values may not be named like terms
+    named_template = {"message": "m", "edge_embed": {"kind": "invalid", "message": "x", "hint": "see {template}", "values": {"template": "t"}}}
+    assert cli_message(refused(named_template, 400)) == "x; see t"  # was a TypeError: Phrase's own argument
 
 
 # ------------------------------------------------------------------ the library's other texts (errors.Phrase)
@@ -422,6 +424,8 @@ def test_a_phrase_travels_as_data_and_nonsense_does_not_crash_the_reader():
                  {"template": "x", "values": {"a": 3}}, {"template": "x", "values": {"a": {"template": "y"}}}):
         assert rerank_reason({"rerank": "the server's words", "rerank_phrase": junk}) == "the server's words", junk
     assert rerank_reason({}) == "off"
+    named_template = {"template": "see {template}", "values": {"template": "t"}}
+    assert str(rerank_reason({"rerank": "words", "rerank_phrase": named_template})) == "see t"  # was a TypeError
 
 
 def test_the_cli_says_a_library_log_record_in_its_words():

@@ -281,12 +281,8 @@ def format_summary(summary, db_path: Path) -> str:
 
 def format_kept(kept) -> str:
     """A folder that was not there (or empty): its files were kept, and how to drop them."""
-    if kept.reason == "dangling-symlink":
-        return f"  kept:   {kept.files_kept} files under {kept.path}, a dangling symlink (delete the link to drop them)"
-    return (
-        f"  kept:   {kept.files_kept} files of {kept.path}, which is {kept.reason} "
-        f"(`edge-embed remove {kept.path}` drops them)"
-    )
+    what = f"under {kept.path}, a dangling symlink" if kept.reason == "dangling-symlink" else f"of {kept.path}, which is {kept.reason}"
+    return f"  kept:   {kept.files_kept} files {what} ({cli_text(kept.how_to_drop)})"
 
 
 @click.command()
