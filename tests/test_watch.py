@@ -383,3 +383,25 @@ def test_serve_watch_indexes_through_the_server_engine(notes, indexed, tiny_mode
         assert service.worker.inputs > inputs_before  # embedded by the server's one engine
         health = httpx.get(f"{base}/health").json()
         assert health["watch"]["watching"] == [str(notes)] and health["watch"]["pid"] == os.getpid()
+
+
+def test_the_end_of_serving_leaves_the_index_open_while_the_watcher_still_works(notes, indexed, tiny_model, monkeypatch):
+    """A watcher still embedding a file when the server stops may still write: the server
+    closed the index under it anyway (the engine stopped, the read connections freed);
+    now it says so and leaves the index to the process's end."""
+    from edge_embed.server import watching as watching_module
+    from tests.serving import running_server
+
+    release = threading.Event()
+    stuck = watching_module.ServerWatch(threading.Thread(target=release.wait, daemon=True), threading.Event())
+    stuck.thread.start()
+    assert stuck.close(timeout_s=0.1) is False  # at work past the wait
+    release.set()
+    assert stuck.close(timeout_s=5) is True
+
+    closed = []
+    monkeypatch.setattr(watching_module.ServerWatch, "close", lambda self, timeout_s=0: self.stop.set() or False)
+    with running_server(indexed, None, watch=QUICK) as (_, service):
+        eventually(lambda: (read_watch_state(indexed) or {}).get("last_reconcile_at"))
+        monkeypatch.setattr(service.index, "close", lambda: closed.append(True))
+    assert closed == [] and not service.worker.loaded  # the engine stopped; the index stays open

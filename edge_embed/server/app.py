@@ -130,12 +130,13 @@ class Service:
         if self._text_reranker is not None:
             self._text_reranker.close()
 
-    def close(self) -> None:
+    def close(self, index_idle: bool = True) -> None:
         """The end of serving: the engine thread stops, then the index frees its read
         connections (SQLite then folds its -wal file back) and its query model. In that
         order, as ``Index.close`` must not run under a search or a decode: one the engine
-        could not finish keeps the index open until the process ends."""
-        if self.worker.stop() and self.index is not None:
+        could not finish, or a watcher still at work (``index_idle`` False), keeps the
+        index open until the process ends."""
+        if self.worker.stop() and index_idle and self.index is not None:
             self.index.close()
 
     def model_entry(self) -> dict[str, Any]:
@@ -415,9 +416,9 @@ def build_app(
             async with mcp_lifespan(app):
                 yield
         finally:
-            if watching is not None:
-                await run_in_threadpool(watching.close)
-            await run_in_threadpool(service.close)  # after the last request (uvicorn waits for them) and the watcher
+            watcher_stopped = True if watching is None else await run_in_threadpool(watching.close)
+            # after the last request (uvicorn waits for them) and the watcher
+            await run_in_threadpool(service.close, watcher_stopped)
 
     api_routes = [*routes(service), *rerank_routes(service), *ollama_routes(service)]
     middleware = [Middleware(Guard, hosts=allowed_host_names(bind_host), api_key=api_key, cors=cors)]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from edge_embed.watch import WatchSettings
 
 log = logging.getLogger("edge_embed")
+WATCHER_STOP_WAIT_S = 60.0  # how long the end of serving waits for the watcher to finish its file
 
 
 @dataclass
@@ -96,9 +97,15 @@ class ServerWatch:
     thread: threading.Thread
     stop: threading.Event
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = WATCHER_STOP_WAIT_S) -> bool:
+        """Stop the watcher; False when it is still at work after ``timeout_s`` (a long
+        embed): it may still write to the index, which must then stay open."""
         self.stop.set()
-        self.thread.join(timeout=60)
+        self.thread.join(timeout=timeout_s)
+        if self.thread.is_alive():
+            log.warning("the watcher is still at work after %.0f s: the index stays open to the process's end", timeout_s)
+            return False
+        return True
 
 
 def start_watching(index: Index, worker: EngineWorker, settings: WatchSettings) -> ServerWatch:
