@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -47,6 +48,20 @@ def test_index_search_status_through_the_facade(tmp_path, tiny_model, notes):
         again = index.index([notes])  # the index's own model and settings, nothing changed
         assert again.unchanged == 2 and again.indexed == 0
     assert index._query_model is None  # closed with the block
+
+
+def test_search_is_search_outcome_s_hits_with_the_same_arguments(monkeypatch):
+    """One signature, written once (``api.hits_only``): help() shows it, and the call goes
+    through the instance, so a subclass's or a patched ``search_outcome`` answers."""
+    import inspect
+
+    shown = inspect.signature(edge_embed.Index.search)
+    assert list(shown.parameters) == list(inspect.signature(edge_embed.Index.search_outcome).parameters)
+    assert edge_embed.Index.search.__qualname__ == "Index.search"
+    index = object.__new__(edge_embed.Index)
+    seen = []
+    monkeypatch.setattr(index, "search_outcome", lambda text, options=None, **kwargs: seen.append((text, kwargs)) or SimpleNamespace(hits=["hit"]))
+    assert index.search("q", rerank=False) == ["hit"] and seen == [("q", {"rerank": False})]
 
 
 def test_every_face_operation_is_an_index_method(tmp_path, tiny_model, notes):
