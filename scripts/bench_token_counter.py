@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What counting tokens costs when an embedding server makes the vectors (``--embed-url``):
-the model's vocabulary alone (``engine.TokenCounter``, llama.cpp's ``vocab_only``) against
+the model's vocabulary alone (``engine.VocabularyOnly``, llama.cpp's ``vocab_only``) against
 the whole model loaded as an ``Embedder`` (what indexing through a server loaded before).
 
 Chunking needs the local GGUF's token counts; its weights are never run. Each load is its
@@ -36,14 +36,14 @@ def resident_mib() -> float:
 def child(path: str, mode: str) -> None:
     """One load in this process; prints its figures as JSON."""
     from edge_embed.modelfile import read_model_info
-    from edge_embed.runtime.engine import Embedder, TokenCounter
+    from edge_embed.runtime.engine import Embedder, VocabularyOnly
     from edge_embed.runtime.plan import ModelShape, RuntimeSettings, cpu_plan
 
     info = read_model_info(Path(path))
     plan = cpu_plan(ModelShape.from_model_info(info), RuntimeSettings(threads=1), 2048, 1, ())
     before = resident_mib()
     started = time.perf_counter()
-    loaded = TokenCounter(info, plan.n_ctx) if mode == "vocabulary" else Embedder(info, plan)
+    loaded = VocabularyOnly(info) if mode == "vocabulary" else Embedder(info, plan)
     load_s = time.perf_counter() - started
     loaded_mib = resident_mib() - before
     tokens = loaded.count_tokens(SAMPLE)

@@ -178,11 +178,11 @@ def test_count_tokens_excludes_the_eos(embedder, tiny_model):
 
 @pytest.mark.parametrize("writer", [write_tiny_qwen3, write_tiny_bert], ids=["qwen3", "bert"])
 def test_the_vocabulary_alone_counts_as_the_loaded_model(tmp_path, writer):
-    """Indexing through an embedding server chunks with ``TokenCounter`` (no weights):
+    """Indexing through an embedding server chunks with ``VocabularyOnly`` (no weights):
     its counts and the special tokens around an input must be the Embedder's."""
     model = writer(tmp_path / "tiny.gguf")
     whole = make_embedder(model)
-    counter = engine_module.TokenCounter(read_model_info(model.path), whole.max_tokens)
+    counter = engine_module.VocabularyOnly(read_model_info(model.path))
     try:
         for text in ("hello", "Rotate the API keys every 90 days.", "東京都の天気", "<|endoftext|> [SEP]"):
             assert counter.count_tokens(text) == whole.count_tokens(text)

@@ -1,4 +1,5 @@
-"""The embedding engine: the only module that touches llama.cpp.
+"""The embedding engine: with ``reranker`` the only modules that run llama.cpp (``vocabulary``
+reads a model's tokens; ``hardware`` and ``amx`` only ask it facts).
 
 Why not just ``Llama.embed``? It gets Qwen3-Embedding subtly wrong in ways that cost
 retrieval quality without any error:
@@ -417,20 +418,24 @@ def load_vocabulary_only(model: ModelInfo):
 
 
 @dataclass
-class TokenCounter:
+class VocabularyOnly:
     """A model's vocabulary loaded alone: the token counts chunking needs when an embedding
-    server (``--embed-url``) makes the vectors, for milliseconds and no memory, where
-    loading the whole model would upload its weights to the GPU to never run them."""
+    server (``--embed-url``) makes the vectors, in a quarter second and ~50 MiB, where
+    loading the whole model would map (on a GPU machine, upload) its weights to never run
+    them."""
 
     model: ModelInfo
-    max_tokens: int
     qwen3_format: bool | None = None
 
     def __post_init__(self) -> None:
         if self.qwen3_format is None:
             self.qwen3_format = self.model.is_qwen3_embedding
         self._loaded = load_vocabulary_only(self.model)
-        self.vocabulary = Vocabulary(self._loaded.vocab, self.model, self.qwen3_format)
+        try:
+            self.vocabulary = Vocabulary(self._loaded.vocab, self.model, self.qwen3_format)
+        except BaseException:
+            self._loaded.close()
+            raise
 
     def count_tokens(self, text: str) -> int:
         return self.vocabulary.count_tokens(text)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from edge_embed.download import resolve_model
 from edge_embed.errors import IndexMismatch, ModelNotFound
 from edge_embed.modelfile import ModelInfo, read_model_info
-from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, TokenCounter, check_dims, check_embedding_model
+from edge_embed.runtime.engine import DEFAULT_INSTRUCTION, Embedder, VocabularyOnly, check_dims, check_embedding_model
 from edge_embed.runtime.plan import ModelShape, Plan, RuntimeSettings, cpu_tokens_per_second, plan_for
 
 
@@ -27,7 +27,7 @@ class ModelHandle:
     qwen3_format: bool | None = None
     instruction: str = DEFAULT_INSTRUCTION
     _embedder: Embedder | None = field(default=None, repr=False)
-    _token_counter: TokenCounter | None = field(default=None, repr=False)
+    _vocabulary: VocabularyOnly | None = field(default=None, repr=False)
 
     @classmethod
     def from_embedder(cls, embedder: Embedder) -> "ModelHandle":
@@ -66,19 +66,19 @@ class ModelHandle:
             )
         return self._embedder
 
-    def load_token_counter(self) -> TokenCounter:
+    def load_vocabulary(self) -> VocabularyOnly:
         """The vocabulary alone, for counting tokens: no weights loaded, nothing decoded."""
-        if self._token_counter is None:
-            self._token_counter = TokenCounter(self.info, self.max_tokens, qwen3_format=self.qwen3_format)
-        return self._token_counter
+        if self._vocabulary is None:
+            self._vocabulary = VocabularyOnly(self.info, qwen3_format=self.qwen3_format)
+        return self._vocabulary
 
     def close(self) -> None:
         if self._embedder is not None:
             self._embedder.close()
             self._embedder = None
-        if self._token_counter is not None:
-            self._token_counter.close()
-            self._token_counter = None
+        if self._vocabulary is not None:
+            self._vocabulary.close()
+            self._vocabulary = None
 
 
 def prepare_model(

@@ -71,7 +71,7 @@ class RemoteEmbedder:
                 "indexing through an embedding server needs the model's tokenizer", param="model",
                 hint="give {model} (a catalog name or a GGUF file) with {embed_url}",
             )
-        return self.tokenizer.load_token_counter()
+        return self.tokenizer.load_vocabulary()
 
     def count_tokens(self, text: str) -> int:
         return self._local().count_tokens(text)

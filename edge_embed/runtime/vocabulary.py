@@ -2,8 +2,8 @@
 
 The Embedder needs them over the model it runs; token counting for an embedding server
 (``--embed-url``, ``runtime/remote.py``) needs them too, but nothing else of the model: it
-loads the vocabulary alone (llama.cpp's ``vocab_only``: no weights, no context, no GPU
-memory, no decode), so it costs milliseconds and works even where llama.cpp's kernels
+loads the vocabulary alone (llama.cpp's ``vocab_only``: no weights on any device, no
+context, no decode), so it costs milliseconds and works even where llama.cpp's kernels
 cannot run on this CPU (``runtime/amx.py``'s "crashes").
 
 Texts are tokenised with ``special=False``: user text can never inject control tokens.
