@@ -64,13 +64,17 @@ def run_set(db: Path, queries_path: Path, modes: tuple[str, ...], table: dict[st
     retrieval.keyword_sources = LIBRARY_SOURCES
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_pairs(description: str) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """``DB QUERIES [DB QUERIES ...] [--modes m,n]`` from the command line: the pairs and the modes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries, repeated")
     parser.add_argument("--modes", default="keyword,hybrid")
     args = parser.parse_args()
-    modes = tuple(args.modes.split(","))
-    pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+    return list(zip(args.pairs[::2], args.pairs[1::2])), tuple(args.modes.split(","))
+
+
+def main() -> None:
+    pairs, modes = parse_pairs(__doc__.split("\n\n")[0])
     table: dict[str, list[str]] = {}
     for db, queries in pairs:
         run_set(Path(db), Path(queries), modes, table)

@@ -19,7 +19,6 @@ keyword`` needs no model. Prints one Markdown table: Recall@10 / MRR@10 / nDCG@1
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ import apsw
 import sqlite_vec
 
 from bench_fusion import embedder_once, sign_test  # scripts/ is on the path when a script runs
-from bench_keyword_levers import print_table
+from bench_keyword_levers import parse_pairs, print_table
 from edge_embed.evaluate import EvalReport, evaluate, load_queries
 from edge_embed.store import Store
 from edge_embed.store.keywords import keyword_texts
@@ -103,12 +102,7 @@ def run_set(db: Path, queries_path: Path, modes: tuple[str, ...], table: dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pairs", nargs="+", metavar="DB QUERIES", help="index and its queries, repeated")
-    parser.add_argument("--modes", default="keyword,hybrid")
-    args = parser.parse_args()
-    modes = tuple(args.modes.split(","))
-    pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+    pairs, modes = parse_pairs(__doc__.split("\n\n")[0])
     table: dict[str, list[str]] = {}
     tests: list[str] = []
     for db, queries in pairs:
